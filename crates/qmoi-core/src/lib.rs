@@ -1,0 +1,28 @@
+//! # qmoi-core
+//!
+//! The shared foundation of every QMOI binary:
+//!
+//! - [`report`]: the report wire format (schema_version 1, DESIGN.md §4), the atomic writer,
+//!   history files with pruning, and a reader that never panics on a bad file.
+//! - [`config`]: TOML/JSON config loading, `${ENV}` substitution, secrets, validation that
+//!   collects every problem and names the file, line/column and key.
+//! - [`status`], [`threshold`], [`alerts`]: statuses with "worst of" ordering,
+//!   warning/critical thresholds, alerts with stable fingerprints and `since`.
+//! - [`cli`], [`logging`], [`runner`]: the common flags, rotating log files, and the
+//!   monitor run loop, so a monitor binary is a few lines of `main`.
+//! - [`component`]: the component table (ids, binaries, file names, priorities).
+//!
+//! Monitors know only the report schema: nothing here speaks to the supervisor.
+
+pub mod alerts;
+pub mod cli;
+pub mod component;
+pub mod config;
+pub mod logging;
+pub mod report;
+pub mod runner;
+pub mod status;
+pub mod threshold;
+
+pub use report::{Alert, CheckResult, Report};
+pub use status::{AlertLevel, Status};

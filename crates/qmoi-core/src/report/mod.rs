@@ -1,0 +1,254 @@
+//! The report: the one contract between QMOI processes (DESIGN.md §4, schema_version 1).
+//!
+//! ```json
+//! {
+//!   "schema_version": 1,
+//!   "component": "system_health",
+//!   "host": "web-01",
+//!   "generated_at": "2026-11-27T03:00:00Z",
+//!   "interval_s": 60,
+//!   "duration_ms": 12,
+//!   "status": "warning",
+//!   "summary": "4 checks ok, 1 warning: disk / at 86.1%",
+//!   "checks": [{"name": "disk_usage:/", "status": "warning", "value": 86.1, "unit": "percent",
+//!               "warning": 85.0, "critical": 95.0, "message": "disk / at 86.1% (warning ≥ 85%)"}],
+//!   "metrics": {"qmoi_disk_used_ratio{mount=\"/\"}": 0.861},
+//!   "alerts": [{"fingerprint": "system_health/disk_usage:/", "level": "warning",
+//!               "title": "Disk / almost full", "detail": "86.1% used",
+//!               "since": "2026-11-27T02:41:00Z"}],
+//!   "details": {}
+//! }
+//! ```
+//!
+//! - `status` is the worst of the checks' statuses (see [`crate::Status`]).
+//! - `alerts` are the alerts firing now; one that is no longer listed is resolved.
+//!   `fingerprint` is stable across runs and restarts; `since` is when it started firing.
+//! - `metrics` keys are Prometheus-style names with labels; values are numbers.
+//! - Fields are added, never renamed; a breaking change bumps `schema_version`.
+//!
+//! Files: `<id>_latest.json` (rewritten atomically every run) and history copies
+//! `<id>_report_YYYYMMDD_HHMMSS.json` (UTC), pruned by count and age.
+
+mod read;
+mod write;
+
+pub use read::{ReadOutcome, read_report};
+pub use write::{HistoryPolicy, ReportWriter, WriteError, write_json_atomic};
+
+use crate::status::{AlertLevel, Status};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Current schema version written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A full report as written to `<id>_latest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub component: String,
+    pub host: String,
+    #[serde(with = "rfc3339")]
+    pub generated_at: DateTime<Utc>,
+    pub interval_s: u64,
+    pub duration_ms: u64,
+    pub status: Status,
+    pub summary: String,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// Stable name, `kind:subject` (e.g. `disk_usage:/`); part of the alert fingerprint.
+    pub name: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<f64>,
+    pub message: String,
+    /// Alert title when this check is not ok (defaults to the message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+impl CheckResult {
+    pub fn new(name: impl Into<String>, status: Status, message: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status,
+            value: None,
+            unit: None,
+            warning: None,
+            critical: None,
+            message: message.into(),
+            title: None,
+        }
+    }
+
+    pub fn ok(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(name, Status::Ok, message)
+    }
+
+    /// A check that could not produce a result (timeout, unreadable source, …).
+    pub fn unknown(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(name, Status::Unknown, message)
+    }
+
+    pub fn with_value(mut self, value: f64, unit: &str) -> Self {
+        self.value = Some(value);
+        self.unit = Some(unit.to_string());
+        self
+    }
+
+    pub fn with_thresholds(mut self, warning: f64, critical: f64) -> Self {
+        self.warning = Some(warning);
+        self.critical = Some(critical);
+        self
+    }
+
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+}
+
+/// An alert firing now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `<component>/<subject>`, stable across runs and restarts.
+    pub fingerprint: String,
+    pub level: AlertLevel,
+    pub title: String,
+    pub detail: String,
+    #[serde(with = "rfc3339")]
+    pub since: DateTime<Utc>,
+}
+
+impl Report {
+    /// Summarise checks the way operators read them:
+    /// `"5 checks ok"` or `"4 checks ok, 1 warning: disk / at 86.1%"`.
+    pub fn summarize(checks: &[CheckResult]) -> String {
+        let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
+        let ok = count(Status::Ok);
+        let mut parts = vec![format!("{ok} check{} ok", if ok == 1 { "" } else { "s" })];
+        for (s, word) in [
+            (Status::Critical, "critical"),
+            (Status::Warning, "warning"),
+            (Status::Unknown, "unknown"),
+        ] {
+            let n = count(s);
+            if n > 0 {
+                parts.push(format!("{n} {word}{}", if n > 1 && s == Status::Warning { "s" } else { "" }));
+            }
+        }
+        let mut summary = parts.join(", ");
+        // Name the worst problem so the one-line summary says what to look at.
+        let worst = Status::worst_of(checks.iter().map(|c| c.status));
+        if let Some(first) = checks.iter().find(|c| c.status == worst && worst != Status::Ok) {
+            summary.push_str(": ");
+            summary.push_str(&first.message);
+        }
+        summary
+    }
+
+    /// The report status: the worst of its checks.
+    pub fn status_of(checks: &[CheckResult]) -> Status {
+        Status::worst_of(checks.iter().map(|c| c.status))
+    }
+
+    pub fn to_json_pretty(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut v = serde_json::to_vec_pretty(self)?;
+        v.push(b'\n');
+        Ok(v)
+    }
+}
+
+/// RFC 3339 UTC timestamps with second precision (`2026-11-27T03:00:00Z`).
+pub mod rfc3339 {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| serde::de::Error::custom(format!("'{s}' is not an RFC 3339 time: {e}")))
+    }
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+}
+
+/// The host name reported in every report.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_the_worst_problem() {
+        let checks = vec![
+            CheckResult::ok("cpu", "cpu 5%"),
+            CheckResult::new("disk_usage:/", Status::Warning, "disk / at 86.1%"),
+            CheckResult::new("mem", Status::Critical, "memory 97%"),
+        ];
+        assert_eq!(Report::summarize(&checks), "1 check ok, 1 critical, 1 warning: memory 97%");
+        assert_eq!(Report::status_of(&checks), Status::Critical);
+        assert_eq!(Report::summarize(&checks[..1]), "1 check ok");
+    }
+
+    #[test]
+    fn wire_format_matches_design_example() {
+        // Decoded with the test's own expectations of the JSON (DESIGN.md §4), so a
+        // refactor of the types cannot silently change the wire format.
+        let text = r#"{
+          "schema_version": 1, "component": "system_health", "host": "web-01",
+          "generated_at": "2026-11-27T03:00:00Z", "interval_s": 60, "duration_ms": 12,
+          "status": "ok", "summary": "4 checks ok, 1 warning: disk / at 86%",
+          "checks": [{"name": "disk_usage:/", "status": "warning", "value": 86.1, "unit": "percent",
+                      "warning": 85.0, "critical": 95.0, "message": "disk / at 86.1% (warning ≥ 85%)"}],
+          "metrics": {"qmoi_disk_used_ratio{mount=\"/\"}": 0.861},
+          "alerts": [{"fingerprint": "system_health/disk_usage:/", "level": "warning",
+                      "title": "Disk / almost full", "detail": "86.1% used", "since": "2026-11-27T02:41:00Z"}],
+          "details": {}
+        }"#;
+        let r: Report = match serde_json::from_str(text) {
+            Ok(r) => r,
+            Err(e) => panic!("design example must decode: {e}"),
+        };
+        assert_eq!(r.checks[0].warning, Some(85.0));
+        assert_eq!(r.alerts[0].level, AlertLevel::Warning);
+        let back: serde_json::Value = serde_json::to_value(&r).unwrap_or_default();
+        assert_eq!(back["generated_at"], "2026-11-27T03:00:00Z");
+        assert_eq!(back["alerts"][0]["since"], "2026-11-27T02:41:00Z");
+        assert_eq!(back["checks"][0]["unit"], "percent");
+        assert_eq!(back["metrics"]["qmoi_disk_used_ratio{mount=\"/\"}"], 0.861);
+        assert!(back["checks"][0].get("title").is_none(), "absent optional fields are omitted");
+    }
+}

@@ -1,0 +1,384 @@
+//! The monitor run loop and the `main` every monitor binary shares.
+//!
+//! A monitor implements [`Monitor`]; its `main` is a few lines calling [`main`]. This gives
+//! every monitor the same behaviour (DESIGN.md §6): config loading with exit status 2 on
+//! errors, `--validate`, `--once`, `--check`, logging, the interval loop with jitter and no
+//! overlapping runs, and clean shutdown on SIGTERM/SIGINT.
+
+use crate::alerts::AlertTracker;
+use crate::cli::MonitorArgs;
+use crate::component::ComponentInfo;
+use crate::config::{self, ConfigDuration, Problems, Validate};
+use crate::report::{Alert, CheckResult, HistoryPolicy, ReadOutcome, Report, ReportWriter};
+use crate::status::Status;
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Exit status for configuration and usage errors (never restarted by the supervisor).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// What one run of a monitor found.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub checks: Vec<CheckResult>,
+    pub metrics: BTreeMap<String, f64>,
+    /// Alerts beyond the ones non-ok checks raise by themselves.
+    pub alerts: Vec<Alert>,
+    pub details: serde_json::Value,
+}
+
+/// Per-run information handed to a monitor.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// Bound for each check; a check that takes longer is `unknown`.
+    pub check_timeout: Duration,
+    /// Time since the previous run started (None on the first run).
+    pub since_last: Option<Duration>,
+}
+
+/// A monitor: runs its checks, returns what it found. Must not panic on what it observes:
+/// a failing source becomes a check result.
+pub trait Monitor: Send + 'static {
+    fn run(&mut self, ctx: &RunContext) -> impl Future<Output = Outcome> + Send;
+}
+
+/// Run `fut` as one check bounded by `timeout`; a timeout yields an `unknown` result.
+pub async fn timed_check(
+    name: &str,
+    timeout: Duration,
+    fut: impl Future<Output = CheckResult>,
+) -> CheckResult {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => CheckResult::unknown(
+            name,
+            format!("{name}: no answer within {}", ConfigDuration(timeout)),
+        ),
+    }
+}
+
+/// `[history]` in every monitor's config.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// Write `<id>_report_YYYYMMDD_HHMMSS.json` copies.
+    pub enabled: bool,
+    /// Keep at most this many history files.
+    pub keep: usize,
+    /// Delete history files older than this.
+    pub max_age: ConfigDuration,
+    /// At most one history file per this period.
+    pub every: ConfigDuration,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep: 200,
+            max_age: ConfigDuration::from_secs(7 * 86_400),
+            every: ConfigDuration::from_secs(0),
+        }
+    }
+}
+
+impl HistorySettings {
+    pub fn policy(&self) -> HistoryPolicy {
+        HistoryPolicy {
+            enabled: self.enabled,
+            keep: self.keep,
+            max_age: self.max_age.get(),
+            min_spacing: self.every.get(),
+        }
+    }
+
+    pub fn validate(&self, problems: &mut Problems) {
+        if self.enabled && self.keep == 0 {
+            problems.push("history.keep", "must be at least 1 when history is enabled, got '0'");
+        }
+    }
+}
+
+/// The settings every monitor config has.
+pub trait MonitorConfig: DeserializeOwned + Validate + Default {
+    fn interval(&self) -> Duration;
+    fn check_timeout(&self) -> Duration;
+    fn history(&self) -> HistorySettings;
+}
+
+/// Validate `interval` and `timeout` keys the same way in every monitor.
+pub fn validate_interval_timeout(interval: ConfigDuration, timeout: ConfigDuration, p: &mut Problems) {
+    if interval.get() < Duration::from_secs(1) {
+        p.push("interval", format!("must be at least 1 second, got '{interval}'"));
+    }
+    if timeout.get() < Duration::from_millis(10) {
+        p.push("timeout", format!("must be at least 10ms, got '{timeout}'"));
+    }
+}
+
+/// Everything needed to produce reports for one component.
+pub struct Runner<M: Monitor> {
+    info: &'static ComponentInfo,
+    monitor: M,
+    interval: Duration,
+    check_timeout: Duration,
+    host: String,
+    tracker: AlertTracker,
+    last_start: Option<Instant>,
+}
+
+impl<M: Monitor> Runner<M> {
+    pub fn new(info: &'static ComponentInfo, monitor: M, interval: Duration, check_timeout: Duration) -> Self {
+        Self {
+            info,
+            monitor,
+            interval,
+            check_timeout,
+            host: crate::report::hostname(),
+            tracker: AlertTracker::new(),
+            last_start: None,
+        }
+    }
+
+    /// Keep `since` of alerts that were firing before this process started.
+    pub fn seed_alerts(&mut self, latest: &Path) {
+        if let ReadOutcome::Ok { report, .. } = crate::report::read_report(latest)
+            && report.component == self.info.id
+        {
+            self.tracker.seed_from(&report);
+        }
+    }
+
+    /// One run: all checks, then the report.
+    pub async fn run_once(&mut self) -> Report {
+        let started = Instant::now();
+        let ctx = RunContext {
+            check_timeout: self.check_timeout,
+            since_last: self.last_start.map(|t| started.duration_since(t)),
+        };
+        self.last_start = Some(started);
+        let outcome = self.monitor.run(&ctx).await;
+        let now = Utc::now();
+        let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
+        Report {
+            schema_version: crate::report::SCHEMA_VERSION,
+            component: self.info.id.to_string(),
+            host: self.host.clone(),
+            generated_at: now,
+            interval_s: self.interval.as_secs(),
+            duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            status: Report::status_of(&outcome.checks),
+            summary: Report::summarize(&outcome.checks),
+            checks: outcome.checks,
+            metrics: outcome.metrics,
+            alerts,
+            details: outcome.details,
+        }
+    }
+
+    /// Run every interval until `shutdown` resolves; write each report with `writer`.
+    ///
+    /// Runs never overlap: the next one starts `interval` (plus up to 2% jitter, at most 1 s,
+    /// so that many monitors started together drift apart) after the previous one started,
+    /// or at once when a run took longer than the interval. A shutdown during a run
+    /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
+    pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut next = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep_until(next) => {}
+            }
+            let started = tokio::time::Instant::now();
+            let report = tokio::select! {
+                () = &mut shutdown => {
+                    tracing::info!("Shutdown during a run; abandoning it.");
+                    break;
+                }
+                r = self.run_once() => r,
+            };
+            match writer.write(&report) {
+                Ok(path) => tracing::debug!(path = %path.display(), status = %report.status, "Report written."),
+                Err(e) => tracing::error!(error = %e, "Cannot write report; will try again next run."),
+            }
+            let jitter_cap = (self.interval / 50).min(Duration::from_secs(1));
+            let jitter = jitter_cap.mul_f64(fastrand::f64());
+            next = (started + self.interval + jitter).max(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT. If the handlers cannot be installed the
+/// process would be unstoppable by a polite signal, so this is reported and treated as
+/// "never" only after logging loudly.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => tracing::info!("SIGTERM received; stopping."),
+                _ = i.recv() => tracing::info!("SIGINT received; stopping."),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "Cannot install signal handlers.");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Print a readable `--check` table for a report.
+pub fn render_check(report: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {}: {} — {}",
+        report.component,
+        report.host,
+        report.status.as_str().to_uppercase(),
+        report.summary
+    );
+    let name_w = report.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
+    let _ = writeln!(out, "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE", "STATUS", "CHECK", "VALUE");
+    for c in &report.checks {
+        let value = match (c.value, c.unit.as_deref()) {
+            (Some(v), Some(u)) => format!("{} {}", trim_num(v), short_unit(u)),
+            (Some(v), None) => trim_num(v),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<8}  {:<name_w$}  {:>12}  {}",
+            c.status.as_str(),
+            truncate(&c.name, name_w),
+            value,
+            c.message
+        );
+    }
+    if !report.alerts.is_empty() {
+        let _ = writeln!(out, "\nAlerts firing:");
+        for a in &report.alerts {
+            let _ = writeln!(out, "  [{}] {} ({})", a.level, a.title, a.fingerprint);
+        }
+    }
+    let _ = writeln!(out, "\n({} ms)", report.duration_ms);
+    out
+}
+
+fn trim_num(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+fn short_unit(u: &str) -> &str {
+    match u {
+        "percent" => "%",
+        "seconds" => "s",
+        other => other,
+    }
+}
+
+fn truncate(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The `main` of a monitor binary. `build` turns the validated config into the monitor;
+/// it may fail with a message (exit status 2).
+pub fn main<C, M>(
+    info: &'static ComponentInfo,
+    args: MonitorArgs,
+    build: impl FnOnce(&C) -> Result<M, String>,
+) -> ExitCode
+where
+    C: MonitorConfig,
+    M: Monitor,
+{
+    let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
+    let (cfg, cfg_path) = match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    if args.validate {
+        println!("{}: configuration OK ({source})", info.binary);
+        return ExitCode::SUCCESS;
+    }
+    let verbosity = crate::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
+    if let Some(note) = crate::logging::init(&args.common.log_dir, info.log_file, verbosity) {
+        eprintln!("{}: {note}", info.binary);
+    }
+    let monitor = match build(&cfg) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
+    // Monitors do little at once: one thread keeps them small (RSS is part of the spec).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{}: cannot start the async runtime: {e}", info.binary);
+            return ExitCode::from(3);
+        }
+    };
+    let mut runner = Runner::new(info, monitor, interval, cfg.check_timeout());
+    let mut writer = ReportWriter::new(&args.common.report_dir, info.id, cfg.history().policy());
+    runner.seed_alerts(&writer.latest_path());
+    rt.block_on(async move {
+        if args.check {
+            let report = runner.run_once().await;
+            print!("{}", render_check(&report));
+            return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
+        }
+        if args.once {
+            let report = runner.run_once().await;
+            return match writer.write(&report) {
+                Ok(path) => {
+                    println!("{}: {} — report written to {}", info.id, report.summary, path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", info.binary);
+                    ExitCode::from(3)
+                }
+            };
+        }
+        tracing::info!(
+            config = %source,
+            interval = %ConfigDuration(interval),
+            report = %writer.latest_path().display(),
+            pid = std::process::id(),
+            "Monitor started."
+        );
+        runner.run_loop(&mut writer, shutdown_signal()).await;
+        tracing::info!("Monitor stopped.");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Make an `unknown` check result for a failed source, naming it.
+pub fn unreadable(name: &str, what: &str, err: impl std::fmt::Display) -> CheckResult {
+    CheckResult::new(name, Status::Unknown, format!("cannot read {what}: {err}"))
+}
