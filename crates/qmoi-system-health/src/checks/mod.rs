@@ -1,0 +1,97 @@
+//! One module per concern. Each adds check results, metrics and details to [`Collected`].
+
+pub mod connectivity;
+pub mod cpu;
+pub mod disk;
+pub mod fds;
+pub mod load;
+pub mod memory;
+pub mod network;
+pub mod processes;
+pub mod temperature;
+pub mod uptime;
+
+use qmoi_core::CheckResult;
+use qmoi_core::runner::Outcome;
+use std::collections::BTreeMap;
+
+/// What the checks of one run found so far.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub checks: Vec<CheckResult>,
+    pub metrics: BTreeMap<String, f64>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Collected {
+    pub fn metric(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if value.is_finite() {
+            self.metrics.insert(metric_key(name, labels), value);
+        }
+    }
+
+    pub fn detail(&mut self, key: &str, value: serde_json::Value) {
+        self.details.insert(key.to_string(), value);
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome {
+            checks: self.checks,
+            metrics: self.metrics,
+            alerts: Vec::new(),
+            details: serde_json::Value::Object(self.details),
+        }
+    }
+}
+
+/// `name{a="x",b="y"}` with label values escaped as Prometheus requires.
+pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let esc = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            format!("{k}=\"{esc}\"")
+        })
+        .collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
+/// `1.5 GiB`
+pub fn fmt_bytes(b: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+/// Percent `part / whole`, NaN when `whole` is zero (the threshold then says unknown).
+pub fn percent(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole * 100.0 } else { f64::NAN }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_keys_escape_label_values() {
+        assert_eq!(metric_key("qmoi_x", &[]), "qmoi_x");
+        assert_eq!(
+            metric_key("qmoi_disk_used_ratio", &[("mount", "/a \"b\"")]),
+            "qmoi_disk_used_ratio{mount=\"/a \\\"b\\\"\"}"
+        );
+    }
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(fmt_bytes(512.0), "512 B");
+        assert_eq!(fmt_bytes(1536.0 * 1024.0 * 1024.0), "1.5 GiB");
+    }
+}
