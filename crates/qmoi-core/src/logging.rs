@@ -32,7 +32,13 @@ impl RotatingFile {
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(Self { path: path.to_path_buf(), max_bytes, keep, file: Some(file), size })
+        Ok(Self {
+            path: path.to_path_buf(),
+            max_bytes,
+            keep,
+            file: Some(file),
+            size,
+        })
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -48,7 +54,12 @@ impl RotatingFile {
         } else {
             std::fs::remove_file(&self.path)?;
         }
-        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+        self.file = Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?,
+        );
         self.size = 0;
         Ok(())
     }
@@ -67,11 +78,19 @@ impl Write for RotatingFile {
             if let Err(e) = self.rotate() {
                 eprintln!("qmoi: cannot rotate log {}: {e}", self.path.display());
                 if self.file.is_none() {
-                    self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
+                    self.file = Some(
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&self.path)?,
+                    );
                 }
             }
         }
-        let f = self.file.as_mut().ok_or_else(|| io::Error::other("log file not open"))?;
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file not open"))?;
         let n = f.write(buf)?;
         self.size += n as u64;
         Ok(n)
@@ -98,13 +117,21 @@ pub struct LogWriter<'a>(&'a SharedLog);
 impl Write for LogWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // A poisoned lock only means another thread panicked mid-write; keep logging.
-        let mut f = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut f = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f.flush()
     }
 }
@@ -155,12 +182,18 @@ pub fn init(log_dir: &Path, log_file: &str, v: Verbosity) -> Option<String> {
                 .with_ansi(false)
                 .with_target(false)
                 .with_filter_from(filter(file_level));
-            let _ = tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(stderr_layer)
+                .with(file_layer)
+                .try_init();
             None
         }
         Err(e) => {
             let _ = tracing_subscriber::registry().with(stderr_layer).try_init();
-            Some(format!("cannot open log file {}: {e}; logging to stderr only", path.display()))
+            Some(format!(
+                "cannot open log file {}: {e}; logging to stderr only",
+                path.display()
+            ))
         }
     }
 }

@@ -100,7 +100,10 @@ impl HistorySettings {
 
     pub fn validate(&self, problems: &mut Problems) {
         if self.enabled && self.keep == 0 {
-            problems.push("history.keep", "must be at least 1 when history is enabled, got '0'");
+            problems.push(
+                "history.keep",
+                "must be at least 1 when history is enabled, got '0'",
+            );
         }
     }
 }
@@ -113,9 +116,16 @@ pub trait MonitorConfig: DeserializeOwned + Validate + Default {
 }
 
 /// Validate `interval` and `timeout` keys the same way in every monitor.
-pub fn validate_interval_timeout(interval: ConfigDuration, timeout: ConfigDuration, p: &mut Problems) {
+pub fn validate_interval_timeout(
+    interval: ConfigDuration,
+    timeout: ConfigDuration,
+    p: &mut Problems,
+) {
     if interval.get() < Duration::from_secs(1) {
-        p.push("interval", format!("must be at least 1 second, got '{interval}'"));
+        p.push(
+            "interval",
+            format!("must be at least 1 second, got '{interval}'"),
+        );
     }
     if timeout.get() < Duration::from_millis(10) {
         p.push("timeout", format!("must be at least 10ms, got '{timeout}'"));
@@ -134,7 +144,12 @@ pub struct Runner<M: Monitor> {
 }
 
 impl<M: Monitor> Runner<M> {
-    pub fn new(info: &'static ComponentInfo, monitor: M, interval: Duration, check_timeout: Duration) -> Self {
+    pub fn new(
+        info: &'static ComponentInfo,
+        monitor: M,
+        interval: Duration,
+        check_timeout: Duration,
+    ) -> Self {
         Self {
             info,
             monitor,
@@ -165,7 +180,9 @@ impl<M: Monitor> Runner<M> {
         self.last_start = Some(started);
         let outcome = self.monitor.run(&ctx).await;
         let now = Utc::now();
-        let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
+        let alerts = self
+            .tracker
+            .update(self.info.id, &outcome.checks, outcome.alerts, now);
         Report {
             schema_version: crate::report::SCHEMA_VERSION,
             component: self.info.id.to_string(),
@@ -188,7 +205,11 @@ impl<M: Monitor> Runner<M> {
     /// so that many monitors started together drift apart) after the previous one started,
     /// or at once when a run took longer than the interval. A shutdown during a run
     /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
-    pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
+    pub async fn run_loop(
+        &mut self,
+        writer: &mut ReportWriter,
+        shutdown: impl Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut next = tokio::time::Instant::now();
         loop {
@@ -205,8 +226,12 @@ impl<M: Monitor> Runner<M> {
                 r = self.run_once() => r,
             };
             match writer.write(&report) {
-                Ok(path) => tracing::debug!(path = %path.display(), status = %report.status, "Report written."),
-                Err(e) => tracing::error!(error = %e, "Cannot write report; will try again next run."),
+                Ok(path) => {
+                    tracing::debug!(path = %path.display(), status = %report.status, "Report written.")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot write report; will try again next run.")
+                }
             }
             let jitter_cap = (self.interval / 50).min(Duration::from_secs(1));
             let jitter = jitter_cap.mul_f64(fastrand::f64());
@@ -248,8 +273,18 @@ pub fn render_check(report: &Report) -> String {
         report.status.as_str().to_uppercase(),
         report.summary
     );
-    let name_w = report.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
-    let _ = writeln!(out, "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE", "STATUS", "CHECK", "VALUE");
+    let name_w = report
+        .checks
+        .iter()
+        .map(|c| c.name.chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 40);
+    let _ = writeln!(
+        out,
+        "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE",
+        "STATUS", "CHECK", "VALUE"
+    );
     for c in &report.checks {
         let value = match (c.value, c.unit.as_deref()) {
             (Some(v), Some(u)) => format!("{} {}", trim_num(v), short_unit(u)),
@@ -311,19 +346,26 @@ where
     M: Monitor,
 {
     let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
-    let (cfg, cfg_path) = match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: configuration error: {e}", info.binary);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    let (cfg, cfg_path) =
+        match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: configuration error: {e}", info.binary);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+    let source = cfg_path.as_ref().map_or_else(
+        || "built-in defaults".to_string(),
+        |p| p.display().to_string(),
+    );
     if args.validate {
         println!("{}: configuration OK ({source})", info.binary);
         return ExitCode::SUCCESS;
     }
-    let verbosity = crate::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
+    let verbosity = crate::logging::Verbosity {
+        debug: args.common.debug,
+        verbose: args.common.verbose,
+    };
     if let Some(note) = crate::logging::init(&args.common.log_dir, info.log_file, verbosity) {
         eprintln!("{}: {note}", info.binary);
     }
@@ -334,9 +376,14 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
+    let interval = args
+        .interval
+        .map_or_else(|| cfg.interval(), ConfigDuration::get);
     // Monitors do little at once: one thread keeps them small (RSS is part of the spec).
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the async runtime: {e}", info.binary);
@@ -356,7 +403,12 @@ where
             let report = runner.run_once().await;
             return match writer.write(&report) {
                 Ok(path) => {
-                    println!("{}: {} — report written to {}", info.id, report.summary, path.display());
+                    println!(
+                        "{}: {} — report written to {}",
+                        info.id,
+                        report.summary,
+                        path.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -28,11 +28,19 @@ pub struct Threshold {
 
 impl Threshold {
     pub const fn above(warning: f64, critical: f64) -> Self {
-        Self { warning, critical, direction: Direction::Above }
+        Self {
+            warning,
+            critical,
+            direction: Direction::Above,
+        }
     }
 
     pub const fn below(warning: f64, critical: f64) -> Self {
-        Self { warning, critical, direction: Direction::Below }
+        Self {
+            warning,
+            critical,
+            direction: Direction::Below,
+        }
     }
 
     /// Status of `value`. A non-finite value (NaN from a broken source) is `Unknown`.
@@ -75,7 +83,12 @@ impl Threshold {
         let message = match status {
             Status::Ok => format!("{what} at {}", fmt_value(value)),
             Status::Warning => {
-                format!("{what} at {} (warning {} {})", fmt_value(value), self.symbol(), fmt_value(self.warning))
+                format!(
+                    "{what} at {} (warning {} {})",
+                    fmt_value(value),
+                    self.symbol(),
+                    fmt_value(self.warning)
+                )
             }
             Status::Critical => format!(
                 "{what} at {} (critical {} {})",
@@ -135,7 +148,13 @@ mod tests {
 
     #[test]
     fn message_names_the_crossed_threshold() {
-        let c = Threshold::above(85.0, 95.0).check("disk_usage:/", "disk /", 86.14, "percent", fmt_percent);
+        let c = Threshold::above(85.0, 95.0).check(
+            "disk_usage:/",
+            "disk /",
+            86.14,
+            "percent",
+            fmt_percent,
+        );
         assert_eq!(c.message, "disk / at 86.1% (warning ≥ 85%)");
         assert_eq!(c.value, Some(86.14));
         assert_eq!(c.status, Status::Warning);

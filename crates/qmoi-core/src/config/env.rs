@@ -41,7 +41,9 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(format!("'${{{spec}}}' is not a valid environment variable reference"));
+            return Err(format!(
+                "'${{{spec}}}' is not a valid environment variable reference"
+            ));
         }
         match (lookup(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
@@ -89,7 +91,9 @@ impl From<&str> for EnvString {
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        expand_env(&raw).map(EnvString).map_err(serde::de::Error::custom)
+        expand_env(&raw)
+            .map(EnvString)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -159,9 +163,15 @@ mod tests {
     #[test]
     fn expands_defaults_and_literals() {
         assert_eq!(expand_with("x ${HOST}:5432", env), Ok("x db-1:5432".into()));
-        assert_eq!(expand_with("${MISSING:-fallback}", env), Ok("fallback".into()));
+        assert_eq!(
+            expand_with("${MISSING:-fallback}", env),
+            Ok("fallback".into())
+        );
         assert_eq!(expand_with("${EMPTY:-d}", env), Ok("d".into()));
-        assert_eq!(expand_with("cost $5 $${HOST}", env), Ok("cost $5 ${HOST}".into()));
+        assert_eq!(
+            expand_with("cost $5 $${HOST}", env),
+            Ok("cost $5 ${HOST}".into())
+        );
     }
 
     #[test]

@@ -14,10 +14,33 @@ use std::time::Duration;
 
 /// File system types that hold no user data.
 const PSEUDO_FS: &[&str] = &[
-    "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "bpf",
-    "debugfs", "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc",
-    "rpc_pipefs", "nsfs", "squashfs", "efivarfs", "selinuxfs", "fuse.lxcfs", "nfsd", "ramfs",
-    "fuse.gvfsd-fuse", "fuse.portal",
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "cgroup",
+    "cgroup2",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "debugfs",
+    "tracefs",
+    "configfs",
+    "fusectl",
+    "mqueue",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "rpc_pipefs",
+    "nsfs",
+    "squashfs",
+    "efivarfs",
+    "selinuxfs",
+    "fuse.lxcfs",
+    "nfsd",
+    "ramfs",
+    "fuse.gvfsd-fuse",
+    "fuse.portal",
 ];
 
 /// Mount point prefixes that hold kernel interfaces, not data.
@@ -38,7 +61,11 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let device = unescape(f.next()?);
             let mount_point = unescape(f.next()?);
             let fs_type = f.next()?.to_string();
-            Some(Mount { device, mount_point, fs_type })
+            Some(Mount {
+                device,
+                mount_point,
+                fs_type,
+            })
         })
         .collect()
 }
@@ -48,7 +75,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -72,7 +102,9 @@ pub fn select<'a>(cfg: &crate::config::DiskConfig, mounts: &'a [Mount]) -> Vec<&
                 && !cfg.ignore_fs_types.contains(&m.fs_type)
                 && !cfg.ignore_mounts.contains(&m.mount_point)
                 && !PSEUDO_PREFIXES.iter().any(|p| {
-                    m.mount_point == p.trim_end_matches('/') || m.mount_point.starts_with(&format!("{}/", p.trim_end_matches('/')))
+                    m.mount_point == p.trim_end_matches('/')
+                        || m.mount_point
+                            .starts_with(&format!("{}/", p.trim_end_matches('/')))
                 })
         })
         .collect()
@@ -110,7 +142,10 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
     let text = match tokio::fs::read_to_string("/proc/self/mounts").await {
         Ok(t) => t,
         Err(e) => {
-            out.checks.push(CheckResult::unknown("disk_usage", format!("cannot read /proc/self/mounts: {e}")));
+            out.checks.push(CheckResult::unknown(
+                "disk_usage",
+                format!("cannot read /proc/self/mounts: {e}"),
+            ));
             return;
         }
     };
@@ -124,7 +159,9 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
             let r = match tokio::time::timeout(timeout, blocking).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(format!("stat task failed: {e}")),
-                Err(_) => Err(format!("no answer within {timeout:?} (hung network file system?)")),
+                Err(_) => Err(format!(
+                    "no answer within {timeout:?} (hung network file system?)"
+                )),
             };
             (i, r)
         });
@@ -144,7 +181,10 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
         let mp = m.mount_point.as_str();
         match &results[i].1 {
             Err(e) => {
-                out.checks.push(CheckResult::unknown(format!("disk_usage:{mp}"), format!("cannot read disk usage of {mp}: {e}")));
+                out.checks.push(CheckResult::unknown(
+                    format!("disk_usage:{mp}"),
+                    format!("cannot read disk usage of {mp}: {e}"),
+                ));
             }
             Ok(u) if u.total <= 0.0 => {}
             Ok(u) => {
@@ -153,9 +193,23 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
                 }
                 // As df computes Use%: used / (used + available to non-root users).
                 let pct = percent(u.used, u.used + u.avail);
-                let c = space.check(format!("disk_usage:{mp}"), &format!("disk {mp}"), pct, "percent", fmt_percent);
-                let message = format!("{} ({} free of {})", c.message, fmt_bytes(u.avail), fmt_bytes(u.total));
-                out.checks.push(CheckResult { message, ..c }.with_title(format!("Disk {mp} {} full", fmt_percent(pct))));
+                let c = space.check(
+                    format!("disk_usage:{mp}"),
+                    &format!("disk {mp}"),
+                    pct,
+                    "percent",
+                    fmt_percent,
+                );
+                let message = format!(
+                    "{} ({} free of {})",
+                    c.message,
+                    fmt_bytes(u.avail),
+                    fmt_bytes(u.total)
+                );
+                out.checks.push(
+                    CheckResult { message, ..c }
+                        .with_title(format!("Disk {mp} {} full", fmt_percent(pct))),
+                );
                 out.metric("qmoi_disk_used_ratio", &[("mount", mp)], pct / 100.0);
                 out.metric("qmoi_disk_size_bytes", &[("mount", mp)], u.total);
                 out.metric("qmoi_disk_avail_bytes", &[("mount", mp)], u.avail);
@@ -165,7 +219,13 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
                     inode_pct = Some(ip);
                     out.checks.push(
                         inode_t
-                            .check(format!("inode_usage:{mp}"), &format!("inodes on {mp}"), ip, "percent", fmt_percent)
+                            .check(
+                                format!("inode_usage:{mp}"),
+                                &format!("inodes on {mp}"),
+                                ip,
+                                "percent",
+                                fmt_percent,
+                            )
                             .with_title(format!("Inodes on {mp} {} used", fmt_percent(ip))),
                     );
                     out.metric("qmoi_disk_inodes_used_ratio", &[("mount", mp)], ip / 100.0);
@@ -200,34 +260,53 @@ cgroup /sys/fs/cgroup/cpu cgroup rw 0 0
         let m = parse_mounts(SAMPLE);
         assert_eq!(m[4].mount_point, "/mnt/my data");
         let cfg = crate::config::DiskConfig::default();
-        let sel: Vec<&str> = select(&cfg, &m).iter().map(|m| m.mount_point.as_str()).collect();
+        let sel: Vec<&str> = select(&cfg, &m)
+            .iter()
+            .map(|m| m.mount_point.as_str())
+            .collect();
         assert_eq!(sel, vec!["/", "/dev/shm", "/mnt/my data"]);
     }
 
     #[test]
     fn explicit_mounts_and_ignores() {
         let m = parse_mounts(SAMPLE);
-        let cfg = crate::config::DiskConfig { mounts: vec!["/".into()], ..Default::default() };
+        let cfg = crate::config::DiskConfig {
+            mounts: vec!["/".into()],
+            ..Default::default()
+        };
         assert_eq!(select(&cfg, &m).len(), 1);
         let cfg = crate::config::DiskConfig {
             ignore_fs_types: vec!["tmpfs".into()],
             ignore_mounts: vec!["/mnt/my data".into()],
             ..Default::default()
         };
-        let sel: Vec<&str> = select(&cfg, &m).iter().map(|m| m.mount_point.as_str()).collect();
+        let sel: Vec<&str> = select(&cfg, &m)
+            .iter()
+            .map(|m| m.mount_point.as_str())
+            .collect();
         assert_eq!(sel, vec!["/"]);
     }
 
     #[tokio::test]
     async fn root_is_checked_with_space_and_inodes() {
         let cfg = SystemHealthConfig {
-            disk: crate::config::DiskConfig { mounts: vec!["/".into()], ..Default::default() },
+            disk: crate::config::DiskConfig {
+                mounts: vec!["/".into()],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let mut out = Collected::default();
         check(&cfg, Duration::from_secs(5), &mut out).await;
         let c = out.checks.iter().find(|c| c.name == "disk_usage:/");
-        assert!(c.is_some_and(|c| c.value.is_some_and(|v| (0.0..=100.0).contains(&v))), "{:?}", out.checks);
-        assert!(out.metrics.contains_key("qmoi_disk_used_ratio{mount=\"/\"}"));
+        assert!(
+            c.is_some_and(|c| c.value.is_some_and(|v| (0.0..=100.0).contains(&v))),
+            "{:?}",
+            out.checks
+        );
+        assert!(
+            out.metrics
+                .contains_key("qmoi_disk_used_ratio{mount=\"/\"}")
+        );
     }
 }

@@ -52,7 +52,10 @@ pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let esc = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            let esc = v
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
             format!("{k}=\"{esc}\"")
         })
         .collect();
@@ -68,12 +71,20 @@ pub fn fmt_bytes(b: f64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 /// Percent `part / whole`, NaN when `whole` is zero (the threshold then says unknown).
 pub fn percent(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 { part / whole * 100.0 } else { f64::NAN }
+    if whole > 0.0 {
+        part / whole * 100.0
+    } else {
+        f64::NAN
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! `qmoi-supervisor`: see the crate docs in `lib.rs`.
+
+use clap::{Parser, Subcommand};
+use qmoi_core::cli::CommonArgs;
+use qmoi_supervisor::{Error, control, load_plan};
+use std::process::ExitCode;
+
+/// QMOI master monitor: starts, watches and restarts the QMOI monitors and gives the
+/// overall health verdict.
+///
+/// Run `qmoi-supervisor start` from the installation folder (where `config/` is); it runs
+/// in the foreground until SIGTERM or Ctrl-C. The other verbs talk to the running
+/// supervisor over its control socket (`run/qmoi-supervisor.sock`).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Start every enabled monitor and supervise them (foreground; systemd-friendly)
+    Start,
+    /// Show each component and the overall verdict; exit 0 healthy, 1 degraded,
+    /// 2 critical. Reads the report files when no supervisor is running.
+    Status {
+        /// Print the status as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop and start one monitor now (clears its failure and restart counter)
+    RestartComponent {
+        /// Component id, e.g. system_health
+        name: String,
+    },
+    /// Clear restart counters, backoff and failures; start failed monitors again
+    Reset,
+    /// Restart the dashboard's HTTP server without touching the monitors
+    RestartDashboard,
+    /// Check the master config and every enabled component's config, and find binaries
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("qmoi-supervisor: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<u8, Error> {
+    let plan = load_plan(&cli.common)?;
+    match &cli.verb {
+        Verb::Start => qmoi_supervisor::start(&cli.common).map(|()| 0),
+        Verb::Status { json } => {
+            let o = qmoi_supervisor::overview(&plan, &cli.common.report_dir)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&o).map_err(|e| Error::Runtime(e.to_string()))?
+                );
+            } else {
+                print!("{}", qmoi_supervisor::render::render(&o));
+            }
+            Ok(o.verdict.overall.exit_code())
+        }
+        Verb::RestartComponent { name } => {
+            if !plan.components.iter().any(|c| &c.id == name) {
+                let ids: Vec<&str> = plan.components.iter().map(|c| c.id.as_str()).collect();
+                return Err(Error::Config(format!(
+                    "'{name}' is not a configured component (configured: {})",
+                    ids.join(", ")
+                )));
+            }
+            answer(
+                &plan,
+                &control::Request::RestartComponent {
+                    component: name.clone(),
+                },
+            )
+        }
+        Verb::Reset => answer(&plan, &control::Request::Reset),
+        Verb::RestartDashboard => answer(&plan, &control::Request::RestartDashboard),
+        Verb::Validate => validate(&plan),
+    }
+}
+
+fn answer(plan: &qmoi_supervisor::config::Plan, req: &control::Request) -> Result<u8, Error> {
+    match qmoi_supervisor::send(plan, req)? {
+        None => {
+            eprintln!(
+                "qmoi-supervisor: no supervisor is running (nothing answers on {}/{})",
+                plan.config.paths.run.display(),
+                control::SOCKET_NAME
+            );
+            Ok(1)
+        }
+        Some(r) if r.ok => {
+            println!("{}", r.message.unwrap_or_else(|| "done".into()));
+            Ok(0)
+        }
+        Some(r) => {
+            eprintln!(
+                "qmoi-supervisor: {}",
+                r.error.unwrap_or_else(|| "request refused".into())
+            );
+            Ok(1)
+        }
+    }
+}
+
+fn validate(plan: &qmoi_supervisor::config::Plan) -> Result<u8, Error> {
+    let source = plan
+        .source
+        .as_ref()
+        .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+    println!("master config: OK ({source})");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let mut problems = rt.block_on(qmoi_supervisor::validate_children(plan));
+    for s in &plan.components {
+        let state = if s.enabled { "" } else { " (disabled)" };
+        match &s.binary {
+            Ok(b) => println!(
+                "  {}{state}: {} {}",
+                s.id,
+                b.display(),
+                s.config
+                    .as_ref()
+                    .map_or_else(String::new, |c| format!("--config {}", c.display()))
+            ),
+            Err(e) if s.enabled => problems.push(format!("{}: {e}", s.id)),
+            Err(_) => println!("  {}{state}: binary not found", s.id),
+        }
+    }
+    if problems.is_empty() {
+        println!("all component configs OK");
+        Ok(0)
+    } else {
+        for p in &problems {
+            eprintln!("error: {p}");
+        }
+        Ok(2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

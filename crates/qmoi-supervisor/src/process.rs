@@ -1,0 +1,181 @@
+//! Child processes: spawning so that none outlives the supervisor, stopping a whole
+//! process group, and reading a child's resource use from `/proc`.
+//!
+//! # How children are tied to the supervisor
+//!
+//! - **Own process group** (`setpgid(0, 0)`): a Ctrl-C in the terminal reaches only the
+//!   supervisor, which then stops each child politely (SIGTERM, then SIGKILL after
+//!   `stop_timeout`), and a stop signal reaches everything a monitor started itself.
+//! - **Parent-death signal** (`PR_SET_PDEATHSIG` = SIGKILL): if the supervisor dies without
+//!   cleaning up (SIGKILL, OOM killer, a crash), the kernel kills each child. The signal
+//!   fires when the *thread* that forked the child exits, not the process; so every child
+//!   is forked from one long-lived spawner thread ([`Spawner`]) that lives as long as the
+//!   supervisor, never from a tokio blocking-pool thread that may exit when idle.
+//! - **The fork/prctl race**: if the supervisor dies between `fork` and `prctl`, the signal
+//!   would never come; the child checks `getppid()` after `prctl` and refuses to exec when
+//!   its parent is already gone.
+//! - **Reaping**: tokio's `Child::wait` reaps each child on SIGCHLD; `kill_on_drop` is a
+//!   last resort should a `Child` ever be dropped unwaited.
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::io;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+type SpawnRequest = (Command, oneshot::Sender<io::Result<Child>>);
+
+/// Forks children from one dedicated, long-lived thread (see the module docs).
+#[derive(Debug)]
+pub struct Spawner {
+    tx: std::sync::mpsc::Sender<SpawnRequest>,
+}
+
+impl Spawner {
+    /// Start the spawner thread; it registers children with the given runtime.
+    pub fn start(handle: tokio::runtime::Handle) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("qmoi-spawner".into())
+            .spawn(move || {
+                let _guard = handle.enter();
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Spawn `program args…` in its own process group with the parent-death signal set,
+    /// stdin closed, stdout discarded and stderr piped (the supervisor keeps its last lines
+    /// to explain a failure).
+    pub async fn spawn(&self, program: &Path, args: &[String]) -> io::Result<Child> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env("QMOI_SUPERVISOR_PID", std::process::id().to_string())
+            .process_group(0)
+            .kill_on_drop(true);
+        set_parent_death_signal(&mut cmd);
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((cmd, reply))
+            .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        rx.await
+            .map_err(|_| io::Error::other("the spawner thread has stopped"))?
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::other(
+                    "the supervisor exited before the monitor started",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Send `sig` to the process group led by `pid` (children are group leaders).
+/// A group that is already gone is not an error.
+pub fn signal_group(pid: u32, sig: Signal) -> io::Result<()> {
+    let Ok(raw) = i32::try_from(pid) else {
+        return Ok(());
+    };
+    match killpg(Pid::from_raw(raw), sig) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Stop a child: SIGTERM to its group, up to `timeout` for it to exit, then SIGKILL.
+/// Returns how it ended. Leftover members of the group are killed too.
+pub async fn stop(child: &mut Child, timeout: Duration) -> String {
+    let Some(pid) = child.id() else {
+        return "already exited".into();
+    };
+    if let Err(e) = signal_group(pid, Signal::SIGTERM) {
+        tracing::warn!(pid, error = %e, "Cannot send SIGTERM.");
+    }
+    let how = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => format!("stopped ({status})"),
+        Ok(Err(e)) => format!("wait failed: {e}"),
+        Err(_) => {
+            let _ = signal_group(pid, Signal::SIGKILL);
+            match child.wait().await {
+                Ok(status) => format!(
+                    "killed after {}s without exiting ({status})",
+                    timeout.as_secs_f64()
+                ),
+                Err(e) => format!("wait failed after SIGKILL: {e}"),
+            }
+        }
+    };
+    let _ = signal_group(pid, Signal::SIGKILL);
+    how
+}
+
+/// One sample of a process's resource use.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcSample {
+    pub rss_bytes: u64,
+    /// utime + stime in clock ticks.
+    pub cpu_ticks: u64,
+}
+
+/// Read `/proc/<pid>/stat` (CPU ticks) and `/proc/<pid>/statm` (resident pages).
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ProcSample {
+        rss_bytes: pages * page_size(),
+        cpu_ticks: utime + stime,
+    })
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .unwrap_or(4096)
+}
+
+/// Clock ticks per second for `cpu_ticks`.
+pub fn ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |v| v as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_own_process() {
+        let s = sample(std::process::id());
+        assert!(s.is_some_and(|s| s.rss_bytes > 0));
+        assert!(sample(u32::MAX).is_none());
+    }
+}

@@ -1,0 +1,106 @@
+//! The `status` table.
+
+use crate::overview::Overview;
+use crate::state::State;
+use std::fmt::Write as _;
+
+/// `3d 4h`, `5m 2s`, `42s`
+pub fn fmt_age(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let s = secs.round() as u64;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+fn clip(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn render(o: &Overview) -> String {
+    let mut out = String::new();
+    let now = chrono::Utc::now();
+    match &o.supervisor {
+        Some(s) => {
+            let up = (now - s.started_at).num_milliseconds() as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "QMOI supervisor pid {}, up {} — verdict: {}",
+                s.pid,
+                fmt_age(up),
+                o.verdict.overall.as_str().to_uppercase()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "No supervisor is running; from the report files — verdict: {}",
+                o.verdict.overall.as_str().to_uppercase()
+            );
+        }
+    }
+    for r in &o.verdict.reasons {
+        let _ = writeln!(out, "  - {}", clip(r, 160));
+    }
+    let _ = writeln!(out);
+    let w = o
+        .components
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let _ = writeln!(
+        out,
+        "{:<w$}  {:<10}  {:>7}  {:>7}  {:>8}  {:>10}  {:<8}  SUMMARY",
+        "COMPONENT", "STATE", "PID", "UPTIME", "RESTARTS", "REPORT AGE", "STATUS"
+    );
+    for c in &o.components {
+        let uptime = match (c.started_at, c.pid) {
+            (Some(t), Some(_)) => fmt_age((now - t).num_milliseconds() as f64 / 1000.0),
+            _ => "-".into(),
+        };
+        let summary = match (c.state, &c.note) {
+            (State::Running, _) | (_, None) => c.summary.clone().unwrap_or_default(),
+            (_, Some(n)) => n.clone(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<10}  {:>7}  {:>7}  {:>8}  {:>10}  {:<8}  {}",
+            c.id,
+            c.state.as_str(),
+            c.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            uptime,
+            c.restarts,
+            c.report_age_s.map_or_else(|| "-".into(), fmt_age),
+            c.report_status.map_or("-", |s| s.as_str()),
+            clip(&summary, 100),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages() {
+        assert_eq!(super::fmt_age(3.4), "3s");
+        assert_eq!(super::fmt_age(302.0), "5m 2s");
+        assert_eq!(super::fmt_age(f64::NAN), "-");
+    }
+}

@@ -1,0 +1,535 @@
+//! One task per component: start it when its dependencies are ready, watch it, restart it.
+//!
+//! ```text
+//!            deps ready            first fresh report
+//! starting ─────────────► spawn ───────────────────► running ──(healthy_after)──► counters reset
+//!    ▲                      │ exit / stale / watchdog   │
+//!    │                      ▼                           ▼
+//!    └──── restarting ◄── backoff (0, initial, 2×initial … ≤ max)
+//!                │ more than max_restarts within window
+//!                ▼
+//!             failed ──(cooldown, restart-component, reset)──► starting
+//! exit status 2 (configuration error) or a missing binary: failed until asked again.
+//! ```
+
+use crate::config::{ComponentSpec, RestartConfig};
+use crate::process::{self, Spawner};
+use crate::state::{RestartEvent, Shared, State};
+use chrono::Utc;
+use qmoi_core::config::ConfigDuration;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::Child;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Requests from the control socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmd {
+    /// Stop and start again now; clears a failure and the restart counter.
+    Restart,
+    /// Clear the restart counter, backoff and failure; start a failed component again.
+    Reset,
+}
+
+/// How often a running child is looked at (report age, resource use).
+const TICK: Duration = Duration::from_millis(250);
+/// Lines of a child's stderr kept to explain a failure.
+const STDERR_LINES: usize = 20;
+
+/// Everything a component task needs.
+pub struct Task {
+    pub spec: ComponentSpec,
+    pub restart: RestartConfig,
+    pub auto_restart: bool,
+    pub shared: Shared,
+    pub spawner: Arc<Spawner>,
+    pub report_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub deps: Vec<(String, watch::Receiver<bool>)>,
+    pub ready_tx: watch::Sender<bool>,
+    pub cmds: mpsc::Receiver<Cmd>,
+    pub shutdown: watch::Receiver<bool>,
+    pub changed: Arc<Notify>,
+    /// Consecutive restarts (for the backoff delay).
+    streak: u32,
+    /// Times of restarts within the window (for max_restarts).
+    window: VecDeque<Instant>,
+}
+
+enum Ended {
+    Exited(ExitStatus),
+    Stale(String),
+    Watchdog(String),
+    Restart,
+    Shutdown,
+}
+
+enum Wait {
+    Elapsed,
+    Command(Cmd),
+    Shutdown,
+}
+
+type Tail = Arc<Mutex<VecDeque<String>>>;
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: ComponentSpec,
+        restart: RestartConfig,
+        auto_restart: bool,
+        shared: Shared,
+        spawner: Arc<Spawner>,
+        dirs: (PathBuf, PathBuf),
+        deps: Vec<(String, watch::Receiver<bool>)>,
+        ready_tx: watch::Sender<bool>,
+        cmds: mpsc::Receiver<Cmd>,
+        shutdown: watch::Receiver<bool>,
+        changed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            spec,
+            restart,
+            auto_restart,
+            shared,
+            spawner,
+            report_dir: dirs.0,
+            log_dir: dirs.1,
+            deps,
+            ready_tx,
+            cmds,
+            shutdown,
+            changed,
+            streak: 0,
+            window: VecDeque::new(),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut crate::state::ComponentStatus)) {
+        self.shared.update(&self.spec.id, f);
+        self.changed.notify_one();
+    }
+
+    fn set_ready(&self, ready: bool) {
+        let _ = self.ready_tx.send(ready);
+    }
+
+    fn clear_counters(&mut self) {
+        self.streak = 0;
+        self.window.clear();
+        self.set(|c| {
+            c.restarts_in_window = 0;
+            c.watchdog = None;
+        });
+    }
+
+    /// Wait for `d` (forever when `None`), a command, or shutdown.
+    async fn pause(&mut self, d: Option<Duration>) -> Wait {
+        let sleep = async {
+            match d {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => Wait::Elapsed,
+            Some(cmd) = self.cmds.recv() => Wait::Command(cmd),
+            _ = self.shutdown.changed() => Wait::Shutdown,
+        }
+    }
+
+    /// Mark failed with `note` and wait for `retry_after` (or forever), a command or shutdown.
+    /// Returns false on shutdown.
+    async fn fail(&mut self, note: String, retry_after: Option<Duration>) -> bool {
+        tracing::error!(component = %self.spec.id, reason = %note, "Component failed.");
+        self.set_ready(false);
+        self.set(|c| {
+            c.state = State::Failed;
+            c.pid = None;
+            c.ready = false;
+            c.note = Some(note);
+        });
+        let w = self.pause(retry_after).await;
+        match w {
+            Wait::Shutdown => false,
+            Wait::Elapsed | Wait::Command(_) => {
+                self.clear_counters();
+                true
+            }
+        }
+    }
+
+    pub async fn run(mut self) {
+        if !self.spec.enabled {
+            self.set(|c| {
+                c.state = State::Disabled;
+                c.note = Some("enabled = false in the config".into());
+            });
+            let _ = self.shutdown.changed().await;
+            return;
+        }
+        loop {
+            if *self.shutdown.borrow() {
+                return;
+            }
+            if !self.wait_for_dependencies().await {
+                return;
+            }
+            let binary = match self.spec.resolve_again() {
+                Ok(b) => b,
+                Err(e) => {
+                    if self.fail(e, None).await {
+                        continue;
+                    }
+                    return;
+                }
+            };
+            let bin_str = binary.display().to_string();
+            self.set(|c| c.binary = Some(bin_str));
+            let args = self.spec.args(&self.report_dir, &self.log_dir);
+            let spawned_at = SystemTime::now();
+            let (ended, tail) = match self.spawner.spawn(&binary, &args).await {
+                Ok(mut child) => {
+                    let pid = child.id();
+                    tracing::info!(component = %self.spec.id, pid, binary = %binary.display(), "Started.");
+                    self.set(|c| {
+                        c.state = State::Starting;
+                        c.pid = pid;
+                        c.started_at = Some(Utc::now());
+                        c.ready = false;
+                        c.note = None;
+                        c.stderr_tail.clear();
+                    });
+                    let tail = collect_stderr(&self.spec.id, &mut child);
+                    let ended = self.watch(&mut child, spawned_at).await;
+                    self.set_ready(false);
+                    let how = match &ended {
+                        Ended::Exited(s) => describe_exit(*s),
+                        _ => process::stop(&mut child, self.restart.stop_timeout.get()).await,
+                    };
+                    // The pipe closes when the child exits; give the reader a moment to
+                    // take the last lines, which usually say why.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let lines: Vec<String> = tail
+                        .lock()
+                        .map(|t| t.iter().cloned().collect())
+                        .unwrap_or_default();
+                    self.set(|c| {
+                        c.pid = None;
+                        c.ready = false;
+                        c.last_exit = Some(how.clone());
+                        c.stderr_tail = lines.clone();
+                    });
+                    (ended, lines)
+                }
+                Err(e) => (
+                    Ended::Stale(format!("cannot start {}: {e}", binary.display())),
+                    Vec::new(),
+                ),
+            };
+            let reason = match ended {
+                Ended::Shutdown => {
+                    self.set(|c| c.note = Some("stopped with the supervisor".into()));
+                    return;
+                }
+                Ended::Restart => {
+                    self.clear_counters();
+                    self.record_restart("restart requested".into(), 0);
+                    continue;
+                }
+                Ended::Exited(status)
+                    if status.code() == Some(qmoi_core::runner::EXIT_CONFIG.into()) =>
+                {
+                    let msg = tail
+                        .iter()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .cloned()
+                        .unwrap_or_default();
+                    let note = format!("configuration error (exit status 2): {msg}");
+                    if self.fail(note, None).await {
+                        continue;
+                    }
+                    return;
+                }
+                Ended::Exited(status) => format!("exited: {}", describe_exit(status)),
+                Ended::Stale(r) => r,
+                Ended::Watchdog(r) => {
+                    let r2 = r.clone();
+                    self.set(|c| c.watchdog = Some(r2));
+                    r
+                }
+            };
+            tracing::warn!(component = %self.spec.id, reason = %reason, "Monitor stopped unexpectedly.");
+            if !self.auto_restart {
+                if self
+                    .fail(
+                        format!("{reason}; not restarted (alerts.auto_restart = false)"),
+                        None,
+                    )
+                    .await
+                {
+                    continue;
+                }
+                return;
+            }
+            let now = Instant::now();
+            let window = self.restart.window.get();
+            while self
+                .window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > window)
+            {
+                self.window.pop_front();
+            }
+            self.window.push_back(now);
+            self.streak += 1;
+            if self.window.len() > self.restart.max_restarts as usize {
+                let note = format!(
+                    "gave up after {} restarts within {} (last: {reason}); next try in {}",
+                    self.restart.max_restarts, self.restart.window, self.restart.cooldown
+                );
+                self.record_restart(reason, 0);
+                if self.fail(note, Some(self.restart.cooldown.get())).await {
+                    continue;
+                }
+                return;
+            }
+            let delay = self.restart.delay(self.streak);
+            self.record_restart(
+                reason.clone(),
+                delay.as_millis().try_into().unwrap_or(u64::MAX),
+            );
+            let n = self.window.len();
+            self.set(|c| {
+                c.state = State::Restarting;
+                c.restarts_in_window = u32::try_from(n).unwrap_or(u32::MAX);
+                c.note = Some(format!("{reason}; restart in {}", ConfigDuration(delay)));
+            });
+            match self.pause(Some(delay)).await {
+                Wait::Shutdown => return,
+                Wait::Command(Cmd::Reset | Cmd::Restart) => self.clear_counters(),
+                Wait::Elapsed => {}
+            }
+        }
+    }
+
+    fn record_restart(&self, reason: String, delay_ms: u64) {
+        self.set(|c| {
+            c.restarts += 1;
+            c.recent_restarts.push(RestartEvent {
+                at: Utc::now(),
+                reason,
+                delay_ms,
+            });
+            let excess = c.recent_restarts.len().saturating_sub(10);
+            c.recent_restarts.drain(..excess);
+        });
+    }
+
+    /// Returns false on shutdown.
+    async fn wait_for_dependencies(&mut self) -> bool {
+        loop {
+            let waiting: Vec<String> = self
+                .deps
+                .iter()
+                .filter(|(_, rx)| !*rx.borrow())
+                .map(|(id, _)| id.clone())
+                .collect();
+            if waiting.is_empty() {
+                return true;
+            }
+            self.set(|c| {
+                c.state = State::Starting;
+                c.note = Some(format!("waiting for {} to be ready", waiting.join(", ")));
+            });
+            // Wake on any dependency change, a command, or shutdown.
+            let mut rxs: Vec<watch::Receiver<bool>> =
+                self.deps.iter().map(|(_, rx)| rx.clone()).collect();
+            let any_change = async {
+                let mut set = tokio::task::JoinSet::new();
+                for mut rx in rxs.drain(..) {
+                    set.spawn(async move {
+                        let _ = rx.changed().await;
+                    });
+                }
+                let _ = set.join_next().await;
+            };
+            tokio::select! {
+                () = any_change => {}
+                Some(_) = self.cmds.recv() => {}
+                _ = self.shutdown.changed() => return false,
+            }
+        }
+    }
+
+    /// Watch a running child until it exits, goes stale, trips the watchdog, or a
+    /// command or shutdown arrives.
+    async fn watch(&mut self, child: &mut Child, spawned_at: SystemTime) -> Ended {
+        let report = self
+            .report_dir
+            .join(qmoi_core::component::latest_report_name(&self.spec.id));
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut healthy_since: Option<Instant> = None;
+        let mut watchdog = Watchdog::new(child.id());
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    return match status {
+                        Ok(s) => Ended::Exited(s),
+                        Err(e) => Ended::Stale(format!("cannot wait for the monitor: {e}")),
+                    };
+                }
+                Some(cmd) = self.cmds.recv() => match cmd {
+                    Cmd::Restart => return Ended::Restart,
+                    Cmd::Reset => self.clear_counters(),
+                },
+                _ = self.shutdown.changed() => return Ended::Shutdown,
+                _ = tick.tick() => {
+                    let mtime = std::fs::metadata(&report).and_then(|m| m.modified()).ok();
+                    let fresh = mtime.filter(|m| *m >= spawned_at);
+                    match fresh {
+                        Some(m) => {
+                            if healthy_since.is_none() {
+                                tracing::info!(component = %self.spec.id, after_ms = started.elapsed().as_millis() as u64, "Ready (first report written).");
+                                healthy_since = Some(Instant::now());
+                                self.set_ready(true);
+                                self.set(|c| { c.state = State::Running; c.ready = true; c.note = None; });
+                            }
+                            let age = SystemTime::now().duration_since(m).unwrap_or_default();
+                            if age > self.spec.stale_after {
+                                let note = format!(
+                                    "report not updated for {} (stale_after {})",
+                                    ConfigDuration(Duration::from_secs(age.as_secs())),
+                                    ConfigDuration(self.spec.stale_after)
+                                );
+                                let n2 = note.clone();
+                                self.set(|c| { c.state = State::Stale; c.note = Some(n2); });
+                                return Ended::Stale(note);
+                            }
+                        }
+                        None if started.elapsed() > self.spec.startup_timeout => {
+                            let note = format!(
+                                "no report within {} of starting (startup_timeout)",
+                                ConfigDuration(self.spec.startup_timeout)
+                            );
+                            let n2 = note.clone();
+                            self.set(|c| { c.state = State::Stale; c.note = Some(n2); });
+                            return Ended::Stale(note);
+                        }
+                        None => {}
+                    }
+                    if let Some(since) = healthy_since
+                        && since.elapsed() >= self.restart.healthy_after.get()
+                        && (self.streak > 0 || !self.window.is_empty())
+                    {
+                        tracing::info!(component = %self.spec.id, "Healthy again; restart counter and backoff reset.");
+                        self.clear_counters();
+                    }
+                    if let Some(reason) = watchdog.check(&self.spec.watchdog) {
+                        return Ended::Watchdog(reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn describe_exit(s: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(sig)) => {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
+            format!("killed by {name}")
+        }
+        _ => s.to_string(),
+    }
+}
+
+/// Read the child's stderr line by line, keeping the last lines (bounded in count and
+/// length) and passing them to our log at debug level.
+fn collect_stderr(id: &str, child: &mut Child) -> Tail {
+    let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
+    if let Some(err) = child.stderr.take() {
+        let tail2 = tail.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line: String = line.chars().take(500).collect();
+                tracing::debug!(component = %id, line = %line, "stderr");
+                if let Ok(mut t) = tail2.lock() {
+                    if t.len() == STDERR_LINES {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            }
+        });
+    }
+    tail
+}
+
+/// Resource watchdog state for one child.
+struct Watchdog {
+    pid: Option<u32>,
+    last: Option<(Instant, u64)>,
+    over_since: Option<Instant>,
+    ticks_per_s: f64,
+}
+
+impl Watchdog {
+    fn new(pid: Option<u32>) -> Self {
+        Self {
+            pid,
+            last: None,
+            over_since: None,
+            ticks_per_s: process::ticks_per_second(),
+        }
+    }
+
+    /// A reason to restart, once a limit has been exceeded for the configured time.
+    fn check(&mut self, cfg: &crate::config::WatchdogConfig) -> Option<String> {
+        if cfg.max_rss_mb.is_none() && cfg.max_cpu_percent.is_none() {
+            return None;
+        }
+        let s = process::sample(self.pid?)?;
+        let now = Instant::now();
+        let cpu = self.last.map(|(t, ticks)| {
+            let secs = now.duration_since(t).as_secs_f64().max(1e-3);
+            (s.cpu_ticks.saturating_sub(ticks)) as f64 / self.ticks_per_s / secs * 100.0
+        });
+        self.last = Some((now, s.cpu_ticks));
+        let rss_mb = s.rss_bytes as f64 / (1024.0 * 1024.0);
+        let mut over = None;
+        if let Some(max) = cfg.max_rss_mb
+            && rss_mb > max
+        {
+            over = Some(format!("RSS {rss_mb:.0} MiB over the limit of {max} MiB"));
+        }
+        if let (Some(max), Some(cpu)) = (cfg.max_cpu_percent, cpu)
+            && cpu > max
+        {
+            over = Some(format!("CPU {cpu:.0}% over the limit of {max}%"));
+        }
+        match over {
+            None => {
+                self.over_since = None;
+                None
+            }
+            Some(why) => {
+                let since = *self.over_since.get_or_insert(now);
+                (now.duration_since(since) >= cfg.for_.get())
+                    .then(|| format!("watchdog: {why} for {}", cfg.for_))
+            }
+        }
+    }
+}

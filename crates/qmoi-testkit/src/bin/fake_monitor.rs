@@ -1,0 +1,147 @@
+//! `qmoi-fake-monitor`: a monitor built on the real `qmoi-core` run loop that misbehaves on
+//! demand, so the supervisor's handling of crashes, hangs, leaks and config errors can be
+//! tested with a real process. Test support only; never shipped in a config.
+
+use clap::{Parser, ValueEnum};
+use qmoi_core::cli::MonitorArgs;
+use qmoi_core::config::{ConfigDuration, Problems, Validate};
+use qmoi_core::runner::{HistorySettings, Monitor, MonitorConfig, Outcome, RunContext};
+use qmoi_core::{CheckResult, Status, component};
+use serde::{Deserialize, Serialize};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// Write an ok report every interval
+    Write,
+    /// Write a report with a warning check
+    Warn,
+    /// Write a report with a critical check
+    Critical,
+    /// Write one report, then never finish a run again (still honours SIGTERM)
+    Hang,
+    /// Write one report, then block the thread: ignores SIGTERM until SIGKILL
+    HangHard,
+    /// Print a message and exit with status 1 at once
+    Crash,
+    /// Print a configuration error and exit with status 2
+    ConfigError,
+    /// Grow resident memory by 16 MiB every run
+    Leak,
+}
+
+/// A misbehaving monitor for the supervisor's tests.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    args: MonitorArgs,
+    #[arg(long, value_enum, default_value = "write")]
+    mode: Mode,
+    /// Component id to report as
+    #[arg(long, default_value = "system_health")]
+    component: String,
+    /// Wait this long before the first run (a slow start)
+    #[arg(long, value_parser = qmoi_core::cli::parse_duration)]
+    start_delay: Option<ConfigDuration>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct FakeConfig {
+    interval: Option<ConfigDuration>,
+}
+
+impl Validate for FakeConfig {
+    fn validate(&self, _: &mut Problems) {}
+}
+
+impl MonitorConfig for FakeConfig {
+    fn interval(&self) -> Duration {
+        self.interval
+            .map_or(Duration::from_secs(1), ConfigDuration::get)
+    }
+    fn check_timeout(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn history(&self) -> HistorySettings {
+        HistorySettings {
+            enabled: false,
+            ..HistorySettings::default()
+        }
+    }
+}
+
+struct Fake {
+    mode: Mode,
+    runs: u32,
+    start_delay: Option<Duration>,
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Monitor for Fake {
+    async fn run(&mut self, _: &RunContext) -> Outcome {
+        if let Some(d) = self.start_delay.take() {
+            tokio::time::sleep(d).await;
+        }
+        self.runs += 1;
+        if self.runs > 1 {
+            match self.mode {
+                Mode::Hang => std::future::pending::<()>().await,
+                // Deliberately blocks the only runtime thread, so signals go unhandled.
+                Mode::HangHard => std::thread::sleep(Duration::from_secs(3600)),
+                _ => {}
+            }
+        }
+        if self.mode == Mode::Leak {
+            // Touch every page so the memory is resident, not just reserved.
+            self.hoard.push(vec![1u8; 16 * 1024 * 1024]);
+        }
+        let check = match self.mode {
+            Mode::Warn => CheckResult::new("fake", Status::Warning, "fake warning"),
+            Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
+            _ => CheckResult::ok("fake", format!("run {}", self.runs)),
+        };
+        Outcome {
+            checks: vec![check],
+            ..Outcome::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !cli.args.validate {
+        match cli.mode {
+            Mode::Crash => {
+                eprintln!("fake monitor: simulated crash");
+                return ExitCode::from(1);
+            }
+            Mode::ConfigError => {
+                eprintln!(
+                    "qmoi-fake-monitor: configuration error: fake.toml: key 'frobnicate': not a real key"
+                );
+                return ExitCode::from(2);
+            }
+            _ => {}
+        }
+    }
+    // Leak the id: the run loop wants a `'static` component table entry.
+    let id: &'static str = Box::leak(cli.component.clone().into_boxed_str());
+    let base = component::find(id)
+        .copied()
+        .unwrap_or(component::COMPONENTS[1]);
+    let info: &'static component::ComponentInfo =
+        Box::leak(Box::new(component::ComponentInfo { id, ..base }));
+    let mode = cli.mode;
+    let start_delay = cli.start_delay.map(ConfigDuration::get);
+    qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |_| {
+        Ok(Fake {
+            mode,
+            runs: 0,
+            start_delay,
+            hoard: Vec::new(),
+        })
+    })
+}

@@ -1,0 +1,167 @@
+//! # qmoi-testkit
+//!
+//! Helpers for integration tests that run the real QMOI binaries: finding the built
+//! executables, polling for a condition with a deadline (never a bare sleep), checking
+//! whether a process is alive, and reading reports with the test's own expectations.
+//!
+//! The binary `qmoi-fake-monitor` is a monitor that crashes, hangs, leaks or reports a
+//! config error on demand (see `src/bin/fake_monitor.rs`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary. Integration tests run from `target/<profile>/deps/`, and
+/// `cargo test --workspace` builds every binary into `target/<profile>/` before any test
+/// runs.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built; run the tests with `cargo test --workspace` (or `cargo build --workspace` first)",
+        p.display()
+    );
+    p
+}
+
+/// Poll `f` every 20 ms until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Is `pid` alive? A zombie (exited, not yet reaped by whoever inherited it) is not.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Send a signal to a process we started.
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(p) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), sig);
+    }
+}
+
+/// Read and parse a JSON file; `None` while it is missing or (never expected) torn.
+pub fn read_json(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A temporary installation folder: `config/`, `logs/`, `run/` under one temp dir, and
+/// the supervisor process started in it (killed on drop, so a failing test leaves nothing).
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+}
+
+impl Stack {
+    /// A temp dir with `config/master_monitor.toml` holding `master_toml`.
+    pub fn new(master_toml: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("qmoi-test")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let cfg = dir.path().join("config");
+        std::fs::create_dir_all(&cfg).unwrap_or_else(|e| panic!("mkdir: {e}"));
+        std::fs::write(cfg.join("master_monitor.toml"), master_toml)
+            .unwrap_or_else(|e| panic!("write config: {e}"));
+        Self { dir, child: None }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap_or_else(|e| panic!("write {rel}: {e}"));
+    }
+
+    /// A command for the supervisor, run in the stack's folder.
+    pub fn supervisor(&self) -> Command {
+        let mut c = Command::new(bin("qmoi-supervisor"));
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    /// `qmoi-supervisor start` in the background, stderr to `supervisor.err`.
+    pub fn start(&mut self) -> u32 {
+        let err = std::fs::File::create(self.path("supervisor.err"))
+            .unwrap_or_else(|e| panic!("create: {e}"));
+        let child = self
+            .supervisor()
+            .arg("start")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the supervisor: {e}"));
+        let pid = child.id();
+        self.child = Some(child);
+        pid
+    }
+
+    /// Run a verb to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.supervisor()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the supervisor: {e}"))
+    }
+
+    /// `status --json` parsed.
+    pub fn status(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "status --json is not JSON ({e}): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// The status entry of one component.
+    pub fn component(&self, id: &str) -> serde_json::Value {
+        let s = self.status();
+        s["components"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or_else(|| panic!("no component {id} in status: {s}"))
+    }
+
+    pub fn supervisor_stderr(&self) -> String {
+        std::fs::read_to_string(self.path("supervisor.err")).unwrap_or_default()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
