@@ -52,12 +52,21 @@ def exe_name(pid):
         return None
 
 
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")
+    except OSError:
+        return []
+
+
 def wait_child(sup, name, not_pid=None, timeout=10.0):
-    """Poll (every 0.2 ms) until the supervisor has a child that has exec'd `name`."""
+    """Poll (every 0.2 ms) until the supervisor has a child that has exec'd `name`
+    (not the short-lived `--validate` run it makes before starting anything)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         for c in children(sup):
-            if c != not_pid and exe_name(c) == name:
+            if c != not_pid and exe_name(c) == name and b"--validate" not in cmdline(c):
                 return c
         time.sleep(0.0002)
     return None
@@ -71,8 +80,8 @@ def steady(bindir, seconds):
     sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        time.sleep(3)  # past start-up (and the short-lived `--validate` run)
         child = wait_child(sup.pid, "qmoi-system-health")
-        time.sleep(3)  # past start-up
         t0 = time.monotonic()
         s0, c0 = cpu_ticks(sup.pid), cpu_ticks(child)
         rs, rc = [], []
@@ -80,6 +89,9 @@ def steady(bindir, seconds):
             rs.append(rss_kib(sup.pid))
             rc.append(rss_kib(child))
             time.sleep(1)
+        if None in rs or None in rc:
+            print("  the monitor was restarted during the measurement; figures would be wrong")
+            return
         el = time.monotonic() - t0
         s1, c1 = cpu_ticks(sup.pid), cpu_ticks(child)
         runs = seconds  # one run per second
@@ -103,6 +115,7 @@ def restarts(bindir, n):
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times = []
     try:
+        time.sleep(2)
         child = wait_child(sup.pid, "qmoi-system-health")
         for _ in range(n):
             time.sleep(2.5)

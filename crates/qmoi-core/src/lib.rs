@@ -10,6 +10,7 @@
 //!   warning/critical thresholds, alerts with stable fingerprints and `since`.
 //! - [`cli`], [`logging`], [`runner`]: the common flags, rotating log files, and the
 //!   monitor run loop, so a monitor binary is a few lines of `main`.
+//! - [`human`]: durations, sizes and clipping for people to read.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
 //!
 //! Monitors know only the report schema: nothing here speaks to the supervisor.
@@ -18,6 +19,7 @@ pub mod alerts;
 pub mod cli;
 pub mod component;
 pub mod config;
+pub mod human;
 pub mod logging;
 pub mod report;
 pub mod runner;

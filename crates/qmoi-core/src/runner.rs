@@ -295,7 +295,7 @@ pub fn render_check(report: &Report) -> String {
             out,
             "  {:<8}  {:<name_w$}  {:>12}  {}",
             c.status.as_str(),
-            truncate(&c.name, name_w),
+            crate::human::clip(&c.name, name_w),
             value,
             c.message
         );
@@ -321,16 +321,6 @@ fn short_unit(u: &str) -> &str {
         "percent" => "%",
         "seconds" => "s",
         other => other,
-    }
-}
-
-fn truncate(s: &str, w: usize) -> String {
-    if s.chars().count() <= w {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
-        t.push('…');
-        t
     }
 }
 

@@ -2,35 +2,8 @@
 
 use crate::overview::Overview;
 use crate::state::State;
+use qmoi_core::human::{clip, duration as fmt_age};
 use std::fmt::Write as _;
-
-/// `3d 4h`, `5m 2s`, `42s`
-pub fn fmt_age(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "-".into();
-    }
-    let s = secs.round() as u64;
-    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {sec}s")
-    } else {
-        format!("{sec}s")
-    }
-}
-
-fn clip(s: &str, w: usize) -> String {
-    if s.chars().count() <= w {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
 
 pub fn render(o: &Overview) -> String {
     let mut out = String::new();
@@ -93,14 +66,4 @@ pub fn render(o: &Overview) -> String {
         );
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ages() {
-        assert_eq!(super::fmt_age(3.4), "3s");
-        assert_eq!(super::fmt_age(302.0), "5m 2s");
-        assert_eq!(super::fmt_age(f64::NAN), "-");
-    }
 }

@@ -204,16 +204,16 @@ impl Task {
                         c.note = None;
                         c.stderr_tail.clear();
                     });
-                    let tail = collect_stderr(&self.spec.id, &mut child);
+                    let (tail, reader) = collect_stderr(&self.spec.id, &mut child);
                     let ended = self.watch(&mut child, spawned_at).await;
                     self.set_ready(false);
                     let how = match &ended {
                         Ended::Exited(s) => describe_exit(*s),
                         _ => process::stop(&mut child, self.restart.stop_timeout.get()).await,
                     };
-                    // The pipe closes when the child exits; give the reader a moment to
-                    // take the last lines, which usually say why.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // The last lines usually say why it ended: let the reader reach EOF
+                    // (at once, unless a grandchild still holds the pipe open).
+                    let _ = tokio::time::timeout(Duration::from_millis(100), reader).await;
                     let lines: Vec<String> = tail
                         .lock()
                         .map(|t| t.iter().cloned().collect())
@@ -456,12 +456,13 @@ fn describe_exit(s: ExitStatus) -> String {
 
 /// Read the child's stderr line by line, keeping the last lines (bounded in count and
 /// length) and passing them to our log at debug level.
-fn collect_stderr(id: &str, child: &mut Child) -> Tail {
+fn collect_stderr(id: &str, child: &mut Child) -> (Tail, tokio::task::JoinHandle<()>) {
     let tail: Tail = Arc::new(Mutex::new(VecDeque::new()));
-    if let Some(err) = child.stderr.take() {
-        let tail2 = tail.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
+    let err = child.stderr.take();
+    let tail2 = tail.clone();
+    let id = id.to_string();
+    let reader = tokio::spawn(async move {
+        if let Some(err) = err {
             let mut lines = tokio::io::BufReader::new(err).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let line: String = line.chars().take(500).collect();
@@ -473,9 +474,9 @@ fn collect_stderr(id: &str, child: &mut Child) -> Tail {
                     t.push_back(line);
                 }
             }
-        });
-    }
-    tail
+        }
+    });
+    (tail, reader)
 }
 
 /// Resource watchdog state for one child.

@@ -41,6 +41,21 @@ fn real_system_health() -> String {
     "[monitoring_components.system_health]\ninterval = 1\n".to_string()
 }
 
+/// Wait until the master report lists an alert with this fingerprint; returns the report.
+fn wait_master_alert(stack: &Stack, fingerprint: &str) -> serde_json::Value {
+    wait_for(
+        Duration::from_secs(5),
+        &format!("alert {fingerprint} in the master report"),
+        || {
+            read_json(&stack.path("logs/master_monitor_latest.json")).filter(|m| {
+                m["alerts"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a["fingerprint"] == fingerprint))
+            })
+        },
+    )
+}
+
 fn pid_of(stack: &Stack, id: &str) -> Option<u32> {
     stack.component(id)["pid"]
         .as_u64()
@@ -318,14 +333,7 @@ fn watchdog_restarts_a_leaking_monitor_and_alerts() {
         reason.starts_with("watchdog: RSS") && reason.contains("over the limit of 40 MiB for 1s"),
         "{reason}"
     );
-    wait_for(Duration::from_secs(5), "watchdog alert", || {
-        read_json(&stack.path("logs/master_monitor_latest.json")).filter(|m| {
-            m["alerts"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|a| a["fingerprint"] == "master_monitor/watchdog:system_health")
-            })
-        })
-    });
+    wait_master_alert(&stack, "master_monitor/watchdog:system_health");
 }
 
 #[test]

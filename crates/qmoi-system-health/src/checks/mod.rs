@@ -62,21 +62,7 @@ pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
     format!("{name}{{{}}}", inner.join(","))
 }
 
-/// `1.5 GiB`
-pub fn fmt_bytes(b: f64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{v:.0} {}", UNITS[i])
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
+pub use qmoi_core::human::bytes as fmt_bytes;
 
 /// Percent `part / whole`, NaN when `whole` is zero (the threshold then says unknown).
 pub fn percent(part: f64, whole: f64) -> f64 {
@@ -98,11 +84,5 @@ mod tests {
             metric_key("qmoi_disk_used_ratio", &[("mount", "/a \"b\"")]),
             "qmoi_disk_used_ratio{mount=\"/a \\\"b\\\"\"}"
         );
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(fmt_bytes(512.0), "512 B");
-        assert_eq!(fmt_bytes(1536.0 * 1024.0 * 1024.0), "1.5 GiB");
     }
 }

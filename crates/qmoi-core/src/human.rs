@@ -1,0 +1,68 @@
+//! Human-readable formatting shared by the `--check` output, `status` and messages.
+
+/// `3d 4h`, `5h 2m`, `5m 2s`, `42s`; `-` for a negative or non-finite number.
+pub fn duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "-".into();
+    }
+    let s = secs.round() as u64;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// `512 B`, `1.5 GiB`
+pub fn bytes(b: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{v:.0} {}", UNITS[i])
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Cut `s` to at most `w` characters, ending with `…` when cut.
+pub fn clip(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(w.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(42.0), "42s");
+        assert_eq!(duration(302.0), "5m 2s");
+        assert_eq!(duration(3720.0), "1h 2m");
+        assert_eq!(duration((3 * 86_400 + 4 * 3600 + 5) as f64), "3d 4h");
+        assert_eq!(duration(f64::NAN), "-");
+    }
+
+    #[test]
+    fn sizes_and_clipping() {
+        assert_eq!(bytes(512.0), "512 B");
+        assert_eq!(bytes(1536.0 * 1024.0 * 1024.0), "1.5 GiB");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(clip("abc", 4), "abc");
+    }
+}
