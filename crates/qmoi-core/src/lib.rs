@@ -11,6 +11,7 @@
 //! - [`cli`], [`logging`], [`runner`]: the common flags, rotating log files, and the
 //!   monitor run loop, so a monitor binary is a few lines of `main`.
 //! - [`human`]: durations, sizes and clipping for people to read.
+//! - [`overview`]: the supervisor's view of the stack (states, verdict) as served and stored.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
 //!
 //! Monitors know only the report schema: nothing here speaks to the supervisor.
@@ -21,6 +22,7 @@ pub mod component;
 pub mod config;
 pub mod human;
 pub mod logging;
+pub mod overview;
 pub mod report;
 pub mod runner;
 pub mod status;

@@ -4,30 +4,13 @@
 
 use crate::config::{AlertsConfig, Plan};
 use crate::state::{ComponentStatus, State};
-use crate::verdict::{self, Verdict};
-use chrono::{DateTime, Utc};
+use crate::verdict;
+use chrono::Utc;
+pub use qmoi_core::overview::{Overview, SupervisorInfo};
 use qmoi_core::report::{ReadOutcome, read_report};
 use qmoi_core::{AlertLevel, component};
-use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::SystemTime;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SupervisorInfo {
-    pub pid: u32,
-    pub started_at: DateTime<Utc>,
-    pub version: String,
-    pub config: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Overview {
-    pub generated_at: DateTime<Utc>,
-    pub verdict: Verdict,
-    pub components: Vec<ComponentStatus>,
-    /// `None` when built from report files without a running supervisor.
-    pub supervisor: Option<SupervisorInfo>,
-}
 
 /// Fill each component's report fields from `<report_dir>/<id>_latest.json`. A report older
 /// than `stale_after` still gives its summary and age, but no status or alerts: what it

@@ -15,56 +15,7 @@ use crate::config::AlertsConfig;
 use crate::state::{ComponentStatus, State};
 use qmoi_core::Status;
 use qmoi_core::component::Priority;
-use serde::{Deserialize, Serialize};
-use std::fmt;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Overall {
-    Healthy,
-    Degraded,
-    Critical,
-}
-
-impl Overall {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overall::Healthy => "healthy",
-            Overall::Degraded => "degraded",
-            Overall::Critical => "critical",
-        }
-    }
-
-    /// `status` exit code: 0 healthy, 1 degraded, 2 critical.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Overall::Healthy => 0,
-            Overall::Degraded => 1,
-            Overall::Critical => 2,
-        }
-    }
-
-    pub fn status(self) -> Status {
-        match self {
-            Overall::Healthy => Status::Ok,
-            Overall::Degraded => Status::Warning,
-            Overall::Critical => Status::Critical,
-        }
-    }
-}
-
-impl fmt::Display for Overall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verdict {
-    pub overall: Overall,
-    /// Why, worst first; empty when healthy.
-    pub reasons: Vec<String>,
-}
+pub use qmoi_core::overview::{Overall, Verdict};
 
 pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdict {
     let mut critical = Vec::new();
