@@ -79,47 +79,22 @@ mod tests {
     fn since_is_kept_while_firing_and_reset_after_resolve() {
         let mut t = AlertTracker::new();
         let t0 = Utc::now();
-        let warn = vec![CheckResult::new(
-            "disk_usage:/",
-            Status::Warning,
-            "disk / at 90%",
-        )];
+        let warn = vec![CheckResult::new("disk_usage:/", Status::Warning, "disk / at 90%")];
         let a1 = t.update("system_health", &warn, vec![], t0);
         assert_eq!(a1.len(), 1);
         assert_eq!(a1[0].fingerprint, "system_health/disk_usage:/");
         assert_eq!(a1[0].title, "Disk / at 90%");
-        let a2 = t.update(
-            "system_health",
-            &warn,
-            vec![],
-            t0 + chrono::Duration::seconds(60),
-        );
+        let a2 = t.update("system_health", &warn, vec![], t0 + chrono::Duration::seconds(60));
         assert_eq!(a2[0].since, t0);
-        assert!(
-            t.update(
-                "system_health",
-                &[],
-                vec![],
-                t0 + chrono::Duration::seconds(120)
-            )
-            .is_empty()
-        );
-        let a3 = t.update(
-            "system_health",
-            &warn,
-            vec![],
-            t0 + chrono::Duration::seconds(180),
-        );
+        assert!(t.update("system_health", &[], vec![], t0 + chrono::Duration::seconds(120)).is_empty());
+        let a3 = t.update("system_health", &warn, vec![], t0 + chrono::Duration::seconds(180));
         assert_eq!(a3[0].since, t0 + chrono::Duration::seconds(180));
     }
 
     #[test]
     fn ok_checks_raise_nothing_and_unknown_raises_warning() {
         let mut t = AlertTracker::new();
-        let checks = vec![
-            CheckResult::ok("cpu", "cpu 3%"),
-            CheckResult::unknown("temp", "no sensor"),
-        ];
+        let checks = vec![CheckResult::ok("cpu", "cpu 3%"), CheckResult::unknown("temp", "no sensor")];
         let a = t.update("c", &checks, vec![], Utc::now());
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].level, crate::AlertLevel::Warning);

@@ -48,6 +48,10 @@ pub struct MonitorArgs {
     #[arg(long)]
     pub validate: bool,
 
+    /// Print the effective configuration (defaults filled in, secrets masked) as JSON and exit
+    #[arg(long, conflicts_with_all = ["once", "check", "validate"])]
+    pub print_config: bool,
+
     /// Override the configured interval between runs (seconds, or "30s", "5m")
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub interval: Option<ConfigDuration>,

@@ -113,10 +113,7 @@ pub fn find(id: &str) -> Option<&'static ComponentInfo> {
 
 /// The ids a supervisor can run (every component but itself), for error messages.
 pub fn monitor_ids() -> impl Iterator<Item = &'static str> {
-    COMPONENTS
-        .iter()
-        .filter(|c| c.id != MASTER_MONITOR)
-        .map(|c| c.id)
+    COMPONENTS.iter().filter(|c| c.id != MASTER_MONITOR).map(|c| c.id)
 }
 
 #[cfg(test)]

@@ -32,13 +32,7 @@ impl RotatingFile {
     pub fn open(path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(Self {
-            path: path.to_path_buf(),
-            max_bytes,
-            keep,
-            file: Some(file),
-            size,
-        })
+        Ok(Self { path: path.to_path_buf(), max_bytes, keep, file: Some(file), size })
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -54,12 +48,7 @@ impl RotatingFile {
         } else {
             std::fs::remove_file(&self.path)?;
         }
-        self.file = Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)?,
-        );
+        self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
         self.size = 0;
         Ok(())
     }
@@ -78,19 +67,11 @@ impl Write for RotatingFile {
             if let Err(e) = self.rotate() {
                 eprintln!("qmoi: cannot rotate log {}: {e}", self.path.display());
                 if self.file.is_none() {
-                    self.file = Some(
-                        OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(&self.path)?,
-                    );
+                    self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
                 }
             }
         }
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("log file not open"))?;
+        let f = self.file.as_mut().ok_or_else(|| io::Error::other("log file not open"))?;
         let n = f.write(buf)?;
         self.size += n as u64;
         Ok(n)
@@ -117,21 +98,13 @@ pub struct LogWriter<'a>(&'a SharedLog);
 impl Write for LogWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // A poisoned lock only means another thread panicked mid-write; keep logging.
-        let mut f = self
-            .0
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut f = self
-            .0
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f.flush()
     }
 }
@@ -163,18 +136,13 @@ pub fn init(log_dir: &Path, log_file: &str, v: Verbosity) -> Option<String> {
         "warn"
     };
     let env = std::env::var("RUST_LOG").ok();
-    let filter = |lvl: &str| {
-        env.as_deref()
-            .and_then(|e| EnvFilter::try_new(e).ok())
-            .unwrap_or_else(|| EnvFilter::new(lvl))
-    };
+    let filter =
+        |lvl: &str| env.as_deref().and_then(|e| EnvFilter::try_new(e).ok()).unwrap_or_else(|| EnvFilter::new(lvl));
     let path = log_dir.join(log_file);
-    let file = std::fs::create_dir_all(log_dir)
-        .and_then(|()| RotatingFile::open(&path, DEFAULT_MAX_BYTES, DEFAULT_KEEP));
-    let stderr_layer = tracing_subscriber::fmt::layer()
-        .with_writer(io::stderr)
-        .with_target(false)
-        .with_filter_from(filter(err_level));
+    let file =
+        std::fs::create_dir_all(log_dir).and_then(|()| RotatingFile::open(&path, DEFAULT_MAX_BYTES, DEFAULT_KEEP));
+    let stderr_layer =
+        tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false).with_filter_from(filter(err_level));
     match file {
         Ok(f) => {
             let file_layer = tracing_subscriber::fmt::layer()
@@ -182,28 +150,19 @@ pub fn init(log_dir: &Path, log_file: &str, v: Verbosity) -> Option<String> {
                 .with_ansi(false)
                 .with_target(false)
                 .with_filter_from(filter(file_level));
-            let _ = tracing_subscriber::registry()
-                .with(stderr_layer)
-                .with(file_layer)
-                .try_init();
+            let _ = tracing_subscriber::registry().with(stderr_layer).with(file_layer).try_init();
             None
         }
         Err(e) => {
             let _ = tracing_subscriber::registry().with(stderr_layer).try_init();
-            Some(format!(
-                "cannot open log file {}: {e}; logging to stderr only",
-                path.display()
-            ))
+            Some(format!("cannot open log file {}: {e}; logging to stderr only", path.display()))
         }
     }
 }
 
 /// Small extension so both layers read the same way above.
 trait WithFilter<S>: Sized {
-    fn with_filter_from(
-        self,
-        f: EnvFilter,
-    ) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S>;
+    fn with_filter_from(self, f: EnvFilter) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S>;
 }
 
 impl<S, L> WithFilter<S> for L
@@ -211,10 +170,7 @@ where
     S: tracing::Subscriber,
     L: tracing_subscriber::Layer<S>,
 {
-    fn with_filter_from(
-        self,
-        f: EnvFilter,
-    ) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S> {
+    fn with_filter_from(self, f: EnvFilter) -> tracing_subscriber::filter::Filtered<Self, EnvFilter, S> {
         tracing_subscriber::Layer::with_filter(self, f)
     }
 }

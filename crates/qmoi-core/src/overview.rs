@@ -167,6 +167,9 @@ pub struct SupervisorInfo {
     pub started_at: DateTime<Utc>,
     pub version: String,
     pub config: Option<String>,
+    /// Where the dashboard listens (`http://127.0.0.1:8080/`), when it does.
+    #[serde(default)]
+    pub dashboard: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -49,17 +49,10 @@ pub trait Monitor: Send + 'static {
 }
 
 /// Run `fut` as one check bounded by `timeout`; a timeout yields an `unknown` result.
-pub async fn timed_check(
-    name: &str,
-    timeout: Duration,
-    fut: impl Future<Output = CheckResult>,
-) -> CheckResult {
+pub async fn timed_check(name: &str, timeout: Duration, fut: impl Future<Output = CheckResult>) -> CheckResult {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => CheckResult::unknown(
-            name,
-            format!("{name}: no answer within {}", ConfigDuration(timeout)),
-        ),
+        Err(_) => CheckResult::unknown(name, format!("{name}: no answer within {}", ConfigDuration(timeout))),
     }
 }
 
@@ -100,32 +93,22 @@ impl HistorySettings {
 
     pub fn validate(&self, problems: &mut Problems) {
         if self.enabled && self.keep == 0 {
-            problems.push(
-                "history.keep",
-                "must be at least 1 when history is enabled, got '0'",
-            );
+            problems.push("history.keep", "must be at least 1 when history is enabled, got '0'");
         }
     }
 }
 
 /// The settings every monitor config has.
-pub trait MonitorConfig: DeserializeOwned + Validate + Default {
+pub trait MonitorConfig: DeserializeOwned + Serialize + Validate + Default {
     fn interval(&self) -> Duration;
     fn check_timeout(&self) -> Duration;
     fn history(&self) -> HistorySettings;
 }
 
 /// Validate `interval` and `timeout` keys the same way in every monitor.
-pub fn validate_interval_timeout(
-    interval: ConfigDuration,
-    timeout: ConfigDuration,
-    p: &mut Problems,
-) {
+pub fn validate_interval_timeout(interval: ConfigDuration, timeout: ConfigDuration, p: &mut Problems) {
     if interval.get() < Duration::from_secs(1) {
-        p.push(
-            "interval",
-            format!("must be at least 1 second, got '{interval}'"),
-        );
+        p.push("interval", format!("must be at least 1 second, got '{interval}'"));
     }
     if timeout.get() < Duration::from_millis(10) {
         p.push("timeout", format!("must be at least 10ms, got '{timeout}'"));
@@ -144,12 +127,7 @@ pub struct Runner<M: Monitor> {
 }
 
 impl<M: Monitor> Runner<M> {
-    pub fn new(
-        info: &'static ComponentInfo,
-        monitor: M,
-        interval: Duration,
-        check_timeout: Duration,
-    ) -> Self {
+    pub fn new(info: &'static ComponentInfo, monitor: M, interval: Duration, check_timeout: Duration) -> Self {
         Self {
             info,
             monitor,
@@ -180,9 +158,7 @@ impl<M: Monitor> Runner<M> {
         self.last_start = Some(started);
         let outcome = self.monitor.run(&ctx).await;
         let now = Utc::now();
-        let alerts = self
-            .tracker
-            .update(self.info.id, &outcome.checks, outcome.alerts, now);
+        let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
         Report {
             schema_version: crate::report::SCHEMA_VERSION,
             component: self.info.id.to_string(),
@@ -205,11 +181,7 @@ impl<M: Monitor> Runner<M> {
     /// so that many monitors started together drift apart) after the previous one started,
     /// or at once when a run took longer than the interval. A shutdown during a run
     /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
-    pub async fn run_loop(
-        &mut self,
-        writer: &mut ReportWriter,
-        shutdown: impl Future<Output = ()>,
-    ) {
+    pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut next = tokio::time::Instant::now();
         loop {
@@ -273,18 +245,8 @@ pub fn render_check(report: &Report) -> String {
         report.status.as_str().to_uppercase(),
         report.summary
     );
-    let name_w = report
-        .checks
-        .iter()
-        .map(|c| c.name.chars().count())
-        .max()
-        .unwrap_or(5)
-        .clamp(5, 40);
-    let _ = writeln!(
-        out,
-        "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE",
-        "STATUS", "CHECK", "VALUE"
-    );
+    let name_w = report.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
+    let _ = writeln!(out, "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE", "STATUS", "CHECK", "VALUE");
     for c in &report.checks {
         let value = match (c.value, c.unit.as_deref()) {
             (Some(v), Some(u)) => format!("{} {}", trim_num(v), short_unit(u)),
@@ -336,26 +298,31 @@ where
     M: Monitor,
 {
     let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
-    let (cfg, cfg_path) =
-        match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{}: configuration error: {e}", info.binary);
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-    let source = cfg_path.as_ref().map_or_else(
-        || "built-in defaults".to_string(),
-        |p| p.display().to_string(),
-    );
+    let (cfg, cfg_path) = match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
     if args.validate {
         println!("{}: configuration OK ({source})", info.binary);
         return ExitCode::SUCCESS;
     }
-    let verbosity = crate::logging::Verbosity {
-        debug: args.common.debug,
-        verbose: args.common.verbose,
-    };
+    if args.print_config {
+        return match serde_json::to_string_pretty(&cfg) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: cannot print the configuration: {e}", info.binary);
+                ExitCode::from(3)
+            }
+        };
+    }
+    let verbosity = crate::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
     if let Some(note) = crate::logging::init(&args.common.log_dir, info.log_file, verbosity) {
         eprintln!("{}: {note}", info.binary);
     }
@@ -366,14 +333,9 @@ where
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let interval = args
-        .interval
-        .map_or_else(|| cfg.interval(), ConfigDuration::get);
+    let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
     // Monitors do little at once: one thread keeps them small (RSS is part of the spec).
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the async runtime: {e}", info.binary);
@@ -393,12 +355,7 @@ where
             let report = runner.run_once().await;
             return match writer.write(&report) {
                 Ok(path) => {
-                    println!(
-                        "{}: {} — report written to {}",
-                        info.id,
-                        report.summary,
-                        path.display()
-                    );
+                    println!("{}: {} — report written to {}", info.id, report.summary, path.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -31,11 +31,7 @@ impl Status {
     /// The worse of two statuses.
     #[must_use]
     pub fn worst(self, other: Status) -> Status {
-        if other.rank() > self.rank() {
-            other
-        } else {
-            self
-        }
+        if other.rank() > self.rank() { other } else { self }
     }
 
     /// Worst of an iterator of statuses; `Ok` when empty.
@@ -111,43 +107,21 @@ mod tests {
     #[test]
     fn worst_of_ranks_critical_over_warning_over_unknown_over_ok() {
         assert_eq!(Status::worst_of([]), Status::Ok);
-        assert_eq!(
-            Status::worst_of([Status::Ok, Status::Unknown]),
-            Status::Unknown
-        );
-        assert_eq!(
-            Status::worst_of([Status::Unknown, Status::Warning]),
-            Status::Warning
-        );
-        assert_eq!(
-            Status::worst_of([Status::Critical, Status::Warning, Status::Unknown]),
-            Status::Critical
-        );
+        assert_eq!(Status::worst_of([Status::Ok, Status::Unknown]), Status::Unknown);
+        assert_eq!(Status::worst_of([Status::Unknown, Status::Warning]), Status::Warning);
+        assert_eq!(Status::worst_of([Status::Critical, Status::Warning, Status::Unknown]), Status::Critical);
     }
 
     #[test]
     fn exit_codes_follow_nagios() {
-        let codes: Vec<i32> = [
-            Status::Ok,
-            Status::Warning,
-            Status::Critical,
-            Status::Unknown,
-        ]
-        .iter()
-        .map(|s| s.exit_code())
-        .collect();
+        let codes: Vec<i32> =
+            [Status::Ok, Status::Warning, Status::Critical, Status::Unknown].iter().map(|s| s.exit_code()).collect();
         assert_eq!(codes, vec![0, 1, 2, 3]);
     }
 
     #[test]
     fn serializes_lowercase() {
-        assert_eq!(
-            serde_json::to_string(&Status::Critical).ok().as_deref(),
-            Some("\"critical\"")
-        );
-        assert_eq!(
-            serde_json::to_string(&AlertLevel::Info).ok().as_deref(),
-            Some("\"info\"")
-        );
+        assert_eq!(serde_json::to_string(&Status::Critical).ok().as_deref(), Some("\"critical\""));
+        assert_eq!(serde_json::to_string(&AlertLevel::Info).ok().as_deref(), Some("\"info\""));
     }
 }

@@ -28,19 +28,11 @@ pub struct Threshold {
 
 impl Threshold {
     pub const fn above(warning: f64, critical: f64) -> Self {
-        Self {
-            warning,
-            critical,
-            direction: Direction::Above,
-        }
+        Self { warning, critical, direction: Direction::Above }
     }
 
     pub const fn below(warning: f64, critical: f64) -> Self {
-        Self {
-            warning,
-            critical,
-            direction: Direction::Below,
-        }
+        Self { warning, critical, direction: Direction::Below }
     }
 
     /// Status of `value`. A non-finite value (NaN from a broken source) is `Unknown`.
@@ -83,19 +75,11 @@ impl Threshold {
         let message = match status {
             Status::Ok => format!("{what} at {}", fmt_value(value)),
             Status::Warning => {
-                format!(
-                    "{what} at {} (warning {} {})",
-                    fmt_value(value),
-                    self.symbol(),
-                    fmt_value(self.warning)
-                )
+                format!("{what} at {} (warning {} {})", fmt_value(value), self.symbol(), fmt_value(self.warning))
             }
-            Status::Critical => format!(
-                "{what} at {} (critical {} {})",
-                fmt_value(value),
-                self.symbol(),
-                fmt_value(self.critical)
-            ),
+            Status::Critical => {
+                format!("{what} at {} (critical {} {})", fmt_value(value), self.symbol(), fmt_value(self.critical))
+            }
             Status::Unknown => format!("{what}: no valid value"),
         };
         CheckResult::new(name, status, message)
@@ -105,13 +89,7 @@ impl Threshold {
 
     /// Validate the pair for `key` within `range`.
     pub fn validate(&self, key: &str, range: (f64, f64), problems: &mut crate::config::Problems) {
-        problems.check_thresholds(
-            key,
-            self.warning,
-            self.critical,
-            self.direction == Direction::Below,
-            range,
-        );
+        problems.check_thresholds(key, self.warning, self.critical, self.direction == Direction::Below, range);
     }
 }
 
@@ -148,13 +126,7 @@ mod tests {
 
     #[test]
     fn message_names_the_crossed_threshold() {
-        let c = Threshold::above(85.0, 95.0).check(
-            "disk_usage:/",
-            "disk /",
-            86.14,
-            "percent",
-            fmt_percent,
-        );
+        let c = Threshold::above(85.0, 95.0).check("disk_usage:/", "disk /", 86.14, "percent", fmt_percent);
         assert_eq!(c.message, "disk / at 86.1% (warning ≥ 85%)");
         assert_eq!(c.value, Some(86.14));
         assert_eq!(c.status, Status::Warning);

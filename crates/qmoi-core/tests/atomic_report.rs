@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 fn report(i: usize) -> Report {
     // Sizes vary from run to run, so a torn read would show up as broken JSON.
-    let checks = (0..(i % 50) + 1)
-        .map(|n| CheckResult::ok(format!("check_{n}"), "x".repeat(n * 7 + i % 13)))
-        .collect();
+    let checks = (0..(i % 50) + 1).map(|n| CheckResult::ok(format!("check_{n}"), "x".repeat(n * 7 + i % 13))).collect();
     Report {
         schema_version: 1,
         component: "system_health".into(),
@@ -30,10 +28,7 @@ fn report(i: usize) -> Report {
 #[test]
 fn reader_never_sees_a_torn_report() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let policy = HistoryPolicy {
-        enabled: false,
-        ..HistoryPolicy::default()
-    };
+    let policy = HistoryPolicy { enabled: false, ..HistoryPolicy::default() };
     let mut writer = ReportWriter::new(dir.path(), "system_health", policy);
     writer.write(&report(0))?;
     let path = writer.latest_path();
@@ -55,17 +50,9 @@ fn reader_never_sees_a_torn_report() -> Result<(), Box<dyn std::error::Error>> {
     }
     done.store(true, Ordering::Relaxed);
     let (good, bad) = reader.join().map_err(|_| "reader panicked")?;
-    assert!(
-        bad.is_empty(),
-        "{} torn reads, first: {}",
-        bad.len(),
-        bad[0]
-    );
+    assert!(bad.is_empty(), "{} torn reads, first: {}", bad.len(), bad[0]);
     assert!(good > 100, "the reader read only {good} times");
     let last = read_report(&writer.latest_path());
-    assert_eq!(
-        last.report().map(|r| r.summary.as_str()),
-        Some(format!("write {WRITES}").as_str())
-    );
+    assert_eq!(last.report().map(|r| r.summary.as_str()), Some(format!("write {WRITES}").as_str()));
     Ok(())
 }

@@ -7,6 +7,7 @@
 use qmoi_core::component::{self, Priority};
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Validate};
 use qmoi_core::runner::HistorySettings;
+pub use qmoi_dashboard::config::DashboardConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -79,29 +80,7 @@ pub struct WatchdogConfig {
 
 impl Default for WatchdogConfig {
     fn default() -> Self {
-        Self {
-            max_rss_mb: Some(256.0),
-            max_cpu_percent: Some(90.0),
-            for_: ConfigDuration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DashboardConfig {
-    pub enabled: bool,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Default for DashboardConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            host: "127.0.0.1".into(),
-            port: 8080,
-        }
+        Self { max_rss_mb: Some(256.0), max_cpu_percent: Some(90.0), for_: ConfigDuration::from_secs(60) }
     }
 }
 
@@ -118,11 +97,7 @@ pub struct AlertsConfig {
 
 impl Default for AlertsConfig {
     fn default() -> Self {
-        Self {
-            critical_threshold: 3,
-            warning_threshold: 5,
-            auto_restart: true,
-        }
+        Self { critical_threshold: 3, warning_threshold: 5, auto_restart: true }
     }
 }
 
@@ -165,10 +140,7 @@ impl RestartConfig {
             return Duration::ZERO;
         }
         let factor = 2u32.saturating_pow(n - 2);
-        self.backoff_initial
-            .get()
-            .saturating_mul(factor)
-            .min(self.backoff_max.get())
+        self.backoff_initial.get().saturating_mul(factor).min(self.backoff_max.get())
     }
 }
 
@@ -183,10 +155,7 @@ pub struct PathsConfig {
 
 impl Default for PathsConfig {
     fn default() -> Self {
-        Self {
-            run: "run".into(),
-            data: "data".into(),
-        }
+        Self { run: "run".into(), data: "data".into() }
     }
 }
 
@@ -202,10 +171,7 @@ impl Default for MasterReportConfig {
     fn default() -> Self {
         Self {
             interval: ConfigDuration::from_secs(10),
-            history: HistorySettings {
-                every: ConfigDuration::from_secs(60),
-                ..HistorySettings::default()
-            },
+            history: HistorySettings { every: ConfigDuration::from_secs(60), ..HistorySettings::default() },
         }
     }
 }
@@ -216,34 +182,18 @@ impl Validate for MasterConfig {
         for (id, c) in &self.monitoring_components {
             let key = format!("monitoring_components.{id}");
             if component::find(id).is_none() || id == component::MASTER_MONITOR {
-                p.push(
-                    &key,
-                    format!("unknown component '{id}' (known: {})", known.join(", ")),
-                );
+                p.push(&key, format!("unknown component '{id}' (known: {})", known.join(", ")));
             }
             if c.interval.get() < Duration::from_secs(1) {
-                p.push(
-                    format!("{key}.interval"),
-                    format!("must be at least 1 second, got '{}'", c.interval),
-                );
+                p.push(format!("{key}.interval"), format!("must be at least 1 second, got '{}'", c.interval));
             }
             for d in &c.depends_on {
                 if !self.monitoring_components.contains_key(d) {
-                    p.push(
-                        format!("{key}.depends_on"),
-                        format!("'{d}' is not a configured component"),
-                    );
+                    p.push(format!("{key}.depends_on"), format!("'{d}' is not a configured component"));
                 } else if d == id {
-                    p.push(
-                        format!("{key}.depends_on"),
-                        format!("'{id}' cannot depend on itself"),
-                    );
-                } else if c.enabled && !self.monitoring_components.get(d).is_some_and(|x| x.enabled)
-                {
-                    p.push(
-                        format!("{key}.depends_on"),
-                        format!("'{d}' is disabled, so '{id}' could never start"),
-                    );
+                    p.push(format!("{key}.depends_on"), format!("'{id}' cannot depend on itself"));
+                } else if c.enabled && !self.monitoring_components.get(d).is_some_and(|x| x.enabled) {
+                    p.push(format!("{key}.depends_on"), format!("'{d}' is disabled, so '{id}' could never start"));
                 }
             }
             if let Some(s) = c.stale_after
@@ -251,31 +201,21 @@ impl Validate for MasterConfig {
             {
                 p.push(
                     format!("{key}.stale_after"),
-                    format!(
-                        "must be longer than the interval ({}), got '{s}'",
-                        c.interval
-                    ),
+                    format!("must be longer than the interval ({}), got '{s}'", c.interval),
                 );
             }
-            for (name, v, max) in [
-                ("max_rss_mb", c.watchdog.max_rss_mb, 1e7),
-                ("max_cpu_percent", c.watchdog.max_cpu_percent, 1e5),
-            ] {
+            for (name, v, max) in
+                [("max_rss_mb", c.watchdog.max_rss_mb, 1e7), ("max_cpu_percent", c.watchdog.max_cpu_percent, 1e5)]
+            {
                 if let Some(v) = v
                     && !(v > 0.0 && v <= max)
                 {
-                    p.push(
-                        format!("{key}.watchdog.{name}"),
-                        format!("must be greater than 0, got '{v}'"),
-                    );
+                    p.push(format!("{key}.watchdog.{name}"), format!("must be greater than 0, got '{v}'"));
                 }
             }
         }
         if let Some(cycle) = find_cycle(&self.monitoring_components) {
-            p.push(
-                "monitoring_components",
-                format!("dependency cycle: {}", cycle.join(" -> ")),
-            );
+            p.push("monitoring_components", format!("dependency cycle: {}", cycle.join(" -> ")));
         }
         if self.alerts.critical_threshold == 0 {
             p.push("alerts.critical_threshold", "must be at least 1, got '0'");
@@ -290,29 +230,18 @@ impl Validate for MasterConfig {
         if r.backoff_max < r.backoff_initial {
             p.push(
                 "restart.backoff_max",
-                format!(
-                    "must be at least backoff_initial ({}), got '{}'",
-                    r.backoff_initial, r.backoff_max
-                ),
+                format!("must be at least backoff_initial ({}), got '{}'", r.backoff_initial, r.backoff_max),
             );
         }
         if r.window.get().is_zero() {
             p.push("restart.window", "must be greater than 0");
         }
         if r.stop_timeout.get() < Duration::from_millis(100) {
-            p.push(
-                "restart.stop_timeout",
-                format!("must be at least 100ms, got '{}'", r.stop_timeout),
-            );
+            p.push("restart.stop_timeout", format!("must be at least 100ms, got '{}'", r.stop_timeout));
         }
-        if self.dashboard.host.trim().is_empty() {
-            p.push("dashboard.host", "must not be empty");
-        }
+        self.dashboard.validate(p);
         if self.report.interval.get() < Duration::from_secs(1) {
-            p.push(
-                "report.interval",
-                format!("must be at least 1 second, got '{}'", self.report.interval),
-            );
+            p.push("report.interval", format!("must be at least 1 second, got '{}'", self.report.interval));
         }
         self.report.history.validate(p);
     }
@@ -344,11 +273,7 @@ fn find_cycle(comps: &BTreeMap<String, ComponentConfig>) -> Option<Vec<String>> 
         }
         marks.insert(id.to_string(), Mark::Active);
         stack.push(id.to_string());
-        for d in comps
-            .get(id)
-            .map(|c| c.depends_on.as_slice())
-            .unwrap_or(&[])
-        {
+        for d in comps.get(id).map(|c| c.depends_on.as_slice()).unwrap_or(&[]) {
             if d != id
                 && comps.contains_key(d)
                 && let Some(c) = visit(d, comps, marks, stack)
@@ -429,8 +354,7 @@ pub struct Plan {
 /// The built-in default when no config file exists: system health every minute.
 pub fn builtin_default() -> MasterConfig {
     let mut c = MasterConfig::default();
-    c.monitoring_components
-        .insert("system_health".into(), ComponentConfig::default());
+    c.monitoring_components.insert("system_health".into(), ComponentConfig::default());
     c
 }
 
@@ -438,20 +362,15 @@ impl Plan {
     /// Resolve binaries and paths. `config_dir` is the folder of the master config (where
     /// the components' own `<id>.toml` files are looked for).
     pub fn new(config: MasterConfig, source: Option<PathBuf>) -> Self {
-        let config_dir = source
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("config"));
+        let config_dir =
+            source.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("config"));
         let order = start_order(&config.monitoring_components);
         let components = order
             .into_iter()
             .filter_map(|id| {
                 let c = config.monitoring_components.get(&id)?;
                 let info = component::find(&id)?;
-                let stale_after = c
-                    .stale_after
-                    .map_or(c.interval.get() * 3, ConfigDuration::get);
+                let stale_after = c.stale_after.map_or(c.interval.get() * 3, ConfigDuration::get);
                 let component_config = match &c.config {
                     Some(p) => Some(PathBuf::from(p.as_str())),
                     None => {
@@ -476,11 +395,7 @@ impl Plan {
                 })
             })
             .collect();
-        Self {
-            config,
-            source,
-            components,
-        }
+        Self { config, source, components }
     }
 }
 
@@ -489,22 +404,13 @@ fn start_order(comps: &BTreeMap<String, ComponentConfig>) -> Vec<String> {
     let mut done: Vec<String> = Vec::new();
     while done.len() < comps.len() {
         let next = comps.iter().find(|(id, c)| {
-            !done.contains(id)
-                && c.depends_on
-                    .iter()
-                    .all(|d| done.contains(d) || !comps.contains_key(d) || d == *id)
+            !done.contains(id) && c.depends_on.iter().all(|d| done.contains(d) || !comps.contains_key(d) || d == *id)
         });
         match next {
             Some((id, _)) => done.push(id.clone()),
             // A cycle (rejected by validation): append the rest as they are.
             None => {
-                done.extend(
-                    comps
-                        .keys()
-                        .filter(|k| !done.contains(k))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
+                done.extend(comps.keys().filter(|k| !done.contains(k)).cloned().collect::<Vec<_>>());
             }
         }
     }
@@ -527,16 +433,12 @@ pub fn resolve_binary(binary: &str, command: Option<&str>) -> Result<PathBuf, St
             return if is_executable(&p) {
                 Ok(p)
             } else {
-                Err(format!(
-                    "command '{cmd}' does not exist or is not executable"
-                ))
+                Err(format!("command '{cmd}' does not exist or is not executable"))
             };
         }
         return in_path(cmd).ok_or_else(|| format!("command '{cmd}' was not found in PATH"));
     }
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join(binary)));
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(binary)));
     if let Some(p) = beside.as_ref().filter(|p| is_executable(p)) {
         return Ok(p.clone());
     }
@@ -558,8 +460,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<MasterConfig, String> {
-        qmoi_core::config::parse_str::<MasterConfig>(Path::new("m.toml"), text)
-            .map_err(|e| e.to_string())
+        qmoi_core::config::parse_str::<MasterConfig>(Path::new("m.toml"), text).map_err(|e| e.to_string())
     }
 
     fn problems(cfg: &MasterConfig) -> String {
@@ -579,13 +480,9 @@ mod tests {
   "alerts": {"critical_threshold": 3, "warning_threshold": 5, "auto_restart": true}
 }"#;
         let cfg: MasterConfig =
-            qmoi_core::config::parse_str(Path::new("master_monitor_config.json"), seed)
-                .map_err(|e| e.to_string())?;
+            qmoi_core::config::parse_str(Path::new("master_monitor_config.json"), seed).map_err(|e| e.to_string())?;
         assert_eq!(problems(&cfg), "");
-        assert_eq!(
-            cfg.monitoring_components["performance"].interval,
-            ConfigDuration::from_secs(120)
-        );
+        assert_eq!(cfg.monitoring_components["performance"].interval, ConfigDuration::from_secs(120));
         assert_eq!(cfg.dashboard.host, "0.0.0.0");
         Ok(())
     }
@@ -603,18 +500,9 @@ interval = 0
 "#,
         )?;
         let text = problems(&cfg);
-        assert!(
-            text.contains("dependency cycle: security -> system_health -> security"),
-            "{text}"
-        );
-        assert!(
-            text.contains("unknown component 'coffee_machine'"),
-            "{text}"
-        );
-        assert!(
-            text.contains("monitoring_components.security.interval': must be at least 1 second"),
-            "{text}"
-        );
+        assert!(text.contains("dependency cycle: security -> system_health -> security"), "{text}");
+        assert!(text.contains("unknown component 'coffee_machine'"), "{text}");
+        assert!(text.contains("monitoring_components.security.interval': must be at least 1 second"), "{text}");
         Ok(())
     }
 
@@ -640,25 +528,15 @@ depends_on = ["system_health"]
 [monitoring_components.system_health]
 "#,
         )?;
-        assert_eq!(
-            start_order(&cfg.monitoring_components),
-            vec!["system_health", "security", "notification"]
-        );
+        assert_eq!(start_order(&cfg.monitoring_components), vec!["system_health", "security", "notification"]);
         Ok(())
     }
 
     #[test]
     fn missing_binary_is_explained() {
-        let e = resolve_binary("qmoi-does-not-exist", None)
-            .err()
-            .unwrap_or_default();
-        assert!(
-            e.contains("qmoi-does-not-exist") && e.contains("PATH"),
-            "{e}"
-        );
-        let e = resolve_binary("x", Some("/nonexistent/bin"))
-            .err()
-            .unwrap_or_default();
+        let e = resolve_binary("qmoi-does-not-exist", None).err().unwrap_or_default();
+        assert!(e.contains("qmoi-does-not-exist") && e.contains("PATH"), "{e}");
+        let e = resolve_binary("x", Some("/nonexistent/bin")).err().unwrap_or_default();
         assert!(e.contains("/nonexistent/bin"), "{e}");
     }
 }

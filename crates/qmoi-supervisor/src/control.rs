@@ -40,25 +40,17 @@ pub struct Response {
 
 impl Response {
     pub fn error(e: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            error: Some(e.into()),
-            ..Self::default()
-        }
+        Self { ok: false, error: Some(e.into()), ..Self::default() }
     }
 
     pub fn message(m: impl Into<String>) -> Self {
-        Self {
-            ok: true,
-            message: Some(m.into()),
-            ..Self::default()
-        }
+        Self { ok: true, message: Some(m.into()), ..Self::default() }
     }
 }
 
 /// What handles requests (the running supervisor).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request) -> Response;
+    fn handle(&self, req: Request) -> impl std::future::Future<Output = Response> + Send;
 }
 
 /// Bind the socket with mode 0600. Refuses when another supervisor answers on it;
@@ -71,11 +63,10 @@ pub async fn bind(path: &Path) -> Result<UnixListener, String> {
                 path.display()
             ));
         }
-        std::fs::remove_file(path)
-            .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("cannot bind control socket {}: {e}", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot set mode 0600 on {}: {e}", path.display()))?;
@@ -119,7 +110,7 @@ async fn serve_one<H: Handler>(stream: UnixStream, handler: &H) -> std::io::Resu
         .await
         .map_err(|_| std::io::Error::other("request timed out"))??;
     let resp = match serde_json::from_str::<Request>(line.trim()) {
-        Ok(req) => handler.handle(req),
+        Ok(req) => handler.handle(req).await,
         Err(e) => Response::error(format!("bad request: {e}")),
     };
     let mut out = serde_json::to_vec(&resp).map_err(std::io::Error::other)?;
@@ -134,12 +125,7 @@ use tokio::io::AsyncReadExt as _;
 pub async fn request(path: &Path, req: &Request) -> Result<Option<Response>, String> {
     let stream = match UnixStream::connect(path).await {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
             return Ok(None);
         }
         Err(e) => return Err(format!("cannot connect to {}: {e}", path.display())),
@@ -150,20 +136,11 @@ pub async fn request(path: &Path, req: &Request) -> Result<Option<Response>, Str
         body.push(b'\n');
         w.write_all(&body).await.map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(r)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| e.to_string())?;
-        serde_json::from_str::<Response>(&line)
-            .map_err(|e| format!("bad response from the supervisor: {e}"))
+        BufReader::new(r).read_line(&mut line).await.map_err(|e| e.to_string())?;
+        serde_json::from_str::<Response>(&line).map_err(|e| format!("bad response from the supervisor: {e}"))
     };
     tokio::time::timeout(Duration::from_secs(10), exchange)
         .await
-        .map_err(|_| {
-            format!(
-                "the supervisor did not answer on {} within 10s",
-                path.display()
-            )
-        })?
+        .map_err(|_| format!("the supervisor did not answer on {} within 10s", path.display()))?
         .map(Some)
 }

@@ -42,6 +42,8 @@ enum Verb {
     RestartDashboard,
     /// Check the master config and every enabled component's config, and find binaries
     Validate,
+    /// Read a password on stdin and print its argon2id hash for dashboard.auth.users
+    HashPassword,
 }
 
 fn main() -> ExitCode {
@@ -56,16 +58,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<u8, Error> {
+    if let Verb::HashPassword = cli.verb {
+        return hash_password();
+    }
     let plan = load_plan(&cli.common)?;
     match &cli.verb {
         Verb::Start => qmoi_supervisor::start(&cli.common).map(|()| 0),
         Verb::Status { json } => {
             let o = qmoi_supervisor::overview(&plan, &cli.common.report_dir)?;
             if *json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&o).map_err(|e| Error::Runtime(e.to_string()))?
-                );
+                println!("{}", serde_json::to_string_pretty(&o).map_err(|e| Error::Runtime(e.to_string()))?);
             } else {
                 print!("{}", qmoi_supervisor::render::render(&o));
             }
@@ -79,16 +81,12 @@ fn run(cli: &Cli) -> Result<u8, Error> {
                     ids.join(", ")
                 )));
             }
-            answer(
-                &plan,
-                &control::Request::RestartComponent {
-                    component: name.clone(),
-                },
-            )
+            answer(&plan, &control::Request::RestartComponent { component: name.clone() })
         }
         Verb::Reset => answer(&plan, &control::Request::Reset),
         Verb::RestartDashboard => answer(&plan, &control::Request::RestartDashboard),
         Verb::Validate => validate(&plan),
+        Verb::HashPassword => hash_password(),
     }
 }
 
@@ -107,20 +105,27 @@ fn answer(plan: &qmoi_supervisor::config::Plan, req: &control::Request) -> Resul
             Ok(0)
         }
         Some(r) => {
-            eprintln!(
-                "qmoi-supervisor: {}",
-                r.error.unwrap_or_else(|| "request refused".into())
-            );
+            eprintln!("qmoi-supervisor: {}", r.error.unwrap_or_else(|| "request refused".into()));
             Ok(1)
         }
     }
 }
 
+/// `hash-password`: one line from stdin (so the password is not in the shell history).
+fn hash_password() -> Result<u8, Error> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| Error::Runtime(format!("cannot read the password: {e}")))?;
+    let pw = line.trim_end_matches(['\n', '\r']);
+    if pw.is_empty() {
+        return Err(Error::Config("no password on stdin".into()));
+    }
+    let hash = qmoi_dashboard::auth::hash_password(pw).map_err(Error::Runtime)?;
+    println!("{hash}");
+    Ok(0)
+}
+
 fn validate(plan: &qmoi_supervisor::config::Plan) -> Result<u8, Error> {
-    let source = plan
-        .source
-        .as_ref()
-        .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+    let source = plan.source.as_ref().map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
     println!("master config: OK ({source})");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -134,9 +139,7 @@ fn validate(plan: &qmoi_supervisor::config::Plan) -> Result<u8, Error> {
                 "  {}{state}: {} {}",
                 s.id,
                 b.display(),
-                s.config
-                    .as_ref()
-                    .map_or_else(String::new, |c| format!("--config {}", c.display()))
+                s.config.as_ref().map_or_else(String::new, |c| format!("--config {}", c.display()))
             ),
             Err(e) if s.enabled => problems.push(format!("{}: {e}", s.id)),
             Err(_) => println!("  {}{state}: binary not found", s.id),

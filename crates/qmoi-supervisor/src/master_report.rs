@@ -33,23 +33,13 @@ fn supervisor_alerts(o: &Overview) -> Vec<Alert> {
         match c.state {
             State::Failed => push(
                 "component_failed",
-                if important {
-                    AlertLevel::Critical
-                } else {
-                    AlertLevel::Warning
-                },
+                if important { AlertLevel::Critical } else { AlertLevel::Warning },
                 format!("Monitor {} failed", c.id),
             ),
-            State::Stale => push(
-                "component_stale",
-                AlertLevel::Warning,
-                format!("Monitor {} stopped reporting", c.id),
-            ),
-            State::Restarting => push(
-                "component_restarting",
-                AlertLevel::Warning,
-                format!("Monitor {} is restarting", c.id),
-            ),
+            State::Stale => push("component_stale", AlertLevel::Warning, format!("Monitor {} stopped reporting", c.id)),
+            State::Restarting => {
+                push("component_restarting", AlertLevel::Warning, format!("Monitor {} is restarting", c.id))
+            }
             _ => {}
         }
         if let Some(w) = &c.watchdog {
@@ -93,10 +83,7 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
         let l = format!("{{component=\"{}\"}}", c.id);
         let up = if c.state == State::Running { 1.0 } else { 0.0 };
         metrics.insert(format!("qmoi_component_up{l}"), up);
-        metrics.insert(
-            format!("qmoi_component_restarts_total{l}"),
-            f64::from(c.restarts),
-        );
+        metrics.insert(format!("qmoi_component_restarts_total{l}"), f64::from(c.restarts));
         if let Some(a) = c.report_age_s {
             metrics.insert(format!("qmoi_component_report_age_seconds{l}"), a);
         }
@@ -109,16 +96,8 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
     metrics.insert("qmoi_verdict".into(), verdict_num);
     let now = Utc::now();
     let alerts = tracker.update(MASTER_MONITOR, &[], supervisor_alerts(o), now);
-    let running = o
-        .components
-        .iter()
-        .filter(|c| c.state == State::Running)
-        .count();
-    let enabled = o
-        .components
-        .iter()
-        .filter(|c| c.state != State::Disabled)
-        .count();
+    let running = o.components.iter().filter(|c| c.state == State::Running).count();
+    let enabled = o.components.iter().filter(|c| c.state != State::Disabled).count();
     let summary = if o.verdict.reasons.is_empty() {
         format!("healthy: {running} of {enabled} components running")
     } else {
@@ -142,12 +121,7 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
 
 /// Write `monitoring_startup_YYYYMMDD_HHMMSS.json`: what was configured and how each
 /// component will be started (or why it cannot be).
-pub fn write_startup(
-    plan: &Plan,
-    report_dir: &Path,
-    started_at: DateTime<Utc>,
-    host: &str,
-) -> Result<PathBuf, String> {
+pub fn write_startup(plan: &Plan, report_dir: &Path, started_at: DateTime<Utc>, host: &str) -> Result<PathBuf, String> {
     let comps: Vec<serde_json::Value> = plan
         .components
         .iter()
@@ -177,10 +151,7 @@ pub fn write_startup(
         "restart": plan.config.restart,
         "dashboard": plan.config.dashboard,
     });
-    let path = report_dir.join(format!(
-        "monitoring_startup_{}.json",
-        started_at.format("%Y%m%d_%H%M%S")
-    ));
+    let path = report_dir.join(format!("monitoring_startup_{}.json", started_at.format("%Y%m%d_%H%M%S")));
     let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     write_json_atomic(&path, &bytes).map_err(|e| e.to_string())?;

@@ -27,23 +27,13 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path) {
         }
         match read_report(&report_dir.join(component::latest_report_name(&c.id))) {
             ReadOutcome::Ok { report, modified } => {
-                let age = modified
-                    .and_then(|m| now.duration_since(m).ok())
-                    .map(|d| d.as_secs_f64());
+                let age = modified.and_then(|m| now.duration_since(m).ok()).map(|d| d.as_secs_f64());
                 c.report_age_s = age.map(|a| (a * 10.0).round() / 10.0);
                 c.summary = Some(report.summary.clone());
                 if age.is_some_and(|a| a <= c.stale_after_s as f64) {
                     c.report_status = Some(report.status);
-                    c.critical_alerts = report
-                        .alerts
-                        .iter()
-                        .filter(|a| a.level == AlertLevel::Critical)
-                        .count();
-                    c.warning_alerts = report
-                        .alerts
-                        .iter()
-                        .filter(|a| a.level == AlertLevel::Warning)
-                        .count();
+                    c.critical_alerts = report.alerts.iter().filter(|a| a.level == AlertLevel::Critical).count();
+                    c.warning_alerts = report.alerts.iter().filter(|a| a.level == AlertLevel::Warning).count();
                 }
             }
             ReadOutcome::Unusable { reason } => {
@@ -63,12 +53,7 @@ pub fn build(
 ) -> Overview {
     attach_reports(&mut components, report_dir);
     let verdict = verdict::evaluate(&components, alerts);
-    Overview {
-        generated_at: Utc::now(),
-        verdict,
-        components,
-        supervisor,
-    }
+    Overview { generated_at: Utc::now(), verdict, components, supervisor }
 }
 
 /// Without a supervisor (monitors under their own systemd units, or nothing running):
@@ -78,17 +63,8 @@ pub fn from_reports(plan: &Plan, report_dir: &Path) -> Overview {
         .components
         .iter()
         .map(|s| {
-            let mut c = ComponentStatus::new(
-                &s.id,
-                s.priority,
-                s.interval.as_secs(),
-                s.stale_after.as_secs(),
-            );
-            c.state = if s.enabled {
-                State::Stale
-            } else {
-                State::Disabled
-            };
+            let mut c = ComponentStatus::new(&s.id, s.priority, s.interval.as_secs(), s.stale_after.as_secs());
+            c.state = if s.enabled { State::Stale } else { State::Disabled };
             c
         })
         .collect();
@@ -107,10 +83,5 @@ pub fn from_reports(plan: &Plan, report_dir: &Path) -> Overview {
         }
     }
     let verdict = verdict::evaluate(&comps, &plan.config.alerts);
-    Overview {
-        generated_at: Utc::now(),
-        verdict,
-        components: comps,
-        supervisor: None,
-    }
+    Overview { generated_at: Utc::now(), verdict, components: comps, supervisor: None }
 }

@@ -38,14 +38,12 @@ impl Spawner {
     /// Start the spawner thread; it registers children with the given runtime.
     pub fn start(handle: tokio::runtime::Handle) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("qmoi-spawner".into())
-            .spawn(move || {
-                let _guard = handle.enter();
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })?;
+        std::thread::Builder::new().name("qmoi-spawner".into()).spawn(move || {
+            let _guard = handle.enter();
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        })?;
         Ok(Self { tx })
     }
 
@@ -63,11 +61,8 @@ impl Spawner {
             .kill_on_drop(true);
         set_parent_death_signal(&mut cmd);
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((cmd, reply))
-            .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
-        rx.await
-            .map_err(|_| io::Error::other("the spawner thread has stopped"))?
+        self.tx.send((cmd, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        rx.await.map_err(|_| io::Error::other("the spawner thread has stopped"))?
     }
 }
 
@@ -80,9 +75,7 @@ fn set_parent_death_signal(cmd: &mut Command) {
         cmd.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
             if nix::unistd::getppid() != parent {
-                return Err(io::Error::other(
-                    "the supervisor exited before the monitor started",
-                ));
+                return Err(io::Error::other("the supervisor exited before the monitor started"));
             }
             Ok(())
         });
@@ -116,10 +109,7 @@ pub async fn stop(child: &mut Child, timeout: Duration) -> String {
         Err(_) => {
             let _ = signal_group(pid, Signal::SIGKILL);
             match child.wait().await {
-                Ok(status) => format!(
-                    "killed after {}s without exiting ({status})",
-                    timeout.as_secs_f64()
-                ),
+                Ok(status) => format!("killed after {}s without exiting ({status})", timeout.as_secs_f64()),
                 Err(e) => format!("wait failed after SIGKILL: {e}"),
             }
         }
@@ -146,10 +136,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     let stime: u64 = f.get(12)?.parse().ok()?;
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(ProcSample {
-        rss_bytes: pages * page_size(),
-        cpu_ticks: utime + stime,
-    })
+    Some(ProcSample { rss_bytes: pages * page_size(), cpu_ticks: utime + stime })
 }
 
 fn page_size() -> u64 {
@@ -162,10 +149,7 @@ fn page_size() -> u64 {
 
 /// Clock ticks per second for `cpu_ticks`.
 pub fn ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |v| v as f64)
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |v| v as f64)
 }
 
 #[cfg(test)]

@@ -31,13 +31,7 @@ pub fn render(o: &Overview) -> String {
         let _ = writeln!(out, "  - {}", clip(r, 160));
     }
     let _ = writeln!(out);
-    let w = o
-        .components
-        .iter()
-        .map(|c| c.id.len())
-        .max()
-        .unwrap_or(9)
-        .max(9);
+    let w = o.components.iter().map(|c| c.id.len()).max().unwrap_or(9).max(9);
     let _ = writeln!(
         out,
         "{:<w$}  {:<10}  {:>7}  {:>7}  {:>8}  {:>10}  {:<8}  SUMMARY",

@@ -13,9 +13,7 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, BTreeMap<String, ComponentStatus>> {
         // Poisoning means a task panicked while holding the lock; the data is still the
         // best we have, and refusing to serve status would be worse.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Apply `f` to one component's entry.

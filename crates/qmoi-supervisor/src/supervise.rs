@@ -214,10 +214,7 @@ impl Task {
                     // The last lines usually say why it ended: let the reader reach EOF
                     // (at once, unless a grandchild still holds the pipe open).
                     let _ = tokio::time::timeout(Duration::from_millis(100), reader).await;
-                    let lines: Vec<String> = tail
-                        .lock()
-                        .map(|t| t.iter().cloned().collect())
-                        .unwrap_or_default();
+                    let lines: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
                     self.set(|c| {
                         c.pid = None;
                         c.ready = false;
@@ -226,10 +223,7 @@ impl Task {
                     });
                     (ended, lines)
                 }
-                Err(e) => (
-                    Ended::Stale(format!("cannot start {}: {e}", binary.display())),
-                    Vec::new(),
-                ),
+                Err(e) => (Ended::Stale(format!("cannot start {}: {e}", binary.display())), Vec::new()),
             };
             let reason = match ended {
                 Ended::Shutdown => {
@@ -241,15 +235,8 @@ impl Task {
                     self.record_restart("restart requested".into(), 0);
                     continue;
                 }
-                Ended::Exited(status)
-                    if status.code() == Some(qmoi_core::runner::EXIT_CONFIG.into()) =>
-                {
-                    let msg = tail
-                        .iter()
-                        .rev()
-                        .find(|l| !l.trim().is_empty())
-                        .cloned()
-                        .unwrap_or_default();
+                Ended::Exited(status) if status.code() == Some(qmoi_core::runner::EXIT_CONFIG.into()) => {
+                    let msg = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
                     let note = format!("configuration error (exit status 2): {msg}");
                     if self.fail(note, None).await {
                         continue;
@@ -266,24 +253,14 @@ impl Task {
             };
             tracing::warn!(component = %self.spec.id, reason = %reason, "Monitor stopped unexpectedly.");
             if !self.auto_restart {
-                if self
-                    .fail(
-                        format!("{reason}; not restarted (alerts.auto_restart = false)"),
-                        None,
-                    )
-                    .await
-                {
+                if self.fail(format!("{reason}; not restarted (alerts.auto_restart = false)"), None).await {
                     continue;
                 }
                 return;
             }
             let now = Instant::now();
             let window = self.restart.window.get();
-            while self
-                .window
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > window)
-            {
+            while self.window.front().is_some_and(|t| now.duration_since(*t) > window) {
                 self.window.pop_front();
             }
             self.window.push_back(now);
@@ -300,10 +277,7 @@ impl Task {
                 return;
             }
             let delay = self.restart.delay(self.streak);
-            self.record_restart(
-                reason.clone(),
-                delay.as_millis().try_into().unwrap_or(u64::MAX),
-            );
+            self.record_restart(reason.clone(), delay.as_millis().try_into().unwrap_or(u64::MAX));
             let n = self.window.len();
             self.set(|c| {
                 c.state = State::Restarting;
@@ -321,11 +295,7 @@ impl Task {
     fn record_restart(&self, reason: String, delay_ms: u64) {
         self.set(|c| {
             c.restarts += 1;
-            c.recent_restarts.push(RestartEvent {
-                at: Utc::now(),
-                reason,
-                delay_ms,
-            });
+            c.recent_restarts.push(RestartEvent { at: Utc::now(), reason, delay_ms });
             let excess = c.recent_restarts.len().saturating_sub(10);
             c.recent_restarts.drain(..excess);
         });
@@ -334,12 +304,8 @@ impl Task {
     /// Returns false on shutdown.
     async fn wait_for_dependencies(&mut self) -> bool {
         loop {
-            let waiting: Vec<String> = self
-                .deps
-                .iter()
-                .filter(|(_, rx)| !*rx.borrow())
-                .map(|(id, _)| id.clone())
-                .collect();
+            let waiting: Vec<String> =
+                self.deps.iter().filter(|(_, rx)| !*rx.borrow()).map(|(id, _)| id.clone()).collect();
             if waiting.is_empty() {
                 return true;
             }
@@ -348,8 +314,7 @@ impl Task {
                 c.note = Some(format!("waiting for {} to be ready", waiting.join(", ")));
             });
             // Wake on any dependency change, a command, or shutdown.
-            let mut rxs: Vec<watch::Receiver<bool>> =
-                self.deps.iter().map(|(_, rx)| rx.clone()).collect();
+            let mut rxs: Vec<watch::Receiver<bool>> = self.deps.iter().map(|(_, rx)| rx.clone()).collect();
             let any_change = async {
                 let mut set = tokio::task::JoinSet::new();
                 for mut rx in rxs.drain(..) {
@@ -370,9 +335,7 @@ impl Task {
     /// Watch a running child until it exits, goes stale, trips the watchdog, or a
     /// command or shutdown arrives.
     async fn watch(&mut self, child: &mut Child, spawned_at: SystemTime) -> Ended {
-        let report = self
-            .report_dir
-            .join(qmoi_core::component::latest_report_name(&self.spec.id));
+        let report = self.report_dir.join(qmoi_core::component::latest_report_name(&self.spec.id));
         let started = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -446,8 +409,8 @@ fn describe_exit(s: ExitStatus) -> String {
     match (s.code(), s.signal()) {
         (Some(c), _) => format!("exit status {c}"),
         (None, Some(sig)) => {
-            let name = nix::sys::signal::Signal::try_from(sig)
-                .map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
+            let name =
+                nix::sys::signal::Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
             format!("killed by {name}")
         }
         _ => s.to_string(),
@@ -489,12 +452,7 @@ struct Watchdog {
 
 impl Watchdog {
     fn new(pid: Option<u32>) -> Self {
-        Self {
-            pid,
-            last: None,
-            over_since: None,
-            ticks_per_s: process::ticks_per_second(),
-        }
+        Self { pid, last: None, over_since: None, ticks_per_s: process::ticks_per_second() }
     }
 
     /// A reason to restart, once a limit has been exceeded for the configured time.
@@ -528,8 +486,7 @@ impl Watchdog {
             }
             Some(why) => {
                 let since = *self.over_since.get_or_insert(now);
-                (now.duration_since(since) >= cfg.for_.get())
-                    .then(|| format!("watchdog: {why} for {}", cfg.for_))
+                (now.duration_since(since) >= cfg.for_.get()).then(|| format!("watchdog: {why} for {}", cfg.for_))
             }
         }
     }

@@ -60,16 +60,10 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
             alerts.critical_threshold
         ));
     } else if n_crit > 0 {
-        degraded.push(format!(
-            "{n_crit} critical alert{} firing",
-            if n_crit == 1 { "" } else { "s" }
-        ));
+        degraded.push(format!("{n_crit} critical alert{} firing", if n_crit == 1 { "" } else { "s" }));
     }
     if total_warn >= alerts.warning_threshold {
-        degraded.push(format!(
-            "{n_warn} warning alerts firing (warning_threshold {})",
-            alerts.warning_threshold
-        ));
+        degraded.push(format!("{n_warn} warning alerts firing (warning_threshold {})", alerts.warning_threshold));
     }
     let overall = if !critical.is_empty() {
         Overall::Critical
@@ -79,10 +73,7 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
         Overall::Healthy
     };
     critical.extend(degraded);
-    Verdict {
-        overall,
-        reasons: critical,
-    }
+    Verdict { overall, reasons: critical }
 }
 
 #[cfg(test)]
@@ -100,80 +91,39 @@ mod tests {
     #[test]
     fn all_running_and_ok_is_healthy() {
         let v = evaluate(
-            &[comp(
-                "system_health",
-                Priority::High,
-                State::Running,
-                Some(Status::Ok),
-            )],
+            &[comp("system_health", Priority::High, State::Running, Some(Status::Ok))],
             &AlertsConfig::default(),
         );
-        assert_eq!(
-            v,
-            Verdict {
-                overall: Overall::Healthy,
-                reasons: vec![]
-            }
-        );
+        assert_eq!(v, Verdict { overall: Overall::Healthy, reasons: vec![] });
     }
 
     #[test]
     fn priority_decides_between_degraded_and_critical() {
         let a = AlertsConfig::default();
-        let hi = evaluate(
-            &[comp("security", Priority::Critical, State::Failed, None)],
-            &a,
-        );
+        let hi = evaluate(&[comp("security", Priority::Critical, State::Failed, None)], &a);
         assert_eq!(hi.overall, Overall::Critical);
         assert_eq!(hi.reasons, vec!["security failed"]);
-        let lo = evaluate(
-            &[comp(
-                "backup",
-                Priority::Medium,
-                State::Running,
-                Some(Status::Critical),
-            )],
-            &a,
-        );
+        let lo = evaluate(&[comp("backup", Priority::Medium, State::Running, Some(Status::Critical))], &a);
         assert_eq!(lo.overall, Overall::Degraded);
-        let warn = evaluate(
-            &[comp(
-                "system_health",
-                Priority::High,
-                State::Running,
-                Some(Status::Warning),
-            )],
-            &a,
-        );
+        let warn = evaluate(&[comp("system_health", Priority::High, State::Running, Some(Status::Warning))], &a);
         assert_eq!(warn.overall, Overall::Degraded);
         assert_eq!(warn.reasons, vec!["system_health warning: summary"]);
     }
 
     #[test]
     fn alert_counts_reach_thresholds() {
-        let a = AlertsConfig {
-            critical_threshold: 2,
-            warning_threshold: 3,
-            auto_restart: true,
-        };
+        let a = AlertsConfig { critical_threshold: 2, warning_threshold: 3, auto_restart: true };
         let mut c = comp("backup", Priority::Medium, State::Running, Some(Status::Ok));
         c.critical_alerts = 2;
         let v = evaluate(&[c], &a);
         assert_eq!(v.overall, Overall::Critical);
-        assert!(
-            v.reasons[0].contains("2 critical alerts firing (critical_threshold 2)"),
-            "{:?}",
-            v.reasons
-        );
+        assert!(v.reasons[0].contains("2 critical alerts firing (critical_threshold 2)"), "{:?}", v.reasons);
     }
 
     #[test]
     fn starting_and_disabled_count_for_nothing() {
         let v = evaluate(
-            &[
-                comp("a", Priority::High, State::Starting, None),
-                comp("b", Priority::High, State::Disabled, None),
-            ],
+            &[comp("a", Priority::High, State::Starting, None), comp("b", Priority::High, State::Disabled, None)],
             &AlertsConfig::default(),
         );
         assert_eq!(v.overall, Overall::Healthy);

@@ -25,11 +25,7 @@ fn fake(id: &str, mode: &str, extra: &str) -> String {
 }
 
 fn fake_with_args(id: &str, args: &[&str], extra: &str) -> String {
-    let args: Vec<String> = args
-        .iter()
-        .chain(&["--component", id])
-        .map(|a| format!("\"{a}\""))
-        .collect();
+    let args: Vec<String> = args.iter().chain(&["--component", id]).map(|a| format!("\"{a}\"")).collect();
     format!(
         "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [{}]\n{extra}\n",
         bin("qmoi-fake-monitor").display(),
@@ -43,36 +39,21 @@ fn real_system_health() -> String {
 
 /// Wait until the master report lists an alert with this fingerprint; returns the report.
 fn wait_master_alert(stack: &Stack, fingerprint: &str) -> serde_json::Value {
-    wait_for(
-        Duration::from_secs(5),
-        &format!("alert {fingerprint} in the master report"),
-        || {
-            read_json(&stack.path("logs/master_monitor_latest.json")).filter(|m| {
-                m["alerts"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|a| a["fingerprint"] == fingerprint))
-            })
-        },
-    )
+    wait_for(Duration::from_secs(5), &format!("alert {fingerprint} in the master report"), || {
+        read_json(&stack.path("logs/master_monitor_latest.json"))
+            .filter(|m| m["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["fingerprint"] == fingerprint)))
+    })
 }
 
 fn pid_of(stack: &Stack, id: &str) -> Option<u32> {
-    stack.component(id)["pid"]
-        .as_u64()
-        .and_then(|p| u32::try_from(p).ok())
+    stack.component(id)["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
 }
 
 fn running_pid(stack: &Stack, id: &str) -> u32 {
-    wait_for(
-        Duration::from_secs(10),
-        &format!("{id} to be running"),
-        || {
-            let c = stack.component(id);
-            (c["state"] == "running")
-                .then(|| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok()))
-                .flatten()
-        },
-    )
+    wait_for(Duration::from_secs(10), &format!("{id} to be running"), || {
+        let c = stack.component(id);
+        (c["state"] == "running").then(|| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok())).flatten()
+    })
 }
 
 #[test]
@@ -84,50 +65,26 @@ fn first_reports_startup_report_and_status_table() {
     });
     assert_eq!(report["schema_version"], 1);
     assert_eq!(report["component"], "system_health");
-    assert!(
-        report["checks"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["name"] == "disk_usage:/")),
-        "{report}"
-    );
-    let master = wait_for(
-        Duration::from_secs(10),
-        "master report listing system_health running",
-        || {
-            read_json(&stack.path("logs/master_monitor_latest.json"))
-                .filter(|m| m["details"]["components"][0]["state"] == "running")
-        },
-    );
+    assert!(report["checks"].as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "disk_usage:/")), "{report}");
+    let master = wait_for(Duration::from_secs(10), "master report listing system_health running", || {
+        read_json(&stack.path("logs/master_monitor_latest.json"))
+            .filter(|m| m["details"]["components"][0]["state"] == "running")
+    });
     assert_eq!(master["component"], "master_monitor");
-    let verdict = master["details"]["verdict"]["overall"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        ["healthy", "degraded", "critical"].contains(&verdict.as_str()),
-        "{master}"
-    );
+    let verdict = master["details"]["verdict"]["overall"].as_str().unwrap_or_default().to_string();
+    assert!(["healthy", "degraded", "critical"].contains(&verdict.as_str()), "{master}");
     let startup: Vec<_> = std::fs::read_dir(stack.path("logs"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
-    let startup: Vec<&String> = startup
-        .iter()
-        .filter(|n| n.starts_with("monitoring_startup_") && n.ends_with(".json"))
-        .collect();
+    let startup: Vec<&String> =
+        startup.iter().filter(|n| n.starts_with("monitoring_startup_") && n.ends_with(".json")).collect();
     assert_eq!(startup.len(), 1, "{startup:?}");
     let doc = read_json(&stack.path(&format!("logs/{}", startup[0]))).unwrap_or_default();
     assert_eq!(doc["start_order"], serde_json::json!(["system_health"]));
 
     let out = stack.run(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("COMPONENT") && text.contains("REPORT AGE") && text.contains("system_health"),
-        "{text}"
-    );
+    assert!(text.contains("COMPONENT") && text.contains("REPORT AGE") && text.contains("system_health"), "{text}");
     let expected = match verdict.as_str() {
         "healthy" => 0,
         "degraded" => 1,
@@ -151,60 +108,33 @@ fn killed_monitor_is_restarted_with_a_new_pid() {
     assert!(alive(second));
     let c = stack.component("system_health");
     assert_eq!(c["restarts"], 1);
-    assert_eq!(
-        c["recent_restarts"][0]["reason"],
-        "exited: killed by SIGKILL"
-    );
-    assert_eq!(
-        c["recent_restarts"][0]["delay_ms"], 0,
-        "the first restart is immediate"
-    );
+    assert_eq!(c["recent_restarts"][0]["reason"], "exited: killed by SIGKILL");
+    assert_eq!(c["recent_restarts"][0]["delay_ms"], 0, "the first restart is immediate");
 }
 
 #[test]
 fn crash_loop_backs_off_then_fails_with_a_critical_alert() {
-    let mut stack = Stack::new(&format!(
-        "{}{FAST_RESTART}",
-        fake("system_health", "crash", "")
-    ));
+    let mut stack = Stack::new(&format!("{}{FAST_RESTART}", fake("system_health", "crash", "")));
     stack.start();
     let c = wait_for(Duration::from_secs(15), "system_health to fail", || {
         let c = stack.component("system_health");
         (c["state"] == "failed").then_some(c)
     });
     let note = c["note"].as_str().unwrap_or_default();
-    assert!(
-        note.contains("gave up after 3 restarts within 1m"),
-        "{note}"
-    );
+    assert!(note.contains("gave up after 3 restarts within 1m"), "{note}");
     let delays: Vec<u64> = c["recent_restarts"]
         .as_array()
         .map(|a| a.iter().filter_map(|r| r["delay_ms"].as_u64()).collect())
         .unwrap_or_default();
-    assert_eq!(
-        delays,
-        vec![0, 200, 400, 0],
-        "backoff doubles; the 4th exit gives up"
-    );
-    assert!(
-        c["stderr_tail"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|l| l == "fake monitor: simulated crash")),
-        "{c}"
-    );
-    let master = wait_for(
-        Duration::from_secs(5),
-        "failed alert in master report",
-        || {
-            read_json(&stack.path("logs/master_monitor_latest.json")).filter(|m| {
-                m["alerts"].as_array().is_some_and(|a| {
-                    a.iter().any(|a| {
-                        a["fingerprint"] == "master_monitor/component_failed:system_health"
-                    })
-                })
-            })
-        },
-    );
+    assert_eq!(delays, vec![0, 200, 400, 0], "backoff doubles; the 4th exit gives up");
+    assert!(c["stderr_tail"].as_array().is_some_and(|t| t.iter().any(|l| l == "fake monitor: simulated crash")), "{c}");
+    let master = wait_for(Duration::from_secs(5), "failed alert in master report", || {
+        read_json(&stack.path("logs/master_monitor_latest.json")).filter(|m| {
+            m["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["fingerprint"] == "master_monitor/component_failed:system_health"))
+        })
+    });
     let alert = master["alerts"]
         .as_array()
         .and_then(|a| a.iter().find(|a| a["level"] == "critical").cloned())
@@ -219,67 +149,40 @@ fn crash_loop_backs_off_then_fails_with_a_critical_alert() {
     // reset clears the failure and starts it again (it crashes again: restarts grow).
     let before = c["restarts"].as_u64().unwrap_or(0);
     let out = stack.run(&["reset"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for(Duration::from_secs(5), "restarts after reset", || {
-        (stack.component("system_health")["restarts"]
-            .as_u64()
-            .unwrap_or(0)
-            > before)
-            .then_some(())
+        (stack.component("system_health")["restarts"].as_u64().unwrap_or(0) > before).then_some(())
     });
 }
 
 #[test]
 fn hung_monitor_is_restarted_as_stale_and_killed_if_it_ignores_sigterm() {
     let extra = "stale_after = \"2s\"";
-    let mut stack = Stack::new(&format!(
-        "{}{FAST_RESTART}",
-        fake("system_health", "hang-hard", extra)
-    ));
+    let mut stack = Stack::new(&format!("{}{FAST_RESTART}", fake("system_health", "hang-hard", extra)));
     stack.start();
     let first = running_pid(&stack, "system_health");
     let c = wait_for(Duration::from_secs(15), "a stale restart", || {
         let c = stack.component("system_health");
         (c["restarts"].as_u64().unwrap_or(0) >= 1).then_some(c)
     });
-    let reason = c["recent_restarts"][0]["reason"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        reason.starts_with("report not updated for") && reason.contains("stale_after 2s"),
-        "{reason}"
-    );
+    let reason = c["recent_restarts"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("report not updated for") && reason.contains("stale_after 2s"), "{reason}");
     let last_exit = c["last_exit"].as_str().unwrap_or_default();
-    assert!(
-        last_exit.starts_with("killed after 1s"),
-        "SIGTERM ignored, so SIGKILL: {last_exit}"
-    );
+    assert!(last_exit.starts_with("killed after 1s"), "SIGTERM ignored, so SIGKILL: {last_exit}");
     assert!(!alive(first));
 }
 
 #[test]
 fn config_error_exit_is_a_permanent_failure_with_the_monitors_message() {
     // Validation passes (the fake only fails when actually run), so start gets that far.
-    let mut stack = Stack::new(&format!(
-        "{}{FAST_RESTART}",
-        fake("system_health", "config-error", "")
-    ));
+    let mut stack = Stack::new(&format!("{}{FAST_RESTART}", fake("system_health", "config-error", "")));
     stack.start();
     let c = wait_for(Duration::from_secs(10), "system_health failed", || {
         let c = stack.component("system_health");
         (c["state"] == "failed").then_some(c)
     });
     let note = c["note"].as_str().unwrap_or_default();
-    assert!(
-        note.starts_with("configuration error (exit status 2)")
-            && note.contains("key 'frobnicate'"),
-        "{note}"
-    );
+    assert!(note.starts_with("configuration error (exit status 2)") && note.contains("key 'frobnicate'"), "{note}");
     std::thread::sleep(Duration::from_millis(800));
     let c = stack.component("system_health");
     assert_eq!(c["restarts"], 0, "never a restart loop: {c}");
@@ -298,119 +201,70 @@ fn dependent_starts_only_after_its_dependency_is_ready() {
     stack.start();
     let early = wait_for(Duration::from_secs(5), "security waiting", || {
         let c = stack.component("security");
-        c["note"]
-            .as_str()
-            .is_some_and(|n| n.contains("waiting for system_health"))
-            .then_some(c)
+        c["note"].as_str().is_some_and(|n| n.contains("waiting for system_health")).then_some(c)
     });
-    assert!(
-        early["pid"].is_null(),
-        "not spawned before its dependency is ready: {early}"
-    );
+    assert!(early["pid"].is_null(), "not spawned before its dependency is ready: {early}");
     running_pid(&stack, "security");
-    assert!(
-        t0.elapsed() >= Duration::from_millis(1500),
-        "started before system_health's first report"
-    );
+    assert!(t0.elapsed() >= Duration::from_millis(1500), "started before system_health's first report");
 }
 
 #[test]
 fn watchdog_restarts_a_leaking_monitor_and_alerts() {
     let extra = "[monitoring_components.system_health.watchdog]\nmax_rss_mb = 40\nfor = \"1s\"\n";
-    let mut stack = Stack::new(&format!(
-        "{}{FAST_RESTART}",
-        fake("system_health", "leak", extra)
-    ));
+    let mut stack = Stack::new(&format!("{}{FAST_RESTART}", fake("system_health", "leak", extra)));
     stack.start();
     let c = wait_for(Duration::from_secs(20), "a watchdog restart", || {
         let c = stack.component("system_health");
         (c["restarts"].as_u64().unwrap_or(0) >= 1).then_some(c)
     });
-    let reason = c["recent_restarts"][0]["reason"]
-        .as_str()
-        .unwrap_or_default();
-    assert!(
-        reason.starts_with("watchdog: RSS") && reason.contains("over the limit of 40 MiB for 1s"),
-        "{reason}"
-    );
+    let reason = c["recent_restarts"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("watchdog: RSS") && reason.contains("over the limit of 40 MiB for 1s"), "{reason}");
     wait_master_alert(&stack, "master_monitor/watchdog:system_health");
 }
 
 #[test]
 fn sigkill_of_the_supervisor_leaves_no_monitor_behind() {
-    let cfg = format!(
-        "{}{}{FAST_RESTART}",
-        real_system_health(),
-        fake("security", "write", "")
-    );
+    let cfg = format!("{}{}{FAST_RESTART}", real_system_health(), fake("security", "write", ""));
     let mut stack = Stack::new(&cfg);
     let sup = stack.start();
-    let pids = [
-        running_pid(&stack, "system_health"),
-        running_pid(&stack, "security"),
-    ];
+    let pids = [running_pid(&stack, "system_health"), running_pid(&stack, "security")];
     signal(sup, Signal::SIGKILL);
     if let Some(c) = stack.child.as_mut() {
         let _ = c.wait();
     }
     for pid in pids {
-        wait_for(
-            Duration::from_secs(5),
-            &format!("monitor {pid} to die with the supervisor"),
-            || (!alive(pid)).then_some(()),
-        );
+        wait_for(Duration::from_secs(5), &format!("monitor {pid} to die with the supervisor"), || {
+            (!alive(pid)).then_some(())
+        });
     }
 }
 
 #[test]
 fn sigterm_stops_everything_cleanly_with_no_torn_report() {
-    let cfg = format!(
-        "{}{}{FAST_RESTART}",
-        real_system_health(),
-        fake("security", "hang", "")
-    );
+    let cfg = format!("{}{}{FAST_RESTART}", real_system_health(), fake("security", "hang", ""));
     let mut stack = Stack::new(&cfg);
     let sup = stack.start();
-    let pids = [
-        running_pid(&stack, "system_health"),
-        running_pid(&stack, "security"),
-    ];
+    let pids = [running_pid(&stack, "system_health"), running_pid(&stack, "security")];
     signal(sup, Signal::SIGTERM);
     let status = wait_for(Duration::from_secs(15), "the supervisor to exit", || {
-        stack
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        stack.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     });
     assert_eq!(status.code(), Some(0), "{}", stack.supervisor_stderr());
     for pid in pids {
         assert!(!alive(pid), "monitor {pid} outlived the supervisor");
     }
-    assert!(
-        !stack.path("run/qmoi-supervisor.sock").exists(),
-        "socket removed"
-    );
-    for entry in std::fs::read_dir(stack.path("logs"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    assert!(!stack.path("run/qmoi-supervisor.sock").exists(), "socket removed");
+    for entry in std::fs::read_dir(stack.path("logs")).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(!name.ends_with(".tmp"), "temp file left behind: {name}");
         if name.ends_with(".json") {
-            assert!(
-                read_json(&entry.path()).is_some(),
-                "{name} is not valid JSON"
-            );
+            assert!(read_json(&entry.path()).is_some(), "{name} is not valid JSON");
         }
     }
     // With no supervisor, status falls back to the report files.
     let out = stack.run(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.starts_with("No supervisor is running; from the report files"),
-        "{text}"
-    );
+    assert!(text.starts_with("No supervisor is running; from the report files"), "{text}");
 }
 
 #[test]
@@ -419,19 +273,9 @@ fn restart_component_replaces_the_process_and_rejects_unknown_names() {
     stack.start();
     let first = running_pid(&stack, "system_health");
     let out = stack.run(&["restart-component", "system_health"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "restarting system_health"
-    );
-    wait_for(Duration::from_secs(5), "a new pid", || {
-        pid_of(&stack, "system_health").filter(|p| *p != first)
-    });
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "restarting system_health");
+    wait_for(Duration::from_secs(5), "a new pid", || pid_of(&stack, "system_health").filter(|p| *p != first));
     assert!(!alive(first));
     let out = stack.run(&["restart-component", "coffee"]);
     assert_eq!(out.status.code(), Some(2));
@@ -439,21 +283,14 @@ fn restart_component_replaces_the_process_and_rejects_unknown_names() {
         String::from_utf8_lossy(&out.stderr)
             .contains("'coffee' is not a configured component (configured: system_health)")
     );
-    let out = stack.run(&[
-        "--config",
-        "config/master_monitor.toml",
-        "restart-dashboard",
-    ]);
+    let out = stack.run(&["--config", "config/master_monitor.toml", "restart-dashboard"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]
 fn restart_counter_resets_after_a_healthy_period() {
-    let cfg = format!(
-        "{}{}",
-        real_system_health(),
-        FAST_RESTART.replace("healthy_after = \"1h\"", "healthy_after = \"1s\"")
-    );
+    let cfg =
+        format!("{}{}", real_system_health(), FAST_RESTART.replace("healthy_after = \"1h\"", "healthy_after = \"1s\""));
     let mut stack = Stack::new(&cfg);
     stack.start();
     let first = running_pid(&stack, "system_health");
@@ -461,14 +298,10 @@ fn restart_counter_resets_after_a_healthy_period() {
     wait_for(Duration::from_secs(5), "restart counted", || {
         (stack.component("system_health")["restarts_in_window"] == 1).then_some(())
     });
-    wait_for(
-        Duration::from_secs(8),
-        "counter reset after healthy_after",
-        || {
-            let c = stack.component("system_health");
-            (c["restarts_in_window"] == 0 && c["restarts"] == 1).then_some(())
-        },
-    );
+    wait_for(Duration::from_secs(8), "counter reset after healthy_after", || {
+        let c = stack.component("system_health");
+        (c["restarts_in_window"] == 0 && c["restarts"] == 1).then_some(())
+    });
 }
 
 #[test]
@@ -481,8 +314,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
     let out = stack.run(&["validate"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("security: command '/nonexistent/qmoi-security' does not exist")
+        String::from_utf8_lossy(&out.stderr).contains("security: command '/nonexistent/qmoi-security' does not exist")
     );
     stack.start();
     running_pid(&stack, "system_health");
@@ -490,12 +322,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
         let c = stack.component("security");
         (c["state"] == "failed").then_some(c)
     });
-    assert!(
-        c["note"]
-            .as_str()
-            .is_some_and(|n| n.contains("/nonexistent/qmoi-security")),
-        "{c}"
-    );
+    assert!(c["note"].as_str().is_some_and(|n| n.contains("/nonexistent/qmoi-security")), "{c}");
     assert_eq!(stack.component("system_health")["state"], "running");
 }
 
@@ -504,41 +331,19 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
 #[test]
 fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
     let cases: &[(&str, &[&str])] = &[
-        (
-            "syntax_error.toml",
-            &["line 3, column 11", "enabled = = true"],
-        ),
-        (
-            "unknown_key.toml",
-            &["line 2, column 1", "unknown field `intreval`"],
-        ),
-        (
-            "negative_interval.toml",
-            &["line 2", "must not be negative, got '-5'"],
-        ),
-        (
-            "unknown_component.toml",
-            &["unknown component 'coffee_machine'"],
-        ),
-        (
-            "dependency_cycle.toml",
-            &["dependency cycle: security -> system_health -> security"],
-        ),
-        (
-            "bad_threshold.toml",
-            &["system_health", "config/system_health.toml", "key 'disk'"],
-        ),
+        ("syntax_error.toml", &["line 3, column 11", "enabled = = true"]),
+        ("unknown_key.toml", &["line 2, column 1", "unknown field `intreval`"]),
+        ("negative_interval.toml", &["line 2", "must not be negative, got '-5'"]),
+        ("unknown_component.toml", &["unknown component 'coffee_machine'"]),
+        ("dependency_cycle.toml", &["dependency cycle: security -> system_health -> security"]),
+        ("bad_threshold.toml", &["system_health", "config/system_health.toml", "key 'disk'"]),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid_configs");
     for (file, expected) in cases {
-        let text =
-            std::fs::read_to_string(src.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let text = std::fs::read_to_string(src.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut stack = Stack::new(&text);
         if *file == "bad_threshold.toml" {
-            stack.write(
-                "config/system_health.toml",
-                "[disk]\nwarning = 96\ncritical = 90\n",
-            );
+            stack.write("config/system_health.toml", "[disk]\nwarning = 96\ncritical = 90\n");
         }
         for verb in ["validate", "start"] {
             let out = stack.run(&[verb]);
@@ -548,10 +353,7 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
                 assert!(err.contains(e), "{file} {verb}: expected '{e}' in: {err}");
             }
         }
-        assert!(
-            !stack.path("logs/system_health_latest.json").exists(),
-            "{file}: nothing may start"
-        );
+        assert!(!stack.path("logs/system_health_latest.json").exists(), "{file}: nothing may start");
         stack.child = None;
     }
 }

@@ -5,18 +5,13 @@ use std::path::Path;
 use std::process::Command;
 
 fn have_systemd_analyze() -> bool {
-    let found = Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let found = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(
             std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
             "systemd-analyze is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install systemd"
         );
-        eprintln!(
-            "NOTICE: systemd-analyze not installed; skipping unit verification (scripts/test.sh installs it)"
-        );
+        eprintln!("NOTICE: systemd-analyze not installed; skipping unit verification (scripts/test.sh installs it)");
     }
     found
 }
@@ -27,10 +22,7 @@ fn units_verify_cleanly_and_are_hardened() -> std::io::Result<()> {
         return Ok(());
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../systemd");
-    let bin_dir = qmoi_testkit::bin("qmoi-supervisor")
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let bin_dir = qmoi_testkit::bin("qmoi-supervisor").parent().map(Path::to_path_buf).unwrap_or_default();
     let tmp = tempfile::tempdir()?;
     let mut units = Vec::new();
     for entry in std::fs::read_dir(&root)? {
@@ -40,15 +32,9 @@ fn units_verify_cleanly_and_are_hardened() -> std::io::Result<()> {
         }
     }
     units.sort();
-    assert!(
-        units.len() >= 2,
-        "expected at least the supervisor and system-health units: {units:?}"
-    );
+    assert!(units.len() >= 2, "expected at least the supervisor and system-health units: {units:?}");
     for unit in &units {
-        let name = unit
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = unit.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let text = std::fs::read_to_string(unit)?;
         for key in [
             "NoNewPrivileges=yes",
@@ -64,15 +50,9 @@ fn units_verify_cleanly_and_are_hardened() -> std::io::Result<()> {
         let local = text.replace("/opt/qmoi/bin/", &format!("{}/", bin_dir.display()));
         let copy = tmp.path().join(&name);
         std::fs::write(&copy, local)?;
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&copy)
-            .output()?;
+        let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output()?;
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && err.trim().is_empty(),
-            "{name}: systemd-analyze verify: {err}"
-        );
+        assert!(out.status.success() && err.trim().is_empty(), "{name}: systemd-analyze verify: {err}");
     }
     Ok(())
 }

@@ -66,11 +66,7 @@ pub struct CpuConfig {
 
 impl Default for CpuConfig {
     fn default() -> Self {
-        Self {
-            warning: 85.0,
-            critical: 95.0,
-            per_core: true,
-        }
+        Self { warning: 85.0, critical: 95.0, per_core: true }
     }
 }
 
@@ -117,11 +113,7 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
-        Self {
-            required_up: Vec::new(),
-            ignore_interfaces: vec!["lo".into()],
-            error_rate: Threshold::above(1.0, 5.0),
-        }
+        Self { required_up: Vec::new(), ignore_interfaces: vec!["lo".into()], error_rate: Threshold::above(1.0, 5.0) }
     }
 }
 
@@ -204,11 +196,7 @@ pub struct TemperatureConfig {
 
 impl Default for TemperatureConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            warning: 80.0,
-            critical: 95.0,
-        }
+        Self { enabled: true, warning: 80.0, critical: 95.0 }
     }
 }
 
@@ -222,30 +210,13 @@ impl Validate for SystemHealthConfig {
         self.memory.validate("memory", pct, p);
         self.swap.validate("swap", pct, p);
         p.check_thresholds("disk", self.disk.warning, self.disk.critical, false, pct);
-        p.check_thresholds(
-            "disk.inode",
-            self.disk.inode_warning,
-            self.disk.inode_critical,
-            false,
-            pct,
-        );
-        for (i, m) in self
-            .disk
-            .mounts
-            .iter()
-            .chain(&self.disk.ignore_mounts)
-            .enumerate()
-        {
+        p.check_thresholds("disk.inode", self.disk.inode_warning, self.disk.inode_critical, false, pct);
+        for (i, m) in self.disk.mounts.iter().chain(&self.disk.ignore_mounts).enumerate() {
             if !m.starts_with('/') {
-                p.push(
-                    format!("disk.mounts[{i}]"),
-                    format!("must be an absolute mount point, got '{m}'"),
-                );
+                p.push(format!("disk.mounts[{i}]"), format!("must be an absolute mount point, got '{m}'"));
             }
         }
-        self.network
-            .error_rate
-            .validate("network.error_rate", pct, p);
+        self.network.error_rate.validate("network.error_rate", pct, p);
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.connectivity.iter().enumerate() {
             let key = format!("connectivity[{i}]");
@@ -253,18 +224,12 @@ impl Validate for SystemHealthConfig {
                 p.push(format!("{key}.name"), "must not be empty");
             }
             if !names.insert(c.name.as_str()) {
-                p.push(
-                    format!("{key}.name"),
-                    format!("'{}' is used twice; names must be unique", c.name),
-                );
+                p.push(format!("{key}.name"), format!("'{}' is used twice; names must be unique", c.name));
             }
             match c.kind {
                 ProbeKind::Tcp if !valid_host_port(c.target.as_str()) => p.push(
                     format!("{key}.target"),
-                    format!(
-                        "tcp target must be host:port (e.g. '127.0.0.1:22'), got '{}'",
-                        c.target
-                    ),
+                    format!("tcp target must be host:port (e.g. '127.0.0.1:22'), got '{}'", c.target),
                 ),
                 ProbeKind::Dns if c.target.as_str().trim().is_empty() => {
                     p.push(format!("{key}.target"), "dns target must be a host name");
@@ -274,10 +239,7 @@ impl Validate for SystemHealthConfig {
             if let Some(t) = c.timeout
                 && t.get() < Duration::from_millis(10)
             {
-                p.push(
-                    format!("{key}.timeout"),
-                    format!("must be at least 10ms, got '{t}'"),
-                );
+                p.push(format!("{key}.timeout"), format!("must be at least 10ms, got '{t}'"));
             }
         }
         for (i, r) in self.processes.iter().enumerate() {
@@ -290,13 +252,7 @@ impl Validate for SystemHealthConfig {
         }
         self.zombies.validate("zombies", (0.0, 1e9), p);
         self.file_descriptors.validate("file_descriptors", pct, p);
-        p.check_thresholds(
-            "temperature",
-            self.temperature.warning,
-            self.temperature.critical,
-            false,
-            (-50.0, 200.0),
-        );
+        p.check_thresholds("temperature", self.temperature.warning, self.temperature.critical, false, (-50.0, 200.0));
     }
 }
 
@@ -343,22 +299,15 @@ name = "x"
 kind = "tcp"
 target = "nope"
 "#;
-        let cfg: SystemHealthConfig = match qmoi_core::config::parse_str(Path::new("sh.toml"), text)
-        {
+        let cfg: SystemHealthConfig = match qmoi_core::config::parse_str(Path::new("sh.toml"), text) {
             Ok(c) => c,
             Err(e) => panic!("parses: {e}"),
         };
         let mut p = Problems::new();
         cfg.validate(&mut p);
         let text = p.to_string();
-        assert!(
-            text.contains("key 'interval': must be at least 1 second, got '0s'"),
-            "{text}"
-        );
-        assert!(
-            text.contains("key 'disk': critical (90) must be at least warning (96)"),
-            "{text}"
-        );
+        assert!(text.contains("key 'interval': must be at least 1 second, got '0s'"), "{text}");
+        assert!(text.contains("key 'disk': critical (90) must be at least warning (96)"), "{text}");
         assert!(text.contains("tcp target must be host:port"), "{text}");
     }
 }

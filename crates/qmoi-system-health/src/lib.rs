@@ -39,18 +39,8 @@ impl SystemHealth {
             s.refresh_cpu_usage();
         }
         let networks = Networks::new_with_refreshed_list().ok();
-        let components = if cfg.temperature.enabled {
-            Components::new_with_refreshed_list().ok()
-        } else {
-            None
-        };
-        Self {
-            cfg,
-            sys,
-            networks,
-            components,
-            sampled_at: Instant::now(),
-        }
+        let components = if cfg.temperature.enabled { Components::new_with_refreshed_list().ok() } else { None };
+        Self { cfg, sys, networks, components, sampled_at: Instant::now() }
     }
 }
 

@@ -24,9 +24,7 @@ fn main() -> ExitCode {
     let Some(info) = component::find("system_health") else {
         return ExitCode::from(3);
     };
-    qmoi_core::runner::main::<SystemHealthConfig, _>(info, cli.args, |cfg| {
-        Ok(SystemHealth::new(cfg.clone()))
-    })
+    qmoi_core::runner::main::<SystemHealthConfig, _>(info, cli.args, |cfg| Ok(SystemHealth::new(cfg.clone())))
 }
 
 #[cfg(test)]

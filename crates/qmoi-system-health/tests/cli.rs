@@ -31,73 +31,33 @@ fn check_prints_a_table_and_exits_with_the_nagios_code() -> std::io::Result<()> 
     write(dir.path(), "ok.toml", &cfg(""));
     let out = sh(dir.path(), &["--check", "--config", "ok.toml"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("STATUS") && text.contains("cpu_usage") && text.contains("disk_usage:/"),
-        "{text}"
-    );
+    assert!(text.contains("STATUS") && text.contains("cpu_usage") && text.contains("disk_usage:/"), "{text}");
     let code = out.status.code().unwrap_or(-1);
     let first = text.lines().next().unwrap_or_default();
-    let expected =
-        ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::try_from(code).unwrap_or(3).min(3)];
-    assert!(
-        first.contains(&format!(": {expected} — ")),
-        "exit {code} but: {first}"
-    );
+    let expected = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::try_from(code).unwrap_or(3).min(3)];
+    assert!(first.contains(&format!(": {expected} — ")), "exit {code} but: {first}");
     // Any disk usage above 0.001% is over these thresholds: a warning, then critical.
-    write(
-        dir.path(),
-        "warn.toml",
-        &cfg("warning = 0.001\ncritical = 100\n"),
-    );
-    assert_eq!(
-        sh(dir.path(), &["--check", "--config", "warn.toml"])
-            .status
-            .code(),
-        Some(1)
-    );
-    write(
-        dir.path(),
-        "crit.toml",
-        &cfg("warning = 0.001\ncritical = 0.002\n"),
-    );
+    write(dir.path(), "warn.toml", &cfg("warning = 0.001\ncritical = 100\n"));
+    assert_eq!(sh(dir.path(), &["--check", "--config", "warn.toml"]).status.code(), Some(1));
+    write(dir.path(), "crit.toml", &cfg("warning = 0.001\ncritical = 0.002\n"));
     let out = sh(dir.path(), &["--check", "--config", "crit.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("(critical ≥ 0%)"));
-    assert!(
-        !dir.path().join("logs/system_health_latest.json").exists(),
-        "--check writes no report"
-    );
+    assert!(!dir.path().join("logs/system_health_latest.json").exists(), "--check writes no report");
     Ok(())
 }
 
 #[test]
 fn once_writes_a_report_in_the_documented_shape() -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
-    write(
-        dir.path(),
-        "c.toml",
-        &cfg("warning = 0.001\ncritical = 100\n"),
-    );
-    let out = sh(
-        dir.path(),
-        &["--once", "--config", "c.toml", "--report-dir", "out"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write(dir.path(), "c.toml", &cfg("warning = 0.001\ncritical = 100\n"));
+    let out = sh(dir.path(), &["--once", "--config", "c.toml", "--report-dir", "out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = read_json(&dir.path().join("out/system_health_latest.json")).unwrap_or_default();
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["component"], "system_health");
     assert_eq!(r["status"], "warning");
-    assert!(
-        r["generated_at"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z') && t.len() == 20),
-        "{}",
-        r["generated_at"]
-    );
+    assert!(r["generated_at"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 20), "{}", r["generated_at"]);
     let disk = r["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == "disk_usage:/").cloned())
@@ -107,28 +67,16 @@ fn once_writes_a_report_in_the_documented_shape() -> std::io::Result<()> {
     assert_eq!(disk["warning"], 0.001);
     let alert = r["alerts"]
         .as_array()
-        .and_then(|a| {
-            a.iter()
-                .find(|a| a["fingerprint"] == "system_health/disk_usage:/")
-                .cloned()
-        })
+        .and_then(|a| a.iter().find(|a| a["fingerprint"] == "system_health/disk_usage:/").cloned())
         .unwrap_or_default();
     assert_eq!(alert["level"], "warning");
-    assert!(
-        r["metrics"]["qmoi_disk_used_ratio{mount=\"/\"}"]
-            .as_f64()
-            .is_some_and(|v| (0.0..=1.0).contains(&v))
-    );
+    assert!(r["metrics"]["qmoi_disk_used_ratio{mount=\"/\"}"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)));
     assert!(r["metrics"]["qmoi_memory_used_ratio"].is_number());
     assert!(r["details"]["disks"][0]["mount"] == "/");
     // A history copy is written beside it.
     let hist = std::fs::read_dir(dir.path().join("out"))?
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("system_health_report_")
-        })
+        .filter(|e| e.file_name().to_string_lossy().starts_with("system_health_report_"))
         .count();
     assert_eq!(hist, 1);
     // The log file is there too.
@@ -171,25 +119,14 @@ level = "warning"
     let text = format!("[disk]\nmounts = [\"/\"]\n{extra}");
     write(dir.path(), "c.toml", &text);
     let out = sh(dir.path(), &["--once", "--config", "c.toml"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = read_json(&dir.path().join("logs/system_health_latest.json")).unwrap_or_default();
     let check = |name: &str| {
-        r["checks"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["name"] == name).cloned())
-            .unwrap_or_default()
+        r["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name).cloned()).unwrap_or_default()
     };
     assert_eq!(check("connectivity:open")["status"], "ok");
     assert_eq!(check("connectivity:closed")["status"], "critical");
-    assert!(
-        check("connectivity:closed")["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("cannot connect"))
-    );
+    assert!(check("connectivity:closed")["message"].as_str().is_some_and(|m| m.contains("cannot connect")));
     assert_eq!(check("process:sleep")["status"], "ok");
     assert_eq!(check("process:by-pidfile")["status"], "ok");
     assert_eq!(check("process:qmoi-no-such-process")["status"], "warning");
@@ -201,19 +138,10 @@ level = "warning"
     let r = read_json(&dir.path().join("logs/system_health_latest.json")).unwrap_or_default();
     let pf = r["checks"]
         .as_array()
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c["name"] == "process:by-pidfile")
-                .cloned()
-        })
+        .and_then(|c| c.iter().find(|c| c["name"] == "process:by-pidfile").cloned())
         .unwrap_or_default();
     assert_eq!(pf["status"], "critical");
-    assert!(
-        pf["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("is gone")),
-        "{pf}"
-    );
+    assert!(pf["message"].as_str().is_some_and(|m| m.contains("is gone")), "{pf}");
     drop(listener);
     Ok(())
 }
@@ -221,34 +149,19 @@ level = "warning"
 #[test]
 fn config_errors_exit_2_naming_file_line_and_key() -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
-    write(
-        dir.path(),
-        "typo.toml",
-        "interval = 60\n[cpu]\nwarnign = 80\n",
-    );
+    write(dir.path(), "typo.toml", "interval = 60\n[cpu]\nwarnign = 80\n");
     let out = sh(dir.path(), &["--validate", "--config", "typo.toml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        err.contains("typo.toml")
-            && err.contains("line 3, column 1")
-            && err.contains("unknown field `warnign`"),
+        err.contains("typo.toml") && err.contains("line 3, column 1") && err.contains("unknown field `warnign`"),
         "{err}"
     );
-    write(
-        dir.path(),
-        "bad.toml",
-        "interval = 0\n[memory]\nwarning = 90\ncritical = 80\n",
-    );
+    write(dir.path(), "bad.toml", "interval = 0\n[memory]\nwarning = 90\ncritical = 80\n");
     let out = sh(dir.path(), &["--once", "--config", "bad.toml"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        err.contains("2 problems")
-            && err.contains("key 'interval'")
-            && err.contains("key 'memory'"),
-        "{err}"
-    );
+    assert!(err.contains("2 problems") && err.contains("key 'interval'") && err.contains("key 'memory'"), "{err}");
     let out = sh(dir.path(), &["--check", "--config", "missing.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
@@ -260,17 +173,8 @@ fn config_errors_exit_2_naming_file_line_and_key() -> std::io::Result<()> {
     let out = sh(dir.path(), &["--validate", "--config", "env.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'QMOI_TEST_UNSET_VAR' is not set"));
-    write(
-        dir.path(),
-        "good.json",
-        "{\"interval\": 30, \"disk\": {\"warning\": 80, \"critical\": 90}}",
-    );
-    assert_eq!(
-        sh(dir.path(), &["--validate", "--config", "good.json"])
-            .status
-            .code(),
-        Some(0)
-    );
+    write(dir.path(), "good.json", "{\"interval\": 30, \"disk\": {\"warning\": 80, \"critical\": 90}}");
+    assert_eq!(sh(dir.path(), &["--validate", "--config", "good.json"]).status.code(), Some(0));
     Ok(())
 }
 
@@ -289,14 +193,10 @@ fn runs_every_interval_and_stops_cleanly_on_sigterm() -> std::io::Result<()> {
         read_json(&latest).and_then(|r| r["generated_at"].as_str().map(String::from))
     });
     wait_for(Duration::from_secs(5), "a second report", || {
-        read_json(&latest)
-            .and_then(|r| r["generated_at"].as_str().map(String::from))
-            .filter(|t| *t != first)
+        read_json(&latest).and_then(|r| r["generated_at"].as_str().map(String::from)).filter(|t| *t != first)
     });
     signal(child.id(), Signal::SIGTERM);
-    let status = wait_for(Duration::from_secs(5), "exit", || {
-        child.try_wait().ok().flatten()
-    });
+    let status = wait_for(Duration::from_secs(5), "exit", || child.try_wait().ok().flatten());
     assert_eq!(status.code(), Some(0));
     assert!(read_json(&latest).is_some());
     Ok(())

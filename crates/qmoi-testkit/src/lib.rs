@@ -16,11 +16,7 @@ use std::time::{Duration, Instant};
 /// runs.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -37,10 +33,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -48,11 +41,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 /// Is `pid` alive? A zombie (exited, not yet reaped by whoever inherited it) is not.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            s.rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(s) => s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }
@@ -75,20 +64,18 @@ pub fn read_json(path: &Path) -> Option<serde_json::Value> {
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
+    /// Environment for every supervisor command (for `${ENV}` in configs).
+    pub env: Vec<(String, String)>,
 }
 
 impl Stack {
     /// A temp dir with `config/master_monitor.toml` holding `master_toml`.
     pub fn new(master_toml: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("qmoi-test")
-            .tempdir()
-            .unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let dir = tempfile::Builder::new().prefix("qmoi-test").tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let cfg = dir.path().join("config");
         std::fs::create_dir_all(&cfg).unwrap_or_else(|e| panic!("mkdir: {e}"));
-        std::fs::write(cfg.join("master_monitor.toml"), master_toml)
-            .unwrap_or_else(|e| panic!("write config: {e}"));
-        Self { dir, child: None }
+        std::fs::write(cfg.join("master_monitor.toml"), master_toml).unwrap_or_else(|e| panic!("write config: {e}"));
+        Self { dir, child: None, env: Vec::new() }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -103,13 +90,13 @@ impl Stack {
     pub fn supervisor(&self) -> Command {
         let mut c = Command::new(bin("qmoi-supervisor"));
         c.current_dir(self.dir.path());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
     /// `qmoi-supervisor start` in the background, stderr to `supervisor.err`.
     pub fn start(&mut self) -> u32 {
-        let err = std::fs::File::create(self.path("supervisor.err"))
-            .unwrap_or_else(|e| panic!("create: {e}"));
+        let err = std::fs::File::create(self.path("supervisor.err")).unwrap_or_else(|e| panic!("create: {e}"));
         let child = self
             .supervisor()
             .arg("start")
@@ -125,10 +112,7 @@ impl Stack {
 
     /// Run a verb to completion.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.supervisor()
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run the supervisor: {e}"))
+        self.supervisor().args(args).output().unwrap_or_else(|e| panic!("cannot run the supervisor: {e}"))
     }
 
     /// `status --json` parsed.
@@ -152,6 +136,14 @@ impl Stack {
             .unwrap_or_else(|| panic!("no component {id} in status: {s}"))
     }
 
+    /// The dashboard's `host:port`, once the supervisor has written `run/dashboard.addr`.
+    pub fn dashboard_addr(&self) -> String {
+        wait_for(Duration::from_secs(10), "run/dashboard.addr", || {
+            let t = std::fs::read_to_string(self.path("run/dashboard.addr")).ok()?;
+            Some(t.trim().trim_start_matches("http://").trim_end_matches('/').to_string())
+        })
+    }
+
     pub fn supervisor_stderr(&self) -> String {
         std::fs::read_to_string(self.path("supervisor.err")).unwrap_or_default()
     }
@@ -164,4 +156,69 @@ impl Drop for Stack {
             let _ = c.wait();
         }
     }
+}
+
+/// A response from [`http`].
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client for tests against our own loopback servers: one request per
+/// connection (`Connection: close`), a `Content-Length` or chunked body read to the end.
+pub fn http(method: &str, addr: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> HttpResponse {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if let Some(b) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("send: {e}"));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("read: {e}"));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -28,14 +28,10 @@ impl ConfigDuration {
     /// Parse `"90s"`, `"5m"`, `"1.5h"`, `"250ms"`, `"7d"` or a bare number of seconds.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let n: f64 = num.parse().map_err(|_| {
-            format!(
-                "'{s}' is not a duration (examples: 30, \"500ms\", \"90s\", \"5m\", \"2h\", \"7d\")"
-            )
+            format!("'{s}' is not a duration (examples: 30, \"500ms\", \"90s\", \"5m\", \"2h\", \"7d\")")
         })?;
         let mult = match unit.trim() {
             "" | "s" | "sec" | "secs" => 1.0,
@@ -44,9 +40,7 @@ impl ConfigDuration {
             "h" => 3600.0,
             "d" => 86_400.0,
             other => {
-                return Err(format!(
-                    "'{s}' has an unknown unit '{other}' (use ms, s, m, h or d)"
-                ));
+                return Err(format!("'{s}' has an unknown unit '{other}' (use ms, s, m, h or d)"));
             }
         };
         from_secs_f64(n * mult).ok_or_else(|| format!("'{s}' is out of range"))
@@ -93,15 +87,11 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         impl de::Visitor<'_> for V {
             type Value = ConfigDuration;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a duration: seconds as a number, or a string like \"90s\", \"5m\", \"2h\"",
-                )
+                f.write_str("a duration: seconds as a number, or a string like \"90s\", \"5m\", \"2h\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 if v < 0 {
-                    return Err(E::custom(format!(
-                        "duration must not be negative, got '{v}'"
-                    )));
+                    return Err(E::custom(format!("duration must not be negative, got '{v}'")));
                 }
                 Ok(ConfigDuration::from_secs(v.unsigned_abs()))
             }
@@ -110,9 +100,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 if v < 0.0 {
-                    return Err(E::custom(format!(
-                        "duration must not be negative, got '{v}'"
-                    )));
+                    return Err(E::custom(format!("duration must not be negative, got '{v}'")));
                 }
                 from_secs_f64(v).ok_or_else(|| E::custom(format!("duration '{v}' is out of range")))
             }
@@ -155,10 +143,7 @@ mod tests {
             #[allow(dead_code)]
             d: ConfigDuration,
         }
-        let e = toml::from_str::<T>("d = -5")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = toml::from_str::<T>("d = -5").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("must not be negative, got '-5'"), "{e}");
     }
 }

@@ -29,9 +29,7 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
             rest = after;
             continue;
         };
-        let end = body
-            .find('}')
-            .ok_or_else(|| format!("unterminated '${{' in '{s}' (write '$${{' for a literal)"))?;
+        let end = body.find('}').ok_or_else(|| format!("unterminated '${{' in '{s}' (write '$${{' for a literal)"))?;
         let spec = &body[..end];
         let (name, default) = match spec.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
@@ -41,17 +39,13 @@ fn expand_with(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Strin
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !name.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(format!(
-                "'${{{spec}}}' is not a valid environment variable reference"
-            ));
+            return Err(format!("'${{{spec}}}' is not a valid environment variable reference"));
         }
         match (lookup(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => {
-                return Err(format!(
-                    "environment variable '{name}' is not set (referenced as '${{{name}}}')"
-                ));
+                return Err(format!("environment variable '{name}' is not set (referenced as '${{{name}}}')"));
             }
         }
         rest = &body[end + 1..];
@@ -91,9 +85,7 @@ impl From<&str> for EnvString {
 impl<'de> Deserialize<'de> for EnvString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
-        expand_env(&raw)
-            .map(EnvString)
-            .map_err(serde::de::Error::custom)
+        expand_env(&raw).map(EnvString).map_err(serde::de::Error::custom)
     }
 }
 
@@ -163,15 +155,9 @@ mod tests {
     #[test]
     fn expands_defaults_and_literals() {
         assert_eq!(expand_with("x ${HOST}:5432", env), Ok("x db-1:5432".into()));
-        assert_eq!(
-            expand_with("${MISSING:-fallback}", env),
-            Ok("fallback".into())
-        );
+        assert_eq!(expand_with("${MISSING:-fallback}", env), Ok("fallback".into()));
         assert_eq!(expand_with("${EMPTY:-d}", env), Ok("d".into()));
-        assert_eq!(
-            expand_with("cost $5 $${HOST}", env),
-            Ok("cost $5 ${HOST}".into())
-        );
+        assert_eq!(expand_with("cost $5 $${HOST}", env), Ok("cost $5 ${HOST}".into()));
     }
 
     #[test]

@@ -51,10 +51,7 @@ impl Problems {
 
     /// Record that `key` is wrong, with a message that says what was expected.
     pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.into(),
-            message: message.into(),
-        });
+        self.0.push(Problem { key: key.into(), message: message.into() });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,45 +68,21 @@ impl Problems {
 
     /// `Ok(())` when nothing was recorded, otherwise the error for `path`.
     pub fn into_result(self, path: &Path) -> Result<(), ConfigError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems: self,
-            })
-        }
+        if self.is_empty() { Ok(()) } else { Err(ConfigError::Invalid { path: path.to_path_buf(), problems: self }) }
     }
 
     /// Check a numeric threshold pair: both within `range`, and ordered so that
     /// `critical` is at least as bad as `warning` for the given direction.
-    pub fn check_thresholds(
-        &mut self,
-        key: &str,
-        warning: f64,
-        critical: f64,
-        below: bool,
-        range: (f64, f64),
-    ) {
+    pub fn check_thresholds(&mut self, key: &str, warning: f64, critical: f64, below: bool, range: (f64, f64)) {
         for (name, v) in [("warning", warning), ("critical", critical)] {
             if !v.is_finite() || v < range.0 || v > range.1 {
-                self.push(
-                    format!("{key}.{name}"),
-                    format!("must be between {} and {}, got '{v}'", range.0, range.1),
-                );
+                self.push(format!("{key}.{name}"), format!("must be between {} and {}, got '{v}'", range.0, range.1));
             }
         }
-        let ordered = if below {
-            critical <= warning
-        } else {
-            critical >= warning
-        };
+        let ordered = if below { critical <= warning } else { critical >= warning };
         if !ordered {
             let rel = if below { "at most" } else { "at least" };
-            self.push(
-                key.to_string(),
-                format!("critical ({critical}) must be {rel} warning ({warning})"),
-            );
+            self.push(key.to_string(), format!("critical ({critical}) must be {rel} warning ({warning})"));
         }
     }
 }
@@ -134,16 +107,12 @@ pub trait Validate {
 
 /// Is this path read as JSON (by extension)?
 pub fn is_json(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
 /// Parse config text of the format given by `path`'s extension.
 pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    let parse_err = |message: String| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message,
-    };
+    let parse_err = |message: String| ConfigError::Parse { path: path.to_path_buf(), message };
     if is_json(path) {
         let de = &mut serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
@@ -184,10 +153,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Read, parse and validate a config file.
 pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
-    let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let cfg: T = parse_str(path, &text)?;
     let mut problems = Problems::new();
     cfg.validate(&mut problems);
@@ -203,9 +169,7 @@ pub fn load_or_default<T: DeserializeOwned + Validate + Default>(
 ) -> Result<(T, Option<PathBuf>), ConfigError> {
     match explicit {
         Some(p) => load(p).map(|c| (c, Some(p.to_path_buf()))),
-        None if default_path.exists() => {
-            load(default_path).map(|c| (c, Some(default_path.to_path_buf())))
-        }
+        None if default_path.exists() => load(default_path).map(|c| (c, Some(default_path.to_path_buf()))),
         None => {
             let cfg = T::default();
             let mut problems = Problems::new();
@@ -268,23 +232,14 @@ mod tests {
         p.check_thresholds("disk", 95.0, 85.0, false, (0.0, 100.0));
         p.check_thresholds("mem", 120.0, 130.0, false, (0.0, 100.0));
         assert_eq!(p.len(), 3, "{p}");
-        let text = ConfigError::Invalid {
-            path: "c.toml".into(),
-            problems: p,
-        }
-        .to_string();
+        let text = ConfigError::Invalid { path: "c.toml".into(), problems: p }.to_string();
         assert!(text.starts_with("c.toml: 3 problems:"), "{text}");
-        assert!(
-            text.contains("key 'mem.critical': must be between 0 and 100, got '130'"),
-            "{text}"
-        );
+        assert!(text.contains("key 'mem.critical': must be between 0 and 100, got '130'"), "{text}");
     }
 
     #[test]
     fn load_reports_missing_file_with_path() {
-        let err = load::<Sample>(Path::new("/nonexistent/q.toml"))
-            .err()
-            .map(|e| e.to_string());
+        let err = load::<Sample>(Path::new("/nonexistent/q.toml")).err().map(|e| e.to_string());
         assert!(err.unwrap_or_default().contains("/nonexistent/q.toml"));
     }
 }

@@ -145,30 +145,16 @@ impl Report {
         let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
         let ok = count(Status::Ok);
         let mut parts = vec![format!("{ok} check{} ok", if ok == 1 { "" } else { "s" })];
-        for (s, word) in [
-            (Status::Critical, "critical"),
-            (Status::Warning, "warning"),
-            (Status::Unknown, "unknown"),
-        ] {
+        for (s, word) in [(Status::Critical, "critical"), (Status::Warning, "warning"), (Status::Unknown, "unknown")] {
             let n = count(s);
             if n > 0 {
-                parts.push(format!(
-                    "{n} {word}{}",
-                    if n > 1 && s == Status::Warning {
-                        "s"
-                    } else {
-                        ""
-                    }
-                ));
+                parts.push(format!("{n} {word}{}", if n > 1 && s == Status::Warning { "s" } else { "" }));
             }
         }
         let mut summary = parts.join(", ");
         // Name the worst problem so the one-line summary says what to look at.
         let worst = Status::worst_of(checks.iter().map(|c| c.status));
-        if let Some(first) = checks
-            .iter()
-            .find(|c| c.status == worst && worst != Status::Ok)
-        {
+        if let Some(first) = checks.iter().find(|c| c.status == worst && worst != Status::Ok) {
             summary.push_str(": ");
             summary.push_str(&first.message);
         }
@@ -228,10 +214,7 @@ mod tests {
             CheckResult::new("disk_usage:/", Status::Warning, "disk / at 86.1%"),
             CheckResult::new("mem", Status::Critical, "memory 97%"),
         ];
-        assert_eq!(
-            Report::summarize(&checks),
-            "1 check ok, 1 critical, 1 warning: memory 97%"
-        );
+        assert_eq!(Report::summarize(&checks), "1 check ok, 1 critical, 1 warning: memory 97%");
         assert_eq!(Report::status_of(&checks), Status::Critical);
         assert_eq!(Report::summarize(&checks[..1]), "1 check ok");
     }
@@ -262,9 +245,6 @@ mod tests {
         assert_eq!(back["alerts"][0]["since"], "2026-11-27T02:41:00Z");
         assert_eq!(back["checks"][0]["unit"], "percent");
         assert_eq!(back["metrics"]["qmoi_disk_used_ratio{mount=\"/\"}"], 0.861);
-        assert!(
-            back["checks"][0].get("title").is_none(),
-            "absent optional fields are omitted"
-        );
+        assert!(back["checks"][0].get("title").is_none(), "absent optional fields are omitted");
     }
 }

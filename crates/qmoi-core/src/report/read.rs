@@ -8,10 +8,7 @@ use std::time::SystemTime;
 #[derive(Debug, Clone)]
 pub enum ReadOutcome {
     /// A valid report, with the file's modification time.
-    Ok {
-        report: Box<Report>,
-        modified: Option<SystemTime>,
-    },
+    Ok { report: Box<Report>, modified: Option<SystemTime> },
     /// No usable report; the reason says why (missing, empty, malformed…). A reader treats
     /// this component as `unknown` with this reason.
     Unusable { reason: String },
@@ -31,21 +28,15 @@ pub fn read_report(path: &Path) -> ReadOutcome {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return ReadOutcome::Unusable {
-                reason: format!("no report yet ({} is missing)", path.display()),
-            };
+            return ReadOutcome::Unusable { reason: format!("no report yet ({} is missing)", path.display()) };
         }
         Err(e) => {
-            return ReadOutcome::Unusable {
-                reason: format!("cannot read {}: {e}", path.display()),
-            };
+            return ReadOutcome::Unusable { reason: format!("cannot read {}: {e}", path.display()) };
         }
     };
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return ReadOutcome::Unusable {
-            reason: format!("{} is empty", path.display()),
-        };
+        return ReadOutcome::Unusable { reason: format!("{} is empty", path.display()) };
     }
     match serde_json::from_slice::<Report>(&bytes) {
         Ok(r) if r.schema_version != super::SCHEMA_VERSION => ReadOutcome::Unusable {
@@ -56,13 +47,8 @@ pub fn read_report(path: &Path) -> ReadOutcome {
                 super::SCHEMA_VERSION
             ),
         },
-        Ok(report) => ReadOutcome::Ok {
-            report: Box::new(report),
-            modified,
-        },
-        Err(e) => ReadOutcome::Unusable {
-            reason: format!("{} is not a valid report: {e}", path.display()),
-        },
+        Ok(report) => ReadOutcome::Ok { report: Box::new(report), modified },
+        Err(e) => ReadOutcome::Unusable { reason: format!("{} is not a valid report: {e}", path.display()) },
     }
 }
 

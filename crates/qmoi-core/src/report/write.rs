@@ -24,26 +24,13 @@ pub enum WriteError {
 /// the folder so the rename survives a crash. On failure (disk full…) the temp file is
 /// removed and the old `path` is left as it was.
 pub fn write_json_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
-    let io = |source: std::io::Error| WriteError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let io = |source: std::io::Error| WriteError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A dot-prefixed name, so `*_latest.json` globs never match a temp file.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -76,12 +63,7 @@ pub struct HistoryPolicy {
 
 impl Default for HistoryPolicy {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            keep: 200,
-            max_age: Duration::from_secs(7 * 86_400),
-            min_spacing: Duration::ZERO,
-        }
+        Self { enabled: true, keep: 200, max_age: Duration::from_secs(7 * 86_400), min_spacing: Duration::ZERO }
     }
 }
 
@@ -96,17 +78,11 @@ pub struct ReportWriter {
 
 impl ReportWriter {
     pub fn new(dir: impl Into<PathBuf>, component: &str, policy: HistoryPolicy) -> Self {
-        Self {
-            dir: dir.into(),
-            component: component.to_string(),
-            policy,
-            last_history: None,
-        }
+        Self { dir: dir.into(), component: component.to_string(), policy, last_history: None }
     }
 
     pub fn latest_path(&self) -> PathBuf {
-        self.dir
-            .join(crate::component::latest_report_name(&self.component))
+        self.dir.join(crate::component::latest_report_name(&self.component))
     }
 
     pub fn dir(&self) -> &Path {
@@ -116,10 +92,7 @@ impl ReportWriter {
     /// Write `<id>_latest.json` atomically, then a history copy and pruning per policy.
     /// History problems are logged, not returned: the latest report is what matters.
     pub fn write(&mut self, report: &Report) -> Result<PathBuf, WriteError> {
-        fs::create_dir_all(&self.dir).map_err(|source| WriteError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&self.dir).map_err(|source| WriteError::Io { path: self.dir.clone(), source })?;
         let bytes = report.to_json_pretty()?;
         let latest = self.latest_path();
         write_json_atomic(&latest, &bytes)?;
@@ -209,10 +182,7 @@ mod tests {
     #[test]
     fn writes_latest_and_prunes_history_by_count() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let policy = HistoryPolicy {
-            keep: 3,
-            ..HistoryPolicy::default()
-        };
+        let policy = HistoryPolicy { keep: 3, ..HistoryPolicy::default() };
         let mut w = ReportWriter::new(dir.path(), "demo", policy);
         let t0 = DateTime::parse_from_rfc3339("2026-11-27T03:00:00Z")?.with_timezone(&Utc);
         for i in 0..6 {
@@ -244,10 +214,7 @@ mod tests {
         let blocked = dir.path().join("d.json");
         std::fs::create_dir(&blocked)?;
         std::fs::write(blocked.join("keep"), b"")?;
-        let err = write_json_atomic(&blocked, b"{}")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = write_json_atomic(&blocked, b"{}").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("d.json"), "error names the path: {err}");
         assert_eq!(std::fs::read(&target)?, b"{\"old\":1}");
         let temps = std::fs::read_dir(dir.path())?

@@ -8,10 +8,7 @@ use qmoi_core::{CheckResult, Status};
 use std::time::{Duration, Instant};
 
 /// The result of one probe: latency on success, the reason on failure.
-pub async fn probe(
-    t: &ConnectivityTarget,
-    timeout: Duration,
-) -> Result<(Duration, String), String> {
+pub async fn probe(t: &ConnectivityTarget, timeout: Duration) -> Result<(Duration, String), String> {
     let started = Instant::now();
     let target = t.target.as_str();
     let work = async {
@@ -19,11 +16,7 @@ pub async fn probe(
             ProbeKind::Tcp => tokio::net::TcpStream::connect(target)
                 .await
                 .map(|s| {
-                    format!(
-                        "connected to {}",
-                        s.peer_addr()
-                            .map_or_else(|_| target.to_string(), |a| a.to_string())
-                    )
+                    format!("connected to {}", s.peer_addr().map_or_else(|_| target.to_string(), |a| a.to_string()))
                 })
                 .map_err(|e| format!("cannot connect to {target}: {e}")),
             ProbeKind::Dns => match tokio::net::lookup_host((target, 0)).await {
@@ -42,10 +35,7 @@ pub async fn probe(
     match tokio::time::timeout(timeout, work).await {
         Ok(Ok(msg)) => Ok((started.elapsed(), msg)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!(
-            "{target}: no answer within {}",
-            qmoi_core::config::ConfigDuration(timeout)
-        )),
+        Err(_) => Err(format!("{target}: no answer within {}", qmoi_core::config::ConfigDuration(timeout))),
     }
 }
 
@@ -72,18 +62,11 @@ pub async fn check(cfg: &SystemHealthConfig, default_timeout: Duration, out: &mu
                         .with_value((ms * 100.0).round() / 100.0, "ms"),
                 );
                 out.metric("qmoi_connectivity_up", &labels, 1.0);
-                out.metric(
-                    "qmoi_connectivity_latency_seconds",
-                    &labels,
-                    latency.as_secs_f64(),
-                );
+                out.metric("qmoi_connectivity_latency_seconds", &labels, latency.as_secs_f64());
             }
             Err(e) => {
                 let status: Status = t.level.status();
-                out.checks.push(
-                    CheckResult::new(&name, status, e)
-                        .with_title(format!("{} unreachable", t.name)),
-                );
+                out.checks.push(CheckResult::new(&name, status, e).with_title(format!("{} unreachable", t.name)));
                 out.metric("qmoi_connectivity_up", &labels, 0.0);
             }
         }
@@ -96,48 +79,26 @@ mod tests {
     use crate::config::Level;
 
     fn target(kind: ProbeKind, target: &str) -> ConnectivityTarget {
-        ConnectivityTarget {
-            name: "t".into(),
-            kind,
-            target: target.into(),
-            timeout: None,
-            level: Level::Critical,
-        }
+        ConnectivityTarget { name: "t".into(), kind, target: target.into(), timeout: None, level: Level::Critical }
     }
 
     #[tokio::test]
     async fn tcp_to_a_real_listener_and_to_a_closed_port() -> std::io::Result<()> {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = l.local_addr()?;
-        let ok = probe(
-            &target(ProbeKind::Tcp, &addr.to_string()),
-            Duration::from_secs(2),
-        )
-        .await;
+        let ok = probe(&target(ProbeKind::Tcp, &addr.to_string()), Duration::from_secs(2)).await;
         assert!(ok.is_ok(), "{ok:?}");
         drop(l);
-        let err = probe(
-            &target(ProbeKind::Tcp, &addr.to_string()),
-            Duration::from_secs(2),
-        )
-        .await;
+        let err = probe(&target(ProbeKind::Tcp, &addr.to_string()), Duration::from_secs(2)).await;
         assert!(err.err().unwrap_or_default().contains("cannot connect"));
         Ok(())
     }
 
     #[tokio::test]
     async fn dns_resolves_localhost_and_fails_on_invalid_name() {
-        assert!(
-            probe(&target(ProbeKind::Dns, "localhost"), Duration::from_secs(3))
-                .await
-                .is_ok()
-        );
+        assert!(probe(&target(ProbeKind::Dns, "localhost"), Duration::from_secs(3)).await.is_ok());
         // `.invalid` is reserved (RFC 2606): the resolver answers NXDOMAIN without asking anyone.
-        let bad = probe(
-            &target(ProbeKind::Dns, "qmoi-test.invalid"),
-            Duration::from_secs(3),
-        )
-        .await;
+        let bad = probe(&target(ProbeKind::Dns, "qmoi-test.invalid"), Duration::from_secs(3)).await;
         assert!(bad.is_err());
     }
 }

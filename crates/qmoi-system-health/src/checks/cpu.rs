@@ -8,10 +8,7 @@ use sysinfo::System;
 
 pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Collected) {
     let Some(sys) = sys else {
-        out.checks.push(CheckResult::unknown(
-            "cpu_usage",
-            "CPU usage is not available on this system",
-        ));
+        out.checks.push(CheckResult::unknown("cpu_usage", "CPU usage is not available on this system"));
         return;
     };
     sys.refresh_cpu_usage();
@@ -26,11 +23,7 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Colle
     let cores: Vec<f64> = sys.cpus().iter().map(|c| f64::from(c.usage())).collect();
     if cfg.cpu.per_core {
         for (i, u) in cores.iter().enumerate() {
-            out.metric(
-                "qmoi_cpu_core_usage_ratio",
-                &[("core", &i.to_string())],
-                u / 100.0,
-            );
+            out.metric("qmoi_cpu_core_usage_ratio", &[("core", &i.to_string())], u / 100.0);
         }
     }
     out.detail(

@@ -61,11 +61,7 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let device = unescape(f.next()?);
             let mount_point = unescape(f.next()?);
             let fs_type = f.next()?.to_string();
-            Some(Mount {
-                device,
-                mount_point,
-                fs_type,
-            })
+            Some(Mount { device, mount_point, fs_type })
         })
         .collect()
 }
@@ -75,10 +71,7 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -103,8 +96,7 @@ pub fn select<'a>(cfg: &crate::config::DiskConfig, mounts: &'a [Mount]) -> Vec<&
                 && !cfg.ignore_mounts.contains(&m.mount_point)
                 && !PSEUDO_PREFIXES.iter().any(|p| {
                     m.mount_point == p.trim_end_matches('/')
-                        || m.mount_point
-                            .starts_with(&format!("{}/", p.trim_end_matches('/')))
+                        || m.mount_point.starts_with(&format!("{}/", p.trim_end_matches('/')))
                 })
         })
         .collect()
@@ -128,24 +120,14 @@ fn stat_mount(path: &str) -> Result<Usage, String> {
     let total = s.blocks() as f64 * frag;
     let free = s.blocks_free() as f64 * frag;
     let avail = s.blocks_available() as f64 * frag;
-    Ok(Usage {
-        dev,
-        total,
-        used: total - free,
-        avail,
-        inodes: s.files() as f64,
-        inodes_free: s.files_free() as f64,
-    })
+    Ok(Usage { dev, total, used: total - free, avail, inodes: s.files() as f64, inodes_free: s.files_free() as f64 })
 }
 
 pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collected) {
     let text = match tokio::fs::read_to_string("/proc/self/mounts").await {
         Ok(t) => t,
         Err(e) => {
-            out.checks.push(CheckResult::unknown(
-                "disk_usage",
-                format!("cannot read /proc/self/mounts: {e}"),
-            ));
+            out.checks.push(CheckResult::unknown("disk_usage", format!("cannot read /proc/self/mounts: {e}")));
             return;
         }
     };
@@ -159,9 +141,7 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
             let r = match tokio::time::timeout(timeout, blocking).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => Err(format!("stat task failed: {e}")),
-                Err(_) => Err(format!(
-                    "no answer within {timeout:?} (hung network file system?)"
-                )),
+                Err(_) => Err(format!("no answer within {timeout:?} (hung network file system?)")),
             };
             (i, r)
         });
@@ -193,23 +173,10 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
                 }
                 // As df computes Use%: used / (used + available to non-root users).
                 let pct = percent(u.used, u.used + u.avail);
-                let c = space.check(
-                    format!("disk_usage:{mp}"),
-                    &format!("disk {mp}"),
-                    pct,
-                    "percent",
-                    fmt_percent,
-                );
-                let message = format!(
-                    "{} ({} free of {})",
-                    c.message,
-                    fmt_bytes(u.avail),
-                    fmt_bytes(u.total)
-                );
-                out.checks.push(
-                    CheckResult { message, ..c }
-                        .with_title(format!("Disk {mp} {} full", fmt_percent(pct))),
-                );
+                let c = space.check(format!("disk_usage:{mp}"), &format!("disk {mp}"), pct, "percent", fmt_percent);
+                let message = format!("{} ({} free of {})", c.message, fmt_bytes(u.avail), fmt_bytes(u.total));
+                out.checks
+                    .push(CheckResult { message, ..c }.with_title(format!("Disk {mp} {} full", fmt_percent(pct))));
                 out.metric("qmoi_disk_used_ratio", &[("mount", mp)], pct / 100.0);
                 out.metric("qmoi_disk_size_bytes", &[("mount", mp)], u.total);
                 out.metric("qmoi_disk_avail_bytes", &[("mount", mp)], u.avail);
@@ -219,13 +186,7 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
                     inode_pct = Some(ip);
                     out.checks.push(
                         inode_t
-                            .check(
-                                format!("inode_usage:{mp}"),
-                                &format!("inodes on {mp}"),
-                                ip,
-                                "percent",
-                                fmt_percent,
-                            )
+                            .check(format!("inode_usage:{mp}"), &format!("inodes on {mp}"), ip, "percent", fmt_percent)
                             .with_title(format!("Inodes on {mp} {} used", fmt_percent(ip))),
                     );
                     out.metric("qmoi_disk_inodes_used_ratio", &[("mount", mp)], ip / 100.0);
@@ -260,53 +221,34 @@ cgroup /sys/fs/cgroup/cpu cgroup rw 0 0
         let m = parse_mounts(SAMPLE);
         assert_eq!(m[4].mount_point, "/mnt/my data");
         let cfg = crate::config::DiskConfig::default();
-        let sel: Vec<&str> = select(&cfg, &m)
-            .iter()
-            .map(|m| m.mount_point.as_str())
-            .collect();
+        let sel: Vec<&str> = select(&cfg, &m).iter().map(|m| m.mount_point.as_str()).collect();
         assert_eq!(sel, vec!["/", "/dev/shm", "/mnt/my data"]);
     }
 
     #[test]
     fn explicit_mounts_and_ignores() {
         let m = parse_mounts(SAMPLE);
-        let cfg = crate::config::DiskConfig {
-            mounts: vec!["/".into()],
-            ..Default::default()
-        };
+        let cfg = crate::config::DiskConfig { mounts: vec!["/".into()], ..Default::default() };
         assert_eq!(select(&cfg, &m).len(), 1);
         let cfg = crate::config::DiskConfig {
             ignore_fs_types: vec!["tmpfs".into()],
             ignore_mounts: vec!["/mnt/my data".into()],
             ..Default::default()
         };
-        let sel: Vec<&str> = select(&cfg, &m)
-            .iter()
-            .map(|m| m.mount_point.as_str())
-            .collect();
+        let sel: Vec<&str> = select(&cfg, &m).iter().map(|m| m.mount_point.as_str()).collect();
         assert_eq!(sel, vec!["/"]);
     }
 
     #[tokio::test]
     async fn root_is_checked_with_space_and_inodes() {
         let cfg = SystemHealthConfig {
-            disk: crate::config::DiskConfig {
-                mounts: vec!["/".into()],
-                ..Default::default()
-            },
+            disk: crate::config::DiskConfig { mounts: vec!["/".into()], ..Default::default() },
             ..Default::default()
         };
         let mut out = Collected::default();
         check(&cfg, Duration::from_secs(5), &mut out).await;
         let c = out.checks.iter().find(|c| c.name == "disk_usage:/");
-        assert!(
-            c.is_some_and(|c| c.value.is_some_and(|v| (0.0..=100.0).contains(&v))),
-            "{:?}",
-            out.checks
-        );
-        assert!(
-            out.metrics
-                .contains_key("qmoi_disk_used_ratio{mount=\"/\"}")
-        );
+        assert!(c.is_some_and(|c| c.value.is_some_and(|v| (0.0..=100.0).contains(&v))), "{:?}", out.checks);
+        assert!(out.metrics.contains_key("qmoi_disk_used_ratio{mount=\"/\"}"));
     }
 }

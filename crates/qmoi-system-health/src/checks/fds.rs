@@ -7,10 +7,7 @@ use qmoi_core::threshold::fmt_percent;
 
 /// `/proc/sys/fs/file-nr`: allocated, allocated-but-unused, maximum.
 pub fn parse_file_nr(s: &str) -> Option<(f64, f64)> {
-    let v: Vec<f64> = s
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v: Vec<f64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
     match v.as_slice() {
         [alloc, unused, max] => Some((alloc - unused, *max)),
         _ => None,
@@ -31,24 +28,15 @@ pub fn check(cfg: &SystemHealthConfig, out: &mut Collected) {
             }
         },
         Err(e) => {
-            out.checks
-                .push(qmoi_core::runner::unreadable("file_descriptors", path, e));
+            out.checks.push(qmoi_core::runner::unreadable("file_descriptors", path, e));
             return;
         }
     };
     let pct = percent(used, max);
-    let c = cfg.file_descriptors.check(
-        "file_descriptors",
-        "open files",
-        pct,
-        "percent",
-        fmt_percent,
-    );
+    let c = cfg.file_descriptors.check("file_descriptors", "open files", pct, "percent", fmt_percent);
     let message = format!("{} ({used:.0} of {max:.0})", c.message);
-    out.checks.push(
-        CheckResult { message, ..c }
-            .with_title(format!("Open files at {} of the limit", fmt_percent(pct))),
-    );
+    out.checks
+        .push(CheckResult { message, ..c }.with_title(format!("Open files at {} of the limit", fmt_percent(pct))));
     out.metric("qmoi_file_descriptors_open", &[], used);
     out.metric("qmoi_file_descriptors_max", &[], max);
 }
@@ -57,10 +45,7 @@ pub fn check(cfg: &SystemHealthConfig, out: &mut Collected) {
 mod tests {
     #[test]
     fn parses_file_nr() {
-        assert_eq!(
-            super::parse_file_nr("960\t0\t2466174\n"),
-            Some((960.0, 2_466_174.0))
-        );
+        assert_eq!(super::parse_file_nr("960\t0\t2466174\n"), Some((960.0, 2_466_174.0)));
         assert_eq!(super::parse_file_nr("garbage"), None);
     }
 }

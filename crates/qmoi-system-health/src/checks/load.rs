@@ -9,10 +9,7 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&System>, out: &mut Collected
     let load = match System::load_average() {
         Ok(l) => l,
         Err(e) => {
-            out.checks.push(CheckResult::unknown(
-                "load",
-                format!("cannot read the load average: {e}"),
-            ));
+            out.checks.push(CheckResult::unknown("load", format!("cannot read the load average: {e}")));
             return;
         }
     };
@@ -20,24 +17,13 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&System>, out: &mut Collected
     let per_core = load.one / cores;
     let c = cfg
         .load
-        .check("load", "load per core", per_core, "load", |v| {
-            format!("{v:.2}")
-        })
-        .with_title(format!(
-            "High load: {:.2} per core ({:.2} on {cores} cores)",
-            per_core, load.one
-        ));
-    let message = format!(
-        "{} (1m {:.2}, 5m {:.2}, 15m {:.2})",
-        c.message, load.one, load.five, load.fifteen
-    );
+        .check("load", "load per core", per_core, "load", |v| format!("{v:.2}"))
+        .with_title(format!("High load: {:.2} per core ({:.2} on {cores} cores)", per_core, load.one));
+    let message = format!("{} (1m {:.2}, 5m {:.2}, 15m {:.2})", c.message, load.one, load.five, load.fifteen);
     out.checks.push(CheckResult { message, ..c });
     out.metric("qmoi_load1", &[], load.one);
     out.metric("qmoi_load5", &[], load.five);
     out.metric("qmoi_load15", &[], load.fifteen);
     out.metric("qmoi_load1_per_core", &[], per_core);
-    out.detail(
-        "load",
-        serde_json::json!({"one": load.one, "five": load.five, "fifteen": load.fifteen}),
-    );
+    out.detail("load", serde_json::json!({"one": load.one, "five": load.five, "fifteen": load.fifteen}));
 }

@@ -9,28 +9,16 @@ use sysinfo::System;
 
 pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Collected) {
     let Some(sys) = sys else {
-        out.checks.push(CheckResult::unknown(
-            "memory_usage",
-            "memory figures are not available on this system",
-        ));
+        out.checks.push(CheckResult::unknown("memory_usage", "memory figures are not available on this system"));
         return;
     };
     sys.refresh_memory();
     let total = sys.total_memory() as f64;
     let available = sys.available_memory() as f64;
     let used_pct = percent(total - available, total);
-    let c = cfg
-        .memory
-        .check("memory_usage", "memory", used_pct, "percent", fmt_percent);
-    let message = format!(
-        "{} ({} of {} used)",
-        c.message,
-        fmt_bytes(total - available),
-        fmt_bytes(total)
-    );
-    out.checks.push(
-        CheckResult { message, ..c }.with_title(format!("Memory {} used", fmt_percent(used_pct))),
-    );
+    let c = cfg.memory.check("memory_usage", "memory", used_pct, "percent", fmt_percent);
+    let message = format!("{} ({} of {} used)", c.message, fmt_bytes(total - available), fmt_bytes(total));
+    out.checks.push(CheckResult { message, ..c }.with_title(format!("Memory {} used", fmt_percent(used_pct))));
     out.metric("qmoi_memory_total_bytes", &[], total);
     out.metric("qmoi_memory_available_bytes", &[], available);
     out.metric("qmoi_memory_used_ratio", &[], used_pct / 100.0);
@@ -39,22 +27,12 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Colle
     let swap_used = sys.used_swap() as f64;
     if swap_total > 0.0 {
         let pct = percent(swap_used, swap_total);
-        let c = cfg
-            .swap
-            .check("swap_usage", "swap", pct, "percent", fmt_percent);
-        let message = format!(
-            "{} ({} of {})",
-            c.message,
-            fmt_bytes(swap_used),
-            fmt_bytes(swap_total)
-        );
-        out.checks.push(
-            CheckResult { message, ..c }.with_title(format!("Swap {} used", fmt_percent(pct))),
-        );
+        let c = cfg.swap.check("swap_usage", "swap", pct, "percent", fmt_percent);
+        let message = format!("{} ({} of {})", c.message, fmt_bytes(swap_used), fmt_bytes(swap_total));
+        out.checks.push(CheckResult { message, ..c }.with_title(format!("Swap {} used", fmt_percent(pct))));
         out.metric("qmoi_swap_used_ratio", &[], pct / 100.0);
     } else {
-        out.checks
-            .push(CheckResult::ok("swap_usage", "no swap configured"));
+        out.checks.push(CheckResult::ok("swap_usage", "no swap configured"));
     }
     out.metric("qmoi_swap_total_bytes", &[], swap_total);
     out.detail(

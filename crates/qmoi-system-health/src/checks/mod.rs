@@ -52,10 +52,7 @@ pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
     let inner: Vec<String> = labels
         .iter()
         .map(|(k, v)| {
-            let esc = v
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('\n', "\\n");
+            let esc = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
             format!("{k}=\"{esc}\"")
         })
         .collect();
@@ -66,11 +63,7 @@ pub use qmoi_core::human::bytes as fmt_bytes;
 
 /// Percent `part / whole`, NaN when `whole` is zero (the threshold then says unknown).
 pub fn percent(part: f64, whole: f64) -> f64 {
-    if whole > 0.0 {
-        part / whole * 100.0
-    } else {
-        f64::NAN
-    }
+    if whole > 0.0 { part / whole * 100.0 } else { f64::NAN }
 }
 
 #[cfg(test)]

@@ -14,25 +14,14 @@ fn operstate(iface: &str) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-pub fn check(
-    cfg: &SystemHealthConfig,
-    networks: Option<&mut Networks>,
-    elapsed: Duration,
-    out: &mut Collected,
-) {
+pub fn check(cfg: &SystemHealthConfig, networks: Option<&mut Networks>, elapsed: Duration, out: &mut Collected) {
     let Some(networks) = networks else {
-        out.checks.push(CheckResult::unknown(
-            "network",
-            "network interfaces are not available on this system",
-        ));
+        out.checks.push(CheckResult::unknown("network", "network interfaces are not available on this system"));
         return;
     };
     networks.refresh(true);
     let secs = elapsed.as_secs_f64().max(0.001);
-    let mut names: Vec<String> = networks
-        .keys()
-        .map(|k| k.to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> = networks.keys().map(|k| k.to_string_lossy().into_owned()).collect();
     names.sort();
     let mut table = Vec::new();
     for (name, data) in networks.iter() {
@@ -50,16 +39,8 @@ pub fn check(
         out.metric("qmoi_network_up", &labels, if up { 1.0 } else { 0.0 });
         out.metric("qmoi_network_receive_bytes_per_second", &labels, rx);
         out.metric("qmoi_network_transmit_bytes_per_second", &labels, tx);
-        out.metric(
-            "qmoi_network_receive_errors_total",
-            &labels,
-            data.total_errors_on_received() as f64,
-        );
-        out.metric(
-            "qmoi_network_transmit_errors_total",
-            &labels,
-            data.total_errors_on_transmitted() as f64,
-        );
+        out.metric("qmoi_network_receive_errors_total", &labels, data.total_errors_on_received() as f64);
+        out.metric("qmoi_network_transmit_errors_total", &labels, data.total_errors_on_transmitted() as f64);
         if packets > 0.0 {
             let rate = percent(errors, packets);
             let c = cfg.network.error_rate.check(
@@ -81,35 +62,20 @@ pub fn check(
             "errors_total": data.total_errors_on_received() + data.total_errors_on_transmitted(),
         }));
     }
-    let up_count = table
-        .iter()
-        .filter(|t| t["state"] == "up" || t["state"] == "unknown")
-        .count();
+    let up_count = table.iter().filter(|t| t["state"] == "up" || t["state"] == "unknown").count();
     out.checks.push(CheckResult::ok(
         "network",
-        format!(
-            "{} interface{} seen, {up_count} up",
-            table.len(),
-            if table.len() == 1 { "" } else { "s" }
-        ),
+        format!("{} interface{} seen, {up_count} up", table.len(), if table.len() == 1 { "" } else { "s" }),
     ));
     for req in &cfg.network.required_up {
-        let state = if names.contains(req) {
-            operstate(req)
-        } else {
-            "missing".into()
-        };
+        let state = if names.contains(req) { operstate(req) } else { "missing".into() };
         let ok = state == "up" || state == "unknown";
         let name = format!("interface:{req}");
         out.checks.push(if ok {
             CheckResult::ok(name, format!("interface {req} is {state}"))
         } else {
-            CheckResult::new(
-                name,
-                Status::Critical,
-                format!("interface {req} is {state}"),
-            )
-            .with_title(format!("Interface {req} is {state}"))
+            CheckResult::new(name, Status::Critical, format!("interface {req} is {state}"))
+                .with_title(format!("Interface {req} is {state}"))
         });
     }
     out.detail("interfaces", serde_json::Value::Array(table));

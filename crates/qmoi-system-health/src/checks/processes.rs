@@ -9,10 +9,7 @@ use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, Upda
 pub fn pid_alive(pid: i32) -> Result<bool, String> {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state is the first field after the parenthesised command name.
-        Ok(s) => Ok(s
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            != Some("Z")),
+        Ok(s) => Ok(s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e.to_string()),
     }
@@ -20,10 +17,7 @@ pub fn pid_alive(pid: i32) -> Result<bool, String> {
 
 pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Collected) {
     let Some(sys) = sys else {
-        out.checks.push(CheckResult::unknown(
-            "zombies",
-            "process list is not available on this system",
-        ));
+        out.checks.push(CheckResult::unknown("zombies", "process list is not available on this system"));
         return;
     };
     // Names and states only: memory/CPU per process is not needed here and costs time.
@@ -35,17 +29,10 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Colle
     };
     sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
     let procs = sys.processes();
-    let zombies = procs
-        .values()
-        .filter(|p| p.status() == ProcessStatus::Zombie)
-        .count() as f64;
+    let zombies = procs.values().filter(|p| p.status() == ProcessStatus::Zombie).count() as f64;
     out.metric("qmoi_processes", &[], procs.len() as f64);
     out.metric("qmoi_zombie_processes", &[], zombies);
-    let c = cfg
-        .zombies
-        .check("zombies", "zombie processes", zombies, "processes", |v| {
-            format!("{v:.0}")
-        });
+    let c = cfg.zombies.check("zombies", "zombie processes", zombies, "processes", |v| format!("{v:.0}"));
     let title = format!("{zombies:.0} zombie processes");
     out.checks.push(c.with_title(title));
 
@@ -57,33 +44,19 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Colle
             let result = std::fs::read_to_string(pf)
                 .map_err(|e| format!("cannot read pidfile {pf}: {e}"))
                 .and_then(|s| {
-                    s.trim()
-                        .parse::<i32>()
-                        .map_err(|_| format!("pidfile {pf} does not hold a pid: '{}'", s.trim()))
+                    s.trim().parse::<i32>().map_err(|_| format!("pidfile {pf} does not hold a pid: '{}'", s.trim()))
                 })
                 .and_then(|pid| pid_alive(pid).map(|alive| (pid, alive)));
             let (status, msg, up) = match result {
-                Ok((pid, true)) => (
-                    Status::Ok,
-                    format!("{} is running (pid {pid} from {pf})", req.name),
-                    1.0,
-                ),
-                Ok((pid, false)) => (
-                    req.level.status(),
-                    format!("{} is not running (pid {pid} from {pf} is gone)", req.name),
-                    0.0,
-                ),
-                Err(e) => (
-                    req.level.status(),
-                    format!("{} is not running: {e}", req.name),
-                    0.0,
-                ),
+                Ok((pid, true)) => (Status::Ok, format!("{} is running (pid {pid} from {pf})", req.name), 1.0),
+                Ok((pid, false)) => {
+                    (req.level.status(), format!("{} is not running (pid {pid} from {pf} is gone)", req.name), 0.0)
+                }
+                Err(e) => (req.level.status(), format!("{} is not running: {e}", req.name), 0.0),
             };
             out.metric("qmoi_process_count", &labels, up);
-            out.checks.push(
-                CheckResult::new(name, status, msg)
-                    .with_title(format!("Process {} not running", req.name)),
-            );
+            out.checks
+                .push(CheckResult::new(name, status, msg).with_title(format!("Process {} not running", req.name)));
             continue;
         }
         let count = procs
@@ -91,20 +64,14 @@ pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Colle
             .filter(|p| p.status() != ProcessStatus::Zombie)
             .filter(|p| {
                 p.name().to_string_lossy() == req.name
-                    || p.exe()
-                        .and_then(|e| e.file_name())
-                        .is_some_and(|f| f.to_string_lossy() == req.name)
+                    || p.exe().and_then(|e| e.file_name()).is_some_and(|f| f.to_string_lossy() == req.name)
             })
             .count();
         out.metric("qmoi_process_count", &labels, count as f64);
         let c = if count >= req.min {
             CheckResult::ok(
                 &name,
-                format!(
-                    "{count} {} process{} running",
-                    req.name,
-                    if count == 1 { "" } else { "es" }
-                ),
+                format!("{count} {} process{} running", req.name, if count == 1 { "" } else { "es" }),
             )
         } else {
             CheckResult::new(

@@ -8,10 +8,7 @@ use sysinfo::Components;
 
 pub fn check(cfg: &SystemHealthConfig, components: Option<&mut Components>, out: &mut Collected) {
     let Some(components) = components else {
-        out.detail(
-            "temperatures",
-            serde_json::json!({"note": "sensors are not available on this system"}),
-        );
+        out.detail("temperatures", serde_json::json!({"note": "sensors are not available on this system"}));
         return;
     };
     components.refresh(true);
@@ -23,23 +20,16 @@ pub fn check(cfg: &SystemHealthConfig, components: Option<&mut Components>, out:
         };
         let label = c.label();
         out.checks.push(
-            t.check(
-                format!("temperature:{label}"),
-                &format!("{label} temperature"),
-                temp,
-                "celsius",
-                |v| format!("{v:.1} °C"),
-            )
+            t.check(format!("temperature:{label}"), &format!("{label} temperature"), temp, "celsius", |v| {
+                format!("{v:.1} °C")
+            })
             .with_title(format!("{label} at {temp:.1} °C")),
         );
         out.metric("qmoi_temperature_celsius", &[("sensor", label)], temp);
         table.push(serde_json::json!({"sensor": label, "celsius": temp}));
     }
     if table.is_empty() {
-        out.detail(
-            "temperatures",
-            serde_json::json!({"note": "no temperature sensors exposed by the kernel"}),
-        );
+        out.detail("temperatures", serde_json::json!({"note": "no temperature sensors exposed by the kernel"}));
     } else {
         out.detail("temperatures", serde_json::Value::Array(table));
     }

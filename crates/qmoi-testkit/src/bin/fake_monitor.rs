@@ -59,17 +59,13 @@ impl Validate for FakeConfig {
 
 impl MonitorConfig for FakeConfig {
     fn interval(&self) -> Duration {
-        self.interval
-            .map_or(Duration::from_secs(1), ConfigDuration::get)
+        self.interval.map_or(Duration::from_secs(1), ConfigDuration::get)
     }
     fn check_timeout(&self) -> Duration {
         Duration::from_secs(1)
     }
     fn history(&self) -> HistorySettings {
-        HistorySettings {
-            enabled: false,
-            ..HistorySettings::default()
-        }
+        HistorySettings { enabled: false, ..HistorySettings::default() }
     }
 }
 
@@ -103,10 +99,7 @@ impl Monitor for Fake {
             Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
             _ => CheckResult::ok("fake", format!("run {}", self.runs)),
         };
-        Outcome {
-            checks: vec![check],
-            ..Outcome::default()
-        }
+        Outcome { checks: vec![check], ..Outcome::default() }
     }
 }
 
@@ -119,9 +112,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(1);
             }
             Mode::ConfigError => {
-                eprintln!(
-                    "qmoi-fake-monitor: configuration error: fake.toml: key 'frobnicate': not a real key"
-                );
+                eprintln!("qmoi-fake-monitor: configuration error: fake.toml: key 'frobnicate': not a real key");
                 return ExitCode::from(2);
             }
             _ => {}
@@ -129,19 +120,11 @@ fn main() -> ExitCode {
     }
     // Leak the id: the run loop wants a `'static` component table entry.
     let id: &'static str = Box::leak(cli.component.clone().into_boxed_str());
-    let base = component::find(id)
-        .copied()
-        .unwrap_or(component::COMPONENTS[1]);
-    let info: &'static component::ComponentInfo =
-        Box::leak(Box::new(component::ComponentInfo { id, ..base }));
+    let base = component::find(id).copied().unwrap_or(component::COMPONENTS[1]);
+    let info: &'static component::ComponentInfo = Box::leak(Box::new(component::ComponentInfo { id, ..base }));
     let mode = cli.mode;
     let start_delay = cli.start_delay.map(ConfigDuration::get);
     qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |_| {
-        Ok(Fake {
-            mode,
-            runs: 0,
-            start_delay,
-            hoard: Vec::new(),
-        })
+        Ok(Fake { mode, runs: 0, start_delay, hoard: Vec::new() })
     })
 }

@@ -1,0 +1,327 @@
+// QMOI dashboard. Plain browser JavaScript; no framework, nothing fetched from elsewhere.
+// All text from the server is inserted with textContent (never as HTML).
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { range: 3600, token: sessionStorage.getItem("qmoi-token") || "", overview: null, chartTimer: null };
+
+function authHeaders() {
+  const t = state.token;
+  if (!t) return {};
+  if (t.includes(":")) return { Authorization: "Basic " + btoa(t) };
+  return { Authorization: "Bearer " + t };
+}
+
+async function api(path, opts = {}) {
+  const headers = Object.assign({}, authHeaders(), opts.headers || {});
+  const r = await fetch(path, Object.assign({}, opts, { headers }));
+  let body = null;
+  const type = r.headers.get("content-type") || "";
+  if (type.includes("json")) body = await r.json(); else body = await r.text();
+  if (!r.ok) {
+    const msg = body && body.error ? body.error : ("HTTP " + r.status);
+    const e = new Error(msg);
+    e.status = r.status;
+    throw e;
+  }
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else if (k === "onclick") e.addEventListener("click", v);
+    else e[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  return e;
+}
+
+function age(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "-";
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 86400) return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+  if (s >= 3600) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+  if (s >= 60) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+  return s + "s";
+}
+
+function since(iso) {
+  const t = typeof iso === "number" ? iso * 1000 : Date.parse(iso);
+  return isNaN(t) ? "-" : age((Date.now() - t) / 1000) + " ago";
+}
+
+function message(text, ok) {
+  const m = $("#message");
+  m.textContent = text;
+  m.className = "message" + (ok ? " ok" : "");
+  m.hidden = !text;
+  if (text) setTimeout(() => { if (m.textContent === text) m.hidden = true; }, 6000);
+}
+
+// ---- status: verdict and component cards ----
+
+function renderOverview(o) {
+  state.overview = o;
+  const v = o.verdict.overall;
+  const ve = $("#verdict");
+  ve.textContent = v;
+  ve.className = "verdict " + v;
+  ve.dataset.verdict = v;
+  if (o.supervisor) $("#host").textContent = "supervisor pid " + o.supervisor.pid + " · up " + since(o.supervisor.started_at).replace(" ago", "");
+  const reasons = $("#reasons");
+  reasons.replaceChildren(...o.verdict.reasons.map((r) => el("li", { class: v === "critical" ? "critical" : "" }, r)));
+  const cards = $("#cards");
+  cards.replaceChildren(...o.components.map(card));
+}
+
+function card(c) {
+  const status = c.report_status || (c.state === "failed" ? "critical" : "unknown");
+  const summary = c.state === "running" || !c.note ? (c.summary || "") : c.note;
+  const started = c.started_at && c.pid ? since(c.started_at).replace(" ago", "") : "-";
+  return el("div", { class: "card " + status, "data-component": c.id },
+    el("h3", {}, c.id, el("span", { class: "pill " + c.state }, c.state)),
+    el("div", { class: "summary" }, summary),
+    el("dl", {},
+      el("dt", {}, "status"), el("dd", {}, el("span", { class: "pill " + status }, status)),
+      el("dt", {}, "report age"), el("dd", { class: "report-age" }, age(c.report_age_s)),
+      el("dt", {}, "restarts"), el("dd", {}, String(c.restarts)),
+      el("dt", {}, "pid"), el("dd", {}, c.pid ? String(c.pid) : "-"),
+      el("dt", {}, "uptime"), el("dd", {}, started),
+      el("dt", {}, "priority"), el("dd", {}, c.priority)));
+}
+
+// ---- alerts ----
+
+async function loadAlerts() {
+  let data;
+  try { data = await api("/api/alerts"); } catch (e) { return; }
+  const tbody = $("#alerts tbody");
+  tbody.replaceChildren(...data.active.map(alertRow));
+  $("#no-alerts").hidden = data.active.length > 0;
+  $("#alert-count").textContent = data.active.length ? "(" + data.active.length + ")" : "";
+  $("#recent tbody").replaceChildren(...data.recent.slice(0, 20).map((a) =>
+    el("tr", {}, el("td", {}, el("span", { class: "pill " + a.level }, a.level)),
+      el("td", {}, a.title, el("div", { class: "detail" }, a.fingerprint)),
+      el("td", {}, a.component), el("td", {}, since(a.started_at)), el("td", {}, since(a.ended_at)))));
+}
+
+function alertRow(a) {
+  const st = [];
+  if (a.acknowledged) st.push("acknowledged by " + a.acknowledged.by);
+  if (a.silenced_by) st.push("silenced (#" + a.silenced_by + ")");
+  const ack = el("button", { type: "button", class: "ack", onclick: () => acknowledge(a.fingerprint) }, "Acknowledge");
+  ack.disabled = !!a.acknowledged;
+  const sil = el("select", { class: "silence-for", title: "silence for" },
+    el("option", { value: "1h" }, "1 h"), el("option", { value: "4h" }, "4 h"), el("option", { value: "1d" }, "1 day"));
+  const silBtn = el("button", { type: "button", class: "silence", onclick: () => silence(a.fingerprint, sil.value) }, "Silence");
+  return el("tr", { "data-fingerprint": a.fingerprint },
+    el("td", {}, el("span", { class: "pill " + a.level }, a.level)),
+    el("td", {}, a.title, el("div", { class: "detail" }, a.detail)),
+    el("td", {}, a.component),
+    el("td", {}, since(a.since)),
+    el("td", { class: "alert-state" }, st.join(", ") || "firing"),
+    el("td", { class: "actions" }, ack, sil, silBtn));
+}
+
+async function acknowledge(fp) {
+  try {
+    await api("/api/alerts/" + encodeURIComponent(fp) + "/ack", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+    message("Acknowledged " + fp, true);
+  } catch (e) {
+    message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to acknowledge: " + e.message : e.message);
+  }
+  loadAlerts();
+}
+
+async function silence(fp, duration) {
+  try {
+    const r = await api("/api/silences", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ fingerprint: fp, duration }) });
+    message("Silenced " + fp + " (#" + r.id + ") for " + duration, true);
+  } catch (e) {
+    message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to silence: " + e.message : e.message);
+  }
+  loadAlerts();
+}
+
+// ---- trend charts (canvas) ----
+
+const CHARTS = [
+  { title: "CPU busy", metric: "qmoi_cpu_usage_ratio", unit: "%", scale: 100 },
+  { title: "Memory used", metric: "qmoi_memory_used_ratio", unit: "%", scale: 100 },
+  { title: "Disk used", metric: "qmoi_disk_used_ratio", unit: "%", scale: 100 },
+  { title: "Load per core", metric: "qmoi_load1_per_core", unit: "", scale: 1 },
+  { title: "Endpoint latency", metric: "qmoi_endpoint_latency_seconds", unit: "ms", scale: 1000 },
+  { title: "Connectivity latency", metric: "qmoi_connectivity_latency_seconds", unit: "ms", scale: 1000 },
+];
+const COLORS = ["#2f6fde", "#d64545", "#1f9d55", "#d99a06", "#8b5cf6", "#0ea5e9"];
+
+async function loadCharts() {
+  const now = Math.floor(Date.now() / 1000);
+  const from = now - state.range;
+  const boxes = [];
+  for (const c of CHARTS) {
+    let data;
+    try { data = await api("/api/history?metric=" + encodeURIComponent(c.metric) + "&from=" + from + "&to=" + now); } catch (e) { continue; }
+    if (!data.series.length || !data.series.some((s) => s.points.length)) continue;
+    boxes.push(chart(c, data.series, from, now));
+  }
+  $("#charts").replaceChildren(...boxes);
+  $("#no-charts").hidden = boxes.length > 0;
+}
+
+function chart(c, series, from, to) {
+  const canvas = el("canvas", { width: 640, height: 220 });
+  const legend = el("div", { class: "legend" });
+  const box = el("div", { class: "chart", "data-metric": c.metric }, el("h4", {}, c.title), canvas, legend);
+  const g = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, L = 52, R = 10, T = 10, B = 24;
+  let max = 0;
+  for (const s of series) for (const p of s.points) max = Math.max(max, p[1] * c.scale);
+  if (c.unit === "%") max = Math.max(max, 100) > 100 ? max : 100;
+  if (max <= 0) max = 1;
+  const x = (t) => L + ((t - from) / (to - from)) * (W - L - R);
+  const y = (v) => T + (1 - v / max) * (H - T - B);
+  g.font = "20px system-ui, sans-serif";
+  g.fillStyle = "#667085";
+  g.strokeStyle = "#e3e7ec";
+  g.lineWidth = 1;
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    g.beginPath(); g.moveTo(L, y(v)); g.lineTo(W - R, y(v)); g.stroke();
+    g.fillText(fmt(v) + c.unit, 2, y(v) + 6);
+  }
+  g.fillText(new Date(from * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }), L, H - 2);
+  const right = new Date(to * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  g.fillText(right, W - R - g.measureText(right).width, H - 2);
+  const names = [];
+  series.forEach((s, i) => {
+    g.strokeStyle = COLORS[i % COLORS.length];
+    g.lineWidth = 3;
+    g.beginPath();
+    s.points.forEach((p, j) => (j ? g.lineTo(x(p[0]), y(p[1] * c.scale)) : g.moveTo(x(p[0]), y(p[1] * c.scale))));
+    g.stroke();
+    // Mark the latest point, so a series with one sample is visible too.
+    const lp = s.points[s.points.length - 1];
+    if (lp) { g.fillStyle = COLORS[i % COLORS.length]; g.beginPath(); g.arc(x(lp[0]), y(lp[1] * c.scale), 4, 0, 2 * Math.PI); g.fill(); }
+    const last = s.points.length ? s.points[s.points.length - 1][1] * c.scale : NaN;
+    const label = (s.metric.match(/\{(.*)\}/) || [null, s.component])[1];
+    names.push(label + ": " + fmt(last) + c.unit);
+  });
+  legend.textContent = names.join(" · ");
+  return box;
+}
+
+function fmt(v) {
+  if (!isFinite(v)) return "-";
+  if (Math.abs(v) >= 100) return v.toFixed(0);
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  return v.toFixed(2);
+}
+
+// ---- live updates: Server-Sent Events read with fetch, so the auth header can be sent ----
+
+async function live() {
+  let delay = 1000;
+  for (;;) {
+    try {
+      const r = await fetch("/api/events", { headers: authHeaders() });
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      setLive(true);
+      delay = 1000;
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          const frame = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = frame.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
+          if (data) onEvent(JSON.parse(data));
+        }
+      }
+    } catch (e) {
+      // fall through to reconnect
+    }
+    setLive(false);
+    await new Promise((res) => setTimeout(res, delay));
+    delay = Math.min(delay * 2, 30000);
+  }
+}
+
+function setLive(on) {
+  const l = $("#live");
+  l.className = "live " + (on ? "on" : "off");
+  l.textContent = on ? "live" : "reconnecting";
+}
+
+function onEvent(ev) {
+  if (ev.type === "overview") renderOverview(ev.data);
+  else if (ev.type === "alert") loadAlerts();
+  else if (ev.type === "report") updateCard(ev.data);
+}
+
+function updateCard(r) {
+  const c = document.querySelector('.card[data-component="' + CSS.escape(r.component) + '"]');
+  if (!c) return;
+  c.querySelector(".summary").textContent = r.summary;
+  c.querySelector(".report-age").textContent = "0s";
+  c.className = "card " + r.status;
+}
+
+// ---- sign in, config ----
+
+function setupSignin() {
+  const form = $("#signin");
+  $("#signin-open").addEventListener("click", () => { form.hidden = !form.hidden; if (!form.hidden) $("#signin-token").focus(); });
+  $("#signin-note").textContent = state.token ? "signed in" : "read-only until signed in";
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("#signin-token").value.trim();
+    sessionStorage.setItem("qmoi-token", state.token);
+    $("#signin-token").value = "";
+    $("#signin-note").textContent = "signed in";
+    form.hidden = true;
+    reloadAll();
+  });
+  $("#signout").addEventListener("click", () => {
+    state.token = "";
+    sessionStorage.removeItem("qmoi-token");
+    $("#signin-note").textContent = "read-only until signed in";
+    reloadAll();
+  });
+}
+
+async function loadConfig() {
+  try { $("#config").textContent = JSON.stringify(await api("/api/config"), null, 2); } catch (e) { $("#config").textContent = e.message; }
+}
+
+async function reloadAll() {
+  try {
+    renderOverview(await api("/api/monitor/status"));
+  } catch (e) {
+    if (e.status === 401) { message("This dashboard needs a token: Sign in."); $("#signin").hidden = false; }
+    else message("Cannot load the status: " + e.message);
+  }
+  loadAlerts();
+  loadCharts();
+  loadConfig();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupSignin();
+  document.querySelectorAll(".ranges button").forEach((b) => b.addEventListener("click", () => {
+    document.querySelectorAll(".ranges button").forEach((x) => x.classList.toggle("on", x === b));
+    state.range = Number(b.dataset.range);
+    loadCharts();
+  }));
+  reloadAll();
+  live();
+  state.chartTimer = setInterval(loadCharts, 30000);
+});

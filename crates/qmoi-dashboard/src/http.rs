@@ -1,0 +1,503 @@
+//! Routes, middleware and handlers. See docs/API.md for every route.
+
+use crate::auth::{Authenticator, Identity, Outcome};
+use crate::config::Role;
+use crate::hub::{Hub, unix_now};
+use crate::ratelimit::RateLimiter;
+use crate::store::{Ack, AuditEntry, Matcher};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// What the dashboard asks of the supervisor.
+pub trait Backend: Send + Sync + 'static {
+    /// Restart one component (as `qmoi-supervisor restart-component`).
+    fn restart(&self, component: &str) -> Result<String, String>;
+    /// The effective configuration of every component, secrets masked.
+    fn config(&self) -> serde_json::Value;
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub auth: Arc<Authenticator>,
+    pub limiter: Arc<RateLimiter>,
+    pub backend: Arc<dyn Backend>,
+    pub audit_log: PathBuf,
+    /// Becomes true when this server is stopping: live streams end so shutdown is quick.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// An error as JSON: `{"error": "..."}`.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+fn err(code: StatusCode, msg: impl Into<String>) -> ApiError {
+    ApiError(code, msg.into())
+}
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// Content Security Policy: only our own scripts, styles and connections; never framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                   base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/monitor/status", get(status))
+        .route("/api/monitor/performance", get(|s| component_named(s, "performance")))
+        .route("/api/monitor/security", get(|s| component_named(s, "security")))
+        .route("/api/monitor/backup", get(|s| component_named(s, "backup")))
+        .route("/api/monitor/components/{id}", get(component))
+        .route("/api/alerts", get(alerts))
+        .route("/api/alerts/{*rest}", post(ack))
+        .route("/api/silences", get(silences).post(add_silence))
+        .route("/api/silences/{id}", delete(delete_silence))
+        .route("/api/history", get(history))
+        .route("/api/history/series", get(series))
+        .route("/api/config", get(config))
+        .route("/api/components/{id}/restart", post(restart))
+        .route("/api/events", get(events))
+        .route("/ws", get(ws))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/", get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route("/assets/app.js", get(|| async { page(APP_JS, "text/javascript; charset=utf-8") }))
+        .route("/assets/style.css", get(|| async { page(STYLE_CSS, "text/css; charset=utf-8") }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(api)
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "no such route (see docs/API.md)") })
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+fn page(body: &'static str, kind: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+async fn rate_limit(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match s.limiter.allow(addr.ip()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let mut r =
+                err(StatusCode::TOO_MANY_REQUESTS, "too many requests from this address; slow down").into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("{}", wait.ceil().max(1.0) as u64)) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
+    }
+}
+
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let h = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match s.auth.check(h.as_deref()).await {
+        Outcome::Authenticated(id) => {
+            req.extensions_mut().insert(id);
+            next.run(req).await
+        }
+        Outcome::Missing | Outcome::Invalid => {
+            let mut r =
+                err(StatusCode::UNAUTHORIZED, "authentication required: a bearer token or basic auth").into_response();
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"qmoi\", charset=\"UTF-8\""));
+            r
+        }
+    }
+}
+
+/// Admin actions: only with auth configured, and only for the admin role.
+fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
+    if !s.auth.enabled() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "admin actions need [dashboard.auth] (tokens or users) in master_monitor.toml; without auth the dashboard is read-only",
+        ));
+    }
+    if id.role < Role::Admin {
+        return Err(err(StatusCode::FORBIDDEN, format!("'{}' has the read role; this needs admin", id.name)));
+    }
+    Ok(())
+}
+
+fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
+    let e = AuditEntry {
+        at: unix_now(),
+        who: id.name.clone(),
+        action: action.into(),
+        target: target.into(),
+        remote: remote.ip().to_string(),
+        result: result.into(),
+    };
+    tracing::info!(who = %e.who, action, target, remote = %e.remote, result, "Audit.");
+    if let Err(x) = s.hub.store.audit(&e) {
+        tracing::warn!(error = %x, "Cannot write the audit table.");
+    }
+    let line = serde_json::json!({
+        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "who": e.who, "action": e.action, "target": e.target, "remote": e.remote, "result": e.result,
+    });
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&s.audit_log)?;
+        writeln!(f, "{line}")
+    };
+    if let Err(x) = write() {
+        tracing::warn!(error = %x, path = %s.audit_log.display(), "Cannot append to the audit log.");
+    }
+}
+
+fn json_bytes(b: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], b).into_response()
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    let b = s.hub.status_json();
+    if b.is_empty() {
+        return err(StatusCode::SERVICE_UNAVAILABLE, "the supervisor has not produced a status yet").into_response();
+    }
+    json_bytes(b)
+}
+
+fn component_view(s: &AppState, id: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    let overview = s.hub.overview().ok_or_else(|| err(StatusCode::SERVICE_UNAVAILABLE, "no status yet"))?;
+    let state = overview.components.iter().find(|c| c.id == id);
+    if state.is_none() && qmoi_core::component::find(id).is_none() {
+        return Err(err(StatusCode::NOT_FOUND, format!("unknown component '{id}'")));
+    }
+    Ok(Json(serde_json::json!({
+        "component": id,
+        "configured": state.is_some(),
+        "supervisor": state,
+        "report": s.hub.report(id).as_deref(),
+    })))
+}
+
+async fn component_named(State(s): State<AppState>, id: &'static str) -> Result<Json<serde_json::Value>, ApiError> {
+    component_view(&s, id)
+}
+
+async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    component_view(&s, &id)
+}
+
+fn store_err(e: impl std::fmt::Display) -> ApiError {
+    err(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+async fn alerts(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = unix_now();
+    let acks = s.hub.store.acks().map_err(store_err)?;
+    let silences = s.hub.store.active_silences(now).map_err(store_err)?;
+    let active: Vec<serde_json::Value> = s
+        .hub
+        .firing()
+        .into_iter()
+        .map(|f| {
+            let silenced = silences
+                .iter()
+                .find(|x| x.matches(&f.component, &f.alert.fingerprint, f.alert.level.as_str()))
+                .map(|x| x.id);
+            let mut v = serde_json::to_value(&f).unwrap_or_default();
+            v["acknowledged"] = serde_json::to_value(acks.get(&f.alert.fingerprint)).unwrap_or_default();
+            v["silenced_by"] = serde_json::to_value(silenced).unwrap_or_default();
+            v
+        })
+        .collect();
+    let recent = s.hub.store.recent_alerts(100).map_err(store_err)?;
+    Ok(Json(serde_json::json!({"active": active, "recent": recent, "silences": silences})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[serde(default)]
+    comment: String,
+}
+
+/// `POST /api/alerts/{fingerprint}/ack`: fingerprints contain `/`, so this is a catch-all.
+async fn ack(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    Path(rest): Path<String>,
+    body: Option<Json<AckBody>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(fp) = rest.strip_suffix("/ack") else {
+        return Err(err(StatusCode::NOT_FOUND, "use POST /api/alerts/{fingerprint}/ack"));
+    };
+    require_admin(&s, &id)?;
+    if !s.hub.firing().iter().any(|f| f.alert.fingerprint == fp) {
+        audit(&s, &id, remote, "ack", fp, "not firing");
+        return Err(err(StatusCode::NOT_FOUND, format!("no alert '{fp}' is firing")));
+    }
+    let a = Ack { by: id.name.clone(), at: unix_now(), comment: body.map(|b| b.0.comment).unwrap_or_default() };
+    s.hub.store.ack(fp, &a).map_err(store_err)?;
+    audit(&s, &id, remote, "ack", fp, "ok");
+    s.hub.publish("alert", &serde_json::json!({"action": "acknowledged", "fingerprint": fp, "acknowledged": a}));
+    Ok(Json(serde_json::json!({"fingerprint": fp, "acknowledged": a})))
+}
+
+async fn silences(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(serde_json::json!({"silences": s.hub.store.active_silences(unix_now()).map_err(store_err)?})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    #[serde(default)]
+    component: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+    /// `"2h"`, `"30m"`, or seconds.
+    #[serde(default)]
+    duration: Option<qmoi_core::config::ConfigDuration>,
+    /// Unix seconds; alternative to `duration`.
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    comment: String,
+}
+
+async fn add_silence(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    require_admin(&s, &id)?;
+    let Json(b) = body.map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad silence: {e}")))?;
+    if b.component.is_none() && b.fingerprint.is_none() && b.level.is_none() {
+        return Err(err(StatusCode::BAD_REQUEST, "a silence needs at least one of component, fingerprint, level"));
+    }
+    if let Some(l) = &b.level
+        && !["critical", "warning", "info"].contains(&l.as_str())
+    {
+        return Err(err(StatusCode::BAD_REQUEST, format!("level must be critical, warning or info, got '{l}'")));
+    }
+    let now = unix_now();
+    let expires_at = match (b.duration, b.expires_at) {
+        (Some(d), None) => now + i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2),
+        (None, Some(t)) => t,
+        _ => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of duration (e.g. \"2h\") or expires_at (unix seconds)",
+            ));
+        }
+    };
+    if expires_at <= now {
+        return Err(err(StatusCode::BAD_REQUEST, "the silence would already be expired"));
+    }
+    let m = Matcher { component: b.component, fingerprint: b.fingerprint, level: b.level };
+    let sid = s.hub.store.add_silence(&m, &id.name, now, expires_at, &b.comment).map_err(store_err)?;
+    let target = serde_json::to_string(&m).unwrap_or_default();
+    audit(&s, &id, remote, "silence", &target, &format!("id {sid}"));
+    s.hub.publish("alert", &serde_json::json!({"action": "silenced", "silence": sid}));
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"id": sid, "expires_at": expires_at}))))
+}
+
+async fn delete_silence(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    Path(sid): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &id)?;
+    if !s.hub.store.delete_silence(sid, unix_now()).map_err(store_err)? {
+        return Err(err(StatusCode::NOT_FOUND, format!("no active silence with id {sid}")));
+    }
+    audit(&s, &id, remote, "unsilence", &sid.to_string(), "ok");
+    s.hub.publish("alert", &serde_json::json!({"action": "unsilenced", "silence": sid}));
+    Ok(Json(serde_json::json!({"deleted": sid})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    component: Option<String>,
+    metric: String,
+    /// Unix seconds or RFC 3339; default one hour ago.
+    from: Option<String>,
+    to: Option<String>,
+    /// Seconds per point.
+    step: Option<i64>,
+    format: Option<String>,
+}
+
+fn parse_time(s: Option<&str>, default: i64, what: &str) -> Result<i64, ApiError> {
+    match s {
+        None | Some("") => Ok(default),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp()))
+            .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("{what} must be unix seconds or RFC 3339, got '{t}'"))),
+    }
+}
+
+async fn history(
+    State(s): State<AppState>,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e} (needs metric=…)")))?;
+    let now = unix_now();
+    let to = parse_time(q.to.as_deref(), now, "to")?;
+    let from = parse_time(q.from.as_deref(), to - 3600, "from")?;
+    if from >= to {
+        return Err(err(StatusCode::BAD_REQUEST, "from must be before to"));
+    }
+    if q.step.is_some_and(|st| st < 1) {
+        return Err(err(StatusCode::BAD_REQUEST, "step must be at least 1 second"));
+    }
+    let store = s.hub.store.clone();
+    let comp = q.component.clone();
+    let metric = q.metric.clone();
+    let step = q.step;
+    let series = tokio::task::spawn_blocking(move || store.query(comp.as_deref(), &metric, from, to, step, now))
+        .await
+        .map_err(store_err)?
+        .map_err(store_err)?;
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(serde_json::json!({"from": from, "to": to, "series": series})).into_response()),
+        "csv" => {
+            let mut out = String::from("timestamp,component,metric,value\n");
+            for se in &series {
+                let metric = format!("\"{}\"", se.metric.replace('"', "\"\""));
+                for (t, v) in &se.points {
+                    out.push_str(&format!("{t},{},{metric},{v}\n", se.component));
+                }
+            }
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response())
+        }
+        other => Err(err(StatusCode::BAD_REQUEST, format!("format must be json or csv, got '{other}'"))),
+    }
+}
+
+async fn series(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = s.hub.store.clone();
+    let list = tokio::task::spawn_blocking(move || store.list_series()).await.map_err(store_err)?.map_err(store_err)?;
+    let list: Vec<serde_json::Value> =
+        list.into_iter().map(|(c, m)| serde_json::json!({"component": c, "metric": m})).collect();
+    Ok(Json(serde_json::json!({"series": list})))
+}
+
+async fn config(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(s.backend.config())
+}
+
+async fn restart(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    Path(comp): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &id)?;
+    match s.backend.restart(&comp) {
+        Ok(msg) => {
+            audit(&s, &id, remote, "restart", &comp, "ok");
+            Ok(Json(serde_json::json!({"message": msg})))
+        }
+        Err(e) => {
+            audit(&s, &id, remote, "restart", &comp, &e);
+            Err(err(StatusCode::NOT_FOUND, e))
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.hub.metrics_text()).into_response()
+}
+
+/// The first message of every live connection: the current overview.
+fn hello(s: &AppState) -> Option<Arc<str>> {
+    s.hub.overview().map(|o| crate::hub::event_json("overview", o.as_ref()))
+}
+
+async fn events(State(s): State<AppState>) -> impl IntoResponse {
+    let first = futures_util::stream::iter(hello(&s));
+    let live = tokio_stream::wrappers::BroadcastStream::new(s.hub.subscribe()).filter_map(|m| async move {
+        // A client too slow to keep up misses events; the next overview repairs its view.
+        m.ok()
+    });
+    let mut stop = s.stopping.clone();
+    let stream = first
+        .chain(live)
+        .map(|json| Ok::<_, std::convert::Infallible>(Event::default().data(&*json)))
+        .take_until(async move {
+            let _ = stop.wait_for(|v| *v).await;
+        });
+    let mut headers = HeaderMap::new();
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    (headers, Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    upgrade.on_upgrade(move |socket| ws_loop(s, socket))
+}
+
+async fn ws_loop(s: AppState, mut socket: WebSocket) {
+    let mut rx = s.hub.subscribe();
+    let mut stop = s.stopping.clone();
+    if let Some(h) = hello(&s)
+        && socket.send(Message::Text(h.to_string().into())).await.is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(json) => if socket.send(Message::Text(json.to_string().into())).await.is_err() { return },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = stop.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! # qmoi-dashboard
+//!
+//! The dashboard page, REST API, live updates (SSE and WebSocket), metric history and
+//! Prometheus `/metrics`, served by the supervisor (DESIGN.md §8). The supervisor owns a
+//! [`Dashboard`], feeds its [`Hub`] with each new overview, and starts, stops and restarts
+//! the HTTP [`Server`] (the monitors are never touched by a dashboard restart).
+//!
+//! - [`config`]: `[dashboard]` keys and their validation (non-loopback needs auth).
+//! - [`auth`], [`ratelimit`]: bearer tokens / argon2 basic auth, roles; per-client buckets.
+//! - [`store`]: `data/history.db` (history at three resolutions, acks, silences, audit).
+//! - [`hub`]: cached live state and the event broadcast.
+//! - [`http`]: routes and handlers; [`metrics`]: the text exposition.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod ratelimit;
+pub mod store;
+
+pub use http::Backend;
+pub use hub::Hub;
+
+use config::DashboardConfig;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything the HTTP server needs, kept across dashboard restarts.
+pub struct Dashboard {
+    hub: Arc<Hub>,
+    auth: Arc<auth::Authenticator>,
+    limiter: Arc<ratelimit::RateLimiter>,
+    backend: Arc<dyn Backend>,
+    audit_log: std::path::PathBuf,
+}
+
+impl Dashboard {
+    /// Open `data_dir/history.db` and prepare the server's state.
+    pub fn open(
+        cfg: &DashboardConfig,
+        data_dir: &Path,
+        report_dir: &Path,
+        log_dir: &Path,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Self, String> {
+        let store = store::Store::open(&data_dir.join("history.db"), cfg.history.clone()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            hub: Arc::new(Hub::new(Arc::new(store), report_dir.to_path_buf())),
+            auth: Arc::new(auth::Authenticator::new(&cfg.auth)),
+            limiter: Arc::new(ratelimit::RateLimiter::new(cfg.rate_limit.clone())),
+            backend,
+            audit_log: log_dir.join("audit.log"),
+        })
+    }
+
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Start serving on `listener`.
+    pub fn serve(&self, listener: TcpListener) -> std::io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = http::AppState {
+            hub: self.hub.clone(),
+            auth: self.auth.clone(),
+            limiter: self.limiter.clone(),
+            backend: self.backend.clone(),
+            audit_log: self.audit_log.clone(),
+            stopping: stop_rx.clone(),
+        };
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let mut stop = stop_rx;
+        let join = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::error!(error = %e, "Dashboard server failed.");
+            }
+        });
+        tracing::info!(%addr, "Dashboard listening.");
+        Ok(Server { addr, stop: stop_tx, join })
+    }
+
+    /// Delete history past its retention every ten minutes, until the runtime stops.
+    pub fn spawn_pruner(&self) {
+        let store = self.hub.store.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || s.prune(hub::unix_now())).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "History pruned."),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "Cannot prune history."),
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Bind the configured address; a clear message when it cannot be had.
+pub async fn bind(cfg: &DashboardConfig) -> Result<TcpListener, String> {
+    let host = if cfg.host == "localhost" { "127.0.0.1" } else { cfg.host.trim_matches(['[', ']']) };
+    let addr = format!("{}:{}", if host.contains(':') { format!("[{host}]") } else { host.to_string() }, cfg.port);
+    TcpListener::bind(&addr).await.map_err(|e| {
+        format!("cannot listen on {addr} for the dashboard: {e} (another program on that port? change dashboard.port)")
+    })
+}
+
+/// A running HTTP server.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stop accepting, end live streams, and wait (at most 3 s) for requests in flight.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut join = self.join;
+        if tokio::time::timeout(Duration::from_secs(3), &mut join).await.is_err() {
+            join.abort();
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `/metrics`: the Prometheus text exposition (format 0.0.4) of every report's metrics,
+//! each sample labelled with its `component`, plus the supervisor's own (which arrive in
+//! the master report: `qmoi_component_up`, `qmoi_component_restarts_total`,
+//! `qmoi_component_report_age_seconds`, `qmoi_verdict`).
+//!
+//! Every report's `metrics` map is `name{labels} -> value`; samples are grouped into
+//! families by name, each with one `# HELP` and `# TYPE` line (`counter` for names ending
+//! in `_total`, as Prometheus' naming rules say, `gauge` otherwise).
+
+use qmoi_core::report::Report;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Help texts of the metrics we know; others get a generic one.
+fn help(name: &str) -> &'static str {
+    match name {
+        "qmoi_cpu_usage_ratio" => "Share of all CPU cores busy, averaged over the monitor's interval.",
+        "qmoi_cpu_core_usage_ratio" => "Share of one CPU core busy.",
+        "qmoi_cpu_cores" => "Number of CPU cores.",
+        "qmoi_load1" | "qmoi_load5" | "qmoi_load15" => "Load average.",
+        "qmoi_load1_per_core" => "1-minute load average divided by the number of cores.",
+        "qmoi_memory_used_ratio" => "Share of memory in use (total minus available).",
+        "qmoi_memory_total_bytes" => "Total memory.",
+        "qmoi_memory_available_bytes" => "Memory available without swapping.",
+        "qmoi_swap_used_ratio" => "Share of swap in use.",
+        "qmoi_swap_total_bytes" => "Total swap.",
+        "qmoi_disk_used_ratio" => "Share of a file system in use, as df counts it.",
+        "qmoi_disk_size_bytes" => "File system size.",
+        "qmoi_disk_avail_bytes" => "File system space available to unprivileged users.",
+        "qmoi_disk_inodes_used_ratio" => "Share of a file system's inodes in use.",
+        "qmoi_network_up" => "1 when the interface is up.",
+        "qmoi_network_receive_bytes_per_second" | "qmoi_network_transmit_bytes_per_second" => {
+            "Interface throughput over the monitor's interval."
+        }
+        "qmoi_network_receive_errors_total" | "qmoi_network_transmit_errors_total" => "Interface errors since boot.",
+        "qmoi_connectivity_up" => "1 when the connectivity probe succeeded.",
+        "qmoi_connectivity_latency_seconds" => "Duration of the connectivity probe.",
+        "qmoi_process_count" => "Processes found for a required process.",
+        "qmoi_processes" => "Processes on the host.",
+        "qmoi_zombie_processes" => "Zombie processes on the host.",
+        "qmoi_file_descriptors_open" => "Open file descriptors, system-wide.",
+        "qmoi_file_descriptors_max" => "fs.file-max.",
+        "qmoi_uptime_seconds" => "Seconds since boot.",
+        "qmoi_temperature_celsius" => "Sensor temperature.",
+        "qmoi_component_up" => "1 when the supervisor sees the component running with fresh reports.",
+        "qmoi_component_restarts_total" => "Restarts of the component since the supervisor started.",
+        "qmoi_component_report_age_seconds" => "Age of the component's latest report.",
+        "qmoi_verdict" => "Overall verdict: 0 healthy, 1 degraded, 2 critical.",
+        "qmoi_report_status" => "Status of the component's latest report: 0 ok, 1 warning, 2 critical, 3 unknown.",
+        _ => "",
+    }
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+/// Split `name{a="b"}` into the name and the inside of the braces.
+fn split(key: &str) -> Option<(&str, &str)> {
+    match key.find('{') {
+        Some(i) => key.strip_suffix('}').map(|k| (&k[..i], &k[i + 1..])),
+        None => Some((key, "")),
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+    } else {
+        format!("{v}")
+    }
+}
+
+pub fn render<'a>(reports: impl Iterator<Item = &'a Report>) -> String {
+    // family name -> lines
+    let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in reports {
+        for (key, value) in &r.metrics {
+            let Some((name, labels)) = split(key) else { continue };
+            if !valid_name(name) {
+                continue;
+            }
+            // Component first; the supervisor's metrics already say which component.
+            let comp =
+                if labels.contains("component=\"") { String::new() } else { format!("component=\"{}\"", r.component) };
+            let all = match (comp.is_empty(), labels.is_empty()) {
+                (true, true) => String::new(),
+                (true, false) => format!("{{{labels}}}"),
+                (false, true) => format!("{{{comp}}}"),
+                (false, false) => format!("{{{comp},{labels}}}"),
+            };
+            families.entry(name.to_string()).or_default().push(format!("{name}{all} {}", fmt_value(*value)));
+        }
+        if r.component != qmoi_core::component::MASTER_MONITOR {
+            let s = f64::from(r.status.exit_code());
+            families
+                .entry("qmoi_report_status".into())
+                .or_default()
+                .push(format!("qmoi_report_status{{component=\"{}\"}} {s}", r.component));
+        }
+    }
+    let mut out = String::with_capacity(families.len() * 128);
+    for (name, mut lines) in families {
+        lines.sort();
+        lines.dedup();
+        let h = help(&name);
+        let _ = writeln!(out, "# HELP {name} {}", if h.is_empty() { "QMOI metric (see docs/CONFIG.md)." } else { h });
+        let _ = writeln!(out, "# TYPE {name} {}", if name.ends_with("_total") { "counter" } else { "gauge" });
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_families_and_labels_components() {
+        let mut r: Report = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "component": "system_health", "host": "h", "generated_at": "2026-11-27T03:00:00Z",
+            "interval_s": 60, "duration_ms": 1, "status": "warning", "summary": "", "checks": [], "alerts": [], "details": {},
+            "metrics": {"qmoi_disk_used_ratio{mount=\"/\"}": 0.5, "qmoi_load1": 0.25, "bad name": 1.0, "qmoi_network_receive_errors_total{interface=\"eth0\"}": 3.0}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.component = "system_health".into();
+        let text = render([&r].into_iter());
+        assert!(
+            text.contains(
+                "# TYPE qmoi_disk_used_ratio gauge\nqmoi_disk_used_ratio{component=\"system_health\",mount=\"/\"} 0.5\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE qmoi_network_receive_errors_total counter"), "{text}");
+        assert!(text.contains("qmoi_report_status{component=\"system_health\"} 1"), "{text}");
+        assert!(!text.contains("bad name"));
+    }
+}

@@ -1,0 +1,520 @@
+//! `data/history.db`: SQLite (bundled, WAL) holding metric history at three resolutions,
+//! acknowledgements, silences, alert history and the audit trail.
+//!
+//! Tables other processes may read (the notifier honours acks and silences):
+//!
+//! ```sql
+//! acks(fingerprint TEXT PRIMARY KEY, by TEXT, at INTEGER, comment TEXT)          -- unix seconds
+//! silences(id INTEGER PRIMARY KEY, component TEXT, fingerprint TEXT, level TEXT, -- NULL = any
+//!          created_by TEXT, created_at INTEGER, expires_at INTEGER, comment TEXT,
+//!          deleted_at INTEGER)                                                   -- NULL = active
+//! ```
+//!
+//! History: every report's metrics go to `samples_raw` and are folded into per-minute and
+//! per-hour aggregates as they arrive (`sum`, `count`, `min`, `max`), so downsampling needs
+//! no batch job; `prune` deletes each resolution past its retention, which bounds the file.
+
+use crate::config::HistoryRetention;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+#[error("history database {path}: {source}")]
+pub struct StoreError {
+    path: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: String,
+    series: Mutex<HashMap<(String, String), i64>>,
+    retention: HistoryRetention,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, component TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (component, metric));
+CREATE TABLE IF NOT EXISTS samples_raw (series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples_1m (series INTEGER NOT NULL, ts INTEGER NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples_1h (series INTEGER NOT NULL, ts INTEGER NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS acks (fingerprint TEXT PRIMARY KEY, by TEXT NOT NULL, at INTEGER NOT NULL, comment TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, component TEXT, fingerprint TEXT, level TEXT,
+    created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, comment TEXT NOT NULL DEFAULT '', deleted_at INTEGER);
+CREATE TABLE IF NOT EXISTS alert_history (id INTEGER PRIMARY KEY AUTOINCREMENT, fingerprint TEXT NOT NULL, component TEXT NOT NULL,
+    level TEXT NOT NULL, title TEXT NOT NULL, detail TEXT NOT NULL, started_at INTEGER NOT NULL, ended_at INTEGER);
+CREATE INDEX IF NOT EXISTS alert_history_open ON alert_history (fingerprint, ended_at);
+CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, remote TEXT NOT NULL, result TEXT NOT NULL);
+";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Series {
+    pub component: String,
+    pub metric: String,
+    /// `[unix seconds, value]`, oldest first.
+    pub points: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ack {
+    pub by: String,
+    pub at: i64,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Matcher {
+    pub component: Option<String>,
+    pub fingerprint: Option<String>,
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Silence {
+    pub id: i64,
+    #[serde(flatten)]
+    pub matcher: Matcher,
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub comment: String,
+}
+
+impl Silence {
+    pub fn matches(&self, component: &str, fingerprint: &str, level: &str) -> bool {
+        let m = &self.matcher;
+        m.component.as_deref().is_none_or(|c| c == component)
+            && m.fingerprint.as_deref().is_none_or(|f| f == fingerprint)
+            && m.level.as_deref().is_none_or(|l| l == level)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PastAlert {
+    pub fingerprint: String,
+    pub component: String,
+    pub level: String,
+    pub title: String,
+    pub detail: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: i64,
+    pub who: String,
+    pub action: String,
+    pub target: String,
+    pub remote: String,
+    pub result: String,
+}
+
+/// Which table answers a query, by how far back it reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    Raw,
+    Minute,
+    Hour,
+}
+
+impl Resolution {
+    fn table(self) -> &'static str {
+        match self {
+            Resolution::Raw => "samples_raw",
+            Resolution::Minute => "samples_1m",
+            Resolution::Hour => "samples_1h",
+        }
+    }
+
+    fn seconds(self) -> i64 {
+        match self {
+            Resolution::Raw => 1,
+            Resolution::Minute => 60,
+            Resolution::Hour => 3600,
+        }
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path, retention: HistoryRetention) -> Result<Self, StoreError> {
+        let p = path.display().to_string();
+        let err = |source| StoreError { path: p.clone(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self { conn: Mutex::new(conn), path: p, series: Mutex::new(HashMap::new()), retention })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError { path: self.path.clone(), source }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Record one report's metrics at `ts` (unix seconds).
+    pub fn ingest(&self, component: &str, ts: i64, metrics: &BTreeMap<String, f64>) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        {
+            let mut cache = self.series.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut raw = tx
+                .prepare_cached("INSERT OR REPLACE INTO samples_raw (series, ts, value) VALUES (?1, ?2, ?3)")
+                .map_err(|e| self.err(e))?;
+            for (metric, value) in metrics.iter().filter(|(_, v)| v.is_finite()) {
+                let key = (component.to_string(), metric.clone());
+                let id = match cache.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO series (component, metric) VALUES (?1, ?2)",
+                            params![component, metric],
+                        )
+                        .map_err(|e| self.err(e))?;
+                        let id: i64 = tx
+                            .query_row(
+                                "SELECT id FROM series WHERE component = ?1 AND metric = ?2",
+                                params![component, metric],
+                                |r| r.get(0),
+                            )
+                            .map_err(|e| self.err(e))?;
+                        cache.insert(key, id);
+                        id
+                    }
+                };
+                raw.execute(params![id, ts, value]).map_err(|e| self.err(e))?;
+                for (table, width) in [("samples_1m", 60), ("samples_1h", 3600)] {
+                    let sql = format!(
+                        "INSERT INTO {table} (series, ts, sum, count, min, max) VALUES (?1, ?2, ?3, 1, ?3, ?3)
+                         ON CONFLICT (series, ts) DO UPDATE SET sum = sum + excluded.sum, count = count + 1,
+                         min = MIN(min, excluded.min), max = MAX(max, excluded.max)"
+                    );
+                    tx.prepare_cached(&sql)
+                        .and_then(|mut s| s.execute(params![id, ts - ts.rem_euclid(width), value]))
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Delete history past each resolution's retention.
+    pub fn prune(&self, now: i64) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let mut n = 0;
+        for (table, keep) in [
+            ("samples_raw", self.retention.raw),
+            ("samples_1m", self.retention.minute),
+            ("samples_1h", self.retention.hour),
+        ] {
+            let cutoff = now - i64::try_from(keep.get().as_secs()).unwrap_or(i64::MAX);
+            n += conn
+                .execute(&format!("DELETE FROM {table} WHERE ts < ?1"), params![cutoff])
+                .map_err(|e| self.err(e))?;
+        }
+        conn.execute(
+            "DELETE FROM alert_history WHERE ended_at IS NOT NULL AND ended_at < ?1",
+            params![now - 90 * 86_400],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(n)
+    }
+
+    /// The resolution that still holds data as old as `from`.
+    pub fn resolution_for(&self, from: i64, now: i64) -> Resolution {
+        let age = u64::try_from(now - from).unwrap_or(0);
+        if age <= self.retention.raw.get().as_secs() {
+            Resolution::Raw
+        } else if age <= self.retention.minute.get().as_secs() {
+            Resolution::Minute
+        } else {
+            Resolution::Hour
+        }
+    }
+
+    /// Series whose metric is `metric` exactly, or (when `metric` has no labels) any series
+    /// of that metric name; averaged over buckets of `step` seconds (at least the
+    /// resolution's own width).
+    pub fn query(
+        &self,
+        component: Option<&str>,
+        metric: &str,
+        from: i64,
+        to: i64,
+        step: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<Series>, StoreError> {
+        let res = self.resolution_for(from, now);
+        let step = step.unwrap_or(((to - from) / 600).max(1)).max(res.seconds());
+        let value = if res == Resolution::Raw { "AVG(t.value)" } else { "SUM(t.sum) / SUM(t.count)" };
+        let sql = format!(
+            "SELECT s.component, s.metric, (t.ts / ?1) * ?1 AS b, {value}
+             FROM {} t JOIN series s ON s.id = t.series
+             WHERE (s.metric = ?2 OR (instr(?2, '{{') = 0 AND s.metric LIKE ?2 || '{{%'))
+               AND (?3 IS NULL OR s.component = ?3) AND t.ts >= ?4 AND t.ts <= ?5
+             GROUP BY s.id, b ORDER BY s.component, s.metric, b",
+            res.table()
+        );
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![step, metric, component, from, to], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: Vec<Series> = Vec::new();
+        for row in rows {
+            let (c, m, t, v) = row.map_err(|e| self.err(e))?;
+            match out.last_mut() {
+                Some(s) if s.component == c && s.metric == m => s.points.push((t, v)),
+                _ => out.push(Series { component: c, metric: m, points: vec![(t, v)] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every (component, metric) with history.
+    pub fn list_series(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT component, metric FROM series ORDER BY component, metric")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn ack(&self, fingerprint: &str, ack: &Ack) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO acks (fingerprint, by, at, comment) VALUES (?1, ?2, ?3, ?4)",
+                params![fingerprint, ack.by, ack.at, ack.comment],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn clear_ack(&self, fingerprint: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM acks WHERE fingerprint = ?1", params![fingerprint])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn acks(&self) -> Result<HashMap<String, Ack>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT fingerprint, by, at, comment FROM acks").map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, Ack { by: r.get(1)?, at: r.get(2)?, comment: r.get(3)? })))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn add_silence(
+        &self,
+        m: &Matcher,
+        by: &str,
+        now: i64,
+        expires_at: i64,
+        comment: &str,
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO silences (component, fingerprint, level, created_by, created_at, expires_at, comment) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![m.component, m.fingerprint, m.level, by, now, expires_at, comment],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Returns false when no active silence has that id.
+    pub fn delete_silence(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        self.conn()
+            .execute("UPDATE silences SET deleted_at = ?2 WHERE id = ?1 AND deleted_at IS NULL", params![id, now])
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn active_silences(&self, now: i64) -> Result<Vec<Silence>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, component, fingerprint, level, created_by, created_at, expires_at, comment FROM silences
+                 WHERE deleted_at IS NULL AND expires_at > ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![now], |r| {
+                Ok(Silence {
+                    id: r.get(0)?,
+                    matcher: Matcher { component: r.get(1)?, fingerprint: r.get(2)?, level: r.get(3)? },
+                    created_by: r.get(4)?,
+                    created_at: r.get(5)?,
+                    expires_at: r.get(6)?,
+                    comment: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// An alert started firing (no-op if it is already open).
+    pub fn alert_started(&self, a: &PastAlert) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let open: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM alert_history WHERE fingerprint = ?1 AND ended_at IS NULL",
+                params![a.fingerprint],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        if open.is_none() {
+            conn.execute(
+                "INSERT INTO alert_history (fingerprint, component, level, title, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![a.fingerprint, a.component, a.level, a.title, a.detail, a.started_at],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Close every open alert not in `active`.
+    pub fn alerts_resolved_except(&self, active: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT fingerprint FROM alert_history WHERE ended_at IS NULL")
+            .map_err(|e| self.err(e))?;
+        let open: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut ended = Vec::new();
+        for fp in open.into_iter().filter(|f| !active.contains(&f.as_str())) {
+            conn.execute(
+                "UPDATE alert_history SET ended_at = ?2 WHERE fingerprint = ?1 AND ended_at IS NULL",
+                params![fp, now],
+            )
+            .map_err(|e| self.err(e))?;
+            conn.execute("DELETE FROM acks WHERE fingerprint = ?1", params![fp]).map_err(|e| self.err(e))?;
+            ended.push(fp);
+        }
+        Ok(ended)
+    }
+
+    /// Resolved alerts, newest first.
+    pub fn recent_alerts(&self, limit: usize) -> Result<Vec<PastAlert>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT fingerprint, component, level, title, detail, started_at, ended_at FROM alert_history
+                 WHERE ended_at IS NOT NULL ORDER BY ended_at DESC, id DESC LIMIT ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![i64::try_from(limit).unwrap_or(100)], |r| {
+                Ok(PastAlert {
+                    fingerprint: r.get(0)?,
+                    component: r.get(1)?,
+                    level: r.get(2)?,
+                    title: r.get(3)?,
+                    detail: r.get(4)?,
+                    started_at: r.get(5)?,
+                    ended_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO audit (at, who, action, target, remote, result) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.at, e.who, e.action, e.target, e.remote, e.result],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
+        (dir, s)
+    }
+
+    #[test]
+    fn ingest_query_and_downsample() -> Result<(), StoreError> {
+        let (_d, s) = store();
+        let now = 1_800_000_000;
+        for i in 0..120 {
+            let m = BTreeMap::from([
+                ("qmoi_cpu_usage_ratio".to_string(), i as f64),
+                ("qmoi_disk_used_ratio{mount=\"/\"}".to_string(), 0.5),
+            ]);
+            s.ingest("system_health", now - 120 + i, &m)?;
+        }
+        let raw = s.query(Some("system_health"), "qmoi_cpu_usage_ratio", now - 3600, now, Some(60), now)?;
+        assert_eq!(raw.len(), 1);
+        let total: f64 = raw[0].points.iter().map(|p| p.1).sum::<f64>();
+        assert!(total > 0.0 && raw[0].points.len() <= 3, "{raw:?}");
+        // By name: every labelled series of that metric.
+        let disk = s.query(None, "qmoi_disk_used_ratio", now - 3600, now, None, now)?;
+        assert_eq!(disk[0].metric, "qmoi_disk_used_ratio{mount=\"/\"}");
+        // Minute aggregates answer for older ranges, with the same average.
+        let later = now + 3 * 86_400;
+        let m1 = s.query(Some("system_health"), "qmoi_cpu_usage_ratio", now - 3600, now, Some(7200), later)?;
+        assert_eq!(m1[0].points.len(), 1);
+        assert!((m1[0].points[0].1 - 59.5).abs() < 1e-9, "{m1:?}");
+        // Pruning at `later` removes raw samples but keeps minute ones.
+        assert!(s.prune(later)? >= 240);
+        assert!(s.query(None, "qmoi_cpu_usage_ratio", now - 3600, now, None, now)?.is_empty());
+        assert_eq!(s.query(None, "qmoi_cpu_usage_ratio", now - 3600, now, None, later)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn silences_acks_and_alert_history() -> Result<(), StoreError> {
+        let (_d, s) = store();
+        let m = Matcher { component: Some("backup".into()), ..Matcher::default() };
+        let id = s.add_silence(&m, "ops", 100, 200, "maintenance")?;
+        let active = s.active_silences(150)?;
+        assert!(active[0].matches("backup", "backup/x", "warning"));
+        assert!(!active[0].matches("security", "security/x", "warning"));
+        assert!(s.active_silences(250)?.is_empty(), "expired");
+        assert!(s.delete_silence(id, 160)?);
+        assert!(!s.delete_silence(id, 161)?);
+        let a = PastAlert {
+            fingerprint: "backup/x".into(),
+            component: "backup".into(),
+            level: "warning".into(),
+            title: "t".into(),
+            detail: "d".into(),
+            started_at: 100,
+            ended_at: None,
+        };
+        s.alert_started(&a)?;
+        s.alert_started(&a)?;
+        s.ack("backup/x", &Ack { by: "ops".into(), at: 110, comment: String::new() })?;
+        assert_eq!(s.acks()?.len(), 1);
+        assert_eq!(s.alerts_resolved_except(&[], 120)?, vec!["backup/x"]);
+        assert!(s.acks()?.is_empty(), "acks end with the alert");
+        let recent = s.recent_alerts(10)?;
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].ended_at, Some(120));
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! The running supervisor: start-up checks, the component tasks, the control socket, the
+//! dashboard, the aggregation loop that writes `master_monitor_latest.json`, and shutdown.
+
+use crate::config::{AlertsConfig, Plan};
+use crate::overview::{self, Overview, SupervisorInfo};
+use crate::state::{ComponentStatus, Shared, State};
+use crate::supervise::{Cmd, Task};
+use crate::{Error, control, effective_configs, master_report, process, socket_path};
+use qmoi_core::alerts::AlertTracker;
+use qmoi_core::cli::CommonArgs;
+use qmoi_core::component::{self, MASTER_MONITOR};
+use qmoi_core::report::{ReadOutcome, ReportWriter};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc, watch};
+
+/// What the control socket and the dashboard may ask of the running supervisor.
+struct Control {
+    shared: Shared,
+    cmds: HashMap<String, mpsc::Sender<Cmd>>,
+    report_dir: PathBuf,
+    alerts: AlertsConfig,
+    info: SupervisorInfo,
+    /// The effective configuration of every component, secrets masked.
+    config_view: serde_json::Value,
+    dashboard: Option<Arc<qmoi_dashboard::Dashboard>>,
+    server: tokio::sync::Mutex<Option<qmoi_dashboard::Server>>,
+}
+
+impl Control {
+    fn overview(&self) -> Overview {
+        overview::build(self.shared.snapshot(), &self.report_dir, &self.alerts, Some(self.info.clone()))
+    }
+
+    fn restart_component(&self, component: &str) -> Result<String, String> {
+        let Some(tx) = self.cmds.get(component) else {
+            let known: Vec<&str> = self.cmds.keys().map(String::as_str).collect();
+            return Err(format!("'{component}' is not a configured component (configured: {})", known.join(", ")));
+        };
+        if self.shared.lock().get(component).is_some_and(|c| c.state == State::Disabled) {
+            return Err(format!("'{component}' is disabled in the config (enabled = false)"));
+        }
+        tx.try_send(Cmd::Restart).map_err(|e| format!("cannot reach the {component} task: {e}"))?;
+        tracing::info!(component = %component, "Restart requested.");
+        Ok(format!("restarting {component}"))
+    }
+
+    /// Stop the HTTP server and start it again on the same address. The monitors, the
+    /// history and the live state are not touched.
+    async fn restart_dashboard(&self) -> Result<String, String> {
+        let Some(d) = &self.dashboard else {
+            return Err("the dashboard is disabled (dashboard.enabled = false)".into());
+        };
+        let mut guard = self.server.lock().await;
+        let Some(old) = guard.take() else {
+            return Err("the dashboard is not running".into());
+        };
+        let addr = old.addr;
+        old.stop().await;
+        let listener =
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} again: {e}"))?;
+        *guard = Some(d.serve(listener).map_err(|e| e.to_string())?);
+        tracing::info!(%addr, "Dashboard restarted.");
+        Ok(format!("dashboard restarted on http://{addr}/"))
+    }
+}
+
+impl control::Handler for Control {
+    async fn handle(&self, req: control::Request) -> control::Response {
+        use control::{Request, Response};
+        let done = |r: Result<String, String>| match r {
+            Ok(m) => Response::message(m),
+            Err(e) => Response::error(e),
+        };
+        match req {
+            Request::Status => Response { ok: true, overview: Some(Box::new(self.overview())), ..Response::default() },
+            Request::RestartComponent { component } => done(self.restart_component(&component)),
+            Request::Reset => {
+                for tx in self.cmds.values() {
+                    let _ = tx.try_send(Cmd::Reset);
+                }
+                tracing::info!("Reset requested on the control socket.");
+                Response::message(
+                    "restart counters, backoff and failures cleared; failed components are starting again",
+                )
+            }
+            Request::RestartDashboard => done(self.restart_dashboard().await),
+        }
+    }
+}
+
+/// The dashboard's handle on the supervisor, set once the control state exists (the
+/// dashboard is created first, so it can refuse to start before any monitor does).
+struct DashboardBackend(OnceLock<Weak<Control>>);
+
+impl DashboardBackend {
+    fn control(&self) -> Option<Arc<Control>> {
+        self.0.get().and_then(Weak::upgrade)
+    }
+}
+
+impl qmoi_dashboard::Backend for DashboardBackend {
+    fn restart(&self, component: &str) -> Result<String, String> {
+        self.control().ok_or_else(|| "the supervisor is not ready yet".to_string())?.restart_component(component)
+    }
+
+    fn config(&self) -> serde_json::Value {
+        self.control().map_or(serde_json::Value::Null, |c| c.config_view.clone())
+    }
+}
+
+/// Key of what matters in an overview, to write the master report when it changes.
+fn change_key(o: &Overview) -> String {
+    let mut k = format!("{}|{:?}", o.verdict.overall, o.verdict.reasons);
+    for c in &o.components {
+        k.push_str(&format!(
+            "|{}:{}:{:?}:{:?}:{:?}:{}:{}:{}",
+            c.id, c.state, c.pid, c.report_status, c.summary, c.restarts, c.critical_alerts, c.warning_alerts
+        ));
+    }
+    k
+}
+
+pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
+    // Everything is checked before anything starts.
+    let configs = effective_configs(&plan)
+        .await
+        .map_err(|p| Error::Config(format!("component configuration errors:\n  - {}", p.join("\n  - "))))?;
+    for dir in [&common.report_dir, &common.log_dir, &plan.config.paths.run, &plan.config.paths.data] {
+        fs_err::create_dir_all(dir).map_err(|e| Error::Runtime(e.to_string()))?;
+    }
+    let verbosity = qmoi_core::logging::Verbosity { debug: common.debug, verbose: common.verbose };
+    let log_file = component::find(MASTER_MONITOR).map_or("master_monitor.log", |c| c.log_file);
+    if let Some(note) = qmoi_core::logging::init(&common.log_dir, log_file, verbosity) {
+        eprintln!("qmoi-supervisor: {note}");
+    }
+    let sock = socket_path(&plan);
+    let listener = control::bind(&sock).await.map_err(Error::Config)?;
+
+    // The dashboard binds before any monitor starts: a port in use is reported at once.
+    let backend = Arc::new(DashboardBackend(OnceLock::new()));
+    let (dashboard, server) = if plan.config.dashboard.enabled {
+        let d = qmoi_dashboard::Dashboard::open(
+            &plan.config.dashboard,
+            &plan.config.paths.data,
+            &common.report_dir,
+            &common.log_dir,
+            backend.clone(),
+        )
+        .map_err(Error::Runtime)?;
+        let l = qmoi_dashboard::bind(&plan.config.dashboard).await.map_err(Error::Config)?;
+        let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
+        d.spawn_pruner();
+        (Some(Arc::new(d)), Some(server))
+    } else {
+        (None, None)
+    };
+    let dashboard_url = server.as_ref().map(|s| format!("http://{}/", s.addr));
+    let addr_file = plan.config.paths.run.join("dashboard.addr");
+    match &dashboard_url {
+        Some(u) => {
+            if let Err(e) = qmoi_core::report::write_json_atomic(&addr_file, format!("{u}\n").as_bytes()) {
+                tracing::warn!(error = %e, "Cannot write the dashboard address file.");
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+    }
+
+    let started_at = chrono::Utc::now();
+    let host = qmoi_core::report::hostname();
+    match master_report::write_startup(&plan, &common.report_dir, started_at, &host) {
+        Ok(p) => tracing::info!(path = %p.display(), "Startup report written."),
+        Err(e) => tracing::warn!(error = %e, "Cannot write the startup report."),
+    }
+    for s in &plan.components {
+        if let (true, Err(e)) = (s.enabled, &s.binary) {
+            tracing::error!(component = %s.id, error = %e, "Binary not found; the component will be marked failed.");
+        }
+    }
+
+    let spawner = Arc::new(
+        process::Spawner::start(tokio::runtime::Handle::current())
+            .map_err(|e| Error::Runtime(format!("cannot start the spawner thread: {e}")))?,
+    );
+    let shared = Shared::default();
+    let changed = Arc::new(Notify::new());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
+    let mut cmds = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in &plan.components {
+        shared.lock().insert(
+            spec.id.clone(),
+            ComponentStatus::new(&spec.id, spec.priority, spec.interval.as_secs(), spec.stale_after.as_secs()),
+        );
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let deps = spec.depends_on.iter().filter_map(|d| ready.get(d).map(|rx| (d.clone(), rx.clone()))).collect();
+        ready.insert(spec.id.clone(), ready_rx);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        cmds.insert(spec.id.clone(), cmd_tx);
+        let task = Task::new(
+            spec.clone(),
+            plan.config.restart.clone(),
+            plan.config.alerts.auto_restart,
+            shared.clone(),
+            spawner.clone(),
+            (common.report_dir.clone(), common.log_dir.clone()),
+            deps,
+            ready_tx,
+            cmd_rx,
+            shutdown_rx.clone(),
+            changed.clone(),
+        );
+        tasks.spawn(task.run());
+    }
+    let info = SupervisorInfo {
+        pid: std::process::id(),
+        started_at,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        config: plan.source.as_ref().map(|p| p.display().to_string()),
+        dashboard: dashboard_url.clone(),
+    };
+    let components: serde_json::Map<String, serde_json::Value> = configs
+        .iter()
+        .map(|(id, v)| {
+            let file = plan.components.iter().find(|c| &c.id == id).and_then(|c| c.config.as_ref());
+            (id.clone(), serde_json::json!({"file": file.map(|p| p.display().to_string()), "effective": v}))
+        })
+        .collect();
+    let config_view = serde_json::json!({
+        "master_monitor": {"file": plan.source.as_ref().map(|p| p.display().to_string()), "effective": plan.config},
+        "components": components,
+    });
+    let hub = dashboard.as_ref().map(|d| d.hub());
+    let control = Arc::new(Control {
+        shared: shared.clone(),
+        cmds,
+        report_dir: common.report_dir.clone(),
+        alerts: plan.config.alerts.clone(),
+        info,
+        config_view,
+        dashboard,
+        server: tokio::sync::Mutex::new(server),
+    });
+    let _ = backend.0.set(Arc::downgrade(&control));
+    let mut ctl_shutdown = shutdown_rx.clone();
+    let control_task = tokio::spawn(control::serve(listener, control.clone(), async move {
+        let _ = ctl_shutdown.changed().await;
+    }));
+    tracing::info!(
+        pid = std::process::id(),
+        components = plan.components.iter().filter(|c| c.enabled).count(),
+        socket = %sock.display(),
+        dashboard = dashboard_url.as_deref().unwrap_or("disabled"),
+        "Supervisor started."
+    );
+
+    // Aggregate reports into the master report (and the dashboard) until shutdown.
+    let mut writer = ReportWriter::new(&common.report_dir, MASTER_MONITOR, plan.config.report.history.policy());
+    let mut tracker = AlertTracker::new();
+    if let ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
+        tracker.seed_from(&report);
+    }
+    let interval = plan.config.report.interval.get();
+    let mut agg_shutdown = shutdown_rx.clone();
+    let agg_control = control.clone();
+    let agg_host = host.clone();
+    let aggregator = tokio::spawn(async move {
+        let mut last_key = String::new();
+        let mut last_write: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = agg_shutdown.changed() => break,
+            }
+            let o = agg_control.overview();
+            let key = change_key(&o);
+            if key != last_key || last_write.is_none_or(|t| t.elapsed() >= interval) {
+                let report = master_report::build(&o, &mut tracker, &agg_host, interval.as_secs());
+                if let Err(e) = writer.write(&report) {
+                    tracing::error!(error = %e, "Cannot write the master report.");
+                }
+                last_key = key;
+                last_write = Some(Instant::now());
+            }
+            if let Some(h) = hub.clone() {
+                // File and database IO: off the async worker threads.
+                let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;
+            }
+        }
+        (writer, tracker)
+    });
+
+    qmoi_core::runner::shutdown_signal().await;
+    if let Some(s) = control.server.lock().await.take() {
+        s.stop().await;
+    }
+    tracing::info!("Stopping every monitor.");
+    let _ = shutdown_tx.send(true);
+    let grace = plan.config.restart.stop_timeout.get() + Duration::from_secs(2);
+    let all_stopped = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if all_stopped.is_err() {
+        // Dropping the tasks drops their `Child` handles, which SIGKILLs them (kill_on_drop).
+        tracing::warn!("Some monitors did not stop in time; killing them.");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    let _ = control_task.await;
+    if let Ok((mut writer, mut tracker)) = aggregator.await {
+        let o = control.overview();
+        let report = master_report::build(&o, &mut tracker, &host, interval.as_secs());
+        if let Err(e) = writer.write(&report) {
+            tracing::error!(error = %e, "Cannot write the final master report.");
+        }
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    if let Err(e) = std::fs::remove_file(&sock) {
+        tracing::debug!(error = %e, "Cannot remove the control socket.");
+    }
+    tracing::info!("Supervisor stopped.");
+    Ok(())
+}
