@@ -481,7 +481,11 @@ mod tests {
 }"#;
         let cfg: MasterConfig =
             qmoi_core::config::parse_str(Path::new("master_monitor_config.json"), seed).map_err(|e| e.to_string())?;
-        assert_eq!(problems(&cfg), "");
+        // It parses as written. Its one problem is the one the dashboard must refuse:
+        // 0.0.0.0 without auth would serve the dashboard to the whole network.
+        let p = problems(&cfg);
+        assert_eq!(p.lines().count(), 1, "{p}");
+        assert!(p.contains("key 'dashboard.host': '0.0.0.0' is not a loopback address"), "{p}");
         assert_eq!(cfg.monitoring_components["performance"].interval, ConfigDuration::from_secs(120));
         assert_eq!(cfg.dashboard.host, "0.0.0.0");
         Ok(())
