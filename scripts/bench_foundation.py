@@ -76,7 +76,7 @@ def steady(bindir, seconds):
     d = tempfile.mkdtemp(prefix="qmoi-bench-")
     os.makedirs(f"{d}/config")
     with open(f"{d}/config/master_monitor.toml", "w") as f:
-        f.write('[monitoring_components.system_health]\ninterval = 1\n')
+        f.write('[dashboard]\nport = 0\n[monitoring_components.system_health]\ninterval = 1\n')
     sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -110,7 +110,7 @@ def restarts(bindir, n):
     os.makedirs(f"{d}/config")
     with open(f"{d}/config/master_monitor.toml", "w") as f:
         # healthy_after short, so every kill below is a *first* restart (no backoff).
-        f.write('[restart]\nhealthy_after = "1s"\n[monitoring_components.system_health]\ninterval = 1\n')
+        f.write('[dashboard]\nport = 0\n[restart]\nhealthy_after = "1s"\n[monitoring_components.system_health]\ninterval = 1\n')
     sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     times = []

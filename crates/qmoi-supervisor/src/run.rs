@@ -159,17 +159,6 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     };
     let dashboard_url = server.as_ref().map(|s| format!("http://{}/", s.addr));
     let addr_file = plan.config.paths.run.join("dashboard.addr");
-    match &dashboard_url {
-        Some(u) => {
-            if let Err(e) = qmoi_core::report::write_json_atomic(&addr_file, format!("{u}\n").as_bytes()) {
-                tracing::warn!(error = %e, "Cannot write the dashboard address file.");
-            }
-        }
-        None => {
-            let _ = std::fs::remove_file(&addr_file);
-        }
-    }
-
     let started_at = chrono::Utc::now();
     let host = qmoi_core::report::hostname();
     match master_report::write_startup(&plan, &common.report_dir, started_at, &host) {
@@ -247,6 +236,22 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         server: tokio::sync::Mutex::new(server),
     });
     let _ = backend.0.set(Arc::downgrade(&control));
+    // The API has an answer before anyone is told where it is.
+    if let Some(h) = hub.clone() {
+        let o = control.overview();
+        let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;
+    }
+    match &dashboard_url {
+        Some(u) => {
+            if let Err(e) = qmoi_core::report::write_json_atomic(&addr_file, format!("{u}\n").as_bytes()) {
+                tracing::warn!(error = %e, "Cannot write the dashboard address file.");
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+    }
+
     let mut ctl_shutdown = shutdown_rx.clone();
     let control_task = tokio::spawn(control::serve(listener, control.clone(), async move {
         let _ = ctl_shutdown.changed().await;
