@@ -15,7 +15,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 # Debian packages: command -> package.
 declare -A NEED=(
-  [systemd-analyze]=systemd
+  [systemd-analyze]=systemd       # unit files: systemd-analyze verify
+  [promtool]=prometheus           # /metrics: promtool check metrics
+  [chromium]=chromium             # the dashboard page in a real browser
+  [chromedriver]=chromium-driver  # … driven over WebDriver
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

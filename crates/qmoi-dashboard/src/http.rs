@@ -136,8 +136,10 @@ async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -
         Outcome::Missing | Outcome::Invalid => {
             let mut r =
                 err(StatusCode::UNAUTHORIZED, "authentication required: a bearer token or basic auth").into_response();
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"qmoi\", charset=\"UTF-8\""));
+            // A Bearer challenge, not Basic: a browser answers a Basic challenge on the page's
+            // own fetch() with a native login dialog that blocks the page. Basic auth still
+            // works for clients that send it up front (curl -u, Prometheus basic_auth).
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"qmoi\""));
             r
         }
     }

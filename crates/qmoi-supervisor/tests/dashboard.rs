@@ -93,7 +93,11 @@ fn routes_json_shapes_and_roles() {
     // Authentication: none, wrong, right.
     let r = get(&addr, "/api/monitor/status", None);
     assert_eq!(r.status, 401);
-    assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Basic")));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"qmoi\""),
+        "no Basic challenge: browsers would pop up a dialog"
+    );
     assert_eq!(get(&addr, "/api/monitor/status", Some("not-a-token-at-all")).status, 401);
     assert_eq!(get(&addr, "/healthz", None).status, 200, "healthz needs no auth");
     let page = get(&addr, "/", None);

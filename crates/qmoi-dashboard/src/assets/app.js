@@ -87,8 +87,8 @@ function card(c) {
     el("dl", {},
       el("dt", {}, "status"), el("dd", {}, el("span", { class: "pill " + status }, status)),
       el("dt", {}, "report age"), el("dd", { class: "report-age" }, age(c.report_age_s)),
-      el("dt", {}, "restarts"), el("dd", {}, String(c.restarts)),
-      el("dt", {}, "pid"), el("dd", {}, c.pid ? String(c.pid) : "-"),
+      el("dt", {}, "restarts"), el("dd", { class: "restarts" }, String(c.restarts)),
+      el("dt", {}, "pid"), el("dd", { class: "pid" }, c.pid ? String(c.pid) : "-"),
       el("dt", {}, "uptime"), el("dd", {}, started),
       el("dt", {}, "priority"), el("dd", {}, c.priority)));
 }
@@ -279,7 +279,7 @@ function updateCard(r) {
 
 function setupSignin() {
   const form = $("#signin");
-  $("#signin-open").addEventListener("click", () => { form.hidden = !form.hidden; if (!form.hidden) $("#signin-token").focus(); });
+  $("#signin-open").addEventListener("click", () => { form.hidden = false; $("#signin-token").focus(); });
   $("#signin-note").textContent = state.token ? "signed in" : "read-only until signed in";
   form.addEventListener("submit", (e) => {
     e.preventDefault();
