@@ -254,28 +254,37 @@ impl Store {
     ) -> Result<Vec<Series>, StoreError> {
         let res = self.resolution_for(from, now);
         let step = step.unwrap_or(((to - from) / 600).max(1)).max(res.seconds());
-        let value = if res == Resolution::Raw { "AVG(t.value)" } else { "SUM(t.sum) / SUM(t.count)" };
+        let value = if res == Resolution::Raw { "AVG(value)" } else { "SUM(sum) / SUM(count)" };
+        let conn = self.conn();
+        // First the matching series, then each one by its primary key (series, ts): a range
+        // scan of exactly the rows wanted, whatever else the table holds.
+        let mut find = conn
+            .prepare_cached(
+                "SELECT id, component, metric FROM series
+                 WHERE (metric = ?1 OR (instr(?1, '{') = 0 AND metric LIKE ?1 || '{%'))
+                   AND (?2 IS NULL OR component = ?2)
+                 ORDER BY component, metric",
+            )
+            .map_err(|e| self.err(e))?;
+        let ids: Vec<(i64, String, String)> = find
+            .query_map(params![metric, component], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(|e| self.err(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
         let sql = format!(
-            "SELECT s.component, s.metric, (t.ts / ?1) * ?1 AS b, {value}
-             FROM {} t JOIN series s ON s.id = t.series
-             WHERE (s.metric = ?2 OR (instr(?2, '{{') = 0 AND s.metric LIKE ?2 || '{{%'))
-               AND (?3 IS NULL OR s.component = ?3) AND t.ts >= ?4 AND t.ts <= ?5
-             GROUP BY s.id, b ORDER BY s.component, s.metric, b",
+            "SELECT (ts / ?1) * ?1 AS b, {value} FROM {} WHERE series = ?2 AND ts >= ?3 AND ts <= ?4 GROUP BY b ORDER BY b",
             res.table()
         );
-        let conn = self.conn();
         let mut stmt = conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![step, metric, component, from, to], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, f64>(3)?))
-            })
-            .map_err(|e| self.err(e))?;
-        let mut out: Vec<Series> = Vec::new();
-        for row in rows {
-            let (c, m, t, v) = row.map_err(|e| self.err(e))?;
-            match out.last_mut() {
-                Some(s) if s.component == c && s.metric == m => s.points.push((t, v)),
-                _ => out.push(Series { component: c, metric: m, points: vec![(t, v)] }),
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, c, m) in ids {
+            let points: Vec<(i64, f64)> = stmt
+                .query_map(params![step, id, from, to], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            if !points.is_empty() {
+                out.push(Series { component: c, metric: m, points });
             }
         }
         Ok(out)
