@@ -19,6 +19,8 @@ declare -A NEED=(
   [promtool]=prometheus           # /metrics: promtool check metrics
   [chromium]=chromium             # the dashboard page in a real browser
   [chromedriver]=chromium-driver  # … driven over WebDriver
+  [openssl]=openssl               # a certificate for the dashboard's TLS test
+  [curl]=curl                     # … and an HTTPS client that checks it
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -1,6 +1,6 @@
 //! `[dashboard]` in `master_monitor.toml`.
 
-use qmoi_core::config::{ConfigDuration, Problems, Secret};
+use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,6 +16,17 @@ pub struct DashboardConfig {
     pub auth: AuthConfig,
     pub rate_limit: RateLimitConfig,
     pub history: HistoryRetention,
+    /// Serve HTTPS with these PEM files instead of HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: EnvString,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: EnvString,
 }
 
 impl Default for DashboardConfig {
@@ -27,6 +38,7 @@ impl Default for DashboardConfig {
             auth: AuthConfig::default(),
             rate_limit: RateLimitConfig::default(),
             history: HistoryRetention::default(),
+            tls: None,
         }
     }
 }
@@ -155,6 +167,11 @@ impl DashboardConfig {
                 "dashboard.rate_limit",
                 format!("per_second must be > 0 and burst ≥ 1, got {} and {}", r.per_second, r.burst),
             );
+        }
+        if let Some(t) = &self.tls
+            && let Err(e) = crate::tls::load(t)
+        {
+            p.push("dashboard.tls", e);
         }
         let h = &self.history;
         if h.raw.get() < Duration::from_secs(3600) || h.minute < h.raw || h.hour < h.minute {

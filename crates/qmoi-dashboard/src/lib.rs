@@ -18,6 +18,7 @@ pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
 pub mod store;
+pub mod tls;
 
 pub use http::Backend;
 pub use hub::Hub;
@@ -37,6 +38,7 @@ pub struct Dashboard {
     limiter: Arc<ratelimit::RateLimiter>,
     backend: Arc<dyn Backend>,
     audit_log: std::path::PathBuf,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Dashboard {
@@ -55,6 +57,7 @@ impl Dashboard {
             limiter: Arc::new(ratelimit::RateLimiter::new(cfg.rate_limit.clone())),
             backend,
             audit_log: log_dir.join("audit.log"),
+            tls: cfg.tls.as_ref().map(tls::load).transpose()?,
         })
     }
 
@@ -75,17 +78,36 @@ impl Dashboard {
             stopping: stop_rx.clone(),
         };
         let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let mut stop = stop_rx;
-        let join = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|v| *v).await;
-            };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-                tracing::error!(error = %e, "Dashboard server failed.");
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|v| *v).await;
+        };
+        use axum::serve::ListenerExt as _;
+        // `tap_io` (a no-op here) gives any listener the `ConnectInfo<SocketAddr>` the
+        // rate limiter and audit log need.
+        let join = match &self.tls {
+            Some(config) => {
+                let l = tls::TlsListener::new(listener, config.clone(), stop_rx)?.tap_io(|_| ());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                        tracing::error!(error = %e, "Dashboard server failed.");
+                    }
+                })
             }
-        });
-        tracing::info!(%addr, "Dashboard listening.");
-        Ok(Server { addr, stop: stop_tx, join })
+            None => {
+                let l = listener.tap_io(|s| {
+                    let _ = s.set_nodelay(true);
+                });
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
+                        tracing::error!(error = %e, "Dashboard server failed.");
+                    }
+                })
+            }
+        };
+        let tls = self.tls.is_some();
+        tracing::info!(%addr, tls, "Dashboard listening.");
+        Ok(Server { addr, tls, stop: stop_tx, join })
     }
 
     /// Delete history past its retention every ten minutes, until the runtime stops.
@@ -118,11 +140,17 @@ pub async fn bind(cfg: &DashboardConfig) -> Result<TcpListener, String> {
 /// A running HTTP server.
 pub struct Server {
     pub addr: SocketAddr,
+    pub tls: bool,
     stop: watch::Sender<bool>,
     join: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
+    /// `http://127.0.0.1:8080/` or `https://…`.
+    pub fn url(&self) -> String {
+        format!("{}://{}/", if self.tls { "https" } else { "http" }, self.addr)
+    }
+
     /// Stop accepting, end live streams, and wait (at most 3 s) for requests in flight.
     pub async fn stop(self) {
         let _ = self.stop.send(true);

@@ -59,11 +59,21 @@ impl Control {
         };
         let addr = old.addr;
         old.stop().await;
-        let listener =
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("cannot listen on {addr} again: {e}"))?;
-        *guard = Some(d.serve(listener).map_err(|e| e.to_string())?);
-        tracing::info!(%addr, "Dashboard restarted.");
-        Ok(format!("dashboard restarted on http://{addr}/"))
+        // The old accept loop lets go of the port as it stops; give it a moment.
+        let mut bound = tokio::net::TcpListener::bind(addr).await;
+        for _ in 0..40 {
+            if bound.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            bound = tokio::net::TcpListener::bind(addr).await;
+        }
+        let listener = bound.map_err(|e| format!("cannot listen on {addr} again: {e}"))?;
+        let server = d.serve(listener).map_err(|e| e.to_string())?;
+        let url = server.url();
+        *guard = Some(server);
+        tracing::info!(%url, "Dashboard restarted.");
+        Ok(format!("dashboard restarted on {url}"))
     }
 }
 
@@ -157,7 +167,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     } else {
         (None, None)
     };
-    let dashboard_url = server.as_ref().map(|s| format!("http://{}/", s.addr));
+    let dashboard_url = server.as_ref().map(qmoi_dashboard::Server::url);
     let addr_file = plan.config.paths.run.join("dashboard.addr");
     let started_at = chrono::Utc::now();
     let host = qmoi_core::report::hostname();

@@ -384,3 +384,87 @@ fn metrics_pass_promtool() {
     );
     let _ = read_json(&stack.path("logs/master_monitor_latest.json"));
 }
+
+/// HTTPS with a certificate made by `openssl` for this test, checked with `curl --cacert`;
+/// a missing key file is a configuration error naming the file.
+#[test]
+fn tls_from_pem_files() {
+    let tools = ["openssl", "curl"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
+    if !tools {
+        assert!(
+            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
+            "openssl and curl are required: apt-get install openssl curl"
+        );
+        eprintln!("NOTICE: openssl or curl missing; skipping the TLS test");
+        return;
+    }
+    let bad = Stack::new(
+        "[dashboard]\nport = 0\n[dashboard.tls]\ncert = \"none.pem\"\nkey = \"none.key\"\n[monitoring_components.system_health]\n",
+    );
+    let out = bad.run(&["start"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("key 'dashboard.tls': cannot read TLS certificate none.pem"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut stack = Stack::new(
+        "[dashboard]\nport = 0\n[dashboard.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n[monitoring_components.system_health]\ninterval = 60\n",
+    );
+    std::fs::create_dir_all(stack.path("tls")).unwrap_or_else(|e| panic!("{e}"));
+    let made = std::process::Command::new("openssl")
+        .current_dir(stack.path("tls"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+        ])
+        .args([
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    stack.start();
+    let url = wait_for(Duration::from_secs(10), "run/dashboard.addr", || {
+        std::fs::read_to_string(stack.path("run/dashboard.addr")).ok().map(|t| t.trim().to_string())
+    });
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let curl = |extra: &[&str]| {
+        std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(stack.path("tls/cert.pem"))
+            .args(extra)
+            .arg(format!("{url}healthz"))
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = curl(&[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", String::from_utf8_lossy(&out.stderr));
+    // Plain HTTP to the TLS port gets no answer.
+    let addr = url.trim_start_matches("https://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"), "plain HTTP must not be served on the TLS port");
+    // restart-dashboard keeps TLS.
+    let out = stack.run(&["restart-dashboard"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("dashboard restarted on {url}"));
+    assert_eq!(String::from_utf8_lossy(&curl(&[]).stdout), "ok\n");
+}
