@@ -34,6 +34,7 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub auth: Arc<Authenticator>,
     pub limiter: Arc<RateLimiter>,
+    pub auth_failures: Arc<crate::ratelimit::AuthFailures>,
     pub backend: Arc<dyn Backend>,
     pub audit_log: PathBuf,
     /// Becomes true when this server is stopping: live streams end so shutdown is quick.
@@ -126,9 +127,27 @@ async fn rate_limit(
     }
 }
 
-async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(s): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Err(wait) = s.auth_failures.check(addr.ip()) {
+        let mut r = err(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address; wait")
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let h = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match s.auth.check(h.as_deref()).await {
+    let outcome = s.auth.check(h.as_deref()).await;
+    if outcome == Outcome::Invalid {
+        tracing::warn!(remote = %addr.ip(), "Failed dashboard authentication.");
+        s.auth_failures.failed(addr.ip());
+    }
+    match outcome {
         Outcome::Authenticated(id) => {
             req.extensions_mut().insert(id);
             next.run(req).await

@@ -42,6 +42,47 @@ impl RateLimiter {
     }
 }
 
+/// Failed authentications per client: after `MAX_FAILURES` within `WINDOW`, the client is
+/// refused (429) until the window has passed, so passwords and tokens cannot be guessed
+/// at the speed of the general rate limit.
+pub struct AuthFailures {
+    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+pub const MAX_FAILURES: u32 = 10;
+pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        Self { map: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl AuthFailures {
+    /// `Err(seconds)` while this client is locked out.
+    pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(&ip) {
+            Some((n, since)) if *n >= MAX_FAILURES && since.elapsed() < WINDOW => {
+                Err((WINDOW - since.elapsed()).as_secs().max(1))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= MAX_CLIENTS {
+            map.retain(|_, (_, since)| since.elapsed() < WINDOW);
+        }
+        let e = map.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= WINDOW {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +95,18 @@ mod tests {
         assert!((0..3).all(|_| r.allow(a).is_ok()));
         assert!(r.allow(a).is_err());
         assert!(r.allow(b).is_ok(), "another client has its own bucket");
+    }
+
+    #[test]
+    fn repeated_auth_failures_lock_the_client_out() {
+        let f = AuthFailures::default();
+        let a: IpAddr = [127, 0, 0, 1].into();
+        for _ in 0..MAX_FAILURES - 1 {
+            f.failed(a);
+        }
+        assert!(f.check(a).is_ok());
+        f.failed(a);
+        assert!(f.check(a).is_err());
+        assert!(f.check([127, 0, 0, 2].into()).is_ok());
     }
 }

@@ -225,6 +225,15 @@ fn routes_json_shapes_and_roles() {
             "no audit entry {who} {action}: {audit}"
         );
     }
+
+    // Last, as it locks this address out: guessing is cut short. Ten wrong credentials
+    // within a minute (one was tried above) get 429, even for a right token after them.
+    for _ in 0..9 {
+        assert_eq!(get(&addr, "/api/alerts", Some("guess-guess-guess-guess")).status, 401);
+    }
+    let locked = get(&addr, "/api/alerts", Some(READ));
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    assert!(locked.header("retry-after").is_some());
 }
 
 fn base64_encode(s: &str) -> String {
