@@ -18,6 +18,9 @@ pub fn render(o: &Overview) -> String {
                 fmt_age(up),
                 o.verdict.overall.as_str().to_uppercase()
             );
+            if let Some(url) = &s.dashboard {
+                let _ = writeln!(out, "dashboard: {url}");
+            }
         }
         None => {
             let _ = writeln!(
