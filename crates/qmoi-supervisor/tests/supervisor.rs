@@ -91,7 +91,8 @@ fn first_reports_startup_report_and_status_table() {
     assert!(text.contains("COMPONENT") && text.contains("REPORT AGE") && text.contains("system_health"), "{text}");
     // The exit code is the verdict this same output states (it can change from moment to
     // moment on a busy machine: load is one of the checks).
-    let stated = text.lines().next().and_then(|l| l.rsplit("verdict: ").next()).unwrap_or_default().trim().to_lowercase();
+    let stated =
+        text.lines().next().and_then(|l| l.rsplit("verdict: ").next()).unwrap_or_default().trim().to_lowercase();
     let expected = match stated.as_str() {
         "healthy" => 0,
         "degraded" => 1,

@@ -93,7 +93,10 @@ fn once_writes_a_report_in_the_documented_shape() -> std::io::Result<()> {
     assert_eq!(r["component"], "system_health");
     // The report's status is the worst of its checks (load may be high on a busy machine).
     let rank = |s: &str| ["ok", "unknown", "warning", "critical"].iter().position(|x| *x == s).unwrap_or(0);
-    let worst = r["checks"].as_array().map(|c| c.iter().map(|c| rank(c["status"].as_str().unwrap_or(""))).max().unwrap_or(0)).unwrap_or(0);
+    let worst = r["checks"]
+        .as_array()
+        .map(|c| c.iter().map(|c| rank(c["status"].as_str().unwrap_or(""))).max().unwrap_or(0))
+        .unwrap_or(0);
     assert_eq!(rank(r["status"].as_str().unwrap_or("")), worst, "{r}");
     assert!(r["generated_at"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 20), "{}", r["generated_at"]);
     let disk = r["checks"]

@@ -1,0 +1,279 @@
+//! `config/api_endpoints.toml`: the endpoints to probe and how.
+
+use crate::conditions::Condition;
+use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
+use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EndpointsConfig {
+    /// How often the report is written (each endpoint has its own probe interval).
+    pub interval: ConfigDuration,
+    /// Default probe timeout.
+    pub timeout: ConfigDuration,
+    pub history: HistorySettings,
+    /// Default probe interval of an endpoint.
+    pub probe_interval: ConfigDuration,
+    /// Probes in flight at once, over all endpoints.
+    pub concurrency: usize,
+    /// Probes in flight at once to one host.
+    pub per_host_concurrency: usize,
+    /// Keep connections open between probes (off: every probe measures a real connect).
+    pub reuse_connections: bool,
+    /// Largest response body read, in bytes; the rest is not read.
+    pub max_body_bytes: usize,
+    /// Availability and latency history kept across restarts.
+    pub state_file: EnvString,
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Default for EndpointsConfig {
+    fn default() -> Self {
+        Self {
+            interval: ConfigDuration::from_secs(15),
+            timeout: ConfigDuration::from_secs(10),
+            history: HistorySettings { every: ConfigDuration::from_secs(60), ..HistorySettings::default() },
+            probe_interval: ConfigDuration::from_secs(30),
+            concurrency: 256,
+            per_host_concurrency: 8,
+            reuse_connections: false,
+            max_body_bytes: 64 * 1024,
+            state_file: EnvString::from("data/api_endpoints_state.json"),
+            endpoints: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Http,
+    Tcp,
+    Tls,
+    Dns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpVersion {
+    /// HTTP/1.1, or HTTP/2 when TLS negotiates it.
+    #[default]
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// Unique; names the checks, alerts and metrics of this endpoint.
+    pub name: String,
+    pub kind: Kind,
+    /// http: the URL.
+    #[serde(default)]
+    pub url: Option<EnvString>,
+    /// tcp and tls: `host:port`; dns: the name to resolve.
+    #[serde(default)]
+    pub target: Option<EnvString>,
+    #[serde(default = "default_method")]
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub body: Option<EnvString>,
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    #[serde(default)]
+    pub http_version: HttpVersion,
+    /// Accept any certificate (stated explicitly; the report says so).
+    #[serde(default)]
+    pub insecure: bool,
+    /// PEM bundle of CAs to trust instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<EnvString>,
+    /// PEM file with a client certificate and its key.
+    #[serde(default)]
+    pub client_identity: Option<EnvString>,
+    /// tcp: bytes to send after connecting; `expect`: text the answer must contain.
+    #[serde(default)]
+    pub send: Option<String>,
+    #[serde(default)]
+    pub expect: Option<String>,
+    /// tls: the name to verify (default: the host of `target`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
+    pub interval: Option<ConfigDuration>,
+    #[serde(default)]
+    pub timeout: Option<ConfigDuration>,
+    /// Extra tries within one probe before it counts as failed.
+    #[serde(default)]
+    pub retries: u32,
+    /// Consecutive failed probes before the endpoint is down (no flapping alerts).
+    #[serde(default = "one")]
+    pub failure_threshold: u32,
+    /// Consecutive good probes before a down endpoint is up again.
+    #[serde(default = "one")]
+    pub success_threshold: u32,
+    /// Down is critical rather than warning.
+    #[serde(default)]
+    pub critical: bool,
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    /// Warning when latency stays above this for `latency_probes` probes in a row.
+    #[serde(default)]
+    pub latency_warning: Option<ConfigDuration>,
+    #[serde(default = "three")]
+    pub latency_probes: u32,
+    /// Warning when more than this percent of the last 20 probes failed.
+    #[serde(default)]
+    pub error_rate_warning: Option<f64>,
+    /// Certificate expiring within this many days: warning (expired or invalid: critical).
+    #[serde(default = "fourteen")]
+    pub cert_expiry_warning_days: f64,
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+fn three() -> u32 {
+    3
+}
+fn fourteen() -> f64 {
+    14.0
+}
+
+impl Endpoint {
+    pub fn conditions(&self) -> Vec<Condition> {
+        self.conditions.iter().filter_map(|c| Condition::parse(c).ok()).collect()
+    }
+
+    /// The host a per-host concurrency cap applies to.
+    pub fn host(&self) -> String {
+        match self.kind {
+            Kind::Http => self
+                .url
+                .as_ref()
+                .and_then(|u| reqwest::Url::parse(u.as_str()).ok())
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default(),
+            _ => self.target.as_ref().map(|t| split_host_port(t.as_str()).0.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// `host:port`, `[v6]:port` → (host, port).
+pub fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => (h.trim_matches(['[', ']']), p.parse().ok()),
+        _ => (s, None),
+    }
+}
+
+impl Validate for EndpointsConfig {
+    fn validate(&self, p: &mut Problems) {
+        validate_interval_timeout(self.interval, self.timeout, p);
+        self.history.validate(p);
+        if self.probe_interval.get() < Duration::from_millis(100) {
+            p.push("probe_interval", format!("must be at least 100ms, got '{}'", self.probe_interval));
+        }
+        if self.concurrency == 0 {
+            p.push("concurrency", "must be at least 1, got '0'");
+        }
+        if self.per_host_concurrency == 0 {
+            p.push("per_host_concurrency", "must be at least 1, got '0'");
+        }
+        if self.max_body_bytes == 0 {
+            p.push("max_body_bytes", "must be at least 1, got '0'");
+        }
+        let mut names = HashSet::new();
+        for (i, e) in self.endpoints.iter().enumerate() {
+            let key = format!("endpoints[{i}]");
+            if e.name.trim().is_empty() {
+                p.push(format!("{key}.name"), "must not be empty");
+            } else if !names.insert(e.name.as_str()) {
+                p.push(format!("{key}.name"), format!("'{}' is used twice; names must be unique", e.name));
+            }
+            match e.kind {
+                Kind::Http => match e.url.as_ref().map(|u| reqwest::Url::parse(u.as_str())) {
+                    None => p.push(format!("{key}.url"), "an http endpoint needs a url"),
+                    Some(Err(err)) => p.push(
+                        format!("{key}.url"),
+                        format!("'{}' is not a URL: {err}", e.url.as_ref().map(EnvString::as_str).unwrap_or("")),
+                    ),
+                    Some(Ok(u)) if !["http", "https"].contains(&u.scheme()) => {
+                        p.push(format!("{key}.url"), format!("scheme must be http or https, got '{}'", u.scheme()));
+                    }
+                    Some(Ok(_)) => {}
+                },
+                Kind::Tcp | Kind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
+                    Some((h, Some(port))) if !h.is_empty() && port > 0 => {}
+                    _ => p.push(format!("{key}.target"), "needs host:port, e.g. '127.0.0.1:443'"),
+                },
+                Kind::Dns => {
+                    if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {
+                        p.push(format!("{key}.target"), "a dns endpoint needs the name to resolve as target");
+                    }
+                }
+            }
+            if reqwest::Method::from_bytes(e.method.as_bytes()).is_err() {
+                p.push(format!("{key}.method"), format!("'{}' is not an HTTP method", e.method));
+            }
+            for (j, c) in e.conditions.iter().enumerate() {
+                if let Err(err) = Condition::parse(c) {
+                    p.push(format!("{key}.conditions[{j}]"), err);
+                }
+            }
+            if e.failure_threshold == 0 || e.success_threshold == 0 {
+                p.push(key.clone(), "failure_threshold and success_threshold must be at least 1");
+            }
+            if let Some(t) = e.timeout
+                && t.get() < Duration::from_millis(10)
+            {
+                p.push(format!("{key}.timeout"), format!("must be at least 10ms, got '{t}'"));
+            }
+            if let Some(i) = e.interval
+                && i.get() < Duration::from_millis(100)
+            {
+                p.push(format!("{key}.interval"), format!("must be at least 100ms, got '{i}'"));
+            }
+            if let Some(r) = e.error_rate_warning
+                && !(0.0..=100.0).contains(&r)
+            {
+                p.push(format!("{key}.error_rate_warning"), format!("must be a percentage, got '{r}'"));
+            }
+            for (what, f) in [("ca_file", &e.ca_file), ("client_identity", &e.client_identity)] {
+                if let Some(f) = f
+                    && std::fs::metadata(f.as_str()).is_err()
+                {
+                    p.push(format!("{key}.{what}"), format!("cannot read '{f}'"));
+                }
+            }
+        }
+    }
+}
+
+impl MonitorConfig for EndpointsConfig {
+    fn interval(&self) -> Duration {
+        self.interval.get()
+    }
+    fn check_timeout(&self) -> Duration {
+        self.timeout.get()
+    }
+    fn history(&self) -> HistorySettings {
+        self.history
+    }
+}

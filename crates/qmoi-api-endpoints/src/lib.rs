@@ -1,0 +1,364 @@
+//! # qmoi-api-endpoints
+//!
+//! Availability, latency and error rate of HTTP, TCP, DNS and TLS endpoints (Gatus and
+//! blackbox_exporter are the peers). Each endpoint is probed on its own schedule, spread
+//! over its interval, under a global and a per-host concurrency cap; the report, written
+//! every `interval`, summarises every endpoint.
+//!
+//! - [`config`]: endpoints and their settings; [`conditions`]: `status == 200` & co.
+//! - [`probe`]: one module per kind; [`stats`]: thresholds, windows, persistence.
+
+pub mod conditions;
+pub mod config;
+pub mod probe;
+pub mod stats;
+
+use conditions::Condition;
+use config::{Endpoint, Kind};
+use probe::ProbeResult;
+use qmoi_core::runner::{Monitor, Outcome, RunContext};
+use qmoi_core::{CheckResult, Status};
+use stats::EndpointState;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+pub use config::EndpointsConfig;
+
+type States = Arc<Mutex<BTreeMap<String, EndpointState>>>;
+
+/// How an endpoint is probed, prepared once.
+enum Prober {
+    Http(reqwest::Client),
+    Tcp,
+    Tls(Arc<tokio_rustls::rustls::ClientConfig>),
+    Dns,
+}
+
+pub struct EndpointsMonitor {
+    cfg: EndpointsConfig,
+    states: States,
+    started: bool,
+    state_file: PathBuf,
+}
+
+impl EndpointsMonitor {
+    /// Build clients and load the state file. A bad CA file or client identity is a
+    /// configuration error (the binary exits 2).
+    pub fn new(cfg: EndpointsConfig) -> Result<Self, String> {
+        let state_file = PathBuf::from(cfg.state_file.as_str());
+        let mut states: BTreeMap<String, EndpointState> = match std::fs::read(&state_file) {
+            Ok(b) => match serde_json::from_slice(&b) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(path = %state_file.display(), error = %e, "State file unreadable; starting afresh.");
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        states.retain(|k, _| cfg.endpoints.iter().any(|e| &e.name == k));
+        for e in &cfg.endpoints {
+            states.entry(e.name.clone()).or_default();
+        }
+        // Fail early on what can only be checked by building the clients.
+        for e in &cfg.endpoints {
+            prober(e, &cfg).map_err(|err| format!("endpoint '{}': {err}", e.name))?;
+        }
+        Ok(Self { cfg, states: Arc::new(Mutex::new(states)), started: false, state_file })
+    }
+
+    fn start_probing(&self) {
+        let global = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        for e in self.cfg.endpoints.clone() {
+            let host = per_host
+                .entry(e.host())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
+                .clone();
+            let Ok(p) = prober(&e, &self.cfg) else { continue };
+            let interval = e.interval.unwrap_or(self.cfg.probe_interval).get();
+            let timeout = e.timeout.unwrap_or(self.cfg.timeout).get();
+            let conditions = e.conditions();
+            let states = self.states.clone();
+            let global = global.clone();
+            let max_body = self.cfg.max_body_bytes;
+            // The first probe at once (bounded by the caps), so the first report knows
+            // every endpoint; later ones spread over the interval, so endpoints are not all
+            // probed at the same moment (no thundering herd).
+            let offset = interval.mul_f64(fastrand::f64());
+            tokio::spawn(async move {
+                let mut next = tokio::time::Instant::now();
+                let mut first = true;
+                loop {
+                    tokio::time::sleep_until(next).await;
+                    next += if first { offset } else { interval };
+                    first = false;
+                    let result = {
+                        let _g = global.acquire().await;
+                        let _h = host.acquire().await;
+                        let mut r = run_probe(&p, &e, &conditions, timeout, max_body).await;
+                        for _ in 0..e.retries {
+                            if r.ok {
+                                break;
+                            }
+                            r = run_probe(&p, &e, &conditions, timeout, max_body).await;
+                        }
+                        r
+                    };
+                    let now = chrono::Utc::now().timestamp();
+                    let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
+                    if let Ok(mut s) = states.lock() {
+                        s.entry(e.name.clone()).or_default().record(
+                            result,
+                            now,
+                            e.failure_threshold,
+                            e.success_threshold,
+                            slow,
+                        );
+                    }
+                    // A slow probe must not pile up behind itself.
+                    let now = tokio::time::Instant::now();
+                    if next < now {
+                        next = now;
+                    }
+                }
+            });
+        }
+    }
+
+    fn save_state(&self) {
+        let bytes = match self.states.lock() {
+            Ok(s) => serde_json::to_vec(&*s),
+            Err(_) => return,
+        };
+        if let Some(dir) = self.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match bytes
+            .map_err(|e| e.to_string())
+            .and_then(|b| qmoi_core::report::write_json_atomic(&self.state_file, &b).map_err(|e| e.to_string()))
+        {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, "Cannot save the endpoint state."),
+        }
+    }
+}
+
+fn prober(e: &Endpoint, cfg: &EndpointsConfig) -> Result<Prober, String> {
+    let timeout = e.timeout.unwrap_or(cfg.timeout).get();
+    Ok(match e.kind {
+        Kind::Http => Prober::Http(probe::http::client(e, timeout, cfg.reuse_connections)?),
+        Kind::Tcp => Prober::Tcp,
+        Kind::Tls => Prober::Tls(probe::tls::verifying_config(e)?),
+        Kind::Dns => Prober::Dns,
+    })
+}
+
+async fn run_probe(
+    p: &Prober,
+    e: &Endpoint,
+    conditions: &[Condition],
+    timeout: Duration,
+    max_body: usize,
+) -> ProbeResult {
+    match p {
+        Prober::Http(c) => probe::http::probe(c, e, conditions, max_body).await,
+        Prober::Tcp => probe::tcp::probe(e, timeout).await,
+        Prober::Tls(cfg) => probe::tls::probe(e, cfg, timeout).await,
+        Prober::Dns => probe::dns::probe(e, timeout).await,
+    }
+}
+
+impl Monitor for EndpointsMonitor {
+    async fn run(&mut self, _ctx: &RunContext) -> Outcome {
+        if !self.started {
+            self.started = true;
+            self.start_probing();
+            // Let the first probes land before the first report, rather than reporting
+            // every endpoint as "not probed yet".
+            let wait = self
+                .cfg
+                .endpoints
+                .iter()
+                .map(|e| e.timeout.unwrap_or(self.cfg.timeout).get())
+                .max()
+                .unwrap_or_default();
+            let deadline = tokio::time::Instant::now() + (wait + Duration::from_secs(1)).min(Duration::from_secs(30));
+            while tokio::time::Instant::now() < deadline {
+                let all = self.states.lock().map(|s| s.values().all(|st| st.probed)).unwrap_or(true);
+                if all {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let out = build_outcome(&self.cfg, &self.states);
+        self.save_state();
+        out
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1} ms")
+}
+
+fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
+    let now = chrono::Utc::now().timestamp();
+    let states = match states.lock() {
+        Ok(s) => s.clone(),
+        Err(_) => BTreeMap::new(),
+    };
+    let mut checks = Vec::new();
+    let mut metrics = BTreeMap::new();
+    let mut table = Vec::new();
+    for e in &cfg.endpoints {
+        let st = states.get(&e.name).cloned().unwrap_or_default();
+        let label = format!("{{endpoint=\"{}\"}}", e.name.replace('\\', "\\\\").replace('"', "\\\""));
+        let name = &e.name;
+        let last = st.last.clone();
+        let reason = last.as_ref().map(ProbeResult::reason).unwrap_or_else(|| "not probed yet".into());
+        let down_status = if e.critical { Status::Critical } else { Status::Warning };
+        let check = match st.up {
+            None if last.is_none() => {
+                CheckResult::unknown(format!("endpoint:{name}"), format!("{name}: not probed yet"))
+            }
+            None => CheckResult::ok(
+                format!("endpoint:{name}"),
+                format!("{name}: {reason} (deciding: thresholds not met yet)"),
+            ),
+            Some(true) => CheckResult::ok(format!("endpoint:{name}"), format!("{name} up ({reason})")),
+            Some(false) => CheckResult::new(format!("endpoint:{name}"), down_status, format!("{name} down: {reason}"))
+                .with_title(format!("Endpoint {name} is down")),
+        };
+        let latency_ms = last.as_ref().map(|l| l.latency.as_secs_f64() * 1000.0);
+        checks.push(match latency_ms {
+            Some(v) => check.with_value((v * 100.0).round() / 100.0, "ms"),
+            None => check,
+        });
+        if let (Some(limit), true) = (e.latency_warning, st.slow_streak >= e.latency_probes) {
+            checks.push(
+                CheckResult::new(
+                    format!("latency:{name}"),
+                    Status::Warning,
+                    format!(
+                        "{name}: {} probes in a row slower than {limit} (last {})",
+                        st.slow_streak,
+                        ms(latency_ms.unwrap_or(f64::NAN))
+                    ),
+                )
+                .with_title(format!("Endpoint {name} is slow")),
+            );
+        }
+        let err_rate = st.error_rate();
+        if let (Some(limit), Some(rate)) = (e.error_rate_warning, err_rate)
+            && rate > limit
+        {
+            checks.push(
+                CheckResult::new(
+                    format!("error_rate:{name}"),
+                    Status::Warning,
+                    format!("{name}: {rate:.0}% of the last probes failed (limit {limit}%)"),
+                )
+                .with_title(format!("Endpoint {name} fails often")),
+            );
+        }
+        let cert_days = last.as_ref().and_then(|l| l.cert_expiry_days);
+        if let Some(invalid) = last.as_ref().and_then(|l| l.cert_invalid.clone()) {
+            checks.push(
+                CheckResult::new(format!("certificate:{name}"), Status::Critical, invalid)
+                    .with_title(format!("Certificate of {name} is invalid")),
+            );
+        } else if let Some(days) = cert_days {
+            let c = if days <= 0.0 {
+                CheckResult::new(
+                    format!("certificate:{name}"),
+                    Status::Critical,
+                    format!("{name}: certificate expired {:.1} days ago", -days),
+                )
+            } else if days < e.cert_expiry_warning_days {
+                CheckResult::new(
+                    format!("certificate:{name}"),
+                    Status::Warning,
+                    format!("{name}: certificate expires in {days:.1} days"),
+                )
+            } else {
+                CheckResult::ok(
+                    format!("certificate:{name}"),
+                    format!("{name}: certificate valid for {days:.0} more days"),
+                )
+            };
+            checks.push(
+                c.with_value((days * 10.0).round() / 10.0, "days")
+                    .with_title(format!("Certificate of {name} expires soon")),
+            );
+        }
+        // Metrics.
+        let up = match st.up {
+            Some(true) => 1.0,
+            Some(false) => 0.0,
+            None => f64::NAN,
+        };
+        if up.is_finite() {
+            metrics.insert(format!("qmoi_endpoint_up{label}"), up);
+        }
+        if let Some(v) = latency_ms {
+            metrics.insert(format!("qmoi_endpoint_last_latency_seconds{label}"), v / 1000.0);
+        }
+        let q1h = st.quantiles_1h(&[0.5, 0.95, 0.99]);
+        let q24 = st.quantiles_24h(&[0.5, 0.95, 0.99], now);
+        if let Some(q) = &q1h {
+            let inner = label.trim_end_matches('}');
+            for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
+                metrics.insert(format!("qmoi_endpoint_latency_seconds{inner},quantile=\"{qn}\"}}"), v / 1000.0);
+            }
+        }
+        let avail: Vec<(&str, Option<f64>)> = vec![
+            ("1h", st.availability(3600, now)),
+            ("24h", st.availability(86_400, now)),
+            ("7d", st.availability(7 * 86_400, now)),
+        ];
+        for (w, a) in &avail {
+            if let Some(a) = a {
+                metrics.insert(
+                    format!("qmoi_endpoint_availability_ratio{},window=\"{w}\"}}", label.trim_end_matches('}')),
+                    a / 100.0,
+                );
+            }
+        }
+        if let Some(r) = err_rate {
+            metrics.insert(format!("qmoi_endpoint_error_rate_ratio{label}"), r / 100.0);
+        }
+        if let Some(d) = cert_days {
+            metrics.insert(format!("qmoi_endpoint_cert_expiry_days{label}"), d);
+        }
+        if let Some(code) = last.as_ref().and_then(|l| l.status_code) {
+            metrics.insert(format!("qmoi_endpoint_status_code{label}"), f64::from(code));
+        }
+        table.push(serde_json::json!({
+            "name": e.name,
+            "kind": e.kind,
+            "target": e.url.as_ref().or(e.target.as_ref()).map(|t| t.as_str()),
+            "group": e.group,
+            "labels": e.labels,
+            "up": st.up,
+            "since": st.since,
+            "last_probe_at": st.last_at,
+            "last_result": reason,
+            "last_status_code": last.as_ref().and_then(|l| l.status_code),
+            "latency_ms": latency_ms.map(|v| (v * 100.0).round() / 100.0),
+            "latency_1h_ms": q1h.map(|q| serde_json::json!({"p50": q[0], "p95": q[1], "p99": q[2]})),
+            "latency_24h_ms": q24.map(|q| serde_json::json!({"p50": q[0], "p95": q[1], "p99": q[2]})),
+            "availability_percent": {"1h": avail[0].1, "24h": avail[1].1, "7d": avail[2].1},
+            "error_rate_percent": err_rate,
+            "cert_expiry_days": cert_days,
+            "insecure": e.insecure,
+        }));
+    }
+    if cfg.endpoints.is_empty() {
+        checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
+    }
+    Outcome { checks, metrics, alerts: Vec::new(), details: serde_json::json!({"endpoints": table}) }
+}

@@ -1,0 +1,326 @@
+//! The real `qmoi-api-endpoints` binary against real servers on loopback: an HTTP server
+//! (ok, JSON, 503, slow, redirect, an endless body), a TCP banner server, a closed port, a
+//! TLS server with a certificate made by `openssl` for this test, and DNS for localhost.
+
+use axum::Router;
+use axum::routing::get;
+use qmoi_testkit::read_json;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Start the test HTTP server on its own thread and runtime; returns its address.
+fn http_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            let app = Router::new()
+                .route("/ok", get(|| async { "ok" }))
+                .route(
+                    "/json",
+                    get(|| async { ([("content-type", "application/json")], r#"{"status":"up","items":[1,2,3]}"#) }),
+                )
+                .route("/fail", get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }))
+                .route(
+                    "/slow",
+                    get(|| async {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        "late"
+                    }),
+                )
+                .route("/redirect", get(|| async { axum::response::Redirect::temporary("/ok") }))
+                .route(
+                    "/endless",
+                    get(|| async {
+                        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                        let s = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                        axum::body::Body::from_stream(s)
+                    }),
+                );
+            let l = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
+            let _ = axum::serve(l, app).await;
+        });
+    });
+    addr
+}
+
+/// A TCP server that answers "+PONG" to "PING".
+fn banner_server() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s = s;
+            let mut buf = [0u8; 64];
+            if let Ok(n) = s.read(&mut buf)
+                && buf[..n].starts_with(b"PING")
+            {
+                let _ = s.write_all(b"+PONG\r\n");
+            }
+        }
+    });
+    addr
+}
+
+/// A TLS server with the given PEM files (rustls); it completes handshakes and closes.
+fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> std::net::SocketAddr {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
+            while let Ok((s, _)) = l.accept().await {
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = a.accept(s).await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+fn endpoint<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["details"]["endpoints"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&serde_json::Value::Null)
+}
+
+#[test]
+fn probes_real_servers_and_reports_every_condition() {
+    let have_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if !have_openssl {
+        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "openssl is required: apt-get install openssl");
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let http = http_server();
+    let banner = banner_server();
+    let closed =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}"));
+    let mut tls_block = String::new();
+    if have_openssl {
+        let made = Command::new("openssl")
+            .current_dir(dir.path())
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+            ])
+            .args([
+                "-out",
+                "cert.pem",
+                "-days",
+                "5",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            ])
+            .args([
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-addext",
+                "keyUsage=digitalSignature",
+                "-addext",
+                "extendedKeyUsage=serverAuth",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let tls = tls_server(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+        tls_block = format!(
+            r#"
+[[endpoints]]
+name = "tls-trusted"
+kind = "tls"
+target = "{tls}"
+server_name = "localhost"
+ca_file = "cert.pem"
+
+[[endpoints]]
+name = "tls-untrusted"
+kind = "tls"
+target = "{tls}"
+server_name = "localhost"
+"#
+        );
+    }
+    let cfg = format!(
+        r#"
+state_file = "state/endpoints.json"
+max_body_bytes = 1024
+[[endpoints]]
+name = "ok"
+kind = "http"
+url = "http://{http}/ok"
+conditions = ["status == 200", "body contains \"ok\"", "response_time < 5s"]
+
+[[endpoints]]
+name = "json"
+kind = "http"
+url = "http://{http}/json"
+conditions = ["$.status == \"up\"", "$.items.length > 2", "header.Content-Type contains \"json\""]
+
+[[endpoints]]
+name = "fail"
+kind = "http"
+url = "http://{http}/fail"
+critical = true
+conditions = ["status == 200", "body contains \"ok\""]
+
+[[endpoints]]
+name = "slow"
+kind = "http"
+url = "http://{http}/slow"
+conditions = ["response_time < 100ms"]
+
+[[endpoints]]
+name = "redirect-not-followed"
+kind = "http"
+url = "http://{http}/redirect"
+follow_redirects = false
+conditions = ["status == 307", "header.Location == \"/ok\""]
+
+[[endpoints]]
+name = "endless"
+kind = "http"
+url = "http://{http}/endless"
+timeout = "3s"
+conditions = ["status == 200"]
+
+[[endpoints]]
+name = "banner"
+kind = "tcp"
+target = "{banner}"
+send = "PING\r\n"
+expect = "+PONG"
+
+[[endpoints]]
+name = "closed"
+kind = "tcp"
+target = "{closed}"
+
+[[endpoints]]
+name = "localhost"
+kind = "dns"
+target = "localhost"
+expect = "127.0.0.1"
+{tls_block}"#
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let run = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+            .current_dir(dir.path())
+            .args(["--once", "--config", "c.toml"])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"))
+    };
+    let r = run();
+    assert_eq!(check(&r, "endpoint:ok")["status"], "ok", "{}", check(&r, "endpoint:ok"));
+    assert_eq!(check(&r, "endpoint:json")["status"], "ok", "{}", check(&r, "endpoint:json"));
+    let fail = check(&r, "endpoint:fail");
+    assert_eq!(fail["status"], "critical", "critical = true: {fail}");
+    let msg = fail["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("status == 200 failed: status was 503")
+            && msg.contains("body contains \"ok\" failed: body was 'down'"),
+        "{msg}"
+    );
+    assert_eq!(check(&r, "endpoint:slow")["status"], "warning");
+    assert!(check(&r, "endpoint:slow")["message"].as_str().is_some_and(|m| m.contains("response_time < 100ms failed")));
+    assert_eq!(
+        check(&r, "endpoint:redirect-not-followed")["status"],
+        "ok",
+        "{}",
+        check(&r, "endpoint:redirect-not-followed")
+    );
+    // The endless body is read up to max_body_bytes only: the probe finishes, and fast.
+    assert_eq!(check(&r, "endpoint:endless")["status"], "ok", "{}", check(&r, "endpoint:endless"));
+    assert_eq!(check(&r, "endpoint:banner")["status"], "ok", "{}", check(&r, "endpoint:banner"));
+    assert!(check(&r, "endpoint:closed")["message"].as_str().is_some_and(|m| m.contains("cannot connect")));
+    assert_eq!(check(&r, "endpoint:localhost")["status"], "ok", "{}", check(&r, "endpoint:localhost"));
+    if have_openssl {
+        let trusted = check(&r, "certificate:tls-trusted");
+        assert_eq!(trusted["status"], "warning", "expires in 5 days (< 14): {trusted}");
+        assert!(trusted["value"].as_f64().is_some_and(|d| d > 4.0 && d <= 5.0), "{trusted}");
+        let untrusted = check(&r, "certificate:tls-untrusted");
+        assert_eq!(untrusted["status"], "critical", "{untrusted}");
+        assert!(untrusted["message"].as_str().is_some_and(|m| m.contains("is not valid")), "{untrusted}");
+        assert!(
+            endpoint(&r, "tls-untrusted")["cert_expiry_days"].as_f64().is_some_and(|d| d > 4.0),
+            "dates read despite the invalid chain"
+        );
+    }
+    // Alerts, metrics and details.
+    let alerts = r["alerts"].as_array().cloned().unwrap_or_default();
+    assert!(alerts.iter().any(|a| a["fingerprint"] == "api_endpoints/endpoint:fail" && a["level"] == "critical"));
+    assert_eq!(r["metrics"]["qmoi_endpoint_up{endpoint=\"ok\"}"], 1.0);
+    assert_eq!(r["metrics"]["qmoi_endpoint_up{endpoint=\"fail\"}"], 0.0);
+    assert_eq!(r["metrics"]["qmoi_endpoint_status_code{endpoint=\"fail\"}"], 503.0);
+    assert!(r["metrics"]["qmoi_endpoint_latency_seconds{endpoint=\"ok\",quantile=\"0.99\"}"].is_number());
+    assert_eq!(endpoint(&r, "fail")["availability_percent"]["1h"], 0.0);
+    // A second run continues from the state file: two probes in the last hour.
+    let r2 = run();
+    assert_eq!(endpoint(&r2, "ok")["availability_percent"]["1h"], 100.0);
+    let state = read_json(&dir.path().join("state/endpoints.json")).unwrap_or_default();
+    assert_eq!(state["ok"]["recent"].as_array().map(Vec::len), Some(2), "{}", state["ok"]);
+}
+
+#[test]
+fn bad_conditions_and_urls_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[endpoints]]\nname = \"x\"\nkind = \"http\"\nurl = \"ftp://h/\"\nconditions = [\"status === 200\"]\n[[endpoints]]\nname = \"x\"\nkind = \"tcp\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--validate", "--config", "bad.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "key 'endpoints[0].url': scheme must be http or https, got 'ftp'",
+        "key 'endpoints[0].conditions[0]': unknown operator '==='",
+        "key 'endpoints[1].name': 'x' is used twice",
+        "key 'endpoints[1].target': needs host:port",
+    ] {
+        assert!(err.contains(want), "expected '{want}' in: {err}");
+    }
+}
