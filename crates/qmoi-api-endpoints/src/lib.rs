@@ -310,10 +310,14 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
         let q1h = st.quantiles_1h(&[0.5, 0.95, 0.99]);
         let q24 = st.quantiles_24h(&[0.5, 0.95, 0.99], now);
         if let Some(q) = &q1h {
+            // A Prometheus summary: quantiles, sum and count over the last hour.
             let inner = label.trim_end_matches('}');
             for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
                 metrics.insert(format!("qmoi_endpoint_latency_seconds{inner},quantile=\"{qn}\"}}"), v / 1000.0);
             }
+            let (sum, count) = st.latency_sum_count_1h();
+            metrics.insert(format!("qmoi_endpoint_latency_seconds_sum{label}"), sum / 1000.0);
+            metrics.insert(format!("qmoi_endpoint_latency_seconds_count{label}"), count as f64);
         }
         let avail: Vec<(&str, Option<f64>)> = vec![
             ("1h", st.availability(3600, now)),

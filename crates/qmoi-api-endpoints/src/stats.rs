@@ -141,6 +141,11 @@ impl EndpointState {
         Some(qs.iter().map(|q| percentile(&v, *q)).collect())
     }
 
+    /// Sum (ms) and count of successful probes' latencies in the last hour.
+    pub fn latency_sum_count_1h(&self) -> (f64, usize) {
+        self.recent.iter().filter(|(_, ok, _)| *ok).fold((0.0, 0), |(s, n), (_, _, ms)| (s + ms, n + 1))
+    }
+
     /// Latency quantiles (ms) over the last 24 hours, from the histograms (upper bucket edge).
     pub fn quantiles_24h(&self, qs: &[f64], now: i64) -> Option<Vec<f64>> {
         let mut merged = vec![0u64; BUCKETS];

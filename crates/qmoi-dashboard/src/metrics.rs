@@ -4,8 +4,9 @@
 //! `qmoi_component_report_age_seconds`, `qmoi_verdict`).
 //!
 //! Every report's `metrics` map is `name{labels} -> value`; samples are grouped into
-//! families by name, each with one `# HELP` and `# TYPE` line (`counter` for names ending
-//! in `_total`, as Prometheus' naming rules say, `gauge` otherwise).
+//! families by name, each with one `# HELP` and `# TYPE` line: `summary` for a family with
+//! `quantile` labels (its `<name>_sum` and `<name>_count` samples join it), `counter` for
+//! names ending in `_total`, as Prometheus' naming rules say, `gauge` otherwise.
 
 use qmoi_core::report::Report;
 use std::collections::BTreeMap;
@@ -46,6 +47,13 @@ fn help(name: &str) -> &'static str {
         "qmoi_component_restarts_total" => "Restarts of the component since the supervisor started.",
         "qmoi_component_report_age_seconds" => "Age of the component's latest report.",
         "qmoi_verdict" => "Overall verdict: 0 healthy, 1 degraded, 2 critical.",
+        "qmoi_endpoint_up" => "1 when the endpoint is up (after the failure/success thresholds).",
+        "qmoi_endpoint_last_latency_seconds" => "Latency of the endpoint's last probe.",
+        "qmoi_endpoint_latency_seconds" => "Latency of the endpoint's successful probes over the last hour.",
+        "qmoi_endpoint_availability_ratio" => "Share of successful probes over the window.",
+        "qmoi_endpoint_error_rate_ratio" => "Share of the last 20 probes that failed.",
+        "qmoi_endpoint_cert_expiry_days" => "Days until the endpoint's certificate expires.",
+        "qmoi_endpoint_status_code" => "HTTP status of the endpoint's last probe.",
         "qmoi_report_status" => "Status of the component's latest report: 0 ok, 1 warning, 2 critical, 3 unknown.",
         _ => "",
     }
@@ -103,13 +111,35 @@ pub fn render<'a>(reports: impl Iterator<Item = &'a Report>) -> String {
                 .push(format!("qmoi_report_status{{component=\"{}\"}} {s}", r.component));
         }
     }
+    // Summaries: a family with quantile labels takes in its _sum and _count samples.
+    let summaries: Vec<String> = families
+        .iter()
+        .filter(|(_, lines)| lines.iter().any(|l| l.contains("quantile=\"")))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in &summaries {
+        for suffix in ["_sum", "_count"] {
+            if let Some(extra) = families.remove(&format!("{name}{suffix}"))
+                && let Some(f) = families.get_mut(name)
+            {
+                f.extend(extra);
+            }
+        }
+    }
     let mut out = String::with_capacity(families.len() * 128);
     for (name, mut lines) in families {
         lines.sort();
         lines.dedup();
         let h = help(&name);
         let _ = writeln!(out, "# HELP {name} {}", if h.is_empty() { "QMOI metric (see docs/CONFIG.md)." } else { h });
-        let _ = writeln!(out, "# TYPE {name} {}", if name.ends_with("_total") { "counter" } else { "gauge" });
+        let kind = if summaries.contains(&name) {
+            "summary"
+        } else if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# TYPE {name} {kind}");
         for l in lines {
             out.push_str(&l);
             out.push('\n');
@@ -141,5 +171,21 @@ mod tests {
         assert!(text.contains("# TYPE qmoi_network_receive_errors_total counter"), "{text}");
         assert!(text.contains("qmoi_report_status{component=\"system_health\"} 1"), "{text}");
         assert!(!text.contains("bad name"));
+
+        let s: Report = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "component": "api_endpoints", "host": "h", "generated_at": "2026-11-27T03:00:00Z",
+            "interval_s": 15, "duration_ms": 1, "status": "ok", "summary": "", "checks": [], "alerts": [], "details": {},
+            "metrics": {"qmoi_endpoint_latency_seconds{endpoint=\"a\",quantile=\"0.5\"}": 0.01,
+                        "qmoi_endpoint_latency_seconds_sum{endpoint=\"a\"}": 1.5,
+                        "qmoi_endpoint_latency_seconds_count{endpoint=\"a\"}": 100.0}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let text = render([&s].into_iter());
+        assert!(text.contains("# TYPE qmoi_endpoint_latency_seconds summary\n"), "{text}");
+        assert!(
+            text.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"a\"} 100"),
+            "{text}"
+        );
+        assert!(!text.contains("# TYPE qmoi_endpoint_latency_seconds_sum"), "folded into the summary: {text}");
     }
 }

@@ -363,14 +363,26 @@ fn metrics_pass_promtool() {
         eprintln!("NOTICE: promtool not installed; skipping (scripts/test.sh installs it)");
         return;
     }
-    let cfg = "[dashboard]\nport = 0\n[report]\ninterval = 1\n[monitoring_components.system_health]\ninterval = 1\n";
-    let mut stack = Stack::new(cfg);
+    // system_health and api_endpoints (whose latency is a summary) both report.
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let cfg = "[dashboard]\nport = 0\n[report]\ninterval = 1\n[monitoring_components.system_health]\ninterval = 1\n\
+               [monitoring_components.api_endpoints]\ninterval = 1\n";
+    let stack_cfg = Stack::new(cfg);
+    let ep = format!(
+        "[[endpoints]]\nname = \"held\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
+        target.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    stack_cfg.write("config/api_endpoints.toml", &ep);
+    let mut stack = stack_cfg;
     stack.start();
     let addr = stack.dashboard_addr();
-    let text = wait_for(Duration::from_secs(10), "system_health metrics", || {
+    let text = wait_for(Duration::from_secs(15), "system_health and api_endpoints metrics", || {
         let r = get(&addr, "/metrics", None);
-        r.body.contains("qmoi_disk_used_ratio{component=\"system_health\"").then_some(r)
+        (r.body.contains("qmoi_disk_used_ratio{component=\"system_health\"")
+            && r.body.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"held\"}"))
+        .then_some(r)
     });
+    assert!(text.body.contains("# TYPE qmoi_endpoint_latency_seconds summary"), "{}", text.body);
     assert_eq!(text.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
     assert!(
         text.body.contains("# TYPE qmoi_verdict gauge")

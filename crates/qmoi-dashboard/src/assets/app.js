@@ -153,7 +153,7 @@ const CHARTS = [
   { title: "Memory used", metric: "qmoi_memory_used_ratio", unit: "%", scale: 100 },
   { title: "Disk used", metric: "qmoi_disk_used_ratio", unit: "%", scale: 100 },
   { title: "Load per core", metric: "qmoi_load1_per_core", unit: "", scale: 1 },
-  { title: "Endpoint latency", metric: "qmoi_endpoint_latency_seconds", unit: "ms", scale: 1000 },
+  { title: "Endpoint latency", metric: "qmoi_endpoint_last_latency_seconds", unit: "ms", scale: 1000 },
   { title: "Connectivity latency", metric: "qmoi_connectivity_latency_seconds", unit: "ms", scale: 1000 },
 ];
 const COLORS = ["#2f6fde", "#d64545", "#1f9d55", "#d99a06", "#8b5cf6", "#0ea5e9"];
