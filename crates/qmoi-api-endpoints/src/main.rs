@@ -17,14 +17,47 @@ use std::process::ExitCode;
 struct Cli {
     #[command(flatten)]
     args: MonitorArgs,
+
+    /// Probe one URL now, print the time of each phase (DNS, connect, TLS, first byte,
+    /// total), and exit 0 when it succeeds (status below 400), 2 when it fails
+    #[arg(long, value_name = "URL", conflicts_with_all = ["once", "check", "validate", "print_config"])]
+    probe: Option<String>,
+
+    /// Timeout for --probe
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = qmoi_core::cli::parse_duration, requires = "probe")]
+    probe_timeout: qmoi_core::config::ConfigDuration,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(url) = &cli.probe {
+        return ad_hoc(url, cli.probe_timeout.get());
+    }
     let Some(info) = component::find("api_endpoints") else {
         return ExitCode::from(3);
     };
     qmoi_core::runner::main::<EndpointsConfig, _>(info, cli.args, |cfg| EndpointsMonitor::new(cfg.clone()))
+}
+
+/// `--probe URL`
+fn ad_hoc(url: &str, timeout: std::time::Duration) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qmoi-api-endpoints: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match rt.block_on(qmoi_api_endpoints::probe::phases::probe(url, timeout, 1024 * 1024)) {
+        Ok(p) => {
+            print!("{}", p.render(url, None));
+            ExitCode::SUCCESS
+        }
+        Err((p, e)) => {
+            print!("{}", p.render(url, Some(&e)));
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(test)]

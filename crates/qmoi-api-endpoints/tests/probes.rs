@@ -142,7 +142,7 @@ fn probes_real_servers_and_reports_every_condition() {
                 "-out",
                 "cert.pem",
                 "-days",
-                "5",
+                "3",
                 "-subj",
                 "/CN=localhost",
                 "-addext",
@@ -275,13 +275,13 @@ expect = "127.0.0.1"
     assert_eq!(check(&r, "endpoint:localhost")["status"], "ok", "{}", check(&r, "endpoint:localhost"));
     if have_openssl {
         let trusted = check(&r, "certificate:tls-trusted");
-        assert_eq!(trusted["status"], "warning", "expires in 5 days (< 14): {trusted}");
-        assert!(trusted["value"].as_f64().is_some_and(|d| d > 4.0 && d <= 5.0), "{trusted}");
+        assert_eq!(trusted["status"], "warning", "expires in 3 days (< 14): {trusted}");
+        assert!(trusted["value"].as_f64().is_some_and(|d| d > 2.0 && d <= 3.0), "{trusted}");
         let untrusted = check(&r, "certificate:tls-untrusted");
         assert_eq!(untrusted["status"], "critical", "{untrusted}");
         assert!(untrusted["message"].as_str().is_some_and(|m| m.contains("is not valid")), "{untrusted}");
         assert!(
-            endpoint(&r, "tls-untrusted")["cert_expiry_days"].as_f64().is_some_and(|d| d > 4.0),
+            endpoint(&r, "tls-untrusted")["cert_expiry_days"].as_f64().is_some_and(|d| d > 2.0),
             "dates read despite the invalid chain"
         );
     }
@@ -323,4 +323,86 @@ fn bad_conditions_and_urls_are_config_errors() {
     ] {
         assert!(err.contains(want), "expected '{want}' in: {err}");
     }
+}
+
+/// In daemon mode: an endpoint that is down raises its alert; once it answers again
+/// (after `success_threshold` probes) the next report no longer lists it. A redirect chain
+/// is followed to its end.
+#[test]
+fn a_down_endpoint_alerts_and_a_recovered_one_clears() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let http = http_server();
+    // A port that is closed now and will be opened later.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
+    let cfg = format!(
+        r#"
+interval = 1
+probe_interval = "200ms"
+state_file = "state.json"
+[[endpoints]]
+name = "flaky"
+kind = "tcp"
+target = "127.0.0.1:{port}"
+failure_threshold = 2
+success_threshold = 2
+[[endpoints]]
+name = "chain"
+kind = "http"
+url = "http://{http}/redirect"
+conditions = ["status == 200", "body == \"ok\""]
+"#
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--config", "c.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let latest = dir.path().join("logs/api_endpoints_latest.json");
+    let has_alert = |r: &serde_json::Value| {
+        r["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["fingerprint"] == "api_endpoints/endpoint:flaky"))
+    };
+    let down = qmoi_testkit::wait_for(Duration::from_secs(10), "the down alert", || {
+        read_json(&latest).filter(|r| has_alert(r))
+    });
+    assert_eq!(check(&down, "endpoint:chain")["status"], "ok", "redirect followed: {}", check(&down, "endpoint:chain"));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let up = qmoi_testkit::wait_for(Duration::from_secs(10), "the alert to clear", || {
+        read_json(&latest).filter(|r| !has_alert(r))
+    });
+    assert_eq!(endpoint(&up, "flaky")["up"], true);
+    assert!(endpoint(&up, "flaky")["availability_percent"]["1h"].as_f64().is_some_and(|a| a > 0.0 && a < 100.0));
+    qmoi_testkit::signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    drop(listener);
+}
+
+/// `--probe URL` times each phase and exits 0 on success, 2 on failure.
+#[test]
+fn ad_hoc_probe_prints_phases_and_exit_codes() {
+    let http = http_server();
+    let run = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+            .args(["--probe", &url])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let ok = run(format!("http://{http}/json"));
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(ok.status.code(), Some(0), "{text}");
+    for phase in ["DNS", "connect", "first byte", "total"] {
+        let line = text.lines().find(|l| l.trim_start().starts_with(phase)).unwrap_or_default();
+        assert!(line.trim_end().ends_with(" ms") || line.contains(" ms "), "{phase} timed: {text}");
+    }
+    assert!(text.contains("HTTP 200"), "{text}");
+    let bad = run(format!("http://{http}/fail"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("FAILED: HTTP 503"));
+    let closed =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}"));
+    let refused = run(format!("http://{closed}/"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("cannot connect"));
 }

@@ -16,6 +16,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
+/// The system's trusted roots.
+pub fn native_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    roots
+}
+
 /// The verifying client configuration for one endpoint (built once).
 pub fn verifying_config(e: &Endpoint) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
@@ -28,12 +37,7 @@ pub fn verifying_config(e: &Endpoint) -> Result<Arc<ClientConfig>, String> {
                 roots.add(c).map_err(|err| format!("ca_file {ca}: {err}"))?;
             }
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for c in found.certs {
-                let _ = roots.add(c);
-            }
-        }
+        None => roots = native_roots(),
     }
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
