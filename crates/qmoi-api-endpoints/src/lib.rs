@@ -29,6 +29,17 @@ pub use config::EndpointsConfig;
 
 type States = Arc<Mutex<BTreeMap<String, EndpointState>>>;
 
+/// How late probes start against their schedule (waiting for a concurrency slot
+/// included), and how many ran: the scheduler's own health.
+#[derive(Debug, Default)]
+struct SchedulerStats {
+    probes: u64,
+    /// Lateness of the most recent probe starts, in ms (bounded).
+    late_ms: std::collections::VecDeque<f64>,
+}
+
+const LATE_SAMPLES: usize = 20_000;
+
 /// How an endpoint is probed, prepared once.
 enum Prober {
     Http(reqwest::Client),
@@ -40,6 +51,7 @@ enum Prober {
 pub struct EndpointsMonitor {
     cfg: EndpointsConfig,
     states: States,
+    sched: Arc<Mutex<SchedulerStats>>,
     started: bool,
     state_file: PathBuf,
 }
@@ -67,7 +79,7 @@ impl EndpointsMonitor {
         for e in &cfg.endpoints {
             prober(e, &cfg).map_err(|err| format!("endpoint '{}': {err}", e.name))?;
         }
-        Ok(Self { cfg, states: Arc::new(Mutex::new(states)), started: false, state_file })
+        Ok(Self { cfg, states: Arc::new(Mutex::new(states)), sched: Arc::default(), started: false, state_file })
     }
 
     fn start_probing(&self) {
@@ -83,6 +95,7 @@ impl EndpointsMonitor {
             let timeout = e.timeout.unwrap_or(self.cfg.timeout).get();
             let conditions = e.conditions();
             let states = self.states.clone();
+            let sched = self.sched.clone();
             let global = global.clone();
             let max_body = self.cfg.max_body_bytes;
             // The first probe at once (bounded by the caps), so the first report knows
@@ -94,11 +107,20 @@ impl EndpointsMonitor {
                 let mut first = true;
                 loop {
                     tokio::time::sleep_until(next).await;
+                    let planned = next;
                     next += if first { offset } else { interval };
                     first = false;
                     let result = {
                         let _g = global.acquire().await;
                         let _h = host.acquire().await;
+                        let late = tokio::time::Instant::now().saturating_duration_since(planned);
+                        if let Ok(mut s) = sched.lock() {
+                            s.probes += 1;
+                            if s.late_ms.len() == LATE_SAMPLES {
+                                s.late_ms.pop_front();
+                            }
+                            s.late_ms.push_back(late.as_secs_f64() * 1000.0);
+                        }
                         let mut r = run_probe(&p, &e, &conditions, timeout, max_body).await;
                         for _ in 0..e.retries {
                             if r.ok {
@@ -195,7 +217,22 @@ impl Monitor for EndpointsMonitor {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let out = build_outcome(&self.cfg, &self.states);
+        let mut out = build_outcome(&self.cfg, &self.states);
+        if let Ok(s) = self.sched.lock() {
+            let mut late: Vec<f64> = s.late_ms.iter().copied().collect();
+            late.sort_by(f64::total_cmp);
+            out.metrics.insert("qmoi_endpoint_probes_total".into(), s.probes as f64);
+            if !late.is_empty() {
+                let (p50, p99) = (stats::percentile(&late, 0.5), stats::percentile(&late, 0.99));
+                out.metrics.insert("qmoi_endpoint_schedule_lateness_p99_seconds".into(), p99 / 1000.0);
+                if let Some(d) = out.details.as_object_mut() {
+                    d.insert(
+                        "scheduler".into(),
+                        serde_json::json!({"probes_total": s.probes, "lateness_ms": {"p50": p50, "p99": p99, "samples": late.len()}}),
+                    );
+                }
+            }
+        }
         self.save_state();
         out
     }

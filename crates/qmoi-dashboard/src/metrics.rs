@@ -54,6 +54,10 @@ fn help(name: &str) -> &'static str {
         "qmoi_endpoint_error_rate_ratio" => "Share of the last 20 probes that failed.",
         "qmoi_endpoint_cert_expiry_days" => "Days until the endpoint's certificate expires.",
         "qmoi_endpoint_status_code" => "HTTP status of the endpoint's last probe.",
+        "qmoi_endpoint_probes_total" => "Endpoint probes run since the monitor started.",
+        "qmoi_endpoint_schedule_lateness_p99_seconds" => {
+            "99th percentile of how late probes start against their schedule."
+        }
         "qmoi_report_status" => "Status of the component's latest report: 0 ok, 1 warning, 2 critical, 3 unknown.",
         _ => "",
     }

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Measurements for scripts/bench-endpoints.sh. Prints figures; asserts nothing.
+
+nginx (Debian) answers on 127.0.0.1-4; qmoi-api-endpoints probes 5,000 endpoints there at
+a 1 s interval for SECONDS; then prometheus-blackbox-exporter probes the same nginx
+through /probe under wrk (2 threads, 16 connections, 10 s). Everything listens on
+loopback, runs bounded in time, and is stopped by pid.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+CLK = os.sysconf("SC_CLK_TCK")
+ADDRS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def proc(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    ticks = int(rest[11]) + int(rest[12])
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return ticks, rss
+
+
+def wait_http(url, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer")
+
+
+def main(bindir, n, seconds):
+    d = tempfile.mkdtemp(prefix="qmoi-bench-ep-")
+    port = free_port()
+    for sub in ("tmp", "logs"):
+        os.makedirs(f"{d}/{sub}")
+    listens = "\n".join(f"    listen {a}:{port};" for a in ADDRS)
+    with open(f"{d}/nginx.conf", "w") as f:
+        f.write(f"""daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  server {{
+{listens}
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+""")
+    nginx = subprocess.Popen(["/usr/sbin/nginx", "-p", d, "-c", f"{d}/nginx.conf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/")
+        # qmoi-api-endpoints
+        lines = ['interval = "5s"', 'timeout = "2s"', 'probe_interval = "1s"', "concurrency = 1024",
+                 "per_host_concurrency = 256", f'state_file = "{d}/state.json"', "[history]", "enabled = false"]
+        for i in range(n):
+            lines += ["[[endpoints]]", f'name = "ep{i}"', 'kind = "http"',
+                      f'url = "http://{ADDRS[i % len(ADDRS)]}:{port}/e{i}"', 'conditions = ["status == 200"]']
+        with open(f"{d}/endpoints.toml", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        mon = subprocess.Popen([f"{bindir}/qmoi-api-endpoints", "--config", f"{d}/endpoints.toml", "--report-dir", f"{d}/logs",
+                                "--log-dir", f"{d}/logs"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            report = f"{d}/logs/api_endpoints_latest.json"
+            time.sleep(8)  # past the first (all at once) round
+            r0 = json.load(open(report))
+            t0, (c0, _) = time.monotonic(), proc(mon.pid)
+            peak = 0.0
+            while time.monotonic() - t0 < seconds:
+                peak = max(peak, proc(mon.pid)[1])
+                time.sleep(0.5)
+            time.sleep(5.5)  # one more report
+            r1 = json.load(open(report))
+            el = time.monotonic() - t0
+            c1, rss = proc(mon.pid)
+            probes = r1["metrics"]["qmoi_endpoint_probes_total"] - r0["metrics"]["qmoi_endpoint_probes_total"]
+            span = (time.mktime(time.strptime(r1["generated_at"], "%Y-%m-%dT%H:%M:%SZ"))
+                    - time.mktime(time.strptime(r0["generated_at"], "%Y-%m-%dT%H:%M:%SZ")))
+            up = sum(1 for k, v in r1["metrics"].items() if k.startswith("qmoi_endpoint_up{") and v == 1.0)
+            late = r1["details"].get("scheduler", {}).get("lateness_ms", {})
+            print(f"qmoi-api-endpoints, {n} endpoints at a 1 s interval (planned {n}/s), {span:.0f} s measured:")
+            print(f"  {probes / span:,.0f} probes/s; {up} of {n} endpoints up")
+            print(f"  CPU {(c1 - c0) / CLK / el * 100:.0f}% of one core; RSS {rss:.1f} MiB (peak {peak:.1f} MiB)")
+            print(f"  probe start vs schedule (last {late.get('samples', 0)} probes): p50 {late.get('p50', float('nan')):.1f} ms, "
+                  f"p99 {late.get('p99', float('nan')):.1f} ms")
+        finally:
+            mon.send_signal(signal.SIGTERM)
+            mon.wait(timeout=30)
+        exe = shutil.which("prometheus-blackbox-exporter")
+        if not exe:
+            print("prometheus-blackbox-exporter not installed - skipped")
+            return
+        bport = free_port()
+        with open(f"{d}/blackbox.yml", "w") as f:
+            f.write("modules:\n  http_2xx:\n    prober: http\n    timeout: 2s\n    http:\n      preferred_ip_protocol: ip4\n")
+        bb = subprocess.Popen([exe, f"--config.file={d}/blackbox.yml", f"--web.listen-address=127.0.0.1:{bport}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_http(f"http://127.0.0.1:{bport}/metrics")
+            url = f"http://127.0.0.1:{bport}/probe?module=http_2xx&target=http://127.0.0.1:{port}/bb"
+            c0, _ = proc(bb.pid)
+            t0 = time.monotonic()
+            w = subprocess.Popen(["wrk", "-t2", "-c16", "-d10s", "--latency", url], stdout=subprocess.PIPE, text=True)
+            peak = 0.0
+            while w.poll() is None:
+                peak = max(peak, proc(bb.pid)[1])
+                time.sleep(0.2)
+            el = time.monotonic() - t0
+            c1, _ = proc(bb.pid)
+            out = w.stdout.read()
+            rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+            print(f"blackbox_exporter /probe under wrk -t2 -c16 -d10s: {float(rps.group(1)) if rps else 0:,.0f} probes/s; "
+                  f"CPU {(c1 - c0) / CLK / el * 100:.0f}% of one core; RSS peak {peak:.1f} MiB")
+        finally:
+            bb.send_signal(signal.SIGTERM)
+            bb.wait(timeout=30)
+    finally:
+        nginx.send_signal(signal.SIGQUIT)
+        nginx.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
