@@ -102,6 +102,12 @@ pub struct Endpoint {
     pub send: Option<String>,
     #[serde(default)]
     pub expect: Option<String>,
+    /// dns: query this server (`ip:port`) instead of the system resolver.
+    #[serde(default)]
+    pub server: Option<EnvString>,
+    /// dns with `server`: A, AAAA, CNAME, NS, MX or TXT (default A).
+    #[serde(default)]
+    pub record_type: Option<String>,
     /// tls: the name to verify (default: the host of `target`).
     #[serde(default)]
     pub server_name: Option<String>,
@@ -226,6 +232,24 @@ impl Validate for EndpointsConfig {
                 Kind::Dns => {
                     if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {
                         p.push(format!("{key}.target"), "a dns endpoint needs the name to resolve as target");
+                    }
+                    if let Some(s) = &e.server
+                        && s.as_str().parse::<std::net::SocketAddr>().is_err()
+                    {
+                        p.push(format!("{key}.server"), format!("must be ip:port (e.g. '127.0.0.53:53'), got '{s}'"));
+                    }
+                    if let Some(t) = &e.record_type {
+                        if crate::probe::dns::type_code(t).is_none() {
+                            p.push(
+                                format!("{key}.record_type"),
+                                format!("must be A, AAAA, CNAME, NS, MX or TXT, got '{t}'"),
+                            );
+                        } else if e.server.is_none() && !["A", "AAAA"].contains(&t.to_ascii_uppercase().as_str()) {
+                            p.push(
+                                format!("{key}.record_type"),
+                                "other types than A/AAAA need a `server` (the system resolver only gives addresses)",
+                            );
+                        }
                     }
                 }
             }

@@ -101,6 +101,49 @@ fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> std::net::Socket
     addr
 }
 
+/// A DNS server on a loopback UDP port that knows one name, `svc.test`: A 10.1.2.3 and
+/// TXT "v=ok". Anything else is NXDOMAIN. (The addresses are answers, never contacted.)
+fn dns_server() -> std::net::SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = sock.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // Question name starts at 12; read labels.
+            let (mut pos, mut labels) = (12, Vec::new());
+            while pos < n && q[pos] != 0 {
+                let l = q[pos] as usize;
+                labels.push(String::from_utf8_lossy(&q[pos + 1..pos + 1 + l]).into_owned());
+                pos += 1 + l;
+            }
+            let qtype = u16::from_be_bytes([q[pos + 1], q[pos + 2]]);
+            let end = pos + 5;
+            let mut r = q[..end].to_vec();
+            r[2] = 0x81;
+            let answer: Option<Vec<u8>> = match (labels.join(".").as_str(), qtype) {
+                ("svc.test", 1) => Some(vec![10, 1, 2, 3]),
+                ("svc.test", 16) => Some([&[4u8][..], b"v=ok"].concat()),
+                _ => None,
+            };
+            match answer {
+                Some(rd) => {
+                    r[3] = 0x80;
+                    r[7] = 1;
+                    r.extend_from_slice(&[0xC0, 12]);
+                    r.extend_from_slice(&qtype.to_be_bytes());
+                    r.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+                    r.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+                    r.extend_from_slice(&rd);
+                }
+                None => r[3] = 0x83,
+            }
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    addr
+}
+
 fn endpoint<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     r["details"]["endpoints"]
         .as_array()
@@ -123,6 +166,7 @@ fn probes_real_servers_and_reports_every_condition() {
     let banner = banner_server();
     let closed =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}"));
+    let dns = dns_server();
     let mut tls_block = String::new();
     if have_openssl {
         let made = Command::new("openssl")
@@ -237,6 +281,27 @@ name = "localhost"
 kind = "dns"
 target = "localhost"
 expect = "127.0.0.1"
+
+[[endpoints]]
+name = "dns-a"
+kind = "dns"
+target = "svc.test"
+server = "{dns}"
+expect = "10.1.2.3"
+
+[[endpoints]]
+name = "dns-txt"
+kind = "dns"
+target = "svc.test"
+server = "{dns}"
+record_type = "TXT"
+expect = "v=ok"
+
+[[endpoints]]
+name = "dns-nx"
+kind = "dns"
+target = "nothing.test"
+server = "{dns}"
 {tls_block}"#
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
@@ -273,6 +338,13 @@ expect = "127.0.0.1"
     assert_eq!(check(&r, "endpoint:banner")["status"], "ok", "{}", check(&r, "endpoint:banner"));
     assert!(check(&r, "endpoint:closed")["message"].as_str().is_some_and(|m| m.contains("cannot connect")));
     assert_eq!(check(&r, "endpoint:localhost")["status"], "ok", "{}", check(&r, "endpoint:localhost"));
+    assert_eq!(check(&r, "endpoint:dns-a")["status"], "ok", "{}", check(&r, "endpoint:dns-a"));
+    assert_eq!(check(&r, "endpoint:dns-txt")["status"], "ok", "{}", check(&r, "endpoint:dns-txt"));
+    assert!(
+        check(&r, "endpoint:dns-nx")["message"].as_str().is_some_and(|m| m.contains("NXDOMAIN")),
+        "{}",
+        check(&r, "endpoint:dns-nx")
+    );
     if have_openssl {
         let trusted = check(&r, "certificate:tls-trusted");
         assert_eq!(trusted["status"], "warning", "expires in 3 days (< 14): {trusted}");
