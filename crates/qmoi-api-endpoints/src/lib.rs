@@ -50,6 +50,7 @@ enum Prober {
 
 pub struct EndpointsMonitor {
     cfg: EndpointsConfig,
+    probers: Vec<Arc<Prober>>,
     states: States,
     sched: Arc<Mutex<SchedulerStats>>,
     started: bool,
@@ -75,22 +76,53 @@ impl EndpointsMonitor {
         for e in &cfg.endpoints {
             states.entry(e.name.clone()).or_default();
         }
-        // Fail early on what can only be checked by building the clients.
+        // Build the probers now: a bad CA file or identity fails the start, and endpoints
+        // with the same client settings share one client (loading roots is not free).
+        let mut http_clients: HashMap<String, reqwest::Client> = HashMap::new();
+        let mut tls_configs: HashMap<Option<String>, Arc<tokio_rustls::rustls::ClientConfig>> = HashMap::new();
+        let mut probers = Vec::with_capacity(cfg.endpoints.len());
         for e in &cfg.endpoints {
-            prober(e, &cfg).map_err(|err| format!("endpoint '{}': {err}", e.name))?;
+            let named = |err: String| format!("endpoint '{}': {err}", e.name);
+            let p = match e.kind {
+                Kind::Http => {
+                    let key = probe::http::client_key(e);
+                    if !http_clients.contains_key(&key) {
+                        let c = probe::http::client(e, cfg.reuse_connections).map_err(named)?;
+                        http_clients.insert(key.clone(), c);
+                    }
+                    Prober::Http(http_clients[&key].clone())
+                }
+                Kind::Tls => {
+                    let key = e.ca_file.as_ref().map(|c| c.as_str().to_string());
+                    if !tls_configs.contains_key(&key) {
+                        let c = probe::tls::verifying_config(e).map_err(named)?;
+                        tls_configs.insert(key.clone(), c);
+                    }
+                    Prober::Tls(tls_configs[&key].clone())
+                }
+                Kind::Tcp => Prober::Tcp,
+                Kind::Dns => Prober::Dns,
+            };
+            probers.push(Arc::new(p));
         }
-        Ok(Self { cfg, states: Arc::new(Mutex::new(states)), sched: Arc::default(), started: false, state_file })
+        Ok(Self {
+            cfg,
+            probers,
+            states: Arc::new(Mutex::new(states)),
+            sched: Arc::default(),
+            started: false,
+            state_file,
+        })
     }
 
     fn start_probing(&self) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        for e in self.cfg.endpoints.clone() {
+        for (e, p) in self.cfg.endpoints.clone().into_iter().zip(self.probers.clone()) {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
                 .clone();
-            let Ok(p) = prober(&e, &self.cfg) else { continue };
             let interval = e.interval.unwrap_or(self.cfg.probe_interval).get();
             let timeout = e.timeout.unwrap_or(self.cfg.timeout).get();
             let conditions = e.conditions();
@@ -169,16 +201,6 @@ impl EndpointsMonitor {
     }
 }
 
-fn prober(e: &Endpoint, cfg: &EndpointsConfig) -> Result<Prober, String> {
-    let timeout = e.timeout.unwrap_or(cfg.timeout).get();
-    Ok(match e.kind {
-        Kind::Http => Prober::Http(probe::http::client(e, timeout, cfg.reuse_connections)?),
-        Kind::Tcp => Prober::Tcp,
-        Kind::Tls => Prober::Tls(probe::tls::verifying_config(e)?),
-        Kind::Dns => Prober::Dns,
-    })
-}
-
 async fn run_probe(
     p: &Prober,
     e: &Endpoint,
@@ -187,7 +209,7 @@ async fn run_probe(
     max_body: usize,
 ) -> ProbeResult {
     match p {
-        Prober::Http(c) => probe::http::probe(c, e, conditions, max_body).await,
+        Prober::Http(c) => probe::http::probe(c, e, conditions, timeout, max_body).await,
         Prober::Tcp => probe::tcp::probe(e, timeout).await,
         Prober::Tls(cfg) => probe::tls::probe(e, cfg, timeout).await,
         Prober::Dns => probe::dns::probe(e, timeout).await,

@@ -36,7 +36,10 @@ fn main() -> ExitCode {
     let Some(info) = component::find("api_endpoints") else {
         return ExitCode::from(3);
     };
-    qmoi_core::runner::main::<EndpointsConfig, _>(info, cli.args, |cfg| EndpointsMonitor::new(cfg.clone()))
+    // Probing thousands of endpoints a second is real work: two worker threads.
+    qmoi_core::runner::main_with_threads::<EndpointsConfig, _>(info, cli.args, 2, |cfg| {
+        EndpointsMonitor::new(cfg.clone())
+    })
 }
 
 /// `--probe URL`

@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// Latency histogram: bucket `i` holds latencies up to `2^(i/4)` ms (±19%), 0.2 ms to ~17 min.
 const BUCKETS: usize = 80;
 const ERROR_WINDOW: usize = 20;
+/// The exact window holds the last hour, but at most this many probes (at a 1 s interval,
+/// the last 10 minutes), so memory does not grow with the probe rate.
+const RECENT_MAX: usize = 600;
 const HOUR: i64 = 3600;
 
 fn bucket_of(ms: f64) -> usize {
@@ -92,7 +95,7 @@ impl EndpointState {
             _ => 0,
         };
         self.recent.push_back((now, r.ok, ms));
-        while self.recent.front().is_some_and(|(t, _, _)| *t <= now - HOUR) {
+        while self.recent.front().is_some_and(|(t, _, _)| *t <= now - HOUR) || self.recent.len() > RECENT_MAX {
             self.recent.pop_front();
         }
         let h = self.hours.entry(now - now.rem_euclid(HOUR)).or_default();

@@ -287,10 +287,26 @@ fn short_unit(u: &str) -> &str {
 }
 
 /// The `main` of a monitor binary. `build` turns the validated config into the monitor;
-/// it may fail with a message (exit status 2).
+/// it may fail with a message (exit status 2). Runs on one thread: monitors do little at
+/// once, and one thread keeps them small (RSS is part of the spec).
 pub fn main<C, M>(
     info: &'static ComponentInfo,
     args: MonitorArgs,
+    build: impl FnOnce(&C) -> Result<M, String>,
+) -> ExitCode
+where
+    C: MonitorConfig,
+    M: Monitor,
+{
+    main_with_threads(info, args, 1, build)
+}
+
+/// [`main`] with `threads` runtime worker threads (1: a single-threaded runtime), for a
+/// monitor whose own work (thousands of probes a second) needs more than one core.
+pub fn main_with_threads<C, M>(
+    info: &'static ComponentInfo,
+    args: MonitorArgs,
+    threads: usize,
     build: impl FnOnce(&C) -> Result<M, String>,
 ) -> ExitCode
 where
@@ -334,8 +350,12 @@ where
         }
     };
     let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
-    // Monitors do little at once: one thread keeps them small (RSS is part of the spec).
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the async runtime: {e}", info.binary);

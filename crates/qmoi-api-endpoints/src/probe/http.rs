@@ -7,11 +7,22 @@ use crate::conditions::{Condition, Observation};
 use crate::config::{Endpoint, HttpVersion};
 use std::time::{Duration, Instant};
 
-/// Build the client for one endpoint (once, at start).
-pub fn client(e: &Endpoint, timeout: Duration, reuse: bool) -> Result<reqwest::Client, String> {
+/// What makes two endpoints need different clients (the timeout is set per request).
+pub fn client_key(e: &Endpoint) -> String {
+    format!(
+        "{}|{:?}|{}|{:?}|{:?}",
+        e.follow_redirects,
+        e.http_version,
+        e.insecure,
+        e.ca_file.as_ref().map(|c| c.as_str()),
+        e.client_identity.as_ref().map(|c| c.as_str())
+    )
+}
+
+/// Build a client for endpoints with `e`'s settings (once, at start; shared by every
+/// endpoint with the same [`client_key`]: loading the system's roots is not free).
+pub fn client(e: &Endpoint, reuse: bool) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
         .tls_info(true)
         .user_agent(concat!("qmoi-api-endpoints/", env!("CARGO_PKG_VERSION")))
         .redirect(if e.follow_redirects {
@@ -43,10 +54,16 @@ pub fn client(e: &Endpoint, timeout: Duration, reuse: bool) -> Result<reqwest::C
     b.build().map_err(|err| format!("cannot build the HTTP client: {err}"))
 }
 
-pub async fn probe(client: &reqwest::Client, e: &Endpoint, conditions: &[Condition], max_body: usize) -> ProbeResult {
+pub async fn probe(
+    client: &reqwest::Client,
+    e: &Endpoint,
+    conditions: &[Condition],
+    timeout: Duration,
+    max_body: usize,
+) -> ProbeResult {
     let url = e.url.as_ref().map(|u| u.as_str().to_string()).unwrap_or_default();
     let method = reqwest::Method::from_bytes(e.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    let mut req = client.request(method, &url);
+    let mut req = client.request(method, &url).timeout(timeout);
     for (k, v) in &e.headers {
         req = req.header(k, v.expose());
     }
