@@ -266,15 +266,15 @@ fn ms(v: f64) -> String {
 
 fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
     let now = chrono::Utc::now().timestamp();
-    let states = match states.lock() {
-        Ok(s) => s.clone(),
-        Err(_) => BTreeMap::new(),
-    };
+    // Read under the lock instead of cloning every endpoint's windows (memory).
+    let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let states = &*guard;
     let mut checks = Vec::new();
     let mut metrics = BTreeMap::new();
     let mut table = Vec::new();
     for e in &cfg.endpoints {
-        let st = states.get(&e.name).cloned().unwrap_or_default();
+        let empty = EndpointState::default();
+        let st = states.get(&e.name).unwrap_or(&empty);
         let label = format!("{{endpoint=\"{}\"}}", e.name.replace('\\', "\\\\").replace('"', "\\\""));
         let name = &e.name;
         let last = st.last.clone();

@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, VecDeque};
 const BUCKETS: usize = 80;
 const ERROR_WINDOW: usize = 20;
 /// The exact window holds the last hour, but at most this many probes (at a 1 s interval,
-/// the last 10 minutes), so memory does not grow with the probe rate.
-const RECENT_MAX: usize = 600;
+/// the last 4 minutes), so memory does not grow with the probe rate.
+pub const RECENT_MAX: usize = 240;
+/// Hours whose latency histogram is kept (older hours keep only their counts).
+const HIST_HOURS: i64 = 24;
 const HOUR: i64 = 3600;
 
 fn bucket_of(ms: f64) -> usize {
@@ -23,17 +25,33 @@ fn bucket_upper_ms(i: usize) -> f64 {
     2f64.powf(i as f64 / 4.0)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One hour of one endpoint: counts, and a sparse latency histogram of
+/// `(bucket, count)` pairs (a few pairs in practice) for the last 24 hours.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HourBucket {
     pub total: u32,
     pub ok: u32,
-    pub hist: Vec<u32>,
+    #[serde(default)]
+    pub hist: Vec<(u8, u32)>,
 }
 
-impl Default for HourBucket {
-    fn default() -> Self {
-        Self { total: 0, ok: 0, hist: vec![0; BUCKETS] }
+impl HourBucket {
+    fn add(&mut self, bucket: usize) {
+        let b = u8::try_from(bucket).unwrap_or(u8::MAX);
+        match self.hist.iter_mut().find(|(k, _)| *k == b) {
+            Some((_, c)) => *c += 1,
+            None => self.hist.push((b, 1)),
+        }
     }
+}
+
+/// One probe in the exact window: 16 bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub t: i64,
+    pub ms: f32,
+    pub ok: bool,
 }
 
 /// One endpoint's memory.
@@ -53,7 +71,7 @@ pub struct EndpointState {
     pub last: Option<ProbeResult>,
     pub last_at: Option<i64>,
     /// (unix seconds, ok, latency ms) of the last hour.
-    pub recent: VecDeque<(i64, bool, f64)>,
+    pub recent: VecDeque<Sample>,
     /// Hour start (unix seconds) → bucket, the last 7 days.
     pub hours: BTreeMap<i64, HourBucket>,
     #[serde(skip)]
@@ -94,20 +112,28 @@ impl EndpointState {
             Some(limit) if r.ok && ms > limit => self.slow_streak + 1,
             _ => 0,
         };
-        self.recent.push_back((now, r.ok, ms));
-        while self.recent.front().is_some_and(|(t, _, _)| *t <= now - HOUR) || self.recent.len() > RECENT_MAX {
+        self.recent.push_back(Sample { t: now, ms: ms as f32, ok: r.ok });
+        while self.recent.front().is_some_and(|s| s.t <= now - HOUR) || self.recent.len() > RECENT_MAX {
             self.recent.pop_front();
         }
-        let h = self.hours.entry(now - now.rem_euclid(HOUR)).or_default();
+        let hour = now - now.rem_euclid(HOUR);
+        let is_new = !self.hours.contains_key(&hour);
+        let h = self.hours.entry(hour).or_default();
         h.total += 1;
         if r.ok {
             h.ok += 1;
-            if let Some(b) = h.hist.get_mut(bucket_of(ms)) {
-                *b += 1;
+            h.add(bucket_of(ms));
+        }
+        if is_new {
+            // Once an hour: forget hours past 7 days, and histograms past 24 hours.
+            let cutoff = now - 7 * 24 * HOUR;
+            self.hours.retain(|t, _| *t > cutoff - HOUR);
+            for (t, b) in self.hours.iter_mut() {
+                if *t + HOUR <= now - HIST_HOURS * HOUR {
+                    b.hist = Vec::new();
+                }
             }
         }
-        let cutoff = now - 7 * 24 * HOUR;
-        self.hours.retain(|t, _| *t > cutoff - HOUR);
         self.window.push_back(r.ok);
         if self.window.len() > ERROR_WINDOW {
             self.window.pop_front();
@@ -120,8 +146,7 @@ impl EndpointState {
     /// Percentage of successful probes in the last `secs` (None without probes).
     pub fn availability(&self, secs: i64, now: i64) -> Option<f64> {
         if secs <= HOUR {
-            let probes: Vec<bool> =
-                self.recent.iter().filter(|(t, _, _)| *t > now - secs).map(|(_, ok, _)| *ok).collect();
+            let probes: Vec<bool> = self.recent.iter().filter(|s| s.t > now - secs).map(|s| s.ok).collect();
             if !probes.is_empty() {
                 return Some(probes.iter().filter(|o| **o).count() as f64 / probes.len() as f64 * 100.0);
             }
@@ -136,7 +161,7 @@ impl EndpointState {
 
     /// Latency quantiles (ms) of successful probes in the last hour, exact.
     pub fn quantiles_1h(&self, qs: &[f64]) -> Option<Vec<f64>> {
-        let mut v: Vec<f64> = self.recent.iter().filter(|(_, ok, _)| *ok).map(|(_, _, ms)| *ms).collect();
+        let mut v: Vec<f64> = self.recent.iter().filter(|s| s.ok).map(|s| f64::from(s.ms)).collect();
         if v.is_empty() {
             return None;
         }
@@ -146,15 +171,17 @@ impl EndpointState {
 
     /// Sum (ms) and count of successful probes' latencies in the last hour.
     pub fn latency_sum_count_1h(&self) -> (f64, usize) {
-        self.recent.iter().filter(|(_, ok, _)| *ok).fold((0.0, 0), |(s, n), (_, _, ms)| (s + ms, n + 1))
+        self.recent.iter().filter(|s| s.ok).fold((0.0, 0), |(sum, n), s| (sum + f64::from(s.ms), n + 1))
     }
 
     /// Latency quantiles (ms) over the last 24 hours, from the histograms (upper bucket edge).
     pub fn quantiles_24h(&self, qs: &[f64], now: i64) -> Option<Vec<f64>> {
         let mut merged = vec![0u64; BUCKETS];
         for (_, h) in self.hours.iter().filter(|(t, _)| **t + HOUR > now - 24 * HOUR) {
-            for (m, c) in merged.iter_mut().zip(&h.hist) {
-                *m += u64::from(*c);
+            for (b, c) in &h.hist {
+                if let Some(m) = merged.get_mut(usize::from(*b)) {
+                    *m += u64::from(*c);
+                }
             }
         }
         let total: u64 = merged.iter().sum();
@@ -235,6 +262,21 @@ mod tests {
         let q24 = s.quantiles_24h(&[0.5], now).unwrap_or_default();
         assert!(q24[0] >= 49.0 && q24[0] <= 49.0 * 1.2, "histogram estimate within one bucket: {q24:?}");
         assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
+    }
+
+    #[test]
+    fn memory_stays_bounded_histograms_24h_counts_7d_window_capped() {
+        let mut s = EndpointState::default();
+        let t0 = 1_800_000_000 - 1_800_000_000 % HOUR;
+        for i in 0..(RECENT_MAX as i64 + 50) {
+            s.record(res(true, 20), t0 + i, 1, 1, None);
+        }
+        assert_eq!(s.recent.len(), RECENT_MAX, "the exact window is capped");
+        s.record(res(true, 20), t0 + 25 * HOUR, 1, 1, None);
+        assert!(s.hours[&t0].hist.is_empty() && s.hours[&t0].total > 0, "past 24 h: counts only");
+        s.record(res(true, 20), t0 + 8 * 24 * HOUR, 1, 1, None);
+        assert!(!s.hours.contains_key(&t0), "past 7 days: gone");
+        assert_eq!(s.hours.len(), 2);
     }
 
     #[test]
