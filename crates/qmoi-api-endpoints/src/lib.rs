@@ -264,17 +264,50 @@ fn ms(v: f64) -> String {
     format!("{v:.1} ms")
 }
 
+/// What the report needs of one endpoint's state.
+struct Summary {
+    up: Option<bool>,
+    since: Option<i64>,
+    last: Option<ProbeResult>,
+    last_at: Option<i64>,
+    slow_streak: u32,
+    err_rate: Option<f64>,
+    q1h: Option<Vec<f64>>,
+    q24: Option<Vec<f64>>,
+    avail: [Option<f64>; 3],
+    sum_count: (f64, usize),
+}
+
+impl Summary {
+    fn of(st: &EndpointState, now: i64) -> Self {
+        Self {
+            up: st.up,
+            since: st.since,
+            last: st.last.clone(),
+            last_at: st.last_at,
+            slow_streak: st.slow_streak,
+            err_rate: st.error_rate(),
+            q1h: st.quantiles_1h(&[0.5, 0.95, 0.99]),
+            q24: st.quantiles_24h(&[0.5, 0.95, 0.99], now),
+            avail: [st.availability(3600, now), st.availability(86_400, now), st.availability(7 * 86_400, now)],
+            sum_count: st.latency_sum_count_1h(),
+        }
+    }
+}
+
 fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
     let now = chrono::Utc::now().timestamp();
-    // Read under the lock instead of cloning every endpoint's windows (memory).
-    let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let states = &*guard;
     let mut checks = Vec::new();
     let mut metrics = BTreeMap::new();
     let mut table = Vec::new();
     for e in &cfg.endpoints {
-        let empty = EndpointState::default();
-        let st = states.get(&e.name).unwrap_or(&empty);
+        // One endpoint at a time under the lock: probes are never held up for long, and
+        // no endpoint's windows are copied (memory).
+        let st = {
+            let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let empty = EndpointState::default();
+            Summary::of(guard.get(&e.name).unwrap_or(&empty), now)
+        };
         let label = format!("{{endpoint=\"{}\"}}", e.name.replace('\\', "\\\\").replace('"', "\\\""));
         let name = &e.name;
         let last = st.last.clone();
@@ -311,7 +344,7 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
                 .with_title(format!("Endpoint {name} is slow")),
             );
         }
-        let err_rate = st.error_rate();
+        let err_rate = st.err_rate;
         if let (Some(limit), Some(rate)) = (e.error_rate_warning, err_rate)
             && rate > limit
         {
@@ -366,23 +399,19 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
         if let Some(v) = latency_ms {
             metrics.insert(format!("qmoi_endpoint_last_latency_seconds{label}"), v / 1000.0);
         }
-        let q1h = st.quantiles_1h(&[0.5, 0.95, 0.99]);
-        let q24 = st.quantiles_24h(&[0.5, 0.95, 0.99], now);
+        let q1h = st.q1h.clone();
+        let q24 = st.q24.clone();
         if let Some(q) = &q1h {
             // A Prometheus summary: quantiles, sum and count over the last hour.
             let inner = label.trim_end_matches('}');
             for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
                 metrics.insert(format!("qmoi_endpoint_latency_seconds{inner},quantile=\"{qn}\"}}"), v / 1000.0);
             }
-            let (sum, count) = st.latency_sum_count_1h();
+            let (sum, count) = st.sum_count;
             metrics.insert(format!("qmoi_endpoint_latency_seconds_sum{label}"), sum / 1000.0);
             metrics.insert(format!("qmoi_endpoint_latency_seconds_count{label}"), count as f64);
         }
-        let avail: Vec<(&str, Option<f64>)> = vec![
-            ("1h", st.availability(3600, now)),
-            ("24h", st.availability(86_400, now)),
-            ("7d", st.availability(7 * 86_400, now)),
-        ];
+        let avail: Vec<(&str, Option<f64>)> = vec![("1h", st.avail[0]), ("24h", st.avail[1]), ("7d", st.avail[2])];
         for (w, a) in &avail {
             if let Some(a) = a {
                 metrics.insert(
