@@ -169,40 +169,7 @@ fn probes_real_servers_and_reports_every_condition() {
     let dns = dns_server();
     let mut tls_block = String::new();
     if have_openssl {
-        let made = Command::new("openssl")
-            .current_dir(dir.path())
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "key.pem",
-            ])
-            .args([
-                "-out",
-                "cert.pem",
-                "-days",
-                "3",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            ])
-            .args([
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-addext",
-                "keyUsage=digitalSignature",
-                "-addext",
-                "extendedKeyUsage=serverAuth",
-            ])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        qmoi_testkit::self_signed_cert(dir.path(), 3);
         let tls = tls_server(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
         tls_block = format!(
             r#"

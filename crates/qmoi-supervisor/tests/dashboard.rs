@@ -434,32 +434,7 @@ fn tls_from_pem_files() {
         "[dashboard]\nport = 0\n[dashboard.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n[monitoring_components.system_health]\ninterval = 60\n",
     );
     std::fs::create_dir_all(stack.path("tls")).unwrap_or_else(|e| panic!("{e}"));
-    let made = std::process::Command::new("openssl")
-        .current_dir(stack.path("tls"))
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-        ])
-        .args([
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    qmoi_testkit::self_signed_cert(&stack.path("tls"), 1);
     stack.start();
     let url = wait_for(Duration::from_secs(10), "run/dashboard.addr", || {
         std::fs::read_to_string(stack.path("run/dashboard.addr")).ok().map(|t| t.trim().to_string())

@@ -222,3 +222,17 @@ fn dechunk(mut s: &str) -> String {
     }
     out
 }
+
+/// Make `cert.pem` and `key.pem` in `dir` with the `openssl` command: a self-signed
+/// P-256 leaf certificate (not a CA) for `localhost` and 127.0.0.1, valid for `days`.
+pub fn self_signed_cert(dir: &Path, days: u32) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args(["-keyout", "key.pem", "-out", "cert.pem", "-days", &days.to_string(), "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "keyUsage=digitalSignature", "-addext", "extendedKeyUsage=serverAuth"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(out.status.success(), "openssl req: {}", String::from_utf8_lossy(&out.stderr));
+}
