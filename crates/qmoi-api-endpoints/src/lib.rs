@@ -118,7 +118,7 @@ impl EndpointsMonitor {
     fn start_probing(&self) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        for (e, p) in self.cfg.endpoints.clone().into_iter().zip(self.probers.clone()) {
+        for (e, p) in self.cfg.endpoints.iter().cloned().map(Arc::new).zip(self.probers.clone()) {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
@@ -153,12 +153,14 @@ impl EndpointsMonitor {
                             }
                             s.late_ms.push_back(late.as_secs_f64() * 1000.0);
                         }
-                        let mut r = run_probe(&p, &e, &conditions, timeout, max_body).await;
+                        // Boxed: an idle endpoint task then holds a pointer, not a whole
+                        // probe state machine (kilobytes each, for thousands of endpoints).
+                        let mut r = Box::pin(run_probe(&p, &e, &conditions, timeout, max_body)).await;
                         for _ in 0..e.retries {
                             if r.ok {
                                 break;
                             }
-                            r = run_probe(&p, &e, &conditions, timeout, max_body).await;
+                            r = Box::pin(run_probe(&p, &e, &conditions, timeout, max_body)).await;
                         }
                         r
                     };
