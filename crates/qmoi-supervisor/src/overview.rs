@@ -12,10 +12,71 @@ use qmoi_core::{AlertLevel, component};
 use std::path::Path;
 use std::time::SystemTime;
 
+/// What the overview takes from one report file.
+#[derive(Debug, Clone)]
+struct Digest {
+    summary: String,
+    status: qmoi_core::Status,
+    critical: usize,
+    warning: usize,
+}
+
+/// The overview is rebuilt every second, but a report file changes only once per interval
+/// and can be megabytes (thousands of endpoints): decode a file only when its mtime or size
+/// changed, and keep just the few fields the overview needs.
+/// A file's identity for the cache (mtime, size) and what was read from it.
+type Entry = ((SystemTime, u64), Result<Digest, String>);
+
+#[derive(Debug, Default)]
+pub struct ReportCache {
+    entries: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Entry>>,
+    decoded: std::sync::atomic::AtomicUsize,
+}
+
+impl ReportCache {
+    /// How many times a file was actually decoded (for tests).
+    pub fn decoded(&self) -> usize {
+        self.decoded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The file's mtime and its digest (or why it is unusable).
+    fn get(&self, path: &Path) -> (Option<SystemTime>, Result<Digest, String>) {
+        let key = std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut map = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(k), Some((cached, d))) = (key, map.get(path))
+            && *cached == k
+        {
+            return (Some(k.0), d.clone());
+        }
+        self.decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (modified, digest) = match read_report(path) {
+            ReadOutcome::Ok { report, modified } => (
+                modified,
+                Ok(Digest {
+                    summary: report.summary.clone(),
+                    status: report.status,
+                    critical: report.alerts.iter().filter(|a| a.level == AlertLevel::Critical).count(),
+                    warning: report.alerts.iter().filter(|a| a.level == AlertLevel::Warning).count(),
+                }),
+            ),
+            ReadOutcome::Unusable { reason } => (None, Err(reason)),
+        };
+        match key {
+            Some(k) => {
+                map.insert(path.to_path_buf(), (k, digest.clone()));
+            }
+            None => {
+                map.remove(path);
+            }
+        }
+        (modified, digest)
+    }
+}
+
 /// Fill each component's report fields from `<report_dir>/<id>_latest.json`. A report older
 /// than `stale_after` still gives its summary and age, but no status or alerts: what it
 /// says is no longer known to be true.
-pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path) {
+pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cache: &ReportCache) {
     let now = SystemTime::now();
     for c in components.iter_mut() {
         c.report_age_s = None;
@@ -25,18 +86,18 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path) {
         if c.state == State::Disabled {
             continue;
         }
-        match read_report(&report_dir.join(component::latest_report_name(&c.id))) {
-            ReadOutcome::Ok { report, modified } => {
+        match cache.get(&report_dir.join(component::latest_report_name(&c.id))) {
+            (modified, Ok(d)) => {
                 let age = modified.and_then(|m| now.duration_since(m).ok()).map(|d| d.as_secs_f64());
                 c.report_age_s = age.map(|a| (a * 10.0).round() / 10.0);
-                c.summary = Some(report.summary.clone());
+                c.summary = Some(d.summary);
                 if age.is_some_and(|a| a <= c.stale_after_s as f64) {
-                    c.report_status = Some(report.status);
-                    c.critical_alerts = report.alerts.iter().filter(|a| a.level == AlertLevel::Critical).count();
-                    c.warning_alerts = report.alerts.iter().filter(|a| a.level == AlertLevel::Warning).count();
+                    c.report_status = Some(d.status);
+                    c.critical_alerts = d.critical;
+                    c.warning_alerts = d.warning;
                 }
             }
-            ReadOutcome::Unusable { reason } => {
+            (_, Err(reason)) => {
                 if c.summary.is_none() {
                     c.summary = Some(reason);
                 }
@@ -48,10 +109,11 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path) {
 pub fn build(
     mut components: Vec<ComponentStatus>,
     report_dir: &Path,
+    cache: &ReportCache,
     alerts: &AlertsConfig,
     supervisor: Option<SupervisorInfo>,
 ) -> Overview {
-    attach_reports(&mut components, report_dir);
+    attach_reports(&mut components, report_dir, cache);
     let verdict = verdict::evaluate(&components, alerts);
     Overview { generated_at: Utc::now(), verdict, components, supervisor }
 }
@@ -68,7 +130,7 @@ pub fn from_reports(plan: &Plan, report_dir: &Path) -> Overview {
             c
         })
         .collect();
-    attach_reports(&mut comps, report_dir);
+    attach_reports(&mut comps, report_dir, &ReportCache::default());
     for c in &mut comps {
         if c.state == State::Disabled {
             continue;
@@ -84,4 +146,49 @@ pub fn from_reports(plan: &Plan, report_dir: &Path) -> Overview {
     }
     let verdict = verdict::evaluate(&comps, &plan.config.alerts);
     Overview { generated_at: Utc::now(), verdict, components: comps, supervisor: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qmoi_core::component::Priority;
+
+    fn report(status: &str, summary: &str) -> String {
+        format!(
+            r#"{{"schema_version":1,"component":"system_health","host":"h","generated_at":"2026-11-27T03:00:00Z",
+               "interval_s":60,"duration_ms":1,"status":"{status}","summary":"{summary}","checks":[],"metrics":{{}},
+               "alerts":[{{"fingerprint":"system_health/x","level":"critical","title":"t","detail":"d","since":"2026-11-27T03:00:00Z"}}],
+               "details":{{}}}}"#
+        )
+    }
+
+    #[test]
+    fn a_report_is_decoded_again_only_when_the_file_changes() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("system_health_latest.json");
+        std::fs::write(&path, report("ok", "first"))?;
+        let cache = ReportCache::default();
+        let comps = || vec![ComponentStatus::new("system_health", Priority::High, 60, 180)];
+        let mut c = comps();
+        for _ in 0..3 {
+            c = comps();
+            attach_reports(&mut c, dir.path(), &cache);
+        }
+        assert_eq!(cache.decoded(), 1, "unchanged file decoded once");
+        assert_eq!((c[0].summary.as_deref(), c[0].critical_alerts), (Some("first"), 1));
+        // A new report (other size, so the change is seen even within one mtime tick).
+        std::fs::write(&path, report("warning", "second, longer"))?;
+        let mut c = comps();
+        attach_reports(&mut c, dir.path(), &cache);
+        assert_eq!(cache.decoded(), 2);
+        assert_eq!(
+            (c[0].summary.as_deref(), c[0].report_status),
+            (Some("second, longer"), Some(qmoi_core::Status::Warning))
+        );
+        std::fs::remove_file(&path)?;
+        let mut c = comps();
+        attach_reports(&mut c, dir.path(), &cache);
+        assert!(c[0].summary.as_deref().is_some_and(|s| s.contains("missing")), "{:?}", c[0].summary);
+        Ok(())
+    }
 }

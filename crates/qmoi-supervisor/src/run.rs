@@ -21,6 +21,7 @@ struct Control {
     shared: Shared,
     cmds: HashMap<String, mpsc::Sender<Cmd>>,
     report_dir: PathBuf,
+    reports: overview::ReportCache,
     alerts: AlertsConfig,
     info: SupervisorInfo,
     /// The effective configuration of every component, secrets masked.
@@ -31,7 +32,7 @@ struct Control {
 
 impl Control {
     fn overview(&self) -> Overview {
-        overview::build(self.shared.snapshot(), &self.report_dir, &self.alerts, Some(self.info.clone()))
+        overview::build(self.shared.snapshot(), &self.report_dir, &self.reports, &self.alerts, Some(self.info.clone()))
     }
 
     fn restart_component(&self, component: &str) -> Result<String, String> {
@@ -239,6 +240,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         shared: shared.clone(),
         cmds,
         report_dir: common.report_dir.clone(),
+        reports: overview::ReportCache::default(),
         alerts: plan.config.alerts.clone(),
         info,
         config_view,
