@@ -11,27 +11,12 @@ import sys
 import tempfile
 import time
 
-CLK = os.sysconf("SC_CLK_TCK")
+from bench_common import CLK, cpu_ticks, mem_kib as rss_kib
 
 
-def rss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
-def cpu_ticks(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-        return int(rest[11]) + int(rest[12])
-    except (OSError, IndexError):
-        return None
+
 
 
 def children(pid):
