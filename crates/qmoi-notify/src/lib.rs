@@ -1,0 +1,653 @@
+//! `qmoi-notify`: turns the monitors' alerts into notifications, durably.
+//!
+//! A reader of reports (DESIGN.md §1, §4): it watches `logs/*_latest.json` (inotify through
+//! the `notify` crate, plus a periodic rescan), keeps every firing alert by fingerprint in
+//! `data/notification.db`, and sends a message when an alert starts firing, while it keeps
+//! firing (repeat interval, escalation) and when it resolves.
+//!
+//! Flow of one step (one SQLite transaction, committed before anything is sent):
+//! reports → [`engine::Engine::observe`] (transitions) → [`engine::Engine::tick`]
+//! (first notifications, repeats, escalations; silences, inhibition, acks) →
+//! [`engine::Engine::flush`] (groups → messages, quiet hours, rate limits) → outbox.
+//! Then due outbox rows are sent concurrently (one at a time per target, so order holds);
+//! each result is recorded in another transaction: delivered → history; failed → retry
+//! with backoff → dead letters after the last attempt.
+
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod render;
+pub mod send;
+pub mod store;
+
+use crate::config::{ChannelKind, NotifyConfig};
+use crate::engine::{Engine, Policy, StepStats};
+use crate::model::Message;
+use crate::send::{Failure, Sender};
+use crate::store::{Ctx, Store, bump};
+use chrono::Utc;
+use qmoi_core::alerts::AlertTracker;
+use qmoi_core::report::{Alert, CheckResult, ReadOutcome, Report, ReportWriter};
+use qmoi_core::status::Status;
+use rusqlite::params;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+pub use crate::store::StoreError;
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The result of one delivery attempt, sent back to the loop that owns the database.
+#[derive(Debug)]
+pub struct Done {
+    pub outbox_id: i64,
+    pub channel: String,
+    pub target: i64,
+    pub result: Result<String, Failure>,
+    pub latency: Duration,
+}
+
+/// Identity of a report file version: a changed one is read again.
+type FileStamp = (std::time::SystemTime, u64, u64);
+
+pub struct Notifier {
+    cfg: Arc<NotifyConfig>,
+    pub store: Store,
+    engine: Engine,
+    sender: Arc<Sender>,
+    policy: Policy,
+    policy_error: Option<String>,
+    report_dir: PathBuf,
+    seen: HashMap<String, FileStamp>,
+    unreadable: HashMap<String, String>,
+    in_flight: HashSet<(String, i64)>,
+    watch_note: Option<String>,
+    tracker: AlertTracker,
+    /// Latency of the last successful delivery per channel (from entering the outbox).
+    last_latency: BTreeMap<String, f64>,
+}
+
+impl Notifier {
+    pub fn new(cfg: Arc<NotifyConfig>, report_dir: &Path) -> Result<Self, String> {
+        let dir = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
+        let templates = Arc::new(render::Templates::load(dir)?);
+        let sender = Arc::new(Sender::new(cfg.clone(), templates)?);
+        let store = Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
+        let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
+        Ok(Self {
+            cfg,
+            store,
+            engine,
+            sender,
+            policy: Policy::default(),
+            policy_error: None,
+            report_dir: report_dir.to_path_buf(),
+            seen: HashMap::new(),
+            unreadable: HashMap::new(),
+            in_flight: HashSet::new(),
+            watch_note: None,
+            tracker: AlertTracker::new(),
+            last_latency: BTreeMap::new(),
+        })
+    }
+
+    pub fn sender(&self) -> Arc<Sender> {
+        self.sender.clone()
+    }
+
+    fn watched(&self, component: &str) -> bool {
+        self.cfg.watch.components.is_empty() || self.cfg.watch.components.iter().any(|c| c == component)
+    }
+
+    /// Read the reports that changed since they were last read (`only`: just these
+    /// components, from file-system events; `None`: every report in the folder).
+    pub fn scan(&mut self, only: Option<&HashSet<String>>) -> Vec<(String, String, Vec<Alert>)> {
+        let names: Vec<String> = match only {
+            Some(set) => set.iter().cloned().collect(),
+            None => match std::fs::read_dir(&self.report_dir) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix("_latest.json")).map(str::to_string))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(dir = %self.report_dir.display(), error = %e, "Cannot list the report folder.");
+                    Vec::new()
+                }
+            },
+        };
+        let mut out = Vec::new();
+        for name in names {
+            if !self.watched(&name) {
+                continue;
+            }
+            let path = self.report_dir.join(format!("{name}_latest.json"));
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let stamp = {
+                use std::os::unix::fs::MetadataExt;
+                (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), meta.ino())
+            };
+            if self.seen.get(&name) == Some(&stamp) {
+                continue;
+            }
+            match qmoi_core::report::read_report(&path) {
+                ReadOutcome::Ok { report, .. } => {
+                    self.seen.insert(name.clone(), stamp);
+                    self.unreadable.remove(&name);
+                    let Report { component, host, alerts, .. } = *report;
+                    out.push((component, host, alerts));
+                }
+                ReadOutcome::Unusable { reason } => {
+                    // Keep what we knew: an unreadable report resolves nothing.
+                    if self.unreadable.get(&name) != Some(&reason) {
+                        tracing::warn!(report = %path.display(), %reason, "Report unusable; keeping its alerts as they were.");
+                    }
+                    self.unreadable.insert(name, reason);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn reload_policy(&mut self) {
+        match Policy::load(Path::new(self.cfg.dashboard_db.as_str()), Utc::now().timestamp()) {
+            Ok(p) => {
+                self.policy = p;
+                self.policy_error = None;
+            }
+            Err(e) => {
+                if self.policy_error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(error = %e, "Cannot read acknowledgements and silences; using the last ones read.");
+                }
+                self.policy_error = Some(e);
+            }
+        }
+    }
+
+    /// One transaction: observe the changed reports, decide, group into the outbox.
+    pub fn step(&mut self, changed: &[(String, String, Vec<Alert>)], now: i64, ignore_wait: bool) -> Result<StepStats, StoreError> {
+        let path = self.store.path.clone();
+        let tx = self.store.conn.transaction().ctx(&path)?;
+        let mut total = StepStats::default();
+        for (component, host, alerts) in changed {
+            let s = self.engine.observe(&tx, component, host, alerts, now).ctx(&path)?;
+            total.transitions += s.transitions;
+            total.events += s.events;
+        }
+        let t = self.engine.tick(&tx, &self.policy, now).ctx(&path)?;
+        let f = self.engine.flush(&tx, now, ignore_wait).ctx(&path)?;
+        tx.commit().ctx(&path)?;
+        total.events += t.events;
+        total.messages += f.messages;
+        total.suppressed += f.suppressed;
+        if total != StepStats::default() {
+            tracing::debug!(?total, "Step.");
+        }
+        Ok(total)
+    }
+
+    /// Outbox rows due now whose target has nothing in flight.
+    pub fn due(&mut self, now: i64, limit: usize) -> Result<Vec<(i64, String, i64, Message)>, StoreError> {
+        let path = self.store.path.clone();
+        let mut st = self
+            .store
+            .conn
+            .prepare_cached(
+                "SELECT id, channel, target, message FROM outbox WHERE next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+            )
+            .ctx(&path)?;
+        let rows: Vec<(i64, String, i64, String)> = st
+            .query_map(params![now, (limit + self.in_flight.len()) as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .ctx(&path)?
+            .collect::<rusqlite::Result<_>>()
+            .ctx(&path)?;
+        drop(st);
+        let mut out = Vec::new();
+        let mut claimed: HashSet<(String, i64)> = HashSet::new();
+        for (id, channel, target, json) in rows {
+            let key = (channel.clone(), target);
+            if self.in_flight.contains(&key) || !claimed.insert(key) {
+                continue;
+            }
+            match serde_json::from_str::<Message>(&json) {
+                Ok(m) => out.push((id, channel, target, m)),
+                Err(e) => {
+                    tracing::error!(id, error = %e, "Unreadable outbox row; moving it to the dead letters.");
+                    let done = Done {
+                        outbox_id: id,
+                        channel,
+                        target,
+                        result: Err(Failure::Permanent(format!("unreadable message: {e}"))),
+                        latency: Duration::ZERO,
+                    };
+                    self.complete(&done, now)?;
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Start sending the due rows; results arrive on `done`.
+    pub fn dispatch(&mut self, now: i64, done: &mpsc::UnboundedSender<Done>) -> Result<usize, StoreError> {
+        let due = self.due(now, 64)?;
+        let n = due.len();
+        for (id, channel, target, msg) in due {
+            self.in_flight.insert((channel.clone(), target));
+            let sender = self.sender.clone();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result = sender.send(&msg, usize::try_from(target).unwrap_or(usize::MAX)).await;
+                let _ = done.send(Done { outbox_id: id, channel, target, result, latency: started.elapsed() });
+            });
+        }
+        Ok(n)
+    }
+
+    fn backoff(cfg: &NotifyConfig, attempt: i64, after: Option<Duration>) -> Duration {
+        let initial = cfg.retry.backoff_initial.get().as_secs_f64();
+        let max = cfg.retry.backoff_max.get().as_secs_f64();
+        let exp = initial * 2f64.powi(i32::try_from(attempt.clamp(1, 30) - 1).unwrap_or(0));
+        let jittered = exp.min(max) * (0.8 + 0.4 * fastrand::f64());
+        let d = Duration::from_secs_f64(jittered.max(0.0));
+        after.map_or(d, |a| a.max(d))
+    }
+
+    /// Record the result of an attempt: delivered → history; failed → retry later or, after
+    /// the last attempt (or a permanent error), the dead letters. One transaction.
+    pub fn complete(&mut self, d: &Done, now: i64) -> Result<(), StoreError> {
+        self.in_flight.remove(&(d.channel.clone(), d.target));
+        let path = self.store.path.clone();
+        let target_label = self.engine.target_label(&d.channel, usize::try_from(d.target).unwrap_or(usize::MAX));
+        let tx = self.store.conn.transaction().ctx(&path)?;
+        let row: Option<(String, i64, i64, i64, String)> = {
+            use rusqlite::OptionalExtension;
+            tx.query_row(
+                "SELECT msg_id, attempts, max_attempts, created_at, message FROM outbox WHERE id = ?1",
+                [d.outbox_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .ctx(&path)?
+        };
+        let Some((msg_id, attempts, max_attempts, created_at, json)) = row else {
+            return Ok(());
+        };
+        let msg: Option<Message> = serde_json::from_str(&json).ok();
+        let description = msg.as_ref().map_or_else(|| "(unreadable)".into(), Message::describe);
+        let fps = msg.as_ref().map(Message::fingerprints).unwrap_or_default();
+        let attempt = attempts + 1;
+        let latency_ms = (now - created_at).max(0);
+        let history = |result: &str, detail: &str| {
+            tx.execute(
+                "INSERT INTO history (at, msg_id, channel, target, result, description, fingerprints, attempt, latency_ms, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![now, msg_id, d.channel, target_label, result, description, fps, attempt, latency_ms, detail],
+            )
+        };
+        match &d.result {
+            Ok(detail) => {
+                tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                history("sent", detail).ctx(&path)?;
+                bump(&tx, &d.channel, "sent", 1).ctx(&path)?;
+                tracing::info!(channel = %d.channel, target = %target_label, msg = %description, attempt, ms = d.latency.as_millis() as u64, "Delivered.");
+                self.last_latency.insert(d.channel.clone(), latency_ms as f64 / 1000.0);
+            }
+            Err(f) => {
+                bump(&tx, &d.channel, "failed", 1).ctx(&path)?;
+                let best_effort = msg.as_ref().is_some_and(|m| m.best_effort);
+                let retry = matches!(f, Failure::Retry { .. }) && attempt < max_attempts;
+                if best_effort && !retry {
+                    tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                    history("failed", &format!("{f} (a refresh; the next one replaces it)")).ctx(&path)?;
+                } else if retry {
+                    let after = match f {
+                        Failure::Retry { after, .. } => *after,
+                        Failure::Permanent(_) => None,
+                    };
+                    let wait = Self::backoff(&self.cfg, attempt, after);
+                    tx.execute(
+                        "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
+                        params![d.outbox_id, attempt, now + wait.as_millis() as i64, f.message()],
+                    )
+                    .ctx(&path)?;
+                    let detail = format!("attempt {attempt}/{max_attempts} failed: {f}; next in {:.1}s", wait.as_secs_f64());
+                    history("failed", &detail).ctx(&path)?;
+                    tracing::warn!(channel = %d.channel, target = %target_label, error = %f, attempt, max_attempts, "Delivery failed; will retry.");
+                } else {
+                    tx.execute(
+                        "INSERT INTO dead_letters (msg_id, channel, target, created_at, failed_at, attempts, last_error, message)
+                         SELECT msg_id, channel, target, created_at, ?2, ?3, ?4, message FROM outbox WHERE id = ?1",
+                        params![d.outbox_id, now, attempt, f.message()],
+                    )
+                    .ctx(&path)?;
+                    tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                    let why = if matches!(f, Failure::Permanent(_)) { "permanent error" } else { "last attempt" };
+                    history("dead", &format!("{why} ({attempt}/{max_attempts}): {f}")).ctx(&path)?;
+                    bump(&tx, &d.channel, "dead", 1).ctx(&path)?;
+                    tracing::error!(channel = %d.channel, target = %target_label, error = %f, attempt, "Delivery failed for good; moved to the dead letters (qmoi-notify --status, --retry-dead).");
+                }
+            }
+        }
+        tx.commit().ctx(&path)
+    }
+
+    pub fn prune(&self, now: i64) {
+        let age = self.cfg.database.history_retention.get().as_millis() as i64;
+        match self.store.prune_history(now, age, self.cfg.database.history_max_rows) {
+            Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned notification history."),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Cannot prune the notification history."),
+        }
+    }
+
+    /// The notifier's own report: channel health, backlog, dead letters, recent history.
+    pub fn report(&mut self, started: Instant) -> Report {
+        let now = Utc::now();
+        let mut checks = Vec::new();
+        let mut metrics = BTreeMap::new();
+        let store = &self.store;
+        let pending = store.pending(1000).unwrap_or_default();
+        let dead = store.dead_letters(1000).unwrap_or_default();
+        let counters = store.counters().unwrap_or_default();
+        let recent = store.history(20).unwrap_or_default();
+        let queued = store.count("queue").unwrap_or(0);
+        let firing = Engine::firing_counts(&store.conn).unwrap_or_default();
+        let count = |ch: &str, name: &str| {
+            counters.iter().find(|(c, n, _)| c == ch && n == name).map_or(0, |(_, _, v)| *v)
+        };
+        let mut channels = Vec::new();
+        for (name, c) in &self.cfg.channels {
+            let kind = c.kind_for(name).map_or("?", ChannelKind::as_str);
+            let targets: Vec<String> = (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
+            let retrying: Vec<&store::PendingRow> = pending.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
+            let dead_n = dead.iter().filter(|d| &d.channel == name).count();
+            let (sent, failed, suppressed) = (count(name, "sent"), count(name, "failed"), count(name, "suppressed"));
+            let check_name = format!("channel:{name}");
+            let check = if !c.enabled {
+                CheckResult::ok(check_name, format!("{name} ({kind}) disabled"))
+            } else if dead_n > 0 {
+                let last = dead.iter().find(|d| &d.channel == name).map_or(String::new(), |d| d.last_error.clone());
+                CheckResult::new(
+                    check_name,
+                    Status::Critical,
+                    format!("{name} ({kind}): {dead_n} notification(s) in the dead letters; last error: {last}"),
+                )
+                .with_title(format!("Notifications to channel {name} failed for good"))
+            } else if let Some(r) = retrying.first() {
+                CheckResult::new(
+                    check_name,
+                    Status::Warning,
+                    format!("{name} ({kind}): {} notification(s) retrying; last error: {}", retrying.len(), r.last_error),
+                )
+                .with_title(format!("Channel {name} is failing; retrying"))
+            } else {
+                CheckResult::ok(check_name, format!("{name} ({kind}): {sent} sent, {failed} failed attempts, {suppressed} suppressed"))
+            };
+            checks.push(check);
+            for (m, v) in [("sent", sent), ("failed", failed), ("suppressed", suppressed), ("dead", count(name, "dead"))] {
+                metrics.insert(format!("qmoi_notify_messages_total{{channel=\"{name}\",result=\"{m}\"}}"), v as f64);
+            }
+            if let Some(l) = self.last_latency.get(name) {
+                metrics.insert(format!("qmoi_notify_last_delivery_seconds{{channel=\"{name}\"}}"), *l);
+            }
+            channels.push(serde_json::json!({
+                "name": name, "type": kind, "enabled": c.enabled, "targets": targets,
+                "sent": sent, "failed_attempts": failed, "suppressed": suppressed, "dead_letters": dead_n,
+                "retrying": retrying.len(),
+            }));
+        }
+        let refs = self.cfg.unusable_channel_refs();
+        checks.push(if refs.is_empty() {
+            CheckResult::ok("routing", "every channel named in priorities and routes is configured")
+        } else {
+            let text: Vec<String> = refs.iter().map(|(k, m)| format!("{k}: {m}")).collect();
+            CheckResult::new("routing", Status::Warning, text.join("; ")).with_title("Notification routing names unusable channels")
+        });
+        let oldest = store.oldest_pending_ms().ok().flatten();
+        let backlog_age = oldest.map_or(0.0, |t| (now.timestamp_millis() - t).max(0) as f64 / 1000.0);
+        checks.push(
+            if backlog_age > 300.0 {
+                CheckResult::new(
+                    "backlog",
+                    Status::Warning,
+                    format!("{} notification(s) pending, the oldest for {}", pending.len(), qmoi_core::human::duration(backlog_age)),
+                )
+                .with_title("Notifications are not going out")
+            } else {
+                CheckResult::ok("backlog", format!("{} pending, {queued} waiting for their group", pending.len()))
+            }
+            .with_value(backlog_age, "seconds"),
+        );
+        checks.push(match &self.watch_note {
+            Some(n) => CheckResult::new("watch", Status::Warning, n.clone()),
+            None => CheckResult::ok("watch", format!("watching {} for report changes", self.report_dir.display())),
+        });
+        if let Some(e) = &self.policy_error {
+            checks.push(CheckResult::new("policy", Status::Warning, format!("acknowledgements and silences unreadable: {e}")));
+        }
+        for (name, reason) in &self.unreadable {
+            checks.push(CheckResult::new(format!("report:{name}"), Status::Warning, reason.clone()));
+        }
+        metrics.insert("qmoi_notify_pending".into(), pending.len() as f64);
+        metrics.insert("qmoi_notify_queued_events".into(), queued as f64);
+        metrics.insert("qmoi_notify_dead_letters".into(), dead.len() as f64);
+        metrics.insert("qmoi_notify_oldest_pending_seconds".into(), backlog_age);
+        for l in ["critical", "warning", "info"] {
+            metrics.insert(format!("qmoi_notify_firing_alerts{{level=\"{l}\"}}"), *firing.get(l).unwrap_or(&0) as f64);
+        }
+        let details = serde_json::json!({
+            "channels": channels,
+            "firing_alerts": firing,
+            "pending": pending.iter().take(20).collect::<Vec<_>>(),
+            "dead_letters": dead.iter().take(20).collect::<Vec<_>>(),
+            "recent": recent,
+            "database": self.store.path,
+        });
+        let alerts = self.tracker.update("notification", &checks, Vec::new(), now);
+        Report {
+            schema_version: qmoi_core::report::SCHEMA_VERSION,
+            component: "notification".into(),
+            host: qmoi_core::report::hostname(),
+            generated_at: now,
+            interval_s: self.cfg.interval.get().as_secs(),
+            duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            status: Report::status_of(&checks),
+            summary: Report::summarize(&checks),
+            checks,
+            metrics,
+            alerts,
+            details,
+        }
+    }
+
+    /// `--once`: read every report, decide, send everything due now (one attempt each, no
+    /// waiting for group_wait or backoff), and return the number of messages attempted.
+    pub async fn once(&mut self) -> Result<usize, StoreError> {
+        self.reload_policy();
+        let changed = self.scan(None);
+        self.step(&changed, now_ms(), true)?;
+        let due = self.due(now_ms(), usize::MAX / 2)?;
+        let n = due.len();
+        for (id, channel, target, msg) in due {
+            let started = Instant::now();
+            let result = self.sender.send(&msg, usize::try_from(target).unwrap_or(usize::MAX)).await;
+            let d = Done { outbox_id: id, channel, target, result, latency: started.elapsed() };
+            self.complete(&d, now_ms())?;
+        }
+        Ok(n)
+    }
+
+    /// The daemon: until `shutdown` resolves.
+    pub async fn run(mut self, writer: &mut ReportWriter, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let (ev_tx, mut ev_rx) = mpsc::channel::<String>(4096);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let _watcher = match watch(&self.report_dir, ev_tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let note = format!("file-system events unavailable ({e}); rescanning every {}", self.cfg.watch.rescan);
+                tracing::warn!("{note}");
+                self.watch_note = Some(note);
+                None
+            }
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let rescan = self.cfg.watch.rescan.get();
+        let report_every = self.cfg.interval.get();
+        let mut next_rescan = Instant::now();
+        let mut next_report = Instant::now();
+        let mut next_prune = Instant::now();
+        self.reload_policy();
+        loop {
+            let mut names: HashSet<String> = HashSet::new();
+            let mut full = false;
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(n) = ev_rx.recv() => {
+                    names.insert(n);
+                    while let Ok(n) = ev_rx.try_recv() {
+                        names.insert(n);
+                    }
+                }
+                Some(d) = done_rx.recv() => {
+                    let mut batch = vec![d];
+                    while let Ok(d) = done_rx.try_recv() {
+                        batch.push(d);
+                    }
+                    for d in batch {
+                        if let Err(e) = self.complete(&d, now_ms()) {
+                            tracing::error!(error = %e, "Cannot record a delivery result; it will be sent again.");
+                            self.in_flight.remove(&(d.channel.clone(), d.target));
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.reload_policy();
+                    if Instant::now() >= next_rescan {
+                        full = true;
+                        next_rescan = Instant::now() + rescan;
+                    }
+                }
+            }
+            let changed = if full { self.scan(None) } else if names.is_empty() { Vec::new() } else { self.scan(Some(&names)) };
+            let now = now_ms();
+            if let Err(e) = self.step(&changed, now, false) {
+                tracing::error!(error = %e, "Cannot record alert changes; will try again.");
+                // Read those reports again next time.
+                for (c, _, _) in &changed {
+                    self.seen.remove(c);
+                }
+            }
+            if let Err(e) = self.dispatch(now, &done_tx) {
+                tracing::error!(error = %e, "Cannot read the outbox.");
+            }
+            if Instant::now() >= next_prune {
+                self.prune(now);
+                next_prune = Instant::now() + Duration::from_secs(600);
+            }
+            if Instant::now() >= next_report {
+                next_report = Instant::now() + report_every;
+                let started = Instant::now();
+                let r = self.report(started);
+                if let Err(e) = writer.write(&r) {
+                    tracing::error!(error = %e, "Cannot write the notifier's report.");
+                }
+            }
+        }
+        // Let deliveries in flight finish (and be recorded), so a polite stop sends no
+        // duplicate after restart; anything unfinished stays in the outbox.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !self.in_flight.is_empty() && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await {
+                Ok(Some(d)) => {
+                    let _ = self.complete(&d, now_ms());
+                }
+                Ok(None) => break,
+                Err(_) => {}
+            }
+        }
+        let r = self.report(Instant::now());
+        let _ = writer.write(&r);
+    }
+}
+
+/// Watch the report folder: each changed `<component>_latest.json` sends its component id.
+fn watch(dir: &Path, tx: mpsc::Sender<String>) -> Result<notify::RecommendedWatcher, String> {
+    use notify::Watcher;
+    fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for p in ev.paths {
+            if let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix("_latest.json")) {
+                // A full channel only means a burst: the periodic rescan catches up.
+                let _ = tx.try_send(name.to_string());
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    w.watch(dir, notify::RecursiveMode::NonRecursive).map_err(|e| e.to_string())?;
+    Ok(w)
+}
+
+/// `--test-*`: send a test message through every channel of `kind` (or just `only`) right
+/// now, without the outbox; print each target's result. Returns whether all succeeded.
+pub async fn send_test(cfg: &Arc<NotifyConfig>, sender: &Sender, kind: ChannelKind, only: Option<&str>) -> Result<bool, String> {
+    let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
+    let names: Vec<&String> = cfg
+        .channels
+        .iter()
+        .filter(|(n, c)| c.kind_for(n) == Some(kind) && only.is_none_or(|o| o == n.as_str()))
+        .map(|(n, _)| n)
+        .collect();
+    if names.is_empty() {
+        return Err(match only {
+            Some(o) => format!("no {} channel named '{o}' in the configuration", kind.as_str()),
+            None => format!("no {} channel in the configuration", kind.as_str()),
+        });
+    }
+    let mut all_ok = true;
+    for name in names {
+        if !cfg.channels.get(name).is_some_and(|c| c.enabled) {
+            println!("{name}: disabled in the configuration; sending the test anyway");
+        }
+        let now = Utc::now();
+        let msg = Message {
+            id: Message::new_id(now),
+            channel: name.clone(),
+            group: "test".into(),
+            host: qmoi_core::report::hostname(),
+            created_at: now,
+            events: Vec::new(),
+            suppressed: 0,
+            test: true,
+            best_effort: false,
+        };
+        for t in 0..engine.targets(name) {
+            let label = engine.target_label(name, t);
+            print!("{name} → {label}: ");
+            let started = Instant::now();
+            match sender.send(&msg, t).await {
+                Ok(detail) => println!("OK in {} ms — {detail}", started.elapsed().as_millis()),
+                Err(f) => {
+                    all_ok = false;
+                    println!("FAILED after {} ms — {f}", started.elapsed().as_millis());
+                }
+            }
+        }
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,340 @@
+//! `qmoi-notify`: see the crate docs in `lib.rs`.
+
+use clap::{Parser, ValueEnum};
+use qmoi_core::cli::MonitorArgs;
+use qmoi_core::component;
+use qmoi_core::config::{self, ConfigDuration};
+use qmoi_core::report::ReportWriter;
+use qmoi_core::runner::{EXIT_CONFIG, MonitorConfig, render_check, shutdown_signal};
+use qmoi_notify::config::{ChannelKind, NotifyConfig};
+use qmoi_notify::store::Store;
+use qmoi_notify::{Notifier, send_test};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// QMOI notifier: watches the monitors' reports and turns their alerts into email,
+/// webhook (Slack, Discord, generic), SMS (Twilio), Alertmanager and internal
+/// notifications — grouped, deduplicated, rate-limited, retried, and never silently lost
+/// (every notification is in data/notification.db before it is sent).
+///
+/// Without a mode flag it runs until SIGTERM or Ctrl-C and writes
+/// <report-dir>/notification_latest.json every interval.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    args: MonitorArgs,
+
+    /// Send a test email through every email channel (or --channel) and print the result
+    #[arg(long, group = "mode")]
+    test_email: bool,
+
+    /// Send a test message to every webhook URL (or --channel's) and print the result
+    #[arg(long, group = "mode")]
+    test_webhook: bool,
+
+    /// Send a test SMS to every configured number (or --channel's) and print the result
+    #[arg(long, group = "mode")]
+    test_sms: bool,
+
+    /// Post a test alert to every Alertmanager URL (or --channel's) and print the result
+    #[arg(long, group = "mode")]
+    test_alertmanager: bool,
+
+    /// Limit a --test-* flag to this channel
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+
+    /// Print pending notifications, dead letters and recent history, then exit
+    #[arg(long, group = "mode")]
+    status: bool,
+
+    /// Export the delivery history (oldest first) to standard output, then exit
+    #[arg(long, group = "mode")]
+    history: bool,
+
+    /// Format of --history (and of --status with json)
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+
+    /// How many history rows --history and --status show
+    #[arg(long, default_value_t = 1000)]
+    limit: u64,
+
+    /// Put every dead letter back into the outbox to be sent again, then exit
+    #[arg(long, group = "mode")]
+    retry_dead: bool,
+
+    /// Delete every dead letter (after reading them with --status), then exit
+    #[arg(long, group = "mode")]
+    purge_dead: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(info) = component::find("notification") else {
+        return ExitCode::from(3);
+    };
+    let args = &cli.args;
+    let default_path = PathBuf::from("config/notification.toml");
+    let (cfg, cfg_path) = match config::load_or_default::<NotifyConfig>(args.common.config.as_deref(), &default_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+    if args.validate {
+        println!("{}: configuration OK ({source})", info.binary);
+        for (key, msg) in cfg.unusable_channel_refs() {
+            println!("  warning: {key}: {msg}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if args.print_config {
+        return match serde_json::to_string_pretty(&cfg) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                ExitCode::from(3)
+            }
+        };
+    }
+    let db = PathBuf::from(cfg.database.path.as_str());
+    if cli.status {
+        return status(&db, cli.format, cli.limit.min(50));
+    }
+    if cli.history {
+        return history(&db, cli.format, cli.limit);
+    }
+    if cli.retry_dead || cli.purge_dead {
+        let mut store = match Store::open_existing(&db) {
+            Ok(s) => s,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let r = if cli.retry_dead {
+            store.retry_dead(chrono::Utc::now().timestamp_millis()).map(|n| format!("{n} dead letter(s) put back into the outbox; the running notifier sends them now"))
+        } else {
+            store.purge_dead().map(|n| format!("{n} dead letter(s) deleted"))
+        };
+        return match r {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e.to_string()),
+        };
+    }
+
+    let verbosity = qmoi_core::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
+    let testing = cli.test_email || cli.test_webhook || cli.test_sms || cli.test_alertmanager;
+    if !testing && let Some(note) = qmoi_core::logging::init(&args.common.log_dir, info.log_file, verbosity) {
+        eprintln!("{}: {note}", info.binary);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let cfg = Arc::new(cfg);
+    if testing {
+        let kind = if cli.test_email {
+            ChannelKind::Email
+        } else if cli.test_webhook {
+            ChannelKind::Webhook
+        } else if cli.test_sms {
+            ChannelKind::Sms
+        } else {
+            ChannelKind::Alertmanager
+        };
+        let templates = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
+        let sender = match qmoi_notify::render::Templates::load(templates)
+            .and_then(|t| qmoi_notify::send::Sender::new(cfg.clone(), Arc::new(t)))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{}: configuration error: {e}", info.binary);
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        return match rt.block_on(send_test(&cfg, &sender, kind, cli.channel.as_deref())) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+
+    let mut notifier = match Notifier::new(cfg.clone(), &args.common.report_dir) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{}: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
+    let mut writer = ReportWriter::new(&args.common.report_dir, info.id, cfg.history().policy());
+    rt.block_on(async move {
+        if args.check {
+            // Read-only: the state of channels, backlog and dead letters; sends nothing.
+            let report = notifier.report(Instant::now());
+            print!("{}", render_check(&report));
+            return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
+        }
+        if args.once {
+            let started = Instant::now();
+            let sent = match notifier.once().await {
+                Ok(n) => n,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let report = notifier.report(started);
+            return match writer.write(&report) {
+                Ok(path) => {
+                    println!("notification: {sent} delivery attempt(s); {} — report written to {}", report.summary, path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e.to_string()),
+            };
+        }
+        let _ = interval;
+        tracing::info!(config = %source, database = %cfg.database.path, reports = %args.common.report_dir.display(), pid = std::process::id(), "Notifier started.");
+        notifier.run(&mut writer, shutdown_signal()).await;
+        tracing::info!("Notifier stopped.");
+        ExitCode::SUCCESS
+    })
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("qmoi-notify: {msg}");
+    ExitCode::from(3)
+}
+
+fn status(db: &Path, format: Format, limit: u64) -> ExitCode {
+    let store = match Store::open_existing(db) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let (pending, dead, recent) = match (store.pending(1000), store.dead_letters(1000), store.history(limit)) {
+        (Ok(p), Ok(d), Ok(h)) => (p, d, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return fail(&e.to_string()),
+    };
+    if format == Format::Json {
+        let v = serde_json::json!({"pending": pending, "dead_letters": dead, "recent": recent});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    println!("Notification database: {}\n", db.display());
+    println!("Pending ({}):", pending.len());
+    if pending.is_empty() {
+        println!("  none");
+    }
+    for p in &pending {
+        let err = if p.last_error.is_empty() { String::new() } else { format!(" — last error: {}", p.last_error) };
+        println!(
+            "  #{:<5} {:<12} {:<40} attempts {}/{} next {}{err}",
+            p.id,
+            p.channel,
+            qmoi_core::human::clip(&p.description, 40),
+            p.attempts,
+            p.max_attempts,
+            p.next_attempt_at
+        );
+    }
+    println!("\nDead letters ({}):{}", dead.len(), if dead.is_empty() { "" } else { "   (qmoi-notify --retry-dead sends them again)" });
+    if dead.is_empty() {
+        println!("  none");
+    }
+    for d in &dead {
+        println!(
+            "  #{:<5} {:<12} {:<40} failed {} after {} attempt(s): {}",
+            d.id,
+            d.channel,
+            qmoi_core::human::clip(&d.description, 40),
+            d.failed_at,
+            d.attempts,
+            d.last_error
+        );
+    }
+    println!("\nRecent history ({}):", recent.len());
+    print_history_table(&recent);
+    ExitCode::SUCCESS
+}
+
+fn print_history_table(rows: &[qmoi_notify::store::HistoryRow]) {
+    if rows.is_empty() {
+        println!("  none");
+    }
+    for h in rows {
+        println!(
+            "  {}  {:<10} {:<12} {:<28} {:<40} {}",
+            h.at,
+            h.result,
+            h.channel,
+            qmoi_core::human::clip(&h.target, 28),
+            qmoi_core::human::clip(&h.description, 40),
+            h.detail
+        );
+    }
+}
+
+fn history(db: &Path, format: Format, limit: u64) -> ExitCode {
+    let store = match Store::open_existing(db) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let rows = match store.history(limit) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        Format::Table => print_history_table(&rows),
+        Format::Csv => {
+            println!("id,at,msg_id,channel,target,result,description,fingerprints,attempt,latency_ms,detail");
+            for h in &rows {
+                let fields = [
+                    h.id.to_string(),
+                    h.at.clone(),
+                    h.msg_id.clone(),
+                    h.channel.clone(),
+                    h.target.clone(),
+                    h.result.clone(),
+                    h.description.clone(),
+                    h.fingerprints.clone(),
+                    h.attempt.to_string(),
+                    h.latency_ms.map(|l| l.to_string()).unwrap_or_default(),
+                    h.detail.clone(),
+                ];
+                println!("{}", fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
