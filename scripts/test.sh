@@ -21,6 +21,8 @@ declare -A NEED=(
   [chromedriver]=chromium-driver  # … driven over WebDriver
   [openssl]=openssl               # a certificate for the dashboard's TLS test
   [curl]=curl                     # … and an HTTPS client that checks it
+  [prometheus-alertmanager]=prometheus-alertmanager  # qmoi-notify forwards to a real Alertmanager
+  [python3]=python3               # test servers: aiosmtpd (below)
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -34,6 +36,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Python test servers in a venv kept outside the clone (reused by the next run):
+# aiosmtpd is the real SMTP server the notifier's email tests deliver to.
+VENV="${QMOI_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qmoi-test-venv}"
+if ! "$VENV/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "==> Creating the Python venv for test servers: $VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    # Debian's python3 needs python3-venv for `-m venv`.
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2'
+fi
+export QMOI_TEST_PYTHON="$VENV/bin/python"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -319,8 +319,10 @@ impl Engine {
         if !matched && let Some(p) = self.cfg.priorities.get(a.level.as_str()) {
             out.channels = p.channels.clone();
         }
+        // The notifier's own "channel X is failing" alert goes to the other channels.
+        let failing = a.fingerprint.strip_prefix("notification/channel:");
         let mut seen = HashSet::new();
-        out.channels.retain(|c| self.usable.contains_key(c) && seen.insert(c.clone()));
+        out.channels.retain(|c| self.usable.contains_key(c) && failing != Some(c.as_str()) && seen.insert(c.clone()));
         for e in &mut out.escalate {
             e.channels.retain(|c| self.usable.contains_key(c));
         }

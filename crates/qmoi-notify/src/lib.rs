@@ -70,6 +70,7 @@ pub struct Notifier {
     tracker: AlertTracker,
     /// Latency of the last successful delivery per channel (from entering the outbox).
     last_latency: BTreeMap<String, f64>,
+    report_every: Duration,
 }
 
 impl Notifier {
@@ -79,6 +80,7 @@ impl Notifier {
         let sender = Arc::new(Sender::new(cfg.clone(), templates)?);
         let store = Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
         let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
+        let cfg_interval = cfg.interval.get();
         Ok(Self {
             cfg,
             store,
@@ -93,7 +95,13 @@ impl Notifier {
             watch_note: None,
             tracker: AlertTracker::new(),
             last_latency: BTreeMap::new(),
+            report_every: cfg_interval,
         })
+    }
+
+    /// How often the daemon writes its own report (`--interval` overrides the config).
+    pub fn set_report_interval(&mut self, every: Duration) {
+        self.report_every = every;
     }
 
     pub fn sender(&self) -> Arc<Sender> {
@@ -459,7 +467,7 @@ impl Notifier {
             component: "notification".into(),
             host: qmoi_core::report::hostname(),
             generated_at: now,
-            interval_s: self.cfg.interval.get().as_secs(),
+            interval_s: self.report_every.as_secs(),
             duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
             status: Report::status_of(&checks),
             summary: Report::summarize(&checks),
@@ -504,7 +512,7 @@ impl Notifier {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let rescan = self.cfg.watch.rescan.get();
-        let report_every = self.cfg.interval.get();
+        let report_every = self.report_every;
         let mut next_rescan = Instant::now();
         let mut next_report = Instant::now();
         let mut next_prune = Instant::now();

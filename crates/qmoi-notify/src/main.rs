@@ -210,7 +210,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e.to_string()),
             };
         }
-        let _ = interval;
+        notifier.set_report_interval(interval);
         tracing::info!(config = %source, database = %cfg.database.path, reports = %args.common.report_dir.display(), pid = std::process::id(), "Notifier started.");
         notifier.run(&mut writer, shutdown_signal()).await;
         tracing::info!("Notifier stopped.");
