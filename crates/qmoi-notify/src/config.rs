@@ -82,13 +82,18 @@ impl Default for WatchConfig {
     }
 }
 
+/// SQLite's `synchronous` in WAL mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Sync {
-    /// fsync on every commit: nothing lost even on power failure.
-    #[default]
+    /// fsync of the log on every commit: the outbox survives power loss as it was.
+    /// Costs one fsync (about 0.7 ms on the benchmark machine) per notification.
     Full,
-    /// fsync at checkpoints only: nothing lost when the process dies, faster.
+    /// The log is fsynced at checkpoints: the outbox survives any crash of the process
+    /// (kill -9, OOM, panic) intact. On power loss the last commits may be lost; the
+    /// notifier then rebuilds its state from the reports (fsynced by the monitors), so
+    /// firing alerts are notified again rather than lost.
+    #[default]
     Normal,
 }
 
@@ -107,7 +112,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             path: EnvString::from("data/notification.db"),
-            synchronous: Sync::Full,
+            synchronous: Sync::Normal,
             history_retention: ConfigDuration::from_secs(30 * 86_400),
             history_max_rows: 100_000,
         }
@@ -510,7 +515,10 @@ impl Validate for NotifyConfig {
             let mut last = Duration::ZERO;
             for (j, e) in r.escalate.iter().enumerate() {
                 if e.after.get() <= last {
-                    p.push(format!("routes[{i}].escalate[{j}].after"), "steps must come in increasing order of `after`");
+                    p.push(
+                        format!("routes[{i}].escalate[{j}].after"),
+                        "steps must come in increasing order of `after`",
+                    );
                 }
                 last = e.after.get();
             }
@@ -598,12 +606,16 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
             for (i, u) in c.urls.iter().enumerate() {
                 validate_url(p, &format!("channels.{name}.urls[{i}]"), u.url.expose());
             }
-            if kind == ChannelKind::Alertmanager && c.resend_interval.is_some_and(|d| d.get() < Duration::from_secs(1)) {
+            if kind == ChannelKind::Alertmanager && c.resend_interval.is_some_and(|d| d.get() < Duration::from_secs(1))
+            {
                 p.push(key("resend_interval"), "must be at least 1 second");
             }
         }
         ChannelKind::Sms => {
-            for (k, v) in [("account_sid", c.account_sid.as_ref().map(EnvString::as_str)), ("from", c.from.as_ref().map(EnvString::as_str))] {
+            for (k, v) in [
+                ("account_sid", c.account_sid.as_ref().map(EnvString::as_str)),
+                ("from", c.from.as_ref().map(EnvString::as_str)),
+            ] {
                 if v.is_none_or(str::is_empty) {
                     p.push(key(k), "is required for an sms channel");
                 }

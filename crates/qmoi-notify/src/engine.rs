@@ -6,7 +6,7 @@
 
 use crate::config::{ChannelKind, Escalation, GroupBy, NotifyConfig, mask_url};
 use crate::model::{Event, EventKind, Message};
-use crate::store::bump;
+use crate::store::{Cached, bump};
 use chrono::{DateTime, Timelike, Utc};
 use qmoi_core::report::Alert;
 use qmoi_core::status::AlertLevel;
@@ -68,7 +68,9 @@ impl Policy {
                     "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
                 )?;
                 p.silences = st
-                    .query_map([now_s], |r| Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? }))?
+                    .query_map([now_s], |r| {
+                        Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
+                    })?
                     .collect::<Res<_>>()?;
             }
             Ok(p)
@@ -190,7 +192,7 @@ fn load_alerts(conn: &Connection, component: Option<&str>) -> Res<Vec<StoredAler
 }
 
 fn save_notify_state(tx: &Transaction, a: &StoredAlert) -> Res<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE alerts SET notified_at = ?2, first_notified_at = ?3, notified_channels = ?4, escalation_step = ?5,
                 am_sent_at = ?6 WHERE fingerprint = ?1",
         params![
@@ -228,18 +230,40 @@ pub struct Engine {
     usable: BTreeMap<String, ChannelKind>,
     buckets: HashMap<String, Bucket>,
     host: String,
+    /// Events of this step for channels with nothing to wait for (no group_wait, no
+    /// group_interval, no rate limit, no quiet hours): they become messages in `flush`
+    /// of the same transaction without a round trip through the `queue` table — the
+    /// alert-to-notification path is a handful of statements.
+    direct: BTreeMap<(String, String), (Vec<Event>, u32)>,
+    /// The `queue` / `suppressed` tables may have rows (false only after a flush saw none).
+    queue_maybe: bool,
+    suppressed_maybe: bool,
+    /// Outbox rows written by this step (id, channel, target, message): sent as soon as
+    /// the transaction commits, without reading them back.
+    pub created: Vec<(i64, String, i64, Message)>,
 }
 
 impl Engine {
     pub fn new(cfg: Arc<NotifyConfig>, host: String) -> Self {
-        let routes = cfg.routes.iter().map(|r| r.fingerprint.as_deref().and_then(|re| regex::Regex::new(re).ok())).collect();
+        let routes =
+            cfg.routes.iter().map(|r| r.fingerprint.as_deref().and_then(|re| regex::Regex::new(re).ok())).collect();
         let usable = cfg
             .channels
             .iter()
             .filter(|(_, c)| c.enabled)
             .filter_map(|(n, c)| c.kind_for(n).map(|k| (n.clone(), k)))
             .collect();
-        Self { cfg, routes, usable, buckets: HashMap::new(), host }
+        Self {
+            cfg,
+            routes,
+            usable,
+            buckets: HashMap::new(),
+            host,
+            direct: BTreeMap::new(),
+            queue_maybe: true,
+            suppressed_maybe: true,
+            created: Vec::new(),
+        }
     }
 
     pub fn config(&self) -> &NotifyConfig {
@@ -331,7 +355,14 @@ impl Engine {
 
     /// Compare one component's current alerts with the stored ones and record the
     /// transitions: new / changed level (to notify), gone (resolved: queued now).
-    pub fn observe(&mut self, tx: &Transaction, component: &str, host: &str, alerts: &[Alert], now: i64) -> Res<StepStats> {
+    pub fn observe(
+        &mut self,
+        tx: &Transaction,
+        component: &str,
+        host: &str,
+        alerts: &[Alert],
+        now: i64,
+    ) -> Res<StepStats> {
         let mut stats = StepStats::default();
         let stored: HashMap<String, StoredAlert> =
             load_alerts(tx, Some(component))?.into_iter().map(|a| (a.fingerprint.clone(), a)).collect();
@@ -342,7 +373,7 @@ impl Engine {
             }
             match stored.get(&a.fingerprint) {
                 None => {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO alerts (fingerprint, component, host, level, title, detail, since, first_seen)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         params![a.fingerprint, component, host, a.level.as_str(), a.title, a.detail, ms(a.since), now],
@@ -350,7 +381,7 @@ impl Engine {
                     stats.transitions += 1;
                 }
                 Some(s) if s.level != a.level => {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE alerts SET level = ?2, title = ?3, detail = ?4, since = ?5, notified_at = NULL,
                                 first_notified_at = NULL, escalation_step = 0 WHERE fingerprint = ?1",
                         params![a.fingerprint, a.level.as_str(), a.title, a.detail, ms(a.since)],
@@ -358,7 +389,7 @@ impl Engine {
                     stats.transitions += 1;
                 }
                 Some(s) if s.title != a.title || s.detail != a.detail => {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE alerts SET title = ?2, detail = ?3 WHERE fingerprint = ?1",
                         params![a.fingerprint, a.title, a.detail],
                     )?;
@@ -379,23 +410,48 @@ impl Engine {
                     stats.events += 1;
                 }
             }
-            tx.execute("DELETE FROM alerts WHERE fingerprint = ?1", [fp])?;
+            tx.exec("DELETE FROM alerts WHERE fingerprint = ?1", [fp])?;
         }
         Ok(stats)
     }
 
-    fn enqueue(&self, tx: &Transaction, channel: &str, a: &StoredAlert, event: Event, retries: u32, now: i64) -> Res<()> {
+    /// Nothing makes this channel's messages wait: no grouping delays, no rate limit, no
+    /// quiet hours.
+    fn immediate(&self, channel: &str) -> bool {
+        self.cfg.grouping.group_wait.get().is_zero()
+            && self.cfg.grouping.group_interval.get().is_zero()
+            && self.cfg.channels.get(channel).is_some_and(|c| c.rate_limit.is_none() && c.quiet_hours.is_none())
+    }
+
+    fn enqueue(
+        &mut self,
+        tx: &Transaction,
+        channel: &str,
+        a: &StoredAlert,
+        event: Event,
+        retries: u32,
+        now: i64,
+    ) -> Res<()> {
         let group = self.group_key(a);
+        if self.immediate(channel) {
+            let e = self.direct.entry((channel.to_string(), group)).or_insert_with(|| (Vec::new(), 0));
+            e.0.push(event);
+            e.1 = e.1.max(retries);
+            return Ok(());
+        }
+        self.queue_maybe = true;
         let last: Option<i64> = tx
-            .query_row("SELECT last_sent FROM groups WHERE channel = ?1 AND group_key = ?2", params![channel, group], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT last_sent FROM groups WHERE channel = ?1 AND group_key = ?2",
+                params![channel, group],
+                |r| r.get(0),
+            )
             .optional()?;
         let gi = self.cfg.grouping.group_interval.get().as_millis() as i64;
         let gw = self.cfg.grouping.group_wait.get().as_millis() as i64;
         let not_before = last.map(|l| l + gi).filter(|t| *t > now).unwrap_or(now + gw);
         let json = serde_json::to_string(&event).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO queue (channel, group_key, not_before, level, retries, event) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![channel, group, not_before, event.level.as_str(), retries, json],
         )?;
@@ -404,9 +460,20 @@ impl Engine {
 
     /// Decide what every firing alert needs now: first notification (unless silenced or
     /// inhibited), repeats and escalations (unless acknowledged), Alertmanager re-sends.
-    pub fn tick(&mut self, tx: &Transaction, policy: &Policy, now: i64) -> Res<StepStats> {
+    /// `only`: just these components' alerts (the event path: a report changed); `None`:
+    /// every alert (the periodic tick: repeats, escalations, silences that ended).
+    pub fn tick(&mut self, tx: &Transaction, policy: &Policy, now: i64, only: Option<&[&str]>) -> Res<StepStats> {
         let mut stats = StepStats::default();
-        let all = load_alerts(tx, None)?;
+        let all = match only {
+            None => load_alerts(tx, None)?,
+            Some(components) => {
+                let mut v = Vec::new();
+                for c in components {
+                    v.extend(load_alerts(tx, Some(c))?);
+                }
+                v
+            }
+        };
         let critical: HashSet<&str> =
             all.iter().filter(|a| a.level == AlertLevel::Critical).map(|a| a.component.as_str()).collect();
         let repeat = self.cfg.grouping.repeat_interval.get().as_millis() as i64;
@@ -437,7 +504,13 @@ impl Engine {
                 }
                 Some(last) if !policy.acked.contains(&a.fingerprint) => {
                     if now - last >= repeat {
-                        for ch in routing.channels.iter().filter(|c| self.kind(c) != Some(ChannelKind::Alertmanager)) {
+                        let chans: Vec<String> = routing
+                            .channels
+                            .iter()
+                            .filter(|c| self.kind(c) != Some(ChannelKind::Alertmanager))
+                            .cloned()
+                            .collect();
+                        for ch in &chans {
                             self.enqueue(tx, ch, &a, a.event(EventKind::Repeat, now), routing.retries, now)?;
                             stats.events += 1;
                         }
@@ -500,15 +573,16 @@ impl Engine {
     }
 
     /// Put a message into the outbox, one row per target of its channel.
-    pub fn insert_outbox(&self, tx: &Transaction, msg: &Message, max_attempts: u32, now: i64) -> Res<usize> {
+    pub fn insert_outbox(&mut self, tx: &Transaction, msg: &Message, max_attempts: u32, now: i64) -> Res<usize> {
         let json = serde_json::to_string(msg).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         let n = self.targets(&msg.channel);
         for target in 0..n {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO outbox (msg_id, channel, target, created_at, max_attempts, next_attempt_at, message)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![msg.id, msg.channel, target as i64, now, max_attempts.max(1), now, json],
             )?;
+            self.created.push((tx.last_insert_rowid(), msg.channel.clone(), target as i64, msg.clone()));
         }
         Ok(n)
     }
@@ -547,12 +621,22 @@ impl Engine {
     /// silently lost. `ignore_wait` flushes everything now (`--once`).
     pub fn flush(&mut self, tx: &Transaction, now: i64, ignore_wait: bool) -> Res<StepStats> {
         let mut stats = StepStats::default();
+        for ((channel, group), (mut events, retries)) in std::mem::take(&mut self.direct) {
+            events.sort_by(|a, b| b.kind.is_firing().cmp(&a.kind.is_firing()).then(b.level.cmp(&a.level)));
+            let msg = self.message(&channel, &group, events, now);
+            self.insert_outbox(tx, &msg, retries.saturating_add(1), now)?;
+            stats.messages += 1;
+        }
+        if !self.queue_maybe && !self.suppressed_maybe {
+            return Ok(stats);
+        }
         let groups: Vec<(String, String, i64)> = {
             let mut st = tx.prepare_cached(
                 "SELECT channel, group_key, MIN(not_before) FROM queue GROUP BY channel, group_key ORDER BY MIN(id)",
             )?;
             st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Res<_>>()?
         };
+        self.queue_maybe = !groups.is_empty();
         for (channel, group, not_before) in groups {
             if !ignore_wait && not_before > now {
                 continue;
@@ -567,7 +651,7 @@ impl Engine {
             if self.kind(&channel).is_none() {
                 // The channel was removed from the config since these were queued.
                 for (id, _, _, _) in &rows {
-                    tx.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+                    tx.exec("DELETE FROM queue WHERE id = ?1", [id])?;
                 }
                 tracing::warn!(channel, n = rows.len(), "Dropping queued events of a channel no longer configured.");
                 continue;
@@ -578,7 +662,7 @@ impl Engine {
                     if r.1 == "critical" {
                         take.push(r);
                     } else {
-                        tx.execute("UPDATE queue SET not_before = ?2 WHERE id = ?1", params![r.0, end])?;
+                        tx.exec("UPDATE queue SET not_before = ?2 WHERE id = ?1", params![r.0, end])?;
                     }
                 }
             } else {
@@ -591,27 +675,28 @@ impl Engine {
             events.sort_by(|a, b| b.kind.is_firing().cmp(&a.kind.is_firing()).then(b.level.cmp(&a.level)));
             let retries = take.iter().map(|r| r.2).max().unwrap_or(3);
             for (id, _, _, _) in &take {
-                tx.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+                tx.exec("DELETE FROM queue WHERE id = ?1", [id])?;
             }
             self.summary_if_due(tx, &channel, now, &mut stats)?;
             if self.take_token(&channel, now) {
                 let msg = self.message(&channel, &group, events, now);
                 self.insert_outbox(tx, &msg, retries.saturating_add(1), now)?;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO groups (channel, group_key, last_sent) VALUES (?1, ?2, ?3)
                      ON CONFLICT (channel, group_key) DO UPDATE SET last_sent = excluded.last_sent",
                     params![channel, group, now],
                 )?;
                 stats.messages += 1;
             } else {
+                self.suppressed_maybe = true;
                 let n = events.len() as u64;
-                tx.execute(
+                tx.exec(
                     "INSERT INTO suppressed (channel, count) VALUES (?1, ?2)
                      ON CONFLICT (channel) DO UPDATE SET count = count + excluded.count",
                     params![channel, n as i64],
                 )?;
                 let fps: Vec<&str> = events.iter().map(|e| e.fingerprint.as_str()).collect();
-                tx.execute(
+                tx.exec(
                     "INSERT INTO history (at, msg_id, channel, target, result, description, fingerprints, attempt, detail)
                      VALUES (?1, '', ?2, '', 'suppressed', ?3, ?4, 0, 'rate limit reached; counted for the summary message')",
                     params![now, channel, format!("{n} notification(s) for group {group}"), fps.join(" ")],
@@ -625,6 +710,7 @@ impl Engine {
             let mut st = tx.prepare_cached("SELECT channel FROM suppressed WHERE count > 0")?;
             st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?
         };
+        self.suppressed_maybe = !pending.is_empty();
         for channel in pending {
             self.summary_if_due(tx, &channel, now, &mut stats)?;
         }
@@ -633,7 +719,7 @@ impl Engine {
 
     fn summary_if_due(&mut self, tx: &Transaction, channel: &str, now: i64, stats: &mut StepStats) -> Res<()> {
         let count: Option<i64> =
-            tx.query_row("SELECT count FROM suppressed WHERE channel = ?1", [channel], |r| r.get(0)).optional()?;
+            tx.row("SELECT count FROM suppressed WHERE channel = ?1", [channel], |r| r.get(0)).optional()?;
         let Some(count) = count.filter(|c| *c > 0) else { return Ok(()) };
         if self.kind(channel).is_none() || !self.take_token(channel, now) {
             return Ok(());
@@ -641,7 +727,7 @@ impl Engine {
         let mut msg = self.message(channel, "summary", Vec::new(), now);
         msg.suppressed = count as u64;
         self.insert_outbox(tx, &msg, self.level_retries(AlertLevel::Warning).saturating_add(1), now)?;
-        tx.execute("DELETE FROM suppressed WHERE channel = ?1", [channel])?;
+        tx.exec("DELETE FROM suppressed WHERE channel = ?1", [channel])?;
         stats.messages += 1;
         Ok(())
     }
@@ -700,7 +786,8 @@ mod tests {
     impl H {
         fn new(cfg: Arc<NotifyConfig>) -> Self {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let store = Store::open(&dir.path().join("n.db"), crate::config::Sync::Normal).unwrap_or_else(|e| panic!("{e}"));
+            let store =
+                Store::open(&dir.path().join("n.db"), crate::config::Sync::Normal).unwrap_or_else(|e| panic!("{e}"));
             Self { store, engine: Engine::new(cfg, "h".into()), policy: Policy::default(), _dir: dir }
         }
 
@@ -711,7 +798,7 @@ mod tests {
             if let Some(a) = alerts {
                 self.engine.observe(&tx, component, "h", a, now).unwrap_or_else(|e| panic!("{e}"));
             }
-            self.engine.tick(&tx, &self.policy, now).unwrap_or_else(|e| panic!("{e}"));
+            self.engine.tick(&tx, &self.policy, now, None).unwrap_or_else(|e| panic!("{e}"));
             self.engine.flush(&tx, now, false).unwrap_or_else(|e| panic!("{e}"));
             tx.commit().unwrap_or_else(|e| panic!("{e}"));
             let mut st = self
@@ -732,7 +819,11 @@ mod tests {
     }
 
     fn kinds(m: &[Message]) -> Vec<String> {
-        m.iter().map(|m| m.events.iter().map(|e| format!("{}:{}", e.kind.as_str(), e.fingerprint)).collect::<Vec<_>>().join(",")).collect()
+        m.iter()
+            .map(|m| {
+                m.events.iter().map(|e| format!("{}:{}", e.kind.as_str(), e.fingerprint)).collect::<Vec<_>>().join(",")
+            })
+            .collect()
     }
 
     #[test]
@@ -779,8 +870,12 @@ mod tests {
     #[test]
     fn escalation_chain() {
         let mut h = H::new(config(|c| {
-            c.channels.insert("sms".into(), ChannelConfig { kind: Some(ChannelKind::Internal), ..ChannelConfig::default() });
-            c.channels.insert("oncall".into(), ChannelConfig { kind: Some(ChannelKind::Internal), ..ChannelConfig::default() });
+            c.channels
+                .insert("sms".into(), ChannelConfig { kind: Some(ChannelKind::Internal), ..ChannelConfig::default() });
+            c.channels.insert(
+                "oncall".into(),
+                ChannelConfig { kind: Some(ChannelKind::Internal), ..ChannelConfig::default() },
+            );
             c.routes.push(Route {
                 component: Some("api".into()),
                 channels: vec!["webhook".into()],

@@ -24,10 +24,10 @@ use crate::config::{ChannelKind, NotifyConfig};
 use crate::engine::{Engine, Policy, StepStats};
 use crate::model::Message;
 use crate::send::{Failure, Sender};
-use crate::store::{Ctx, Store, bump};
+use crate::store::{Cached, Ctx, Store, bump};
 use chrono::Utc;
 use qmoi_core::alerts::AlertTracker;
-use qmoi_core::report::{Alert, CheckResult, ReadOutcome, Report, ReportWriter};
+use qmoi_core::report::{Alert, CheckResult, Report, ReportWriter};
 use qmoi_core::status::Status;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -71,6 +71,8 @@ pub struct Notifier {
     /// Latency of the last successful delivery per channel (from entering the outbox).
     last_latency: BTreeMap<String, f64>,
     report_every: Duration,
+    /// Committed outbox rows of the last step, to send without reading them back.
+    fresh: Vec<(i64, String, i64, Message)>,
 }
 
 impl Notifier {
@@ -78,7 +80,8 @@ impl Notifier {
         let dir = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
         let templates = Arc::new(render::Templates::load(dir)?);
         let sender = Arc::new(Sender::new(cfg.clone(), templates)?);
-        let store = Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
+        let store =
+            Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
         let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
         let cfg_interval = cfg.interval.get();
         Ok(Self {
@@ -96,6 +99,7 @@ impl Notifier {
             tracker: AlertTracker::new(),
             last_latency: BTreeMap::new(),
             report_every: cfg_interval,
+            fresh: Vec::new(),
         })
     }
 
@@ -120,7 +124,9 @@ impl Notifier {
             None => match std::fs::read_dir(&self.report_dir) {
                 Ok(rd) => rd
                     .filter_map(|e| e.ok())
-                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix("_latest.json")).map(str::to_string))
+                    .filter_map(|e| {
+                        e.file_name().to_str().and_then(|n| n.strip_suffix("_latest.json")).map(str::to_string)
+                    })
                     .collect(),
                 Err(e) => {
                     tracing::warn!(dir = %self.report_dir.display(), error = %e, "Cannot list the report folder.");
@@ -142,14 +148,13 @@ impl Notifier {
             if self.seen.get(&name) == Some(&stamp) {
                 continue;
             }
-            match qmoi_core::report::read_report(&path) {
-                ReadOutcome::Ok { report, .. } => {
+            match qmoi_core::report::read_report_alerts(&path) {
+                Ok(r) => {
                     self.seen.insert(name.clone(), stamp);
                     self.unreadable.remove(&name);
-                    let Report { component, host, alerts, .. } = *report;
-                    out.push((component, host, alerts));
+                    out.push((r.component, r.host, r.alerts));
                 }
-                ReadOutcome::Unusable { reason } => {
+                Err(reason) => {
                     // Keep what we knew: an unreadable report resolves nothing.
                     if self.unreadable.get(&name) != Some(&reason) {
                         tracing::warn!(report = %path.display(), %reason, "Report unusable; keeping its alerts as they were.");
@@ -177,8 +182,14 @@ impl Notifier {
     }
 
     /// One transaction: observe the changed reports, decide, group into the outbox.
-    pub fn step(&mut self, changed: &[(String, String, Vec<Alert>)], now: i64, ignore_wait: bool) -> Result<StepStats, StoreError> {
+    pub fn step(
+        &mut self,
+        changed: &[(String, String, Vec<Alert>)],
+        now: i64,
+        ignore_wait: bool,
+    ) -> Result<StepStats, StoreError> {
         let path = self.store.path.clone();
+        self.engine.created.clear();
         let tx = self.store.conn.transaction().ctx(&path)?;
         let mut total = StepStats::default();
         for (component, host, alerts) in changed {
@@ -186,9 +197,17 @@ impl Notifier {
             total.transitions += s.transitions;
             total.events += s.events;
         }
-        let t = self.engine.tick(&tx, &self.policy, now).ctx(&path)?;
+        // A report changed: only its component's alerts need deciding now; the periodic
+        // step (no changes) looks at every alert for repeats and escalations.
+        let only: Vec<&str> = changed.iter().map(|(c, _, _)| c.as_str()).collect();
+        let t =
+            self.engine.tick(&tx, &self.policy, now, if changed.is_empty() { None } else { Some(&only) }).ctx(&path)?;
         let f = self.engine.flush(&tx, now, ignore_wait).ctx(&path)?;
-        tx.commit().ctx(&path)?;
+        if let Err(e) = tx.commit() {
+            self.engine.created.clear();
+            return Err(e).ctx(&path);
+        }
+        self.fresh.append(&mut self.engine.created);
         total.events += t.events;
         total.messages += f.messages;
         total.suppressed += f.suppressed;
@@ -245,8 +264,25 @@ impl Notifier {
     }
 
     /// Start sending the due rows; results arrive on `done`.
-    pub fn dispatch(&mut self, now: i64, done: &mpsc::UnboundedSender<Done>) -> Result<usize, StoreError> {
-        let due = self.due(now, 64)?;
+    /// `all`: also read the outbox for other due rows (retries, rows from before a restart);
+    /// otherwise only this step's new rows are sent (the alert-to-notification path).
+    pub fn dispatch(&mut self, now: i64, done: &mpsc::UnboundedSender<Done>, all: bool) -> Result<usize, StoreError> {
+        let mut due = Vec::new();
+        for row in std::mem::take(&mut self.fresh) {
+            let key = (row.1.clone(), row.2);
+            if self.in_flight.contains(&key)
+                || due.iter().any(|d: &(i64, String, i64, Message)| d.1 == row.1 && d.2 == row.2)
+            {
+                continue; // sent after the one in flight, from the outbox
+            }
+            due.push(row);
+        }
+        for (_, c, t, _) in &due {
+            self.in_flight.insert((c.clone(), *t));
+        }
+        if all {
+            due.extend(self.due(now, 64)?);
+        }
         let n = due.len();
         for (id, channel, target, msg) in due {
             self.in_flight.insert((channel.clone(), target));
@@ -279,7 +315,7 @@ impl Notifier {
         let tx = self.store.conn.transaction().ctx(&path)?;
         let row: Option<(String, i64, i64, i64, String)> = {
             use rusqlite::OptionalExtension;
-            tx.query_row(
+            tx.row(
                 "SELECT msg_id, attempts, max_attempts, created_at, message FROM outbox WHERE id = ?1",
                 [d.outbox_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -296,7 +332,7 @@ impl Notifier {
         let attempt = attempts + 1;
         let latency_ms = (now - created_at).max(0);
         let history = |result: &str, detail: &str| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO history (at, msg_id, channel, target, result, description, fingerprints, attempt, latency_ms, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![now, msg_id, d.channel, target_label, result, description, fps, attempt, latency_ms, detail],
@@ -304,7 +340,7 @@ impl Notifier {
         };
         match &d.result {
             Ok(detail) => {
-                tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                tx.exec("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
                 history("sent", detail).ctx(&path)?;
                 bump(&tx, &d.channel, "sent", 1).ctx(&path)?;
                 tracing::info!(channel = %d.channel, target = %target_label, msg = %description, attempt, ms = d.latency.as_millis() as u64, "Delivered.");
@@ -315,7 +351,7 @@ impl Notifier {
                 let best_effort = msg.as_ref().is_some_and(|m| m.best_effort);
                 let retry = matches!(f, Failure::Retry { .. }) && attempt < max_attempts;
                 if best_effort && !retry {
-                    tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                    tx.exec("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
                     history("failed", &format!("{f} (a refresh; the next one replaces it)")).ctx(&path)?;
                 } else if retry {
                     let after = match f {
@@ -323,22 +359,23 @@ impl Notifier {
                         Failure::Permanent(_) => None,
                     };
                     let wait = Self::backoff(&self.cfg, attempt, after);
-                    tx.execute(
+                    tx.exec(
                         "UPDATE outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1",
                         params![d.outbox_id, attempt, now + wait.as_millis() as i64, f.message()],
                     )
                     .ctx(&path)?;
-                    let detail = format!("attempt {attempt}/{max_attempts} failed: {f}; next in {:.1}s", wait.as_secs_f64());
+                    let detail =
+                        format!("attempt {attempt}/{max_attempts} failed: {f}; next in {:.1}s", wait.as_secs_f64());
                     history("failed", &detail).ctx(&path)?;
                     tracing::warn!(channel = %d.channel, target = %target_label, error = %f, attempt, max_attempts, "Delivery failed; will retry.");
                 } else {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO dead_letters (msg_id, channel, target, created_at, failed_at, attempts, last_error, message)
                          SELECT msg_id, channel, target, created_at, ?2, ?3, ?4, message FROM outbox WHERE id = ?1",
                         params![d.outbox_id, now, attempt, f.message()],
                     )
                     .ctx(&path)?;
-                    tx.execute("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
+                    tx.exec("DELETE FROM outbox WHERE id = ?1", [d.outbox_id]).ctx(&path)?;
                     let why = if matches!(f, Failure::Permanent(_)) { "permanent error" } else { "last attempt" };
                     history("dead", &format!("{why} ({attempt}/{max_attempts}): {f}")).ctx(&path)?;
                     bump(&tx, &d.channel, "dead", 1).ctx(&path)?;
@@ -370,14 +407,15 @@ impl Notifier {
         let recent = store.history(20).unwrap_or_default();
         let queued = store.count("queue").unwrap_or(0);
         let firing = Engine::firing_counts(&store.conn).unwrap_or_default();
-        let count = |ch: &str, name: &str| {
-            counters.iter().find(|(c, n, _)| c == ch && n == name).map_or(0, |(_, _, v)| *v)
-        };
+        let count =
+            |ch: &str, name: &str| counters.iter().find(|(c, n, _)| c == ch && n == name).map_or(0, |(_, _, v)| *v);
         let mut channels = Vec::new();
         for (name, c) in &self.cfg.channels {
             let kind = c.kind_for(name).map_or("?", ChannelKind::as_str);
-            let targets: Vec<String> = (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
-            let retrying: Vec<&store::PendingRow> = pending.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
+            let targets: Vec<String> =
+                (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
+            let retrying: Vec<&store::PendingRow> =
+                pending.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
             let dead_n = dead.iter().filter(|d| &d.channel == name).count();
             let (sent, failed, suppressed) = (count(name, "sent"), count(name, "failed"), count(name, "suppressed"));
             let check_name = format!("channel:{name}");
@@ -395,14 +433,23 @@ impl Notifier {
                 CheckResult::new(
                     check_name,
                     Status::Warning,
-                    format!("{name} ({kind}): {} notification(s) retrying; last error: {}", retrying.len(), r.last_error),
+                    format!(
+                        "{name} ({kind}): {} notification(s) retrying; last error: {}",
+                        retrying.len(),
+                        r.last_error
+                    ),
                 )
                 .with_title(format!("Channel {name} is failing; retrying"))
             } else {
-                CheckResult::ok(check_name, format!("{name} ({kind}): {sent} sent, {failed} failed attempts, {suppressed} suppressed"))
+                CheckResult::ok(
+                    check_name,
+                    format!("{name} ({kind}): {sent} sent, {failed} failed attempts, {suppressed} suppressed"),
+                )
             };
             checks.push(check);
-            for (m, v) in [("sent", sent), ("failed", failed), ("suppressed", suppressed), ("dead", count(name, "dead"))] {
+            for (m, v) in
+                [("sent", sent), ("failed", failed), ("suppressed", suppressed), ("dead", count(name, "dead"))]
+            {
                 metrics.insert(format!("qmoi_notify_messages_total{{channel=\"{name}\",result=\"{m}\"}}"), v as f64);
             }
             if let Some(l) = self.last_latency.get(name) {
@@ -419,7 +466,8 @@ impl Notifier {
             CheckResult::ok("routing", "every channel named in priorities and routes is configured")
         } else {
             let text: Vec<String> = refs.iter().map(|(k, m)| format!("{k}: {m}")).collect();
-            CheckResult::new("routing", Status::Warning, text.join("; ")).with_title("Notification routing names unusable channels")
+            CheckResult::new("routing", Status::Warning, text.join("; "))
+                .with_title("Notification routing names unusable channels")
         });
         let oldest = store.oldest_pending_ms().ok().flatten();
         let backlog_age = oldest.map_or(0.0, |t| (now.timestamp_millis() - t).max(0) as f64 / 1000.0);
@@ -428,7 +476,11 @@ impl Notifier {
                 CheckResult::new(
                     "backlog",
                     Status::Warning,
-                    format!("{} notification(s) pending, the oldest for {}", pending.len(), qmoi_core::human::duration(backlog_age)),
+                    format!(
+                        "{} notification(s) pending, the oldest for {}",
+                        pending.len(),
+                        qmoi_core::human::duration(backlog_age)
+                    ),
                 )
                 .with_title("Notifications are not going out")
             } else {
@@ -441,7 +493,11 @@ impl Notifier {
             None => CheckResult::ok("watch", format!("watching {} for report changes", self.report_dir.display())),
         });
         if let Some(e) = &self.policy_error {
-            checks.push(CheckResult::new("policy", Status::Warning, format!("acknowledgements and silences unreadable: {e}")));
+            checks.push(CheckResult::new(
+                "policy",
+                Status::Warning,
+                format!("acknowledgements and silences unreadable: {e}"),
+            ));
         }
         for (name, reason) in &self.unreadable {
             checks.push(CheckResult::new(format!("report:{name}"), Status::Warning, reason.clone()));
@@ -484,6 +540,7 @@ impl Notifier {
         self.reload_policy();
         let changed = self.scan(None);
         self.step(&changed, now_ms(), true)?;
+        self.fresh.clear();
         let due = self.due(now_ms(), usize::MAX / 2)?;
         let n = due.len();
         for (id, channel, target, msg) in due {
@@ -548,7 +605,13 @@ impl Notifier {
                     }
                 }
             }
-            let changed = if full { self.scan(None) } else if names.is_empty() { Vec::new() } else { self.scan(Some(&names)) };
+            let changed = if full {
+                self.scan(None)
+            } else if names.is_empty() {
+                Vec::new()
+            } else {
+                self.scan(Some(&names))
+            };
             let now = now_ms();
             if let Err(e) = self.step(&changed, now, false) {
                 tracing::error!(error = %e, "Cannot record alert changes; will try again.");
@@ -557,7 +620,7 @@ impl Notifier {
                     self.seen.remove(c);
                 }
             }
-            if let Err(e) = self.dispatch(now, &done_tx) {
+            if let Err(e) = self.dispatch(now, &done_tx, names.is_empty() || full) {
                 tracing::error!(error = %e, "Cannot read the outbox.");
             }
             if Instant::now() >= next_prune {
@@ -613,7 +676,12 @@ fn watch(dir: &Path, tx: mpsc::Sender<String>) -> Result<notify::RecommendedWatc
 
 /// `--test-*`: send a test message through every channel of `kind` (or just `only`) right
 /// now, without the outbox; print each target's result. Returns whether all succeeded.
-pub async fn send_test(cfg: &Arc<NotifyConfig>, sender: &Sender, kind: ChannelKind, only: Option<&str>) -> Result<bool, String> {
+pub async fn send_test(
+    cfg: &Arc<NotifyConfig>,
+    sender: &Sender,
+    kind: ChannelKind,
+    only: Option<&str>,
+) -> Result<bool, String> {
     let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
     let names: Vec<&String> = cfg
         .channels

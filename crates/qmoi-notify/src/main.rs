@@ -126,7 +126,9 @@ fn main() -> ExitCode {
             Err(e) => return fail(&e.to_string()),
         };
         let r = if cli.retry_dead {
-            store.retry_dead(chrono::Utc::now().timestamp_millis()).map(|n| format!("{n} dead letter(s) put back into the outbox; the running notifier sends them now"))
+            store
+                .retry_dead(chrono::Utc::now().timestamp_millis())
+                .map(|n| format!("{n} dead letter(s) put back into the outbox; the running notifier sends them now"))
         } else {
             store.purge_dead().map(|n| format!("{n} dead letter(s) deleted"))
         };
@@ -254,7 +256,11 @@ fn status(db: &Path, format: Format, limit: u64) -> ExitCode {
             p.next_attempt_at
         );
     }
-    println!("\nDead letters ({}):{}", dead.len(), if dead.is_empty() { "" } else { "   (qmoi-notify --retry-dead sends them again)" });
+    println!(
+        "\nDead letters ({}):{}",
+        dead.len(),
+        if dead.is_empty() { "" } else { "   (qmoi-notify --retry-dead sends them again)" }
+    );
     if dead.is_empty() {
         println!("  none");
     }

@@ -98,7 +98,8 @@ impl Sender {
         use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
         let server = c.smtp_server.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default();
-        let security = c.security.unwrap_or(if c.smtp_port == Some(465) { SmtpSecurity::Tls } else { SmtpSecurity::Starttls });
+        let security =
+            c.security.unwrap_or(if c.smtp_port == Some(465) { SmtpSecurity::Tls } else { SmtpSecurity::Starttls });
         let port = c.smtp_port.unwrap_or(match security {
             SmtpSecurity::Tls => 465,
             SmtpSecurity::Starttls => 587,
@@ -115,7 +116,8 @@ impl Sender {
             c.to.iter().map(|t| t.as_str()).collect()
         };
         for r in recipients {
-            let mb: Mailbox = r.parse().map_err(|e| Failure::Permanent(format!("recipient '{r}' is not valid: {e}")))?;
+            let mb: Mailbox =
+                r.parse().map_err(|e| Failure::Permanent(format!("recipient '{r}' is not valid: {e}")))?;
             b = b.to(mb);
         }
         let email = b
@@ -138,15 +140,29 @@ impl Sender {
         }
         let transport = t.build();
         match transport.send(email).await {
-            Ok(resp) => Ok(format!("{server}:{port} accepted: {} {}", resp.code(), resp.message().collect::<Vec<_>>().join(" "))),
+            Ok(resp) => Ok(format!(
+                "{server}:{port} accepted: {} {}",
+                resp.code(),
+                resp.message().collect::<Vec<_>>().join(" ")
+            )),
             Err(e) => {
                 let text = format!("SMTP {server}:{port}: {e}");
-                if e.is_permanent() { Err(Failure::Permanent(text)) } else { Err(Failure::Retry { error: text, after: None }) }
+                if e.is_permanent() {
+                    Err(Failure::Permanent(text))
+                } else {
+                    Err(Failure::Retry { error: text, after: None })
+                }
             }
         }
     }
 
-    async fn webhook(&self, c: &ChannelConfig, u: &UrlEntry, msg: &Message, timeout: Duration) -> Result<String, Failure> {
+    async fn webhook(
+        &self,
+        c: &ChannelConfig,
+        u: &UrlEntry,
+        msg: &Message,
+        timeout: Duration,
+    ) -> Result<String, Failure> {
         let url = u.url.expose();
         let format = match u.format.unwrap_or(c.format) {
             WebhookFormat::Auto => detect_format(url),
@@ -158,7 +174,8 @@ impl Sender {
             WebhookFormat::Discord => render::discord(msg, &self.templates.chat(msg, dash)),
             _ => render::generic(msg, dash),
         };
-        let body = serde_json::to_vec(&body).map_err(|e| Failure::Permanent(format!("cannot encode the payload: {e}")))?;
+        let body =
+            serde_json::to_vec(&body).map_err(|e| Failure::Permanent(format!("cannot encode the payload: {e}")))?;
         let mut req = self
             .http
             .post(url)
@@ -214,11 +231,18 @@ impl Sender {
         Err(classify(status, &format!("{shown}: HTTP {status}: {detail}"), None))
     }
 
-    async fn alertmanager(&self, c: &ChannelConfig, u: &UrlEntry, msg: &Message, timeout: Duration) -> Result<String, Failure> {
+    async fn alertmanager(
+        &self,
+        c: &ChannelConfig,
+        u: &UrlEntry,
+        msg: &Message,
+        timeout: Duration,
+    ) -> Result<String, Failure> {
         let base = u.url.expose().trim_end_matches('/');
         let url = format!("{base}/api/v2/alerts");
         let body = render::alertmanager(msg, chrono::Utc::now(), c.resend_interval(), self.cfg.dashboard_url.as_str());
-        let body = serde_json::to_vec(&body).map_err(|e| Failure::Permanent(format!("cannot encode the alerts: {e}")))?;
+        let body =
+            serde_json::to_vec(&body).map_err(|e| Failure::Permanent(format!("cannot encode the alerts: {e}")))?;
         let mut req = self.http.post(&url).timeout(timeout).header("content-type", "application/json").body(body);
         for (k, v) in c.headers.iter().chain(&u.headers) {
             req = req.header(k.as_str(), v.expose());

@@ -107,11 +107,15 @@ impl Store {
 
     pub fn count(&self, table: &str) -> Result<u64> {
         // `table` is one of our own table names, never input.
-        self.conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0)).ctx(&self.path).map(|n| n as u64)
+        self.conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
+            .ctx(&self.path)
+            .map(|n| n as u64)
     }
 
     pub fn counters(&self) -> Result<Vec<(String, String, u64)>> {
-        let mut st = self.conn.prepare("SELECT channel, name, value FROM counters ORDER BY channel, name").ctx(&self.path)?;
+        let mut st =
+            self.conn.prepare("SELECT channel, name, value FROM counters ORDER BY channel, name").ctx(&self.path)?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))).ctx(&self.path)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().ctx(&self.path)
     }
@@ -243,7 +247,8 @@ impl Store {
 }
 
 fn describe(message_json: &str) -> String {
-    serde_json::from_str::<Message>(message_json).map_or_else(|e| format!("(unreadable message: {e})"), |m| m.describe())
+    serde_json::from_str::<Message>(message_json)
+        .map_or_else(|e| format!("(unreadable message: {e})"), |m| m.describe())
 }
 
 pub fn ms_to_rfc3339(ms: i64) -> String {
@@ -294,9 +299,35 @@ pub struct DeadRow {
     pub description: String,
 }
 
+/// Statements through SQLite's prepared-statement cache: parsing SQL costs more than
+/// running these small statements, and they run on the alert-to-notification path.
+pub trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        p: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(p)
+    }
+    fn row<T, P: rusqlite::Params, F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        p: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(p, f)
+    }
+}
+
 /// Add `by` to a counter.
 pub fn bump(conn: &Connection, channel: &str, name: &str, by: u64) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO counters (channel, name, value) VALUES (?1, ?2, ?3)
          ON CONFLICT (channel, name) DO UPDATE SET value = value + excluded.value",
         params![channel, name, by as i64],

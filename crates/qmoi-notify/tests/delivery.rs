@@ -75,7 +75,11 @@ to = ["+15550002222", "+1999000"]
     );
     let mut env = Env::new(&config);
     write_report(&env.logs(), "system_health", &[("disk_usage:/", "critical", "Disk / almost full")]);
-    for (k, v) in [("QMOI_TEST_HOOK_KEY", "hook-key"), ("QMOI_TEST_HOOK_TOKEN", "tok-123"), ("QMOI_TEST_TWILIO_TOKEN", "twilio-secret")] {
+    for (k, v) in [
+        ("QMOI_TEST_HOOK_KEY", "hook-key"),
+        ("QMOI_TEST_HOOK_TOKEN", "tok-123"),
+        ("QMOI_TEST_TWILIO_TOKEN", "twilio-secret"),
+    ] {
         env.vars.push((k.into(), v.into()));
     }
     env.start();
@@ -126,10 +130,16 @@ to = ["+15550002222", "+1999000"]
         let chans: HashSet<&str> = d.iter().filter_map(|d| d["channel"].as_str()).collect();
         (["dead", "slow", "sms"].iter().all(|c| chans.contains(c))).then_some(d.clone())
     });
-    let about_disk = |prefix: &str| rx.requests(prefix).into_iter().filter(|r| r.body.contains("system_health/disk_usage:/")).count();
+    let about_disk = |prefix: &str| {
+        rx.requests(prefix).into_iter().filter(|r| r.body.contains("system_health/disk_usage:/")).count()
+    };
     assert_eq!(about_disk("/dead"), 3, "1 attempt + 2 retries");
-    let by_channel: HashMap<&str, &serde_json::Value> = dead.iter().map(|d| (d["channel"].as_str().unwrap_or_default(), d)).collect();
-    assert!(by_channel["dead"]["last_error"].as_str().unwrap_or_default().contains("HTTP 500 Internal Server Error: boom"), "{dead:?}");
+    let by_channel: HashMap<&str, &serde_json::Value> =
+        dead.iter().map(|d| (d["channel"].as_str().unwrap_or_default(), d)).collect();
+    assert!(
+        by_channel["dead"]["last_error"].as_str().unwrap_or_default().contains("HTTP 500 Internal Server Error: boom"),
+        "{dead:?}"
+    );
     assert_eq!(by_channel["dead"]["attempts"], 3);
     assert!(by_channel["slow"]["last_error"].as_str().unwrap_or_default().contains("timed out"), "{dead:?}");
     let sms_dead = by_channel["sms"];
@@ -149,10 +159,18 @@ to = ["+15550002222", "+1999000"]
     // Resolve: every channel that was told hears about it.
     write_report(&env.logs(), "system_health", &[]);
     wait_for(WAIT, "resolution on slack", || {
-        rx.requests("/slack").iter().any(|r| r.json()["text"].as_str().unwrap_or_default().starts_with("RESOLVED test-host: Disk / almost full")).then_some(())
+        rx.requests("/slack")
+            .iter()
+            .any(|r| {
+                r.json()["text"].as_str().unwrap_or_default().starts_with("RESOLVED test-host: Disk / almost full")
+            })
+            .then_some(())
     });
     wait_for(WAIT, "resolution on the generic webhook", || {
-        rx.requests("/generic").iter().any(|r| r.json()["status"] == "resolved" && r.body.contains("system_health/disk_usage:/")).then_some(())
+        rx.requests("/generic")
+            .iter()
+            .any(|r| r.json()["status"] == "resolved" && r.body.contains("system_health/disk_usage:/"))
+            .then_some(())
     });
     // The notifier's own alert about the dead channel went to the other channels, not to it.
     wait_for(WAIT, "the dead-channel alert on slack", || {
@@ -277,8 +295,10 @@ rate_limit = {{ count = 10, per = "1m" }}
         r.iter().any(|q| q.json()["suppressed"].as_u64().unwrap_or(0) > 0).then_some(r)
     });
     let elapsed = started.elapsed().as_secs_f64();
-    let (summaries, normal): (Vec<_>, Vec<_>) =
-        reqs.iter().map(common::Req::json).partition(|j| j["suppressed"].as_u64().unwrap_or(0) > 0 && j["alerts"].as_array().is_some_and(Vec::is_empty));
+    let (summaries, normal): (Vec<_>, Vec<_>) = reqs
+        .iter()
+        .map(common::Req::json)
+        .partition(|j| j["suppressed"].as_u64().unwrap_or(0) > 0 && j["alerts"].as_array().is_some_and(Vec::is_empty));
     let allowed = 10.0 + elapsed / 6.0;
     assert!(
         (reqs.len() as f64) <= allowed + 1.0,
@@ -303,11 +323,16 @@ rate_limit = {{ count = 10, per = "1m" }}
 
 #[test]
 fn configuration_errors_and_seed_json() {
-    let env = Env::new("[channels.email]\nsmtp_server = \"mail.example.com\"\nsecurity = \"plain\"\nto = [\"a@example.com\"]\nfrom = \"q@example.com\"\n");
+    let env = Env::new(
+        "[channels.email]\nsmtp_server = \"mail.example.com\"\nsecurity = \"plain\"\nto = [\"a@example.com\"]\nfrom = \"q@example.com\"\n",
+    );
     let out = env.run(&["--validate"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("notification.toml") && err.contains("channels.email.security") && err.contains("loopback"), "{err}");
+    assert!(
+        err.contains("notification.toml") && err.contains("channels.email.security") && err.contains("loopback"),
+        "{err}"
+    );
     // The daemon refuses to start on it too (exit 2 before anything starts).
     let out = env.run(&[]);
     assert_eq!(out.status.code(), Some(2));
@@ -326,12 +351,14 @@ fn configuration_errors_and_seed_json() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("priorities.critical.channels: channel 'sms' is not configured"), "{text}");
-    let out = env.command_with("notification_config.json").arg("--print-config").output().unwrap_or_else(|e| panic!("{e}"));
+    let out =
+        env.command_with("notification_config.json").arg("--print-config").output().unwrap_or_else(|e| panic!("{e}"));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("your-app-password") && !printed.contains("YOUR/SLACK"), "{printed}");
 
     // --test-webhook against a dead port: the exact error, exit 1.
-    let dead_port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
+    let dead_port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
     let env = Env::new(&format!("[channels.webhook]\nurls = [\"http://127.0.0.1:{dead_port}/hook/SECRET\"]\n"));
     let out = env.run(&["--test-webhook"]);
     let text = String::from_utf8_lossy(&out.stdout);

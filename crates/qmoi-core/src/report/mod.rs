@@ -32,7 +32,7 @@
 mod read;
 mod write;
 
-pub use read::{ReadOutcome, read_report};
+pub use read::{ReadOutcome, ReportAlerts, read_report, read_report_alerts};
 pub use write::{HistoryPolicy, ReportWriter, WriteError, write_json_atomic};
 
 use crate::status::{AlertLevel, Status};

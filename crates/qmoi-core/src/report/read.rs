@@ -25,30 +25,51 @@ impl ReadOutcome {
 
 /// Read and decode a report. Never panics, whatever is in the file.
 pub fn read_report(path: &Path) -> ReadOutcome {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match read_as::<Report>(path, |r| r.schema_version) {
+        Ok(report) => ReadOutcome::Ok { report: Box::new(report), modified },
+        Err(reason) => ReadOutcome::Unusable { reason },
+    }
+}
+
+/// A report's identity and alerts only, for readers that need nothing else (the
+/// notifier): checks, metrics and details are skipped while parsing, never built in
+/// memory, which matters for reports of several megabytes.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ReportAlerts {
+    pub schema_version: u32,
+    pub component: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub alerts: Vec<super::Alert>,
+}
+
+/// [`read_report`] for [`ReportAlerts`]; `Err` says why the file is unusable.
+pub fn read_report_alerts(path: &Path) -> Result<ReportAlerts, String> {
+    read_as::<ReportAlerts>(path, |r| r.schema_version)
+}
+
+fn read_as<T: serde::de::DeserializeOwned>(path: &Path, version: impl Fn(&T) -> u32) -> Result<T, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return ReadOutcome::Unusable { reason: format!("no report yet ({} is missing)", path.display()) };
+            return Err(format!("no report yet ({} is missing)", path.display()));
         }
-        Err(e) => {
-            return ReadOutcome::Unusable { reason: format!("cannot read {}: {e}", path.display()) };
-        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return ReadOutcome::Unusable { reason: format!("{} is empty", path.display()) };
+        return Err(format!("{} is empty", path.display()));
     }
-    match serde_json::from_slice::<Report>(&bytes) {
-        Ok(r) if r.schema_version != super::SCHEMA_VERSION => ReadOutcome::Unusable {
-            reason: format!(
-                "{} has schema_version {}, this build reads {}",
-                path.display(),
-                r.schema_version,
-                super::SCHEMA_VERSION
-            ),
-        },
-        Ok(report) => ReadOutcome::Ok { report: Box::new(report), modified },
-        Err(e) => ReadOutcome::Unusable { reason: format!("{} is not a valid report: {e}", path.display()) },
+    match serde_json::from_slice::<T>(&bytes) {
+        Ok(r) if version(&r) != super::SCHEMA_VERSION => Err(format!(
+            "{} has schema_version {}, this build reads {}",
+            path.display(),
+            version(&r),
+            super::SCHEMA_VERSION
+        )),
+        Ok(r) => Ok(r),
+        Err(e) => Err(format!("{} is not a valid report: {e}", path.display())),
     }
 }
 

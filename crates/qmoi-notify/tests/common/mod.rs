@@ -45,7 +45,12 @@ pub struct Receiver {
     inner: Arc<Mutex<Inner>>,
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let path = uri.path().to_string();
     let n = {
         let mut g = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -70,7 +75,8 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: Heade
         if body.contains("To=%2B1999") {
             (
                 StatusCode::BAD_REQUEST,
-                r#"{"code": 21211, "message": "The 'To' number +1999000 is not a valid phone number.", "status": 400}"#.into(),
+                r#"{"code": 21211, "message": "The 'To' number +1999000 is not a valid phone number.", "status": 400}"#
+                    .into(),
             )
         } else {
             (StatusCode::CREATED, r#"{"sid": "SM0123456789", "status": "queued"}"#.into())
@@ -187,9 +193,7 @@ impl Env {
             .command()
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(self.path("stderr.txt")).unwrap_or_else(|e| panic!("{e}")),
-            ))
+            .stderr(Stdio::from(std::fs::File::create(self.path("stderr.txt")).unwrap_or_else(|e| panic!("{e}"))))
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
         let pid = child.id();
