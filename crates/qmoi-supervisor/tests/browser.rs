@@ -85,10 +85,22 @@ args = ["--mode", "warn", "--component", "system_health"]
 interval = 1
 command = "{f}"
 args = ["--mode", "write", "--component", "security"]
+[monitoring_components.notification]
+interval = 1
 "#,
         f = fake.display()
     );
     let mut stack = Stack::new(&cfg);
+    // The real notifier, with a webhook nobody listens on: its one attempt fails, the
+    // notification lands in the dead letters, and the page lists it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
+    stack.write(
+        "config/notification.toml",
+        &format!(
+            "[grouping]\ngroup_wait = \"0s\"\n[priorities.warning]\nchannels = [\"hook\"]\nretry_attempts = 0\n\
+             [channels.hook]\ntype = \"webhook\"\nurls = [\"http://127.0.0.1:{closed}/hook\"]\n"
+        ),
+    );
     stack.start();
     let addr = stack.dashboard_addr();
 
@@ -162,6 +174,18 @@ args = ["--mode", "write", "--component", "security"]
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(text.contains("acknowledged by browser-admin"), "alert state on the page: '{text}'");
+
+        // The notifier's dead letter, listed with the channel and the error.
+        let mut dead = String::new();
+        for _ in 0..150 {
+            dead = text_of(&client, "#dead tbody").await;
+            if dead.contains("hook") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(dead.contains("hook") && dead.contains("firing warning"), "dead letters on the page: '{dead}'");
+        assert!(dead.contains("127.0.0.1") && dead.contains("Connection refused"), "the error names the target: '{dead}'");
 
         let png = client.screenshot().await?;
         let target = bin("qmoi-supervisor").parent().and_then(|p| p.parent()).map(|p| p.join("qmoi-dashboard.png"));

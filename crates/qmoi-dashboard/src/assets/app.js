@@ -264,7 +264,10 @@ function setLive(on) {
 function onEvent(ev) {
   if (ev.type === "overview") renderOverview(ev.data);
   else if (ev.type === "alert") loadAlerts();
-  else if (ev.type === "report") updateCard(ev.data);
+  else if (ev.type === "report") {
+    updateCard(ev.data);
+    if (ev.data.component === "notification") loadNotifications();
+  }
 }
 
 function updateCard(r) {
@@ -298,6 +301,26 @@ function setupSignin() {
   });
 }
 
+// ---- notifications (qmoi-notify's report: dead letters, recent deliveries) ----
+
+async function loadNotifications() {
+  let data;
+  try { data = await api("/api/monitor/components/notification"); } catch (e) { return; }
+  const d = data.report && data.report.details;
+  $("#notifications").hidden = !d;
+  if (!d) return;
+  const dead = d.dead_letters || [];
+  $("#notify-summary").textContent = "(" + (d.pending || []).length + " pending)";
+  $("#dead-count").textContent = dead.length ? "(" + dead.length + ")" : "";
+  $("#no-dead").hidden = dead.length > 0;
+  $("#dead tbody").replaceChildren(...dead.map((x) => el("tr", {},
+    el("td", {}, x.channel), el("td", {}, x.description), el("td", {}, since(x.failed_at)),
+    el("td", {}, String(x.attempts)), el("td", { class: "detail" }, x.last_error))));
+  $("#deliveries tbody").replaceChildren(...(d.recent || []).slice().reverse().map((h) => el("tr", {},
+    el("td", {}, since(h.at)), el("td", {}, el("span", { class: "pill " + (h.result === "sent" ? "ok" : h.result === "dead" ? "critical" : "warning") }, h.result)),
+    el("td", {}, h.channel), el("td", {}, h.target), el("td", {}, h.description), el("td", { class: "detail" }, h.detail))));
+}
+
 async function loadConfig() {
   try { $("#config").textContent = JSON.stringify(await api("/api/config"), null, 2); } catch (e) { $("#config").textContent = e.message; }
 }
@@ -312,6 +335,7 @@ async function reloadAll() {
   loadAlerts();
   loadCharts();
   loadConfig();
+  loadNotifications();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -324,4 +348,5 @@ document.addEventListener("DOMContentLoaded", () => {
   reloadAll();
   live();
   state.chartTimer = setInterval(loadCharts, 30000);
+  state.notifyTimer = setInterval(loadNotifications, 10000);
 });
