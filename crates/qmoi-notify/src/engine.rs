@@ -48,34 +48,9 @@ pub struct Silence {
 }
 
 impl Policy {
-    /// Read the dashboard's tables. A missing database means "none"; an unreadable one is
-    /// an error the caller reports (and keeps the previous policy).
+    /// Read the dashboard's tables once (see [`PolicyReader`] for the daemon).
     pub fn load(path: &Path, now_s: i64) -> Result<Self, String> {
-        if !path.exists() {
-            return Ok(Self::default());
-        }
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
-        let read = || -> Res<Self> {
-            let mut p = Self::default();
-            if table_exists(&conn, "acks")? {
-                let mut st = conn.prepare("SELECT fingerprint FROM acks")?;
-                p.acked = st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?;
-            }
-            if table_exists(&conn, "silences")? {
-                let mut st = conn.prepare(
-                    "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
-                )?;
-                p.silences = st
-                    .query_map([now_s], |r| {
-                        Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
-                    })?
-                    .collect::<Res<_>>()?;
-            }
-            Ok(p)
-        };
-        read().map_err(|e| format!("{}: {e}", path.display()))
+        PolicyReader::new(path).read(now_s)
     }
 
     pub fn silenced(&self, component: &str, fingerprint: &str, level: AlertLevel) -> bool {
@@ -87,8 +62,60 @@ impl Policy {
     }
 }
 
+/// Reads acknowledgements and silences from the dashboard's database, keeping one
+/// read-only connection open between reads (reopened after an error, or once the file
+/// appears).
+pub struct PolicyReader {
+    path: std::path::PathBuf,
+    conn: Option<Connection>,
+}
+
+impl PolicyReader {
+    pub fn new(path: &Path) -> Self {
+        Self { path: path.to_path_buf(), conn: None }
+    }
+
+    /// A missing database means "no acknowledgements, no silences"; an unreadable one is
+    /// an error the caller reports (and keeps the previous policy).
+    pub fn read(&mut self, now_s: i64) -> Result<Policy, String> {
+        if self.conn.is_none() {
+            if !self.path.exists() {
+                return Ok(Policy::default());
+            }
+            let conn = Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
+            self.conn = Some(conn);
+        }
+        let Some(conn) = &self.conn else { return Ok(Policy::default()) };
+        let read = || -> Res<Policy> {
+            let mut p = Policy::default();
+            if table_exists(conn, "acks")? {
+                let mut st = conn.prepare_cached("SELECT fingerprint FROM acks")?;
+                p.acked = st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?;
+            }
+            if table_exists(conn, "silences")? {
+                let mut st = conn.prepare_cached(
+                    "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
+                )?;
+                p.silences = st
+                    .query_map([now_s], |r| {
+                        Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
+                    })?
+                    .collect::<Res<_>>()?;
+            }
+            Ok(p)
+        };
+        let r = read().map_err(|e| format!("{}: {e}", self.path.display()));
+        if r.is_err() {
+            self.conn = None;
+        }
+        r
+    }
+}
+
 fn table_exists(conn: &Connection, name: &str) -> Res<bool> {
-    conn.query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |_| Ok(()))
+    conn.row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |_| Ok(()))
         .optional()
         .map(|o| o.is_some())
 }

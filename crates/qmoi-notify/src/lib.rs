@@ -61,6 +61,7 @@ pub struct Notifier {
     engine: Engine,
     sender: Arc<Sender>,
     policy: Policy,
+    policy_reader: engine::PolicyReader,
     policy_error: Option<String>,
     report_dir: PathBuf,
     seen: HashMap<String, FileStamp>,
@@ -84,12 +85,14 @@ impl Notifier {
             Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
         let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
         let cfg_interval = cfg.interval.get();
+        let policy_reader = engine::PolicyReader::new(Path::new(cfg.dashboard_db.as_str()));
         Ok(Self {
             cfg,
             store,
             engine,
             sender,
             policy: Policy::default(),
+            policy_reader,
             policy_error: None,
             report_dir: report_dir.to_path_buf(),
             seen: HashMap::new(),
@@ -167,7 +170,7 @@ impl Notifier {
     }
 
     pub fn reload_policy(&mut self) {
-        match Policy::load(Path::new(self.cfg.dashboard_db.as_str()), Utc::now().timestamp()) {
+        match self.policy_reader.read(Utc::now().timestamp()) {
             Ok(p) => {
                 self.policy = p;
                 self.policy_error = None;

@@ -1,0 +1,32 @@
+//! The notifier reads acknowledgements and silences from the dashboard's own database:
+//! written here through the dashboard's store (the real writer), read by the notifier.
+
+use qmoi_core::status::AlertLevel;
+use qmoi_dashboard::store::{Ack, Matcher, Store};
+use qmoi_notify::engine::{Policy, PolicyReader};
+
+#[test]
+fn acks_and_silences_written_by_the_dashboard_are_read_by_the_notifier() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("history.db");
+    // No database yet: nothing acknowledged or silenced, no error.
+    let mut reader = PolicyReader::new(&path);
+    let p = reader.read(100).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.acked.is_empty() && p.silences.is_empty());
+
+    let store = Store::open(&path, Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .ack("system_health/disk_usage:/", &Ack { by: "ops".into(), at: 100, comment: "on it".into() })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let only_backup = Matcher { component: Some("backup".into()), fingerprint: None, level: Some("warning".into()) };
+    store.add_silence(&only_backup, "ops", 100, 200, "maintenance").unwrap_or_else(|e| panic!("{e}"));
+
+    let p = reader.read(150).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p.acked.contains("system_health/disk_usage:/"));
+    assert!(p.silenced("backup", "backup/stale:db", AlertLevel::Warning));
+    assert!(!p.silenced("backup", "backup/stale:db", AlertLevel::Critical), "the silence is for warnings only");
+    assert!(!p.silenced("security", "security/x", AlertLevel::Warning));
+    // Expired: read with a later clock.
+    let later = Policy::load(&path, 250).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!later.silenced("backup", "backup/stale:db", AlertLevel::Warning), "expired silences do not hold");
+}
