@@ -241,21 +241,23 @@ impl Monitor for EndpointsMonitor {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let mut out = build_outcome(&self.cfg, &self.states);
+        let mut scheduler = None;
+        let mut sched_metrics = Vec::new();
         if let Ok(s) = self.sched.lock() {
             let mut late: Vec<f64> = s.late_ms.iter().copied().collect();
             late.sort_by(f64::total_cmp);
-            out.metrics.insert("qmoi_endpoint_probes_total".into(), s.probes as f64);
+            sched_metrics.push(("qmoi_endpoint_probes_total", s.probes as f64));
             if !late.is_empty() {
                 let (p50, p99) = (stats::percentile(&late, 0.5), stats::percentile(&late, 0.99));
-                out.metrics.insert("qmoi_endpoint_schedule_lateness_p99_seconds".into(), p99 / 1000.0);
-                if let Some(d) = out.details.as_object_mut() {
-                    d.insert(
-                        "scheduler".into(),
-                        serde_json::json!({"probes_total": s.probes, "lateness_ms": {"p50": p50, "p99": p99, "samples": late.len()}}),
-                    );
-                }
+                sched_metrics.push(("qmoi_endpoint_schedule_lateness_p99_seconds", p99 / 1000.0));
+                scheduler = Some(
+                    serde_json::json!({"probes_total": s.probes, "lateness_ms": {"p50": p50, "p99": p99, "samples": late.len()}}),
+                );
             }
+        }
+        let mut out = build_outcome(&self.cfg, &self.states, scheduler);
+        for (k, v) in sched_metrics {
+            out.metrics.insert(k.into(), v);
         }
         self.save_state();
         out
@@ -297,7 +299,53 @@ impl Summary {
     }
 }
 
-fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
+/// One endpoint in the report's `details.endpoints` (serialized straight to text).
+#[derive(serde::Serialize)]
+struct EndpointRow<'a> {
+    name: &'a str,
+    kind: crate::config::Kind,
+    target: Option<&'a str>,
+    group: &'a Option<String>,
+    labels: &'a std::collections::BTreeMap<String, String>,
+    up: Option<bool>,
+    since: Option<i64>,
+    last_probe_at: Option<i64>,
+    last_result: String,
+    last_status_code: Option<u16>,
+    latency_ms: Option<f64>,
+    latency_1h_ms: Option<Quantiles>,
+    latency_24h_ms: Option<Quantiles>,
+    availability_percent: Windows,
+    error_rate_percent: Option<f64>,
+    cert_expiry_days: Option<f64>,
+    insecure: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Quantiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Windows {
+    #[serde(rename = "1h")]
+    h1: Option<f64>,
+    #[serde(rename = "24h")]
+    h24: Option<f64>,
+    #[serde(rename = "7d")]
+    d7: Option<f64>,
+}
+
+#[derive(serde::Serialize)]
+struct DetailsOut<'a> {
+    endpoints: Vec<EndpointRow<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduler: Option<serde_json::Value>,
+}
+
+fn build_outcome(cfg: &EndpointsConfig, states: &States, scheduler: Option<serde_json::Value>) -> Outcome {
     let now = chrono::Utc::now().timestamp();
     let mut checks = Vec::new();
     let mut metrics = BTreeMap::new();
@@ -431,28 +479,29 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States) -> Outcome {
         if let Some(code) = last.as_ref().and_then(|l| l.status_code) {
             metrics.insert(format!("qmoi_endpoint_status_code{label}"), f64::from(code));
         }
-        table.push(serde_json::json!({
-            "name": e.name,
-            "kind": e.kind,
-            "target": e.url.as_ref().or(e.target.as_ref()).map(|t| t.as_str()),
-            "group": e.group,
-            "labels": e.labels,
-            "up": st.up,
-            "since": st.since,
-            "last_probe_at": st.last_at,
-            "last_result": reason,
-            "last_status_code": last.as_ref().and_then(|l| l.status_code),
-            "latency_ms": latency_ms.map(|v| (v * 100.0).round() / 100.0),
-            "latency_1h_ms": q1h.map(|q| serde_json::json!({"p50": q[0], "p95": q[1], "p99": q[2]})),
-            "latency_24h_ms": q24.map(|q| serde_json::json!({"p50": q[0], "p95": q[1], "p99": q[2]})),
-            "availability_percent": {"1h": avail[0].1, "24h": avail[1].1, "7d": avail[2].1},
-            "error_rate_percent": err_rate,
-            "cert_expiry_days": cert_days,
-            "insecure": e.insecure,
-        }));
+        table.push(EndpointRow {
+            name: &e.name,
+            kind: e.kind,
+            target: e.url.as_ref().or(e.target.as_ref()).map(|t| t.as_str()),
+            group: &e.group,
+            labels: &e.labels,
+            up: st.up,
+            since: st.since,
+            last_probe_at: st.last_at,
+            last_result: reason,
+            last_status_code: last.as_ref().and_then(|l| l.status_code),
+            latency_ms: latency_ms.map(|v| (v * 100.0).round() / 100.0),
+            latency_1h_ms: q1h.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+            latency_24h_ms: q24.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+            availability_percent: Windows { h1: avail[0].1, h24: avail[1].1, d7: avail[2].1 },
+            error_rate_percent: err_rate,
+            cert_expiry_days: cert_days,
+            insecure: e.insecure,
+        });
     }
     if cfg.endpoints.is_empty() {
         checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
     }
-    Outcome { checks, metrics, alerts: Vec::new(), details: serde_json::json!({"endpoints": table}) }
+    let details = qmoi_core::report::Details::of(&DetailsOut { endpoints: table, scheduler });
+    Outcome { checks, metrics, alerts: Vec::new(), details }
 }

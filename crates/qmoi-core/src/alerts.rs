@@ -23,7 +23,11 @@ impl AlertTracker {
 
     /// Carry over `since` from a report written before this process started.
     pub fn seed_from(&mut self, previous: &Report) {
-        for a in &previous.alerts {
+        self.seed_from_alerts(&previous.alerts);
+    }
+
+    pub fn seed_from_alerts(&mut self, alerts: &[Alert]) {
+        for a in alerts {
             self.since.insert(a.fingerprint.clone(), a.since);
         }
     }

@@ -9,7 +9,7 @@ use crate::alerts::AlertTracker;
 use crate::cli::MonitorArgs;
 use crate::component::ComponentInfo;
 use crate::config::{self, ConfigDuration, Problems, Validate};
-use crate::report::{Alert, CheckResult, HistoryPolicy, ReadOutcome, Report, ReportWriter};
+use crate::report::{Alert, CheckResult, HistoryPolicy, Report, ReportWriter};
 use crate::status::Status;
 use chrono::Utc;
 use serde::de::DeserializeOwned;
@@ -30,7 +30,7 @@ pub struct Outcome {
     pub metrics: BTreeMap<String, f64>,
     /// Alerts beyond the ones non-ok checks raise by themselves.
     pub alerts: Vec<Alert>,
-    pub details: serde_json::Value,
+    pub details: crate::report::Details,
 }
 
 /// Per-run information handed to a monitor.
@@ -141,10 +141,11 @@ impl<M: Monitor> Runner<M> {
 
     /// Keep `since` of alerts that were firing before this process started.
     pub fn seed_alerts(&mut self, latest: &Path) {
-        if let ReadOutcome::Ok { report, .. } = crate::report::read_report(latest)
-            && report.component == self.info.id
+        // Only the alerts are parsed: a large report's checks and details are skipped.
+        if let Ok(r) = crate::report::read_report_alerts(latest)
+            && r.component == self.info.id
         {
-            self.tracker.seed_from(&report);
+            self.tracker.seed_from_alerts(&r.alerts);
         }
     }
 

@@ -21,7 +21,7 @@ fn report(i: usize) -> Report {
         checks,
         metrics: Default::default(),
         alerts: vec![],
-        details: serde_json::Value::Null,
+        details: qmoi_core::report::Details::default(),
     }
 }
 

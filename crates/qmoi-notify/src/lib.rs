@@ -512,14 +512,14 @@ impl Notifier {
         for l in ["critical", "warning", "info"] {
             metrics.insert(format!("qmoi_notify_firing_alerts{{level=\"{l}\"}}"), *firing.get(l).unwrap_or(&0) as f64);
         }
-        let details = serde_json::json!({
+        let details = qmoi_core::report::Details::of(&serde_json::json!({
             "channels": channels,
             "firing_alerts": firing,
             "pending": pending.iter().take(20).collect::<Vec<_>>(),
             "dead_letters": dead.iter().take(20).collect::<Vec<_>>(),
             "recent": recent,
             "database": self.store.path,
-        });
+        }));
         let alerts = self.tracker.update("notification", &checks, Vec::new(), now);
         Report {
             schema_version: qmoi_core::report::SCHEMA_VERSION,

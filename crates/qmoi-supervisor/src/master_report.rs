@@ -115,7 +115,7 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
         checks,
         metrics,
         alerts,
-        details: serde_json::to_value(o).unwrap_or_default(),
+        details: qmoi_core::report::Details::of(o),
     }
 }
 

@@ -33,7 +33,7 @@ mod read;
 mod write;
 
 pub use read::{ReadOutcome, ReportAlerts, read_report, read_report_alerts};
-pub use write::{HistoryPolicy, ReportWriter, WriteError, write_json_atomic};
+pub use write::{HistoryPolicy, ReportWriter, WriteError, write_atomic_with, write_json_atomic};
 
 use crate::status::{AlertLevel, Status};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -62,7 +62,65 @@ pub struct Report {
     #[serde(default)]
     pub alerts: Vec<Alert>,
     #[serde(default)]
-    pub details: serde_json::Value,
+    pub details: Details,
+}
+
+/// The free-form `details` of a report, kept as JSON text. A monitor serializes its own
+/// typed structs into it ([`Details::of`]); readers pass it through. Nobody builds a tree
+/// of a megabyte-sized table in memory (a `serde_json::Value` of the api_endpoints report
+/// for 5,000 endpoints took ~30 MB; its text takes ~3 MB).
+#[derive(Clone)]
+pub struct Details(Box<serde_json::value::RawValue>);
+
+impl Details {
+    /// Serialize `v` (compact). Our types always serialize; should one fail, the details
+    /// say so instead of failing the report.
+    pub fn of<T: Serialize + ?Sized>(v: &T) -> Self {
+        match serde_json::value::to_raw_value(v) {
+            Ok(r) => Self(r),
+            Err(e) => Self::of(&serde_json::json!({ "error": format!("details could not be serialized: {e}") })),
+        }
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Parse into a tree, for a reader that needs to look inside (small reports only).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+impl Default for Details {
+    fn default() -> Self {
+        Self::of(&serde_json::Value::Null)
+    }
+}
+
+impl PartialEq for Details {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl std::fmt::Debug for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl Serialize for Details {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<serde_json::value::RawValue>::deserialize(d).map(Self)
+    }
 }
 
 /// The result of one check.
@@ -170,6 +228,17 @@ impl Report {
         let mut v = serde_json::to_vec_pretty(self)?;
         v.push(b'\n');
         Ok(v)
+    }
+
+    /// Write as JSON to `w`: pretty for small reports (people `cat` them), compact for
+    /// reports with many checks or metrics, where indentation would double the size.
+    pub fn write_json(&self, w: &mut impl std::io::Write) -> Result<(), serde_json::Error> {
+        if self.checks.len() + self.metrics.len() > 2000 {
+            serde_json::to_writer(&mut *w, self)?;
+        } else {
+            serde_json::to_writer_pretty(&mut *w, self)?;
+        }
+        w.write_all(b"\n").map_err(serde_json::Error::io)
     }
 }
 

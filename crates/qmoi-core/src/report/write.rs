@@ -24,14 +24,25 @@ pub enum WriteError {
 /// the folder so the rename survives a crash. On failure (disk full…) the temp file is
 /// removed and the old `path` is left as it was.
 pub fn write_json_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_json_atomic`] with the content streamed by `fill` into the temp file (through a
+/// buffer), so a large report is never held in memory as one byte string.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
     let io = |source: std::io::Error| WriteError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     // A dot-prefixed name, so `*_latest.json` globs never match a temp file.
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-        f.write_all(bytes)?;
+        let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(std::io::IntoInnerError::into_error)?;
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, path)?;
@@ -93,16 +104,16 @@ impl ReportWriter {
     /// History problems are logged, not returned: the latest report is what matters.
     pub fn write(&mut self, report: &Report) -> Result<PathBuf, WriteError> {
         fs::create_dir_all(&self.dir).map_err(|source| WriteError::Io { path: self.dir.clone(), source })?;
-        let bytes = report.to_json_pretty()?;
         let latest = self.latest_path();
-        write_json_atomic(&latest, &bytes)?;
+        let json = |w: &mut std::io::BufWriter<std::fs::File>| report.write_json(w).map_err(std::io::Error::from);
+        write_atomic_with(&latest, json)?;
         if self.policy.enabled && self.history_due(report.generated_at) {
             let hist = self.dir.join(format!(
                 "{}_report_{}.json",
                 self.component,
                 report.generated_at.format("%Y%m%d_%H%M%S")
             ));
-            match write_json_atomic(&hist, &bytes) {
+            match write_atomic_with(&hist, json) {
                 Ok(()) => self.last_history = Some(report.generated_at),
                 Err(e) => tracing::warn!(error = %e, "Cannot write history report."),
             }
@@ -175,7 +186,7 @@ mod tests {
             checks: vec![],
             metrics: Default::default(),
             alerts: vec![],
-            details: serde_json::Value::Null,
+            details: crate::report::Details::default(),
         }
     }
 

@@ -39,7 +39,7 @@ impl Collected {
             checks: self.checks,
             metrics: self.metrics,
             alerts: Vec::new(),
-            details: serde_json::Value::Object(self.details),
+            details: qmoi_core::report::Details::of(&self.details),
         }
     }
 }
