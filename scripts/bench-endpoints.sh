@@ -3,7 +3,10 @@
 # probes/s on 2 cores with 5,000 endpoints, RSS < 40 MiB, p99 scheduling lateness < 50 ms;
 # Debian's prometheus-blackbox-exporter probing the same nginx under wrk for comparison.
 #
-#   scripts/bench-endpoints.sh [ENDPOINTS] [SECONDS]     (defaults 5000 and 20)
+#   scripts/bench-endpoints.sh [ENDPOINTS] [SECONDS] [week]     (defaults 5000 and 20)
+#
+# `week` starts the monitor from a state file as a week of probing leaves it (240 recent
+# probes, 168 hours of counts, 24 hours of histograms per endpoint): the steady-state RSS.
 #
 # Installs nginx, prometheus-blackbox-exporter and wrk (Debian) when missing; builds the
 # release binary. nginx listens on 127.0.0.1-127.0.0.4 only; everything stops by itself.
@@ -20,4 +23,4 @@ echo "==> cargo build --release"
 cargo build --release --locked -p qmoi-api-endpoints 2>&1 | tail -1
 BIN="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 echo "machine: $(nproc) cores; nginx, the prober and (later) wrk share them"
-python3 scripts/bench_endpoints.py "$BIN" "$N" "$SECS"
+python3 scripts/bench_endpoints.py "$BIN" "$N" "$SECS" "${3:-}"

@@ -33,7 +33,26 @@ ADDRS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
 
 
 
-def main(bindir, n, seconds):
+def write_week_of_state(path, n):
+    """A state file as a week of probing at 1 s leaves it: for every endpoint the last 240
+    probes, 168 hours of counts and 24 hours of latency histograms (5 buckets each), so
+    that the measured memory is the steady state, not the first minutes'."""
+    now = int(time.time())
+    hour = now - now % 3600
+    with open(path, "w") as f:
+        f.write("{")
+        for i in range(n):
+            recent = ",".join(f'{{"t":{now - 240 + k},"ms":{0.3 + (k % 7) * 0.05:.2f},"ok":true}}' for k in range(240))
+            hours = ",".join(
+                f'"{hour - h * 3600}":{{"total":3600,"ok":3599,"hist":'
+                + ("[[0,3000],[1,400],[2,150],[3,40],[5,9]]" if h < 24 else "[]") + "}"
+                for h in range(168))
+            f.write(("," if i else "") + f'"ep{i}":{{"up":true,"since":{now - 7 * 86400},"last_at":{now},'
+                    f'"recent":[{recent}],"hours":{{{hours}}}}}')
+        f.write("}\n")
+
+
+def main(bindir, n, seconds, week=False):
     d = tempfile.mkdtemp(prefix="qmoi-bench-ep-")
     port = free_port()
     for sub in ("tmp", "logs"):
@@ -66,6 +85,9 @@ http {{
                       f'url = "http://{ADDRS[i % len(ADDRS)]}:{port}/e{i}"', 'conditions = ["status == 200"]']
         with open(f"{d}/endpoints.toml", "w") as f:
             f.write("\n".join(lines) + "\n")
+        if week:
+            write_week_of_state(f"{d}/state.json", n)
+            print(f"state file with a week of history: {os.path.getsize(f'{d}/state.json') / 1e6:.0f} MB")
         mon = subprocess.Popen([f"{bindir}/qmoi-api-endpoints", "--config", f"{d}/endpoints.toml", "--report-dir", f"{d}/logs",
                                 "--log-dir", f"{d}/logs"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -128,4 +150,4 @@ http {{
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), len(sys.argv) > 4 and sys.argv[4] == "week")

@@ -55,6 +55,20 @@ pub struct EndpointsMonitor {
     sched: Arc<Mutex<SchedulerStats>>,
     started: bool,
     state_file: PathBuf,
+    /// When the state file was last written (unix seconds).
+    last_save: std::sync::atomic::AtomicI64,
+}
+
+/// The state file is written this often (and when the monitor stops), not every report:
+/// a week of history for thousands of endpoints is tens of megabytes.
+const SAVE_EVERY_S: i64 = 300;
+
+impl Drop for EndpointsMonitor {
+    fn drop(&mut self) {
+        if self.started {
+            self.save_state();
+        }
+    }
 }
 
 impl EndpointsMonitor {
@@ -62,8 +76,10 @@ impl EndpointsMonitor {
     /// configuration error (the binary exits 2).
     pub fn new(cfg: EndpointsConfig) -> Result<Self, String> {
         let state_file = PathBuf::from(cfg.state_file.as_str());
-        let mut states: BTreeMap<String, EndpointState> = match std::fs::read(&state_file) {
-            Ok(b) => match serde_json::from_slice(&b) {
+        // Read through a buffer: a week of state for thousands of endpoints is tens of
+        // megabytes of JSON, never held whole.
+        let mut states: BTreeMap<String, EndpointState> = match std::fs::File::open(&state_file) {
+            Ok(f) => match serde_json::from_reader(std::io::BufReader::new(f)) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(path = %state_file.display(), error = %e, "State file unreadable; starting afresh.");
@@ -112,6 +128,7 @@ impl EndpointsMonitor {
             sched: Arc::default(),
             started: false,
             state_file,
+            last_save: std::sync::atomic::AtomicI64::new(now_s()),
         })
     }
 
@@ -185,21 +202,43 @@ impl EndpointsMonitor {
         }
     }
 
+    /// Write the state file atomically, streaming one endpoint at a time: the lock is
+    /// held only while one endpoint is serialized (probes keep recording), and the file is
+    /// never built in memory.
     fn save_state(&self) {
-        let bytes = match self.states.lock() {
-            Ok(s) => serde_json::to_vec(&*s),
-            Err(_) => return,
-        };
+        use std::io::Write as _;
         if let Some(dir) = self.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        match bytes
-            .map_err(|e| e.to_string())
-            .and_then(|b| qmoi_core::report::write_json_atomic(&self.state_file, &b).map_err(|e| e.to_string()))
-        {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "Cannot save the endpoint state."),
+        let names: Vec<String> = match self.states.lock() {
+            Ok(s) => s.keys().cloned().collect(),
+            Err(_) => return,
+        };
+        let mut buf = Vec::new();
+        let r = qmoi_core::report::write_atomic_with(&self.state_file, |w| {
+            w.write_all(b"{")?;
+            let mut first = true;
+            for name in &names {
+                buf.clear();
+                {
+                    let Ok(s) = self.states.lock() else { break };
+                    let Some(st) = s.get(name) else { continue };
+                    serde_json::to_writer(&mut buf, st)?;
+                }
+                if !first {
+                    w.write_all(b",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut *w, name)?;
+                w.write_all(b":")?;
+                w.write_all(&buf)?;
+            }
+            w.write_all(b"}\n")
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "Cannot save the endpoint state.");
         }
+        self.last_save.store(now_s(), std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -259,7 +298,9 @@ impl Monitor for EndpointsMonitor {
         for (k, v) in sched_metrics {
             out.metrics.insert(k.into(), v);
         }
-        self.save_state();
+        if now_s() - self.last_save.load(std::sync::atomic::Ordering::Relaxed) >= SAVE_EVERY_S {
+            self.save_state();
+        }
         out
     }
 }
@@ -504,4 +545,8 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States, scheduler: Option<serde
     }
     let details = qmoi_core::report::Details::of(&DetailsOut { endpoints: table, scheduler });
     Outcome { checks, metrics, alerts: Vec::new(), details }
+}
+
+fn now_s() -> i64 {
+    chrono::Utc::now().timestamp()
 }

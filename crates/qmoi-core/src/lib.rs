@@ -22,6 +22,7 @@ pub mod component;
 pub mod config;
 pub mod human;
 pub mod logging;
+pub mod mem;
 pub mod overview;
 pub mod report;
 pub mod runner;

@@ -206,6 +206,8 @@ impl<M: Monitor> Runner<M> {
                     tracing::error!(error = %e, "Cannot write report; will try again next run.")
                 }
             }
+            drop(report);
+            crate::mem::release_free_memory();
             let jitter_cap = (self.interval / 50).min(Duration::from_secs(1));
             let jitter = jitter_cap.mul_f64(fastrand::f64());
             next = (started + self.interval + jitter).max(tokio::time::Instant::now());
