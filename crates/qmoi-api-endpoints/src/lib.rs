@@ -49,7 +49,9 @@ enum Prober {
 }
 
 pub struct EndpointsMonitor {
+    /// The config without its endpoints (they are in `endpoints`, shared with the tasks).
     cfg: EndpointsConfig,
+    endpoints: Vec<Arc<Endpoint>>,
     probers: Vec<Arc<Prober>>,
     states: States,
     sched: Arc<Mutex<SchedulerStats>>,
@@ -74,7 +76,7 @@ impl Drop for EndpointsMonitor {
 impl EndpointsMonitor {
     /// Build clients and load the state file. A bad CA file or client identity is a
     /// configuration error (the binary exits 2).
-    pub fn new(cfg: EndpointsConfig) -> Result<Self, String> {
+    pub fn new(mut cfg: EndpointsConfig) -> Result<Self, String> {
         let state_file = PathBuf::from(cfg.state_file.as_str());
         // Read through a buffer: a week of state for thousands of endpoints is tens of
         // megabytes of JSON, never held whole.
@@ -121,8 +123,10 @@ impl EndpointsMonitor {
             };
             probers.push(Arc::new(p));
         }
+        let endpoints = std::mem::take(&mut cfg.endpoints).into_iter().map(Arc::new).collect();
         Ok(Self {
             cfg,
+            endpoints,
             probers,
             states: Arc::new(Mutex::new(states)),
             sched: Arc::default(),
@@ -135,7 +139,7 @@ impl EndpointsMonitor {
     fn start_probing(&self) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        for (e, p) in self.cfg.endpoints.iter().cloned().map(Arc::new).zip(self.probers.clone()) {
+        for (e, p) in self.endpoints.iter().cloned().zip(self.probers.clone()) {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
@@ -265,7 +269,6 @@ impl Monitor for EndpointsMonitor {
             // Let the first probes land before the first report, rather than reporting
             // every endpoint as "not probed yet".
             let wait = self
-                .cfg
                 .endpoints
                 .iter()
                 .map(|e| e.timeout.unwrap_or(self.cfg.timeout).get())
@@ -294,7 +297,7 @@ impl Monitor for EndpointsMonitor {
                 );
             }
         }
-        let mut out = build_outcome(&self.cfg, &self.states, scheduler);
+        let mut out = build_outcome(&self.endpoints, &self.states, scheduler);
         for (k, v) in sched_metrics {
             out.metrics.insert(k.into(), v);
         }
@@ -386,12 +389,12 @@ struct DetailsOut<'a> {
     scheduler: Option<serde_json::Value>,
 }
 
-fn build_outcome(cfg: &EndpointsConfig, states: &States, scheduler: Option<serde_json::Value>) -> Outcome {
+fn build_outcome(endpoints: &[Arc<Endpoint>], states: &States, scheduler: Option<serde_json::Value>) -> Outcome {
     let now = chrono::Utc::now().timestamp();
     let mut checks = Vec::new();
     let mut metrics = BTreeMap::new();
     let mut table = Vec::new();
-    for e in &cfg.endpoints {
+    for e in endpoints {
         // One endpoint at a time under the lock: probes are never held up for long, and
         // no endpoint's windows are copied (memory).
         let st = {
@@ -540,7 +543,7 @@ fn build_outcome(cfg: &EndpointsConfig, states: &States, scheduler: Option<serde
             insecure: e.insecure,
         });
     }
-    if cfg.endpoints.is_empty() {
+    if endpoints.is_empty() {
         checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
     }
     let details = qmoi_core::report::Details::of(&DetailsOut { endpoints: table, scheduler });

@@ -172,52 +172,110 @@ impl<'de> Deserialize<'de> for Hours {
     }
 }
 
-/// One probe in the exact window: 8 bytes (5,000 endpoints × 240 probes = 9.6 MB). The
-/// sign bit of `ms` is the failure flag; the state file keeps the readable form
-/// `{"t": …, "ms": …, "ok": …}`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-#[serde(from = "SampleRepr", into = "SampleRepr")]
+/// One probe of the exact window, decoded; in the state file `{"t": …, "ms": …, "ok": …}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
-    t: u32,
-    ms: f32,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SampleRepr {
-    t: i64,
-    ms: f32,
-    ok: bool,
-}
-
-impl From<SampleRepr> for Sample {
-    fn from(r: SampleRepr) -> Self {
-        Self::new(r.t, r.ms, r.ok)
-    }
-}
-
-impl From<Sample> for SampleRepr {
-    fn from(s: Sample) -> Self {
-        Self { t: s.t(), ms: s.ms(), ok: s.ok() }
-    }
-}
-
-impl Sample {
-    pub fn new(t: i64, ms: f32, ok: bool) -> Self {
-        let ms = ms.abs();
-        Self { t: u32::try_from(t.max(0)).unwrap_or(u32::MAX), ms: if ok { ms } else { -ms - 0.0 } }
-    }
-
     /// Unix seconds.
-    pub fn t(&self) -> i64 {
-        i64::from(self.t)
+    pub t: i64,
+    pub ms: f32,
+    pub ok: bool,
+}
+
+/// Latency codes: `log2(ms × 10 + 1) × 2900`, so 0 ms to ~10.5 min (longer is stored as
+/// that) in a `u16` with a relative error under 0.012% (±0.05 ms below 1 ms).
+const MS_CODE_SCALE: f64 = 2900.0;
+
+fn encode_ms(ms: f64) -> u16 {
+    let c = ((ms.max(0.0) * 10.0 + 1.0).log2() * MS_CODE_SCALE).round();
+    if c.is_finite() { c.min(f64::from(u16::MAX)) as u16 } else { u16::MAX }
+}
+
+fn decode_ms(c: u16) -> f64 {
+    ((f64::from(c) / MS_CODE_SCALE).exp2() - 1.0) / 10.0
+}
+
+/// The probes of the last hour (at most [`RECENT_MAX`]), packed into 4 bytes each:
+/// seconds since `base` (15 bits) with the failure flag (top bit), and the latency code.
+/// 5,000 endpoints × 240 probes take 4.8 MB. In the state file: a list of [`Sample`]s.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    base: i64,
+    samples: VecDeque<(u16, u16)>,
+}
+
+const FAILED: u16 = 0x8000;
+const MAX_OFFSET: i64 = 0x7FFF;
+
+impl Recent {
+    pub fn len(&self) -> usize {
+        self.samples.len()
     }
 
-    pub fn ms(&self) -> f32 {
-        self.ms.abs()
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
     }
 
-    pub fn ok(&self) -> bool {
-        !self.ms.is_sign_negative()
+    fn decode(&self, (t, c): (u16, u16)) -> Sample {
+        Sample { t: self.base + i64::from(t & !FAILED), ms: decode_ms(c) as f32, ok: t & FAILED == 0 }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
+        self.samples.iter().map(|s| self.decode(*s))
+    }
+
+    /// Add a probe (in time order; an earlier time is taken as the latest one's).
+    pub fn push(&mut self, t: i64, ms: f64, ok: bool) {
+        if self.samples.is_empty() {
+            self.samples.reserve_exact(RECENT_MAX);
+            self.base = t - HOUR;
+        }
+        if t - self.base > MAX_OFFSET {
+            // Re-base on the last hour; older samples are dropped by `forget_before` anyway.
+            let decoded: Vec<Sample> = self.iter().collect();
+            self.base = t - HOUR;
+            self.samples.clear();
+            let base = self.base;
+            for s in decoded.into_iter().filter(|s| s.t > base) {
+                self.push_raw(s.t, f64::from(s.ms), s.ok);
+            }
+        }
+        if self.samples.len() >= RECENT_MAX {
+            self.samples.pop_front();
+        }
+        self.push_raw(t, ms, ok);
+    }
+
+    fn push_raw(&mut self, t: i64, ms: f64, ok: bool) {
+        let last = self.samples.back().map_or(0, |(o, _)| i64::from(o & !FAILED));
+        let off = (t - self.base).clamp(last, MAX_OFFSET) as u16;
+        self.samples.push_back((if ok { off } else { off | FAILED }, encode_ms(ms)));
+    }
+
+    /// Drop probes at or before `cutoff` (unix seconds).
+    pub fn forget_before(&mut self, cutoff: i64) {
+        while let Some(front) = self.samples.front() {
+            if self.decode(*front).t > cutoff {
+                break;
+            }
+            self.samples.pop_front();
+        }
+    }
+}
+
+impl Serialize for Recent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Recent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<Sample>::deserialize(d)?;
+        let mut r = Recent::default();
+        for s in list {
+            r.push(s.t, f64::from(s.ms), s.ok);
+        }
+        Ok(r)
     }
 }
 
@@ -238,7 +296,7 @@ pub struct EndpointState {
     pub last: Option<ProbeResult>,
     pub last_at: Option<i64>,
     /// (unix seconds, ok, latency ms) of the last hour.
-    pub recent: VecDeque<Sample>,
+    pub recent: Recent,
     /// Counts of the last 7 days and latency histograms of the last 24 hours, by hour.
     pub hours: Hours,
     #[serde(skip)]
@@ -279,10 +337,8 @@ impl EndpointState {
             Some(limit) if r.ok && ms > limit => self.slow_streak + 1,
             _ => 0,
         };
-        self.recent.push_back(Sample::new(now, ms as f32, r.ok));
-        while self.recent.front().is_some_and(|s| s.t() <= now - HOUR) || self.recent.len() > RECENT_MAX {
-            self.recent.pop_front();
-        }
+        self.recent.push(now, ms, r.ok);
+        self.recent.forget_before(now - HOUR);
         self.hours.add(now, r.ok.then(|| bucket_of(ms)));
         self.window.push_back(r.ok);
         if self.window.len() > ERROR_WINDOW {
@@ -296,7 +352,7 @@ impl EndpointState {
     /// Percentage of successful probes in the last `secs` (None without probes).
     pub fn availability(&self, secs: i64, now: i64) -> Option<f64> {
         if secs <= HOUR {
-            let probes: Vec<bool> = self.recent.iter().filter(|s| s.t() > now - secs).map(|s| s.ok()).collect();
+            let probes: Vec<bool> = self.recent.iter().filter(|s| s.t > now - secs).map(|s| s.ok).collect();
             if !probes.is_empty() {
                 return Some(probes.iter().filter(|o| **o).count() as f64 / probes.len() as f64 * 100.0);
             }
@@ -307,7 +363,7 @@ impl EndpointState {
 
     /// Latency quantiles (ms) of successful probes in the last hour, exact.
     pub fn quantiles_1h(&self, qs: &[f64]) -> Option<Vec<f64>> {
-        let mut v: Vec<f64> = self.recent.iter().filter(|s| s.ok()).map(|s| f64::from(s.ms())).collect();
+        let mut v: Vec<f64> = self.recent.iter().filter(|s| s.ok).map(|s| f64::from(s.ms)).collect();
         if v.is_empty() {
             return None;
         }
@@ -317,7 +373,7 @@ impl EndpointState {
 
     /// Sum (ms) and count of successful probes' latencies in the last hour.
     pub fn latency_sum_count_1h(&self) -> (f64, usize) {
-        self.recent.iter().filter(|s| s.ok()).fold((0.0, 0), |(sum, n), s| (sum + f64::from(s.ms()), n + 1))
+        self.recent.iter().filter(|s| s.ok).fold((0.0, 0), |(sum, n), s| (sum + f64::from(s.ms), n + 1))
     }
 
     /// Latency quantiles (ms) over the last 24 hours, from the histograms (upper bucket edge).
@@ -373,16 +429,24 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn samples_are_eight_bytes_and_keep_their_file_format() {
-        assert_eq!(std::mem::size_of::<Sample>(), 8);
-        for (t, ms, ok) in [(1_790_000_000, 12.5, true), (1_790_000_001, 0.0, false), (1_790_000_002, 3000.0, false)] {
-            let s = Sample::new(t, ms, ok);
-            assert_eq!((s.t(), s.ms(), s.ok()), (t, ms, ok));
-            let text = serde_json::to_string(&s).unwrap_or_default();
-            assert_eq!(text, format!("{{\"t\":{t},\"ms\":{ms:?},\"ok\":{ok}}}"));
-            let back: Sample = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!((back.t(), back.ms(), back.ok()), (t, ms, ok));
+    fn samples_are_four_bytes_precise_and_keep_their_file_format() {
+        assert_eq!(std::mem::size_of::<(u16, u16)>(), 4);
+        for ms in [0.0, 0.05, 0.3, 1.0, 12.5, 49.0, 99.0, 1234.5, 60_000.0, 600_000.0] {
+            let back = decode_ms(encode_ms(ms));
+            assert!((back - ms).abs() <= ms * 0.00012 + 0.05, "{ms} -> {back}");
         }
+        let mut r = Recent::default();
+        r.push(1_790_000_000, 12.5, true);
+        r.push(1_790_000_001, 0.0, false);
+        r.push(1_790_040_000, 3000.0, false); // 11 hours later: re-based, the old ones dropped
+        r.forget_before(1_790_040_000 - HOUR);
+        let all: Vec<Sample> = r.iter().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].t, all[0].ok), (1_790_040_000, false));
+        let text = serde_json::to_string(&r).unwrap_or_default();
+        assert!(text.starts_with(r#"[{"t":1790040000,"ms":"#) && text.ends_with(r#","ok":false}]"#), "{text}");
+        let back: Recent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.iter().collect::<Vec<_>>(), all);
     }
 
     fn res(ok: bool, ms: u64) -> ProbeResult {
@@ -416,7 +480,7 @@ mod tests {
         let q = s.quantiles_1h(&[0.5, 0.99]).unwrap_or_default();
         // Successful latencies are 1..=99 without the multiples of 10: 90 values. The
         // nearest-rank median is the 45th, 49; p99 the 90th, 99.
-        assert_eq!(q, vec![49.0, 99.0]);
+        assert!((q[0] - 49.0).abs() < 0.01 && (q[1] - 99.0).abs() < 0.02, "{q:?}");
         assert_eq!(s.error_rate(), Some(10.0));
         let q24 = s.quantiles_24h(&[0.5], now).unwrap_or_default();
         assert!(q24[0] >= 49.0 && q24[0] <= 49.0 * 1.2, "histogram estimate within one bucket: {q24:?}");

@@ -367,6 +367,8 @@ where
     };
     let mut runner = Runner::new(info, monitor, interval, cfg.check_timeout());
     let mut writer = ReportWriter::new(&args.common.report_dir, info.id, cfg.history().policy());
+    // The monitor has what it needs; a large config (thousands of endpoints) is not kept twice.
+    drop(cfg);
     runner.seed_alerts(&writer.latest_path());
     rt.block_on(async move {
         if args.check {
