@@ -268,12 +268,8 @@ impl Monitor for EndpointsMonitor {
             self.start_probing();
             // Let the first probes land before the first report, rather than reporting
             // every endpoint as "not probed yet".
-            let wait = self
-                .endpoints
-                .iter()
-                .map(|e| e.timeout.unwrap_or(self.cfg.timeout).get())
-                .max()
-                .unwrap_or_default();
+            let wait =
+                self.endpoints.iter().map(|e| e.timeout.unwrap_or(self.cfg.timeout).get()).max().unwrap_or_default();
             let deadline = tokio::time::Instant::now() + (wait + Duration::from_secs(1)).min(Duration::from_secs(30));
             while tokio::time::Instant::now() < deadline {
                 let all = self.states.lock().map(|s| s.values().all(|st| st.probed)).unwrap_or(true);

@@ -6,6 +6,37 @@ use qmoi_core::cli::MonitorArgs;
 use qmoi_core::component;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: thousands of probe tasks allocate and free on two
+/// threads, and a report for thousands of endpoints is built and freed every interval.
+/// glibc kept that memory in its arenas (RSS twice the live heap), and `malloc_trim`
+/// stalled every allocating thread for tens of milliseconds (probe start lateness p99
+/// 55-63 ms instead of 3 ms). mimalloc returns freed pages to the kernel by itself.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc reads its options from the environment when the process starts, before
+/// `main`: commit arena memory as it is used rather than up front
+/// (`MIMALLOC_ARENA_EAGER_COMMIT=0`), and give freed pages back at once rather than after a
+/// delay (`MIMALLOC_PURGE_DELAY=0`). With 5,000 endpoints that is 39 MiB of RSS instead of
+/// 56 MiB (scripts/bench-endpoints.sh) for about 1% more CPU. When they are not set, the
+/// binary executes itself again with them (same process id, same arguments); a value the
+/// operator set is kept.
+fn tune_allocator() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some() {
+        return;
+    }
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg0(argv0).args(args).env("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        cmd.env("MIMALLOC_PURGE_DELAY", "0");
+    }
+    // Only returns on failure; then run with mimalloc's defaults.
+    let _ = cmd.exec();
+}
+
 /// QMOI API endpoint monitor: availability, latency and error rate of HTTP, TCP, DNS and
 /// TLS endpoints, with conditions (status, response time, body, JSON, headers,
 /// certificate expiry) and flap-free up/down thresholds.
@@ -29,6 +60,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(url) = &cli.probe {
         return ad_hoc(url, cli.probe_timeout.get());
