@@ -139,6 +139,8 @@ impl EndpointsMonitor {
     fn start_probing(&self) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        // Endpoints with the same conditions (usually most of them) share one parsed list.
+        let mut parsed: HashMap<Vec<String>, Arc<[Condition]>> = HashMap::new();
         for (e, p) in self.endpoints.iter().cloned().zip(self.probers.clone()) {
             let host = per_host
                 .entry(e.host())
@@ -146,7 +148,7 @@ impl EndpointsMonitor {
                 .clone();
             let interval = e.interval.unwrap_or(self.cfg.probe_interval).get();
             let timeout = e.timeout.unwrap_or(self.cfg.timeout).get();
-            let conditions = e.conditions();
+            let conditions = parsed.entry(e.conditions.clone()).or_insert_with(|| e.conditions().into()).clone();
             let states = self.states.clone();
             let sched = self.sched.clone();
             let global = global.clone();
@@ -293,12 +295,14 @@ impl Monitor for EndpointsMonitor {
                 );
             }
         }
-        let mut out = build_outcome(&self.endpoints, &self.states, scheduler);
+        // Thousands of endpoints take tens of milliseconds to summarise: not on a worker
+        // thread that probe tasks are waiting for.
+        let mut out = qmoi_core::runner::off_the_workers(|| build_outcome(&self.endpoints, &self.states, scheduler));
         for (k, v) in sched_metrics {
             out.metrics.insert(k.into(), v);
         }
         if now_s() - self.last_save.load(std::sync::atomic::Ordering::Relaxed) >= SAVE_EVERY_S {
-            self.save_state();
+            qmoi_core::runner::off_the_workers(|| self.save_state());
         }
         out
     }

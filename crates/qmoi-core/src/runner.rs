@@ -198,7 +198,7 @@ impl<M: Monitor> Runner<M> {
                 }
                 r = self.run_once() => r,
             };
-            match writer.write(&report) {
+            match off_the_workers(|| writer.write(&report)) {
                 Ok(path) => {
                     tracing::debug!(path = %path.display(), status = %report.status, "Report written.")
                 }
@@ -212,6 +212,16 @@ impl<M: Monitor> Runner<M> {
             let jitter = jitter_cap.mul_f64(fastrand::f64());
             next = (started + self.interval + jitter).max(tokio::time::Instant::now());
         }
+    }
+}
+
+/// Run blocking or CPU-heavy work (serializing and fsyncing a report of megabytes) without
+/// holding up the async tasks of this worker thread: on a multi-thread runtime the other
+/// tasks move to another worker meanwhile; on a current-thread runtime it simply runs.
+pub fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
