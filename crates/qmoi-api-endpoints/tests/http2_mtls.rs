@@ -1,0 +1,207 @@
+//! HTTP/2 with prior knowledge against a real h2c server (axum), and client certificates
+//! against a real TLS server that requires one (rustls, with a CA and certificates made by
+//! `openssl` for this test).
+
+use axum::Router;
+use axum::routing::get;
+use qmoi_testkit::read_json;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+fn run_once(dir: &Path, config: &str) -> serde_json::Value {
+    std::fs::write(dir.join("c.toml"), config).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir)
+        .args(["--once", "--config", "c.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    read_json(&dir.join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"))
+}
+
+fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&serde_json::Value::Null)
+}
+
+#[test]
+fn http2_prior_knowledge_is_spoken() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            // The body is the HTTP version the server saw.
+            let app = Router::new().route("/v", get(|v: axum::http::Version| async move { format!("{v:?}") }));
+            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
+            let _ = axum::serve(l, app).await;
+        });
+    });
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let r = run_once(
+        dir.path(),
+        &format!(
+            r#"
+[[endpoints]]
+name = "h2"
+kind = "http"
+url = "http://{addr}/v"
+http_version = "http2"
+conditions = ["status == 200", "body contains \"HTTP/2.0\""]
+
+[[endpoints]]
+name = "h1"
+kind = "http"
+url = "http://{addr}/v"
+http_version = "http1"
+conditions = ["body contains \"HTTP/2.0\""]
+"#
+        ),
+    );
+    assert_eq!(check(&r, "endpoint:h2")["status"], "ok", "{}", check(&r, "endpoint:h2"));
+    let h1 = check(&r, "endpoint:h1");
+    assert!(h1["message"].as_str().is_some_and(|m| m.contains("body was 'HTTP/1.1'")), "{h1}");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().unwrap_or_else(|e| panic!("openssl: {e}"));
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A TLS server that requires a client certificate issued by `ca.pem`, then answers any
+/// request with `200 ok`.
+fn mtls_server(dir: &Path) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap_or_else(|e| panic!("{e}")) {
+        roots.add(c.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
+            while let Ok((s, _)) = l.accept().await {
+                let a = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = a.accept(s).await else { return };
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    addr
+}
+
+#[test]
+fn client_certificates_are_presented() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "openssl is required: apt-get install openssl");
+        eprintln!("SKIPPED: openssl not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    // The server's certificate (trusted through ca_file), and a CA that signs the client's.
+    qmoi_testkit::self_signed_cert(d, 2);
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=qmoi-test-ca"],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[&["req"][..], &ec, &["-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=qmoi-client"]].concat(),
+    );
+    std::fs::write(
+        d.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    let identity = [std::fs::read(d.join("client.crt")), std::fs::read(d.join("client.key"))]
+        .into_iter()
+        .flat_map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .collect::<Vec<u8>>();
+    std::fs::write(d.join("client-identity.pem"), identity).unwrap_or_else(|e| panic!("{e}"));
+    let addr = mtls_server(d);
+    let r = run_once(
+        d,
+        &format!(
+            r#"
+[[endpoints]]
+name = "with-cert"
+kind = "http"
+url = "https://127.0.0.1:{port}/"
+ca_file = "cert.pem"
+client_identity = "client-identity.pem"
+conditions = ["status == 200", "body contains \"ok\""]
+
+[[endpoints]]
+name = "without-cert"
+kind = "http"
+url = "https://127.0.0.1:{port}/"
+ca_file = "cert.pem"
+"#,
+            port = addr.port()
+        ),
+    );
+    assert_eq!(check(&r, "endpoint:with-cert")["status"], "ok", "{}", check(&r, "endpoint:with-cert"));
+    let without = check(&r, "endpoint:without-cert");
+    assert_ne!(without["status"], "ok", "the server refuses a client without a certificate: {without}");
+}
