@@ -76,7 +76,17 @@ impl Details {
     /// Serialize `v` (compact). Our types always serialize; should one fail, the details
     /// say so instead of failing the report.
     pub fn of<T: Serialize + ?Sized>(v: &T) -> Self {
-        match serde_json::value::to_raw_value(v) {
+        // Measure first, then write into one buffer of the final size: a growing buffer
+        // would reach up to twice the size and be copied once more when boxed (three times
+        // the text at the peak, for megabytes of it).
+        let mut count = CountBytes(0);
+        let result = serde_json::to_writer(&mut count, v).and_then(|()| {
+            let mut buf = Vec::with_capacity(count.0);
+            serde_json::to_writer(&mut buf, v)?;
+            let text = String::from_utf8(buf).map_err(|e| serde::ser::Error::custom(e.to_string()))?;
+            serde_json::value::RawValue::from_string(text)
+        });
+        match result {
             Ok(r) => Self(r),
             Err(e) => Self::of(&serde_json::json!({ "error": format!("details could not be serialized: {e}") })),
         }
@@ -90,6 +100,18 @@ impl Details {
     /// Parse into a tree, for a reader that needs to look inside (small reports only).
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::from_str(self.0.get()).unwrap_or_default()
+    }
+}
+
+struct CountBytes(usize);
+
+impl std::io::Write for CountBytes {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -275,6 +297,19 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_are_the_compact_json_text_and_round_trip() {
+        let v = serde_json::json!({"endpoints": [{"name": "a", "up": true, "ms": 1.5}], "note": "ü \"q\""});
+        let d = Details::of(&v);
+        assert_eq!(d.get(), serde_json::to_string(&v).unwrap_or_default());
+        assert_eq!(d.to_value(), v);
+        let in_report = serde_json::to_string(&serde_json::json!({"details": d.get()})).unwrap_or_default();
+        assert!(in_report.contains("endpoints"));
+        let parsed: Details = serde_json::from_str(d.get()).unwrap_or_default();
+        assert_eq!(parsed, d);
+        assert_eq!(Details::default().get(), "null");
+    }
 
     #[test]
     fn summary_names_the_worst_problem() {
