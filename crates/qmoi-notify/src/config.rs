@@ -288,6 +288,9 @@ pub struct ChannelConfig {
     pub password: Option<Secret>,
     pub from: Option<EnvString>,
     pub to: Vec<EnvString>,
+    /// PEM file of a CA to trust for the SMTP server's certificate, besides the system's
+    /// (a relay with a private CA or a self-signed certificate).
+    pub ca_file: Option<EnvString>,
     // webhook / alertmanager
     pub urls: Vec<UrlEntry>,
     pub format: WebhookFormat,
@@ -318,6 +321,7 @@ impl Default for ChannelConfig {
             password: None,
             from: None,
             to: Vec::new(),
+            ca_file: None,
             urls: Vec::new(),
             format: WebhookFormat::Auto,
             headers: BTreeMap::new(),
@@ -558,6 +562,7 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
         ("security", c.security.is_some(), kind == ChannelKind::Email),
         ("username", c.username.is_some(), kind == ChannelKind::Email),
         ("password", c.password.is_some(), kind == ChannelKind::Email),
+        ("ca_file", c.ca_file.is_some(), kind == ChannelKind::Email),
         ("from", c.from.is_some(), matches!(kind, ChannelKind::Email | ChannelKind::Sms)),
         ("to", !c.to.is_empty(), matches!(kind, ChannelKind::Email | ChannelKind::Sms)),
         ("urls", !c.urls.is_empty(), matches!(kind, ChannelKind::Webhook | ChannelKind::Alertmanager)),
@@ -588,6 +593,11 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
             }
             if c.to.is_empty() && c.username.is_none() {
                 p.push(key("to"), "must list at least one recipient (or set `username`, who then gets the mail)");
+            }
+            if let Some(ca) = &c.ca_file
+                && let Err(e) = std::fs::read(ca.as_str())
+            {
+                p.push(key("ca_file"), format!("cannot read '{ca}': {e}"));
             }
             if c.security == Some(SmtpSecurity::Plain)
                 && let Some(h) = &c.smtp_server

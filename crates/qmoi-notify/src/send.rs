@@ -123,8 +123,23 @@ impl Sender {
         let email = b
             .multipart(MultiPart::alternative_plain_html(texts.text, texts.html))
             .map_err(|e| Failure::Permanent(format!("cannot build the email: {e}")))?;
+        let ca = match &c.ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path.as_str())
+                    .map_err(|e| Failure::Permanent(format!("cannot read ca_file {path}: {e}")))?;
+                Some(
+                    lettre::transport::smtp::client::Certificate::from_pem(&pem)
+                        .map_err(|e| Failure::Permanent(format!("ca_file {path}: {e}")))?,
+                )
+            }
+            None => None,
+        };
         let tls = |host: &str| {
-            TlsParameters::new_rustls(host.to_string()).map_err(|e| Failure::Permanent(format!("TLS setup: {e}")))
+            let mut b = TlsParameters::builder(host.to_string());
+            if let Some(ca) = ca.clone() {
+                b = b.add_root_certificate(ca);
+            }
+            b.build_rustls().map_err(|e| Failure::Permanent(format!("TLS setup: {e}")))
         };
         let tls = match security {
             SmtpSecurity::Plain => Tls::None,

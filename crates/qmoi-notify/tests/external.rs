@@ -58,17 +58,24 @@ class Saver:
 "#;
 
 fn start_smtp(dir: &Path) -> Option<(Kill, u16, PathBuf)> {
+    start_smtp_with(dir, "mail", &[])
+}
+
+/// aiosmtpd storing into `dir/<folder>`, with extra arguments (TLS).
+fn start_smtp_with(dir: &Path, folder: &str, extra: &[&str]) -> Option<(Kill, u16, PathBuf)> {
     let Some(py) = python_with_aiosmtpd() else {
         assert!(!require_external(), "aiosmtpd is not installed (scripts/test.sh creates its venv)");
         eprintln!("SKIPPED: aiosmtpd not installed; run scripts/test.sh");
         return None;
     };
-    let mail = dir.join("mail");
+    let mail = dir.join(folder);
     std::fs::create_dir_all(&mail).unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(dir.join("qmoi_smtp_saver.py"), HANDLER).unwrap_or_else(|e| panic!("{e}"));
     let port = free_port();
     let child = Command::new(py)
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "qmoi_smtp_saver.Saver"])
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .args(["-c", "qmoi_smtp_saver.Saver"])
         .arg(&mail)
         .env("PYTHONPATH", dir)
         .stdout(Stdio::null())
@@ -149,6 +156,69 @@ to = ["ops@example.test", "oncall@example.test"]
     assert!(data.contains("1 firing, 1 resolved (backup)"), "{data}");
     assert!(data.contains("Backup &lt;db&gt; shrank"), "HTML is escaped: {data}");
     env.stop();
+}
+
+#[test]
+fn email_over_starttls_and_implicit_tls() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path();
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(!require_external(), "openssl is required (scripts/test.sh installs it)");
+        return;
+    }
+    qmoi_testkit::self_signed_cert(d, 2);
+    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
+    let (cert, key) = (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned());
+    let Some((_a, starttls_port, starttls_mail)) =
+        start_smtp_with(d, "starttls", &["--tlscert", &cert, "--tlskey", &key])
+    else {
+        return;
+    };
+    let Some((_b, tls_port, tls_mail)) = start_smtp_with(d, "smtps", &["--smtpscert", &cert, "--smtpskey", &key])
+    else {
+        return;
+    };
+    let env = Env::new(&format!(
+        r#"
+[channels.starttls]
+type = "email"
+smtp_server = "127.0.0.1"
+smtp_port = {starttls_port}
+security = "starttls"
+ca_file = "{cert}"
+from = "qmoi@example.test"
+to = ["ops@example.test"]
+
+[channels.smtps]
+type = "email"
+smtp_server = "127.0.0.1"
+smtp_port = {tls_port}
+security = "tls"
+ca_file = "{cert}"
+from = "qmoi@example.test"
+to = ["ops@example.test"]
+
+[channels.untrusted]
+type = "email"
+smtp_server = "127.0.0.1"
+smtp_port = {starttls_port}
+security = "starttls"
+from = "qmoi@example.test"
+to = ["ops@example.test"]
+"#
+    ));
+    for (channel, folder) in [("starttls", &starttls_mail), ("smtps", &tls_mail)] {
+        let out = env.run(&["--test-email", "--channel", channel]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{channel}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        let m = wait_for(WAIT, "the test email over TLS", || mails(folder).into_iter().next());
+        assert!(m["data"].as_str().unwrap_or_default().contains("Subject: [QMOI test]"), "{m}");
+    }
+    // Without the CA the self-signed certificate is refused, and the error says so.
+    let out = env.run(&["--test-email", "--channel", "untrusted"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("certificate") || text.contains("unknownissuer") || text.contains("tls"), "{text}");
 }
 
 #[test]
