@@ -299,6 +299,36 @@ fn short_unit(u: &str) -> &str {
     }
 }
 
+/// Load `--config` (or `config/<id>.toml`, or the defaults): the config and where it came
+/// from, or — after printing the problem — the exit status 2.
+pub fn load_config<C: MonitorConfig>(info: &ComponentInfo, args: &MonitorArgs) -> Result<(C, String), ExitCode> {
+    let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
+    match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
+        Ok((cfg, path)) => {
+            let source = path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
+            Ok((cfg, source))
+        }
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", info.binary);
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+/// `--print-config`: the effective configuration as JSON, secrets masked.
+pub fn print_config<C: Serialize>(info: &ComponentInfo, cfg: &C) -> ExitCode {
+    match serde_json::to_string_pretty(cfg) {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: cannot print the configuration: {e}", info.binary);
+            ExitCode::from(3)
+        }
+    }
+}
+
 /// The `main` of a monitor binary. `build` turns the validated config into the monitor;
 /// it may fail with a message (exit status 2). Runs on one thread: monitors do little at
 /// once, and one thread keeps them small (RSS is part of the spec).
@@ -326,30 +356,16 @@ where
     C: MonitorConfig,
     M: Monitor,
 {
-    let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
-    let (cfg, cfg_path) = match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
+    let (cfg, source) = match load_config::<C>(info, &args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: configuration error: {e}", info.binary);
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
     if args.validate {
         println!("{}: configuration OK ({source})", info.binary);
         return ExitCode::SUCCESS;
     }
     if args.print_config {
-        return match serde_json::to_string_pretty(&cfg) {
-            Ok(text) => {
-                println!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: cannot print the configuration: {e}", info.binary);
-                ExitCode::from(3)
-            }
-        };
+        return print_config(info, &cfg);
     }
     let verbosity = crate::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
     if let Some(note) = crate::logging::init(&args.common.log_dir, info.log_file, verbosity) {

@@ -3,7 +3,7 @@
 use clap::{Parser, ValueEnum};
 use qmoi_core::cli::MonitorArgs;
 use qmoi_core::component;
-use qmoi_core::config::{self, ConfigDuration};
+use qmoi_core::config::ConfigDuration;
 use qmoi_core::report::ReportWriter;
 use qmoi_core::runner::{EXIT_CONFIG, MonitorConfig, render_check, shutdown_signal};
 use qmoi_notify::config::{ChannelKind, NotifyConfig};
@@ -85,15 +85,10 @@ fn main() -> ExitCode {
         return ExitCode::from(3);
     };
     let args = &cli.args;
-    let default_path = PathBuf::from("config/notification.toml");
-    let (cfg, cfg_path) = match config::load_or_default::<NotifyConfig>(args.common.config.as_deref(), &default_path) {
+    let (cfg, source) = match qmoi_core::runner::load_config::<NotifyConfig>(info, args) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: configuration error: {e}", info.binary);
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let source = cfg_path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());
     if args.validate {
         println!("{}: configuration OK ({source})", info.binary);
         for (key, msg) in cfg.unusable_channel_refs() {
@@ -102,16 +97,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if args.print_config {
-        return match serde_json::to_string_pretty(&cfg) {
-            Ok(t) => {
-                println!("{t}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: {e}", info.binary);
-                ExitCode::from(3)
-            }
-        };
+        return qmoi_core::runner::print_config(info, &cfg);
     }
     let db = PathBuf::from(cfg.database.path.as_str());
     if cli.status {
