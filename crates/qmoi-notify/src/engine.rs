@@ -293,6 +293,13 @@ impl Engine {
         }
     }
 
+    /// Forget what a previous step left half-done (a step whose transaction failed):
+    /// its events and outbox rows were rolled back with it.
+    pub fn begin_step(&mut self) {
+        self.direct.clear();
+        self.created.clear();
+    }
+
     pub fn config(&self) -> &NotifyConfig {
         &self.cfg
     }

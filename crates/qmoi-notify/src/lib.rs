@@ -192,7 +192,7 @@ impl Notifier {
         ignore_wait: bool,
     ) -> Result<StepStats, StoreError> {
         let path = self.store.path.clone();
-        self.engine.created.clear();
+        self.engine.begin_step();
         let tx = self.store.conn.transaction().ctx(&path)?;
         let mut total = StepStats::default();
         for (component, host, alerts) in changed {
