@@ -16,13 +16,15 @@
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod policy;
 pub mod render;
 pub mod send;
 pub mod store;
 
 use crate::config::{ChannelKind, NotifyConfig};
-use crate::engine::{Engine, Policy, StepStats};
+use crate::engine::{Engine, StepStats};
 use crate::model::Message;
+use crate::policy::{Policy, PolicyReader};
 use crate::send::{Failure, Sender};
 use crate::store::{Cached, Ctx, Store, bump};
 use chrono::Utc;
@@ -61,7 +63,7 @@ pub struct Notifier {
     engine: Engine,
     sender: Arc<Sender>,
     policy: Policy,
-    policy_reader: engine::PolicyReader,
+    policy_reader: PolicyReader,
     policy_error: Option<String>,
     report_dir: PathBuf,
     seen: HashMap<String, FileStamp>,
@@ -85,7 +87,7 @@ impl Notifier {
             Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
         let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
         let cfg_interval = cfg.interval.get();
-        let policy_reader = engine::PolicyReader::new(Path::new(cfg.dashboard_db.as_str()));
+        let policy_reader = PolicyReader::new(Path::new(cfg.dashboard_db.as_str()));
         Ok(Self {
             cfg,
             store,

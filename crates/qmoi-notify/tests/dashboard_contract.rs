@@ -3,7 +3,7 @@
 
 use qmoi_core::status::AlertLevel;
 use qmoi_dashboard::store::{Ack, Matcher, Store};
-use qmoi_notify::engine::{Policy, PolicyReader};
+use qmoi_notify::policy::{Policy, PolicyReader};
 
 #[test]
 fn acks_and_silences_written_by_the_dashboard_are_read_by_the_notifier() {
