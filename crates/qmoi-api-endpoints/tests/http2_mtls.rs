@@ -2,12 +2,14 @@
 //! against a real TLS server that requires one (rustls, with a CA and certificates made by
 //! `openssl` for this test).
 
+mod common;
+
 use axum::Router;
 use axum::routing::get;
+use common::check;
 use qmoi_testkit::read_json;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 fn run_once(dir: &Path, config: &str) -> serde_json::Value {
     std::fs::write(dir.join("c.toml"), config).unwrap_or_else(|e| panic!("{e}"));
@@ -20,23 +22,12 @@ fn run_once(dir: &Path, config: &str) -> serde_json::Value {
     read_json(&dir.join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"))
 }
 
-fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&serde_json::Value::Null)
-}
-
 #[test]
 fn http2_prior_knowledge_is_spoken() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async move {
-            // The body is the HTTP version the server saw.
-            let app = Router::new().route("/v", get(|v: axum::http::Version| async move { format!("{v:?}") }));
-            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
-            let _ = axum::serve(l, app).await;
-        });
+    let addr = common::serve_on_thread(|l| async move {
+        // The body is the HTTP version the server saw.
+        let app = Router::new().route("/v", get(|v: axum::http::Version| async move { format!("{v:?}") }));
+        let _ = axum::serve(l, app).await;
     });
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let r = run_once(
@@ -73,55 +64,25 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// request with `200 ok`.
 fn mtls_server(dir: &Path) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap_or_else(|e| panic!("{e}")) {
-        roots.add(c.unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"));
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
-            while let Ok((s, _)) = l.accept().await {
-                let a = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = a.accept(s).await else { return };
-                    let mut buf = vec![0u8; 4096];
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
+    let acceptor = common::tls_acceptor(&dir.join("cert.pem"), &dir.join("key.pem"), Some(&dir.join("ca.pem")));
+    common::serve_on_thread(|l| async move {
+        while let Ok((s, _)) = l.accept().await {
+            let a = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = a.accept(s).await else { return };
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
-                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
-                    let _ = tls.shutdown().await;
-                });
-            }
-        });
-    });
-    addr
+                }
+                let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    })
 }
 
 #[test]

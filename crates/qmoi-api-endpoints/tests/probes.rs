@@ -2,50 +2,44 @@
 //! (ok, JSON, 503, slow, redirect, an endless body), a TCP banner server, a closed port, a
 //! TLS server with a certificate made by `openssl` for this test, and DNS for localhost.
 
+mod common;
+
 use axum::Router;
 use axum::routing::get;
+use common::check;
 use qmoi_testkit::read_json;
 use std::io::{Read, Write};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Start the test HTTP server on its own thread and runtime; returns its address.
 fn http_server() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async move {
-            let app = Router::new()
-                .route("/ok", get(|| async { "ok" }))
-                .route(
-                    "/json",
-                    get(|| async { ([("content-type", "application/json")], r#"{"status":"up","items":[1,2,3]}"#) }),
-                )
-                .route("/fail", get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }))
-                .route(
-                    "/slow",
-                    get(|| async {
-                        tokio::time::sleep(Duration::from_millis(400)).await;
-                        "late"
-                    }),
-                )
-                .route("/redirect", get(|| async { axum::response::Redirect::temporary("/ok") }))
-                .route(
-                    "/endless",
-                    get(|| async {
-                        let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
-                        let s = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
-                        axum::body::Body::from_stream(s)
-                    }),
-                );
-            let l = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
-            let _ = axum::serve(l, app).await;
-        });
-    });
-    addr
+    common::serve_on_thread(|l| async move {
+        let app = Router::new()
+            .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/json",
+                get(|| async { ([("content-type", "application/json")], r#"{"status":"up","items":[1,2,3]}"#) }),
+            )
+            .route("/fail", get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down") }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    "late"
+                }),
+            )
+            .route("/redirect", get(|| async { axum::response::Redirect::temporary("/ok") }))
+            .route(
+                "/endless",
+                get(|| async {
+                    let chunk = bytes::Bytes::from(vec![b'x'; 64 * 1024]);
+                    let s = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+                    axum::body::Body::from_stream(s)
+                }),
+            );
+        let _ = axum::serve(l, app).await;
+    })
 }
 
 /// A TCP server that answers "+PONG" to "PING".
@@ -68,37 +62,15 @@ fn banner_server() -> std::net::SocketAddr {
 
 /// A TLS server with the given PEM files (rustls); it completes handshakes and closes.
 fn tls_server(cert: &std::path::Path, key: &std::path::Path) -> std::net::SocketAddr {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(key).unwrap_or_else(|e| panic!("{e}"));
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = l.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    l.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap_or_else(|e| panic!("{e}"));
-            while let Ok((s, _)) = l.accept().await {
-                let a = acceptor.clone();
-                tokio::spawn(async move {
-                    let _ = a.accept(s).await;
-                });
-            }
-        });
-    });
-    addr
+    let acceptor = common::tls_acceptor(cert, key, None);
+    common::serve_on_thread(|l| async move {
+        while let Ok((s, _)) = l.accept().await {
+            let a = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = a.accept(s).await;
+            });
+        }
+    })
 }
 
 /// A DNS server on a loopback UDP port that knows one name, `svc.test`: A 10.1.2.3 and
@@ -149,10 +121,6 @@ fn endpoint<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .as_array()
         .and_then(|a| a.iter().find(|e| e["name"] == name))
         .unwrap_or(&serde_json::Value::Null)
-}
-
-fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&serde_json::Value::Null)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use crate::model::{Event, Message};
 use chrono::{DateTime, SecondsFormat, Utc};
 use minijinja::Environment;
+use qmoi_core::human::clip;
 use qmoi_core::status::AlertLevel;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -145,15 +146,6 @@ impl Templates {
         let ctx = self.context(msg, dashboard_url);
         clip(self.render("sms.txt", &ctx).trim(), 320)
     }
-}
-
-pub fn clip(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 fn color(e: &Event) -> u32 {

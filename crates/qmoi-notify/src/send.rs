@@ -242,7 +242,7 @@ impl Sender {
                     None => m,
                 })
             })
-            .unwrap_or_else(|| render::clip(text.trim(), 300));
+            .unwrap_or_else(|| qmoi_core::human::clip(text.trim(), 300));
         Err(classify(status, &format!("{shown}: HTTP {status}: {detail}"), None))
     }
 
@@ -278,7 +278,7 @@ impl Sender {
         if status.is_success() {
             return Ok(format!("{shown}: HTTP {status}"));
         }
-        let body = render::clip(text.trim(), 300);
+        let body = qmoi_core::human::clip(text.trim(), 300);
         Err(classify(status, &format!("{shown}: HTTP {status}: {body}"), retry_after))
     }
 }
