@@ -368,6 +368,12 @@ conditions = ["status == 200", "body == \"ok\""]
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     let latest = dir.path().join("logs/api_endpoints_latest.json");
+    // The binary re-executes itself with mimalloc's settings (same pid): they are in its
+    // environment once the first report is out.
+    qmoi_testkit::wait_for(Duration::from_secs(10), "the first report", || latest.exists().then_some(()));
+    let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
+    let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+    assert!(vars.contains(&&b"MIMALLOC_ARENA_EAGER_COMMIT=0"[..]) && vars.contains(&&b"MIMALLOC_PURGE_DELAY=0"[..]));
     let has_alert = |r: &serde_json::Value| {
         r["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["fingerprint"] == "api_endpoints/endpoint:flaky"))
     };

@@ -697,7 +697,7 @@ mod tests {
     #[test]
     fn problems_are_named() {
         let bad = r#"{"channels": {
-            "email": {"smtp_server": "mail.example.com", "security": "plain", "urls": ["http://x"]},
+            "email": {"smtp_server": "mail.example.com", "security": "plain", "urls": ["http://x"], "ca_file": "/nonexistent/ca.pem"},
             "pager": {"urls": ["http://x"]},
             "hook": {"type": "webhook", "urls": ["ftp://x"], "quiet_hours": {"start": "25:00", "end": "07:00"}}},
           "priorities": {"urgent": {"channels": []}},
@@ -708,6 +708,7 @@ mod tests {
             "channels.email.security",
             "'channels.email.urls': is not a key of channels of type email",
             "channels.pager.type",
+            "'channels.email.ca_file': cannot read '/nonexistent/ca.pem'",
             "'channels.hook.urls[0]': must be an http or https URL",
             "channels.hook.quiet_hours",
             "priorities.urgent",

@@ -299,6 +299,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn large_reports_are_written_compact_small_ones_pretty() {
+        let mut r = Report {
+            schema_version: SCHEMA_VERSION,
+            component: "c".into(),
+            host: "h".into(),
+            generated_at: Utc::now(),
+            interval_s: 1,
+            duration_ms: 1,
+            status: Status::Ok,
+            summary: "s".into(),
+            checks: Vec::new(),
+            metrics: BTreeMap::new(),
+            alerts: Vec::new(),
+            details: Details::default(),
+        };
+        let text = |r: &Report| {
+            let mut v = Vec::new();
+            r.write_json(&mut v).unwrap_or_else(|e| panic!("{e}"));
+            String::from_utf8(v).unwrap_or_default()
+        };
+        assert!(text(&r).contains("\n  \"component\""), "small: pretty");
+        for i in 0..2001 {
+            r.metrics.insert(format!("m{i}"), 1.0);
+        }
+        let big = text(&r);
+        assert_eq!(big.lines().count(), 1, "large: one line");
+        let back: Report = serde_json::from_str(&big).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.metrics.len(), 2001);
+    }
+
+    #[test]
     fn details_are_the_compact_json_text_and_round_trip() {
         let v = serde_json::json!({"endpoints": [{"name": "a", "up": true, "ms": 1.5}], "note": "ü \"q\""});
         let d = Details::of(&v);

@@ -94,4 +94,23 @@ mod tests {
         assert!(reason(&p).contains("not a valid report"));
         Ok(())
     }
+
+    #[test]
+    fn alerts_only_reading_skips_the_rest_and_checks_the_schema() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("r.json");
+        std::fs::write(
+            &p,
+            r#"{"schema_version": 1, "component": "x", "host": "h", "checks": [{"anything": [1, {"deep": true}]}],
+                "details": {"big": "table"}, "alerts": [{"fingerprint": "x/a", "level": "warning", "title": "t",
+                "detail": "d", "since": "2026-11-27T03:00:00Z"}]}"#,
+        )?;
+        let r = read_report_alerts(&p).map_err(std::io::Error::other)?;
+        assert_eq!((r.component.as_str(), r.host.as_str(), r.alerts.len()), ("x", "h", 1));
+        assert_eq!(r.alerts[0].fingerprint, "x/a");
+        std::fs::write(&p, r#"{"schema_version": 2, "component": "x"}"#)?;
+        assert!(read_report_alerts(&p).is_err_and(|e| e.contains("schema_version 2")));
+        assert!(read_report_alerts(&dir.path().join("none.json")).is_err_and(|e| e.contains("missing")));
+        Ok(())
+    }
 }
