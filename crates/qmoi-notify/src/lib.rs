@@ -582,9 +582,13 @@ impl Notifier {
         loop {
             let mut names: HashSet<String> = HashSet::new();
             let mut full = false;
+            // Decisions are due on a report change and on the timer (repeats, escalation,
+            // group waits); a delivery result only frees its target for the next message.
+            let mut decide = false;
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(n) = ev_rx.recv() => {
+                    decide = true;
                     names.insert(n);
                     while let Ok(n) = ev_rx.try_recv() {
                         names.insert(n);
@@ -603,6 +607,7 @@ impl Notifier {
                     }
                 }
                 _ = tick.tick() => {
+                    decide = true;
                     self.reload_policy();
                     if Instant::now() >= next_rescan {
                         full = true;
@@ -618,7 +623,7 @@ impl Notifier {
                 self.scan(Some(&names))
             };
             let now = now_ms();
-            if let Err(e) = self.step(&changed, now, false) {
+            if decide && let Err(e) = self.step(&changed, now, false) {
                 tracing::error!(error = %e, "Cannot record alert changes; will try again.");
                 // Read those reports again next time.
                 for (c, _, _) in &changed {
