@@ -40,12 +40,24 @@ pub struct RunContext {
     pub check_timeout: Duration,
     /// Time since the previous run started (None on the first run).
     pub since_last: Option<Duration>,
+    /// This run was asked for by the monitor's [`Monitor::waker`], not by the schedule.
+    pub woken: bool,
 }
 
 /// A monitor: runs its checks, returns what it found. Must not panic on what it observes:
 /// a failing source becomes a check result.
 pub trait Monitor: Send + 'static {
     fn run(&mut self, ctx: &RunContext) -> impl Future<Output = Outcome> + Send;
+
+    /// A monitor that sees changes as they happen (inotify) hands out a [`Notify`] here;
+    /// each `notify_one` makes the run loop run at once instead of at the next interval,
+    /// so the change reaches the report (and the notifier) within about a second. The
+    /// regular schedule is not moved by such runs.
+    ///
+    /// [`Notify`]: tokio::sync::Notify
+    fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// Run `fut` as one check bounded by `timeout`; a timeout yields an `unknown` result.
@@ -151,10 +163,15 @@ impl<M: Monitor> Runner<M> {
 
     /// One run: all checks, then the report.
     pub async fn run_once(&mut self) -> Report {
+        self.run(false).await
+    }
+
+    async fn run(&mut self, woken: bool) -> Report {
         let started = Instant::now();
         let ctx = RunContext {
             check_timeout: self.check_timeout,
             since_last: self.last_start.map(|t| started.duration_since(t)),
+            woken,
         };
         self.last_start = Some(started);
         let outcome = self.monitor.run(&ctx).await;
@@ -185,18 +202,25 @@ impl<M: Monitor> Runner<M> {
     pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut next = tokio::time::Instant::now();
+        let waker = self.monitor.waker();
         loop {
-            tokio::select! {
+            let woken = tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep_until(next) => {}
-            }
+                () = tokio::time::sleep_until(next) => false,
+                () = async {
+                    match &waker {
+                        Some(w) => w.notified().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
             let started = tokio::time::Instant::now();
             let report = tokio::select! {
                 () = &mut shutdown => {
                     tracing::info!("Shutdown during a run; abandoning it.");
                     break;
                 }
-                r = self.run_once() => r,
+                r = self.run(woken) => r,
             };
             match off_the_workers(|| writer.write(&report)) {
                 Ok(path) => {
@@ -208,6 +232,10 @@ impl<M: Monitor> Runner<M> {
             }
             drop(report);
             crate::mem::release_free_memory();
+            if woken {
+                // An out-of-schedule run: the next scheduled one stays where it was.
+                continue;
+            }
             let jitter_cap = (self.interval / 50).min(Duration::from_secs(1));
             let jitter = jitter_cap.mul_f64(fastrand::f64());
             next = (started + self.interval + jitter).max(tokio::time::Instant::now());

@@ -40,6 +40,21 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// `name{a="x",b="y"}`: a metric key with label values escaped as Prometheus requires.
+pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return name.to_string();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            let esc = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+            format!("{k}=\"{esc}\"")
+        })
+        .collect();
+    format!("{name}{{{}}}", inner.join(","))
+}
+
 /// Current schema version written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -44,20 +44,7 @@ impl Collected {
     }
 }
 
-/// `name{a="x",b="y"}` with label values escaped as Prometheus requires.
-pub fn metric_key(name: &str, labels: &[(&str, &str)]) -> String {
-    if labels.is_empty() {
-        return name.to_string();
-    }
-    let inner: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| {
-            let esc = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-            format!("{k}=\"{esc}\"")
-        })
-        .collect();
-    format!("{name}{{{}}}", inner.join(","))
-}
+pub use qmoi_core::report::metric_key;
 
 pub use qmoi_core::human::bytes as fmt_bytes;
 

@@ -1,0 +1,324 @@
+//! Host threats beside files: accounts and sudoers, processes running from deleted or
+//! world-writable locations, kernel modules; and the sealed host baseline
+//! (`<data_dir>/security_host.json`) that listeners, accounts and modules are compared with.
+
+use crate::config::{AccountsConfig, ModulesConfig, ProcessesConfig};
+use crate::found::Found;
+use crate::seal::{self, Key};
+use qmoi_core::{CheckResult, Status};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+pub const HOST_FILE: &str = "security_host.json";
+
+/// What was accepted as normal. A section that is `None` has not been learned yet: the
+/// first run learns it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct HostBaseline {
+    pub listeners: Option<BTreeSet<String>>,
+    /// user → `uid:gid:home:shell` (and a keyed hash of the shadow line when readable).
+    pub accounts: Option<BTreeMap<String, String>>,
+    /// group → `gid:members`.
+    pub groups: Option<BTreeMap<String, String>>,
+    /// sudoers file → keyed hash of its content (or `unreadable`).
+    pub sudoers: Option<BTreeMap<String, String>>,
+    pub modules: Option<BTreeSet<String>>,
+}
+
+impl HostBaseline {
+    pub fn load(path: &Path, key: &Key) -> Result<Self, String> {
+        match seal::read(path, key) {
+            Ok(Some(body)) => {
+                serde_json::from_slice(&body).map_err(|e| format!("{}: not a host baseline: {e}", path.display()))
+            }
+            Ok(None) => Ok(Self::default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    pub fn save(&self, path: &Path, key: &Key) -> Result<(), String> {
+        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        seal::write(path, key, &body)
+    }
+}
+
+/// The accounts as seen now.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    pub users: BTreeMap<String, String>,
+    pub groups: BTreeMap<String, String>,
+    pub sudoers: BTreeMap<String, String>,
+    pub shadow_readable: bool,
+}
+
+/// Read passwd, group, shadow (when readable) and sudoers. Shadow lines and sudoers
+/// files are kept only as keyed hashes: the baseline must not become a copy of them.
+pub fn read_accounts(cfg: &AccountsConfig, key: &[u8; 32]) -> Result<Accounts, String> {
+    let passwd = fs_err::read_to_string(cfg.passwd.as_str()).map_err(|e| e.to_string())?;
+    let mut acc = Accounts::default();
+    for line in passwd.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 7 {
+            acc.users.insert(f[0].to_string(), format!("uid={} gid={} home={} shell={}", f[2], f[3], f[5], f[6]));
+        }
+    }
+    if let Ok(shadow) = std::fs::read_to_string(cfg.shadow.as_str()) {
+        acc.shadow_readable = true;
+        for line in shadow.lines() {
+            if let Some((name, _)) = line.split_once(':')
+                && let Some(u) = acc.users.get_mut(name)
+            {
+                let h = blake3::keyed_hash(key, line.as_bytes());
+                u.push_str(&format!(" shadow={}", &h.to_hex()[..16]));
+            }
+        }
+    }
+    if let Ok(group) = std::fs::read_to_string(cfg.group.as_str()) {
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4 {
+                acc.groups.insert(f[0].to_string(), format!("gid={} members={}", f[2], f[3]));
+            }
+        }
+    }
+    for s in &cfg.sudoers {
+        let p = PathBuf::from(s.as_str());
+        let files: Vec<PathBuf> = match std::fs::read_dir(&p) {
+            Ok(rd) => {
+                let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+                v.sort();
+                v
+            }
+            Err(_) if p.is_dir() => {
+                acc.sudoers.insert(p.display().to_string(), "unreadable".into());
+                continue;
+            }
+            Err(_) => vec![p],
+        };
+        for f in files {
+            match std::fs::read(&f) {
+                Ok(data) => {
+                    acc.sudoers
+                        .insert(f.display().to_string(), blake3::keyed_hash(key, &data).to_hex()[..16].to_string());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => {
+                    acc.sudoers.insert(f.display().to_string(), "unreadable".into());
+                }
+            }
+        }
+    }
+    Ok(acc)
+}
+
+/// Compare one map with its baseline: a check per added, removed or changed entry.
+fn compare_map(
+    kind: &str,
+    what: &str,
+    base: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+    out: &mut Found,
+) -> usize {
+    let mut n = 0;
+    for (name, v) in now {
+        let (change, detail) = match base.get(name) {
+            None => ("added", format!("{what} '{name}' added: {}", redact(v))),
+            Some(old) if old != v => ("changed", format!("{what} '{name}' changed: {} → {}", redact(old), redact(v))),
+            _ => continue,
+        };
+        n += 1;
+        out.check(
+            CheckResult::new(format!("{kind}:{name}"), Status::Critical, detail)
+                .with_title(format!("{} {change}: {name}", capital(what))),
+        );
+    }
+    for name in base.keys().filter(|k| !now.contains_key(*k)) {
+        n += 1;
+        out.check(
+            CheckResult::new(format!("{kind}:{name}"), Status::Critical, format!("{what} '{name}' removed"))
+                .with_title(format!("{} removed: {name}", capital(what))),
+        );
+    }
+    n
+}
+
+/// Shadow hashes are keyed hashes, but there is no need to show them.
+fn redact(v: &str) -> String {
+    match v.find(" shadow=") {
+        Some(i) => format!("{} (shadow entry)", &v[..i]),
+        None => v.to_string(),
+    }
+}
+
+fn capital(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or_else(String::new, |f| f.to_uppercase().collect::<String>() + c.as_str())
+}
+
+/// Accounts, groups and sudoers against the baseline (learning sections not yet known).
+pub fn check_accounts(
+    cfg: &AccountsConfig,
+    key: &[u8; 32],
+    base: &mut HostBaseline,
+    learned: &mut bool,
+    out: &mut Found,
+) {
+    let acc = match read_accounts(cfg, key) {
+        Ok(a) => a,
+        Err(e) => {
+            out.check(qmoi_core::runner::unreadable("accounts", "the account database", e));
+            return;
+        }
+    };
+    for (slot, now) in
+        [(&mut base.accounts, &acc.users), (&mut base.groups, &acc.groups), (&mut base.sudoers, &acc.sudoers)]
+    {
+        if slot.is_none() {
+            *slot = Some(now.clone());
+            *learned = true;
+        }
+    }
+    let mut changes = 0;
+    if let Some(b) = &base.accounts {
+        changes += compare_map("account", "account", b, &acc.users, out);
+    }
+    if let Some(b) = &base.groups {
+        changes += compare_map("group", "group", b, &acc.groups, out);
+    }
+    if let Some(b) = &base.sudoers {
+        changes += compare_map("sudoers", "sudoers file", b, &acc.sudoers, out);
+    }
+    let unreadable = acc.sudoers.values().filter(|v| *v == "unreadable").count();
+    out.check(CheckResult::ok(
+        "accounts",
+        format!(
+            "{} accounts, {} groups, {} sudoers files ({} unreadable), shadow {}; {changes} changes since the baseline",
+            acc.users.len(),
+            acc.groups.len(),
+            acc.sudoers.len(),
+            unreadable,
+            if acc.shadow_readable { "compared" } else { "not readable (run as root to compare it)" }
+        ),
+    ));
+    out.metric("qmoi_security_accounts", &[], acc.users.len() as f64);
+    out.metric("qmoi_security_account_changes", &[], changes as f64);
+    out.detail(
+        "accounts",
+        json!({"users": acc.users.len(), "groups": acc.groups.len(), "sudoers_files": acc.sudoers.len(), "shadow_compared": acc.shadow_readable, "changes": changes}),
+    );
+}
+
+/// Processes whose executable was deleted or lives in a world-writable folder.
+pub fn check_processes(cfg: &ProcessesConfig, out: &mut Found) {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        out.check(CheckResult::unknown("processes", "cannot list /proc"));
+        return;
+    };
+    let mut total = 0;
+    let mut hidden = 0;
+    let mut flagged = Vec::new();
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        total += 1;
+        let exe = match std::fs::read_link(e.path().join("exe")) {
+            Ok(p) => p.to_string_lossy().into_owned(),
+            // Kernel threads have no exe; other users' processes are not ours to see.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                hidden += 1;
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let (path, deleted) = match exe.strip_suffix(" (deleted)") {
+            Some(p) => (p.to_string(), true),
+            None => (exe.clone(), false),
+        };
+        if cfg.ignore.iter().any(|i| *i == path) {
+            continue;
+        }
+        let dir = cfg.suspicious_dirs.iter().find(|d| Path::new(&path).starts_with(d.as_str()));
+        let level = match (dir, deleted) {
+            (Some(_), _) => cfg.suspicious_dir_level,
+            (None, true) => cfg.deleted_level,
+            (None, false) => continue,
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).map(|s| s.trim().to_string()).unwrap_or_default();
+        let why = match (dir, deleted) {
+            (Some(d), true) => format!("runs from {d} and its executable was deleted"),
+            (Some(d), false) => format!("runs from {d}"),
+            // memfd_create + exec: nothing on disk (container runtimes do it; so does
+            // fileless malware).
+            _ if path.starts_with("/memfd:") => "runs from an in-memory file (memfd), not from disk".to_string(),
+            _ => "its executable was deleted".to_string(),
+        };
+        flagged.push((pid, comm, path, why, level, deleted));
+    }
+    for (pid, comm, path, why, level, deleted) in &flagged {
+        out.check(
+            CheckResult::new(format!("process:{pid}"), level.status(), format!("pid {pid} ({comm}) {why}: {path}"))
+                .with_title(format!(
+                    "Suspicious process {comm} (pid {pid}){}",
+                    if *deleted { ": executable deleted" } else { "" }
+                )),
+        );
+    }
+    out.check(CheckResult::ok(
+        "processes",
+        format!(
+            "{total} processes, {} suspicious{}",
+            flagged.len(),
+            if hidden > 0 { format!(", {hidden} not inspectable without root") } else { String::new() }
+        ),
+    ));
+    out.metric("qmoi_security_suspicious_processes", &[], flagged.len() as f64);
+    out.detail(
+        "processes",
+        json!({
+            "total": total,
+            "not_inspectable": hidden,
+            "suspicious": flagged.iter().map(|(pid, comm, path, why, level, _)| json!({"pid": pid, "process": comm, "exe": path, "reason": why, "level": level})).collect::<Vec<_>>(),
+        }),
+    );
+}
+
+/// Kernel modules loaded now that were not at baseline time.
+pub fn check_modules(cfg: &ModulesConfig, base: &mut HostBaseline, learned: &mut bool, out: &mut Found) {
+    let text = match std::fs::read_to_string(cfg.file.as_str()) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            out.check(CheckResult::ok(
+                "kernel_modules",
+                format!("not available: no {} (a kernel without modules, or a container)", cfg.file),
+            ));
+            return;
+        }
+        Err(e) => {
+            out.check(qmoi_core::runner::unreadable("kernel_modules", cfg.file.as_str(), e));
+            return;
+        }
+    };
+    let now: BTreeSet<String> = text.lines().filter_map(|l| l.split_whitespace().next()).map(str::to_string).collect();
+    let known = base.modules.get_or_insert_with(|| {
+        *learned = true;
+        now.clone()
+    });
+    let new: Vec<&String> = now.iter().filter(|m| !known.contains(*m)).collect();
+    for m in &new {
+        out.check(
+            CheckResult::new(
+                format!("module:{m}"),
+                cfg.level.status(),
+                format!("kernel module '{m}' loaded since the baseline"),
+            )
+            .with_title(format!("Unexpected kernel module {m}")),
+        );
+    }
+    out.check(CheckResult::ok(
+        "kernel_modules",
+        format!("{} modules loaded, {} new since the baseline", now.len(), new.len()),
+    ));
+    out.metric("qmoi_security_new_kernel_modules", &[], new.len() as f64);
+    out.detail("kernel_modules", json!({"loaded": now.len(), "new": new}));
+}

@@ -1,0 +1,240 @@
+//! Watch rules: which paths, which attributes, which level (AIDE's rule sets as the model).
+
+use crate::config::{Level, WatchRule};
+use globset::{GlobSet, GlobSetBuilder};
+use std::path::{Path, PathBuf};
+
+/// One attribute compared with the baseline, as a bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr(u16);
+
+impl Attr {
+    pub const HASH: Attr = Attr(1);
+    pub const SIZE: Attr = Attr(1 << 1);
+    pub const MODE: Attr = Attr(1 << 2);
+    pub const OWNER: Attr = Attr(1 << 3);
+    pub const GROUP: Attr = Attr(1 << 4);
+    pub const MTIME: Attr = Attr(1 << 5);
+    pub const INODE: Attr = Attr(1 << 6);
+    pub const LINK: Attr = Attr(1 << 7);
+    pub const TYPE: Attr = Attr(1 << 8);
+    pub const SUID: Attr = Attr(1 << 9);
+
+    pub const ALL: [(Attr, &'static str); 10] = [
+        (Attr::HASH, "hash"),
+        (Attr::SIZE, "size"),
+        (Attr::MODE, "mode"),
+        (Attr::OWNER, "owner"),
+        (Attr::GROUP, "group"),
+        (Attr::MTIME, "mtime"),
+        (Attr::INODE, "inode"),
+        (Attr::LINK, "link"),
+        (Attr::TYPE, "type"),
+        (Attr::SUID, "suid"),
+    ];
+}
+
+/// A set of attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attrs(u16);
+
+impl Attrs {
+    pub fn has(self, a: Attr) -> bool {
+        self.0 & a.0 != 0
+    }
+    fn with(self, a: Attr) -> Self {
+        Self(self.0 | a.0)
+    }
+}
+
+/// Parse `check = [...]`: attribute names and the named sets.
+pub fn attributes(names: &[String]) -> Result<Attrs, String> {
+    let mut set = Attrs::default();
+    for n in names {
+        let add: &[Attr] = match n.as_str() {
+            "all" => &[
+                Attr::HASH,
+                Attr::SIZE,
+                Attr::MODE,
+                Attr::OWNER,
+                Attr::GROUP,
+                Attr::MTIME,
+                Attr::INODE,
+                Attr::LINK,
+                Attr::TYPE,
+                Attr::SUID,
+            ],
+            "content" => &[Attr::HASH, Attr::SIZE, Attr::TYPE, Attr::LINK],
+            "permissions" => &[Attr::MODE, Attr::OWNER, Attr::GROUP, Attr::TYPE, Attr::SUID, Attr::LINK],
+            "growing" => &[Attr::MODE, Attr::OWNER, Attr::GROUP, Attr::TYPE, Attr::SUID, Attr::LINK, Attr::INODE],
+            other => match Attr::ALL.iter().find(|(_, name)| *name == other) {
+                Some((a, _)) => std::slice::from_ref(a),
+                None => {
+                    return Err(format!(
+                        "unknown attribute '{other}' (known: hash size mode owner group mtime inode link type suid, \
+                         or the sets all content permissions growing)"
+                    ));
+                }
+            },
+        };
+        for a in add {
+            set = set.with(*a);
+        }
+    }
+    if set == Attrs::default() {
+        return Err("must name at least one attribute".into());
+    }
+    Ok(set)
+}
+
+/// A compiled watch rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub root: PathBuf,
+    pub attrs: Attrs,
+    pub level: Level,
+    pub recursive: bool,
+    include: Option<GlobSet>,
+    exclude: GlobSet,
+}
+
+/// All rules, most specific (longest path) first.
+#[derive(Debug, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+}
+
+impl Rules {
+    /// Compile the configured rules; relative paths are taken from the working directory.
+    pub fn compile(cfg: &[WatchRule]) -> Result<Self, String> {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let mut rules = Vec::with_capacity(cfg.len());
+        for r in cfg {
+            let p = Path::new(&r.path);
+            let root = normalize(&if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) });
+            let include = if r.include.is_empty() { None } else { Some(globs(&r.include)?) };
+            rules.push(Rule {
+                root,
+                attrs: attributes(&r.check)?,
+                level: r.level,
+                recursive: r.recursive,
+                include,
+                exclude: globs(&r.exclude)?,
+            });
+        }
+        rules.sort_by(|a, b| b.root.as_os_str().len().cmp(&a.root.as_os_str().len()));
+        Ok(Self { rules })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The folders and files to walk: each rule's root, except roots inside another
+    /// recursive root (walked once, as part of the outer one).
+    pub fn walk_roots(&self) -> Vec<(PathBuf, bool)> {
+        let mut roots: Vec<(PathBuf, bool)> = Vec::new();
+        let mut sorted: Vec<&Rule> = self.rules.iter().collect();
+        sorted.sort_by(|a, b| a.root.as_os_str().len().cmp(&b.root.as_os_str().len()));
+        for r in sorted {
+            if !roots.iter().any(|(root, rec)| *rec && r.root.starts_with(root)) {
+                roots.push((r.root.clone(), r.recursive));
+            }
+        }
+        roots
+    }
+
+    /// The rule that decides for `path`, or None when no rule covers it or it is excluded.
+    pub fn rule_for(&self, path: &Path, is_dir: bool) -> Option<&Rule> {
+        let rule = self.rules.iter().find(|r| {
+            path.starts_with(&r.root) && (r.recursive || path == r.root || path.parent() == Some(r.root.as_path()))
+        })?;
+        let rel = path.strip_prefix(&rule.root).unwrap_or(path);
+        if rel.as_os_str().is_empty() {
+            return Some(rule);
+        }
+        if rule.exclude.is_match(rel) {
+            return None;
+        }
+        if let Some(inc) = &rule.include {
+            // Folders stay in (so that their contents can match); files must match.
+            if !is_dir && !inc.is_match(rel) {
+                return None;
+            }
+        }
+        Some(rule)
+    }
+
+    pub fn roots(&self) -> impl Iterator<Item = &Path> {
+        self.rules.iter().map(|r| r.root.as_path())
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut b = GlobSetBuilder::new();
+    for g in patterns {
+        // `*.swp` should match in any folder, as users expect from .gitignore-like lists.
+        let glob = globset::GlobBuilder::new(g)
+            .literal_separator(false)
+            .build()
+            .map_err(|e| format!("invalid glob '{g}': {e}"))?;
+        b.add(glob);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// `a/./b/../c` → `a/c`, without touching the file system (symlinks are not resolved: a
+/// watched symlink is watched as a link).
+pub fn normalize(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, level: Level, exclude: &[&str]) -> WatchRule {
+        WatchRule {
+            path: path.into(),
+            level,
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+            ..WatchRule::default()
+        }
+    }
+
+    #[test]
+    fn most_specific_rule_decides_and_nested_roots_walk_once() -> Result<(), String> {
+        let rules = Rules::compile(&[
+            rule("/etc", Level::Warning, &["*.swp"]),
+            rule("/etc/passwd", Level::Critical, &[]),
+            rule("/usr/bin", Level::Critical, &[]),
+        ])?;
+        assert_eq!(rules.rule_for(Path::new("/etc/passwd"), false).map(|r| r.level), Some(Level::Critical));
+        assert_eq!(rules.rule_for(Path::new("/etc/hosts"), false).map(|r| r.level), Some(Level::Warning));
+        assert!(rules.rule_for(Path::new("/etc/x/y.swp"), false).is_none());
+        assert!(rules.rule_for(Path::new("/var/log/x"), false).is_none());
+        let roots: Vec<_> = rules.walk_roots().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(roots, vec![PathBuf::from("/etc"), PathBuf::from("/usr/bin")]);
+        Ok(())
+    }
+
+    #[test]
+    fn attribute_sets_and_unknown_names() {
+        let a = attributes(&["content".into()]).unwrap_or_default();
+        assert!(a.has(Attr::HASH) && a.has(Attr::SIZE) && !a.has(Attr::MODE));
+        let e = attributes(&["hash".into(), "colour".into()]).err().unwrap_or_default();
+        assert!(e.contains("unknown attribute 'colour'"), "{e}");
+        assert!(attributes(&[]).is_err());
+    }
+}
