@@ -22,3 +22,22 @@ pub fn release_free_memory() {
 /// `malloc_trim`.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_memory() {}
+
+/// Make every thread allocate from one glibc arena. glibc gives each thread that allocates
+/// its own arena; a monitor whose worker threads build short-lived data (a parallel walk
+/// of 50,000 paths) next to long-lived data then keeps pages of several arenas that
+/// `malloc_trim` cannot fully return (qmoi-security idle-watching 50,000 files: 33 MiB
+/// RSS with per-thread arenas, 18 MiB with one). Call it first thing in `main`, before
+/// any other thread exists.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn single_arena() {
+    // SAFETY: mallopt only sets a glibc tunable; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// See the glibc version; nothing to do elsewhere.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn single_arena() {}

@@ -284,8 +284,7 @@ mod tests {
 
     #[test]
     fn counts_like_fail2ban() -> Result<(), String> {
-        let mut cfg = AuthLogConfig::default();
-        cfg.max_retry = 3;
+        let cfg = AuthLogConfig { max_retry: 3, ..AuthLogConfig::default() };
         let mut a = AuthLog::new(&cfg)?;
         let now = Utc::now().to_rfc3339();
         for l in [

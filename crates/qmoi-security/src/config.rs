@@ -20,6 +20,9 @@ pub struct SecurityConfig {
     /// Key of the HMAC sealing the baselines. Empty: a random key is created in
     /// `<data_dir>/security.key` (mode 0600) on first use.
     pub hmac_key: Secret,
+    /// Or read the key from this file (a systemd credential:
+    /// `${CREDENTIALS_DIRECTORY}/security-key`).
+    pub hmac_key_file: EnvString,
     pub integrity: IntegrityConfig,
     pub network: NetworkConfig,
     pub auth_log: AuthLogConfig,
@@ -36,6 +39,7 @@ impl Default for SecurityConfig {
             history: HistorySettings { every: ConfigDuration::from_secs(300), ..HistorySettings::default() },
             data_dir: EnvString::from("data"),
             hmac_key: Secret::new(""),
+            hmac_key_file: EnvString::default(),
             integrity: IntegrityConfig::default(),
             network: NetworkConfig::default(),
             auth_log: AuthLogConfig::default(),

@@ -235,7 +235,7 @@ pub fn check_processes(cfg: &ProcessesConfig, out: &mut Found) {
             Some(p) => (p.to_string(), true),
             None => (exe.clone(), false),
         };
-        if cfg.ignore.iter().any(|i| *i == path) {
+        if cfg.ignore.contains(&path) {
             continue;
         }
         let dir = cfg.suspicious_dirs.iter().find(|d| Path::new(&path).starts_with(d.as_str()));

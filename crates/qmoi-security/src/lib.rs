@@ -77,7 +77,14 @@ impl std::fmt::Debug for SecurityMonitor {
 impl SecurityMonitor {
     pub fn new(cfg: &SecurityConfig, opts: Options) -> Result<Self, String> {
         let data_dir = PathBuf::from(cfg.data_dir.as_str());
-        let key = Key::load(cfg.hmac_key.expose(), &data_dir).map_err(|e| format!("baseline key: {e}"))?;
+        let configured = if cfg.hmac_key.is_empty() && !cfg.hmac_key_file.as_str().is_empty() {
+            let path = cfg.hmac_key_file.as_str();
+            let text = fs_err::read_to_string(path).map_err(|e| format!("hmac_key_file: {e}"))?;
+            qmoi_core::config::Secret::new(text.trim())
+        } else {
+            cfg.hmac_key.clone()
+        };
+        let key = Key::load(configured.expose(), &data_dir).map_err(|e| format!("baseline key: {e}"))?;
         let wake = opts.realtime.then(|| Arc::new(Notify::new()));
         let integrity = if cfg.integrity.enabled {
             let mut own = opts.own_dirs.clone();

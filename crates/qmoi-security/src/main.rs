@@ -41,6 +41,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    qmoi_core::mem::single_arena();
     let cli = Cli::parse();
     let Some(info) = component::find("security") else {
         return ExitCode::from(3);

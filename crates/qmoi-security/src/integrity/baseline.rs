@@ -55,7 +55,7 @@ impl Baseline {
     /// Write sealed and atomically; returns the new file's stamp.
     pub fn save(&self, path: &Path, key: &Key) -> Result<Option<Stamp>, String> {
         // Sorted by path, so that two baselines of the same tree are the same file.
-        let mut sorted: Vec<(&Box<str>, &Meta)> = self.files.iter().collect();
+        let mut sorted: Vec<(&str, &Meta)> = self.files.iter().map(|(k, m)| (&**k, m)).collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let doc = Sorted {
             version: self.version,
@@ -77,9 +77,9 @@ struct Sorted<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     #[serde(serialize_with = "as_map")]
-    files: Vec<(&'a Box<str>, &'a Meta)>,
+    files: Vec<(&'a str, &'a Meta)>,
 }
 
-fn as_map<S: serde::Serializer>(v: &[(&Box<str>, &Meta)], s: S) -> Result<S::Ok, S::Error> {
+fn as_map<S: serde::Serializer>(v: &[(&str, &Meta)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(v.iter().map(|(k, m)| (k, m)))
 }

@@ -215,16 +215,23 @@ pub fn hash_file(path: &Path, algo: Algorithm, large: u64) -> std::io::Result<[u
     }
 }
 
+thread_local! {
+    /// One read buffer per hashing thread, not one allocation per file.
+    static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+}
+
 fn read_blocks(mut f: fs_err::File, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => each(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => each(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
-    }
+    })
 }
 
 /// Serialize `Option<[u8; 32]>` as a hex string.

@@ -55,6 +55,8 @@ pub struct Integrity {
     path: PathBuf,
     key: Key,
     base: Option<Baseline>,
+    /// The baseline being loaded at start; [`Integrity::settle`] waits for it.
+    loader: Option<std::thread::JoinHandle<Result<Option<Baseline>, String>>>,
     stamp: Option<Stamp>,
     diff: HashMap<Box<str>, Option<Meta>>,
     /// Why the baseline on disk cannot be trusted (tampered, unreadable).
@@ -109,9 +111,18 @@ impl Integrity {
             .build()
             .map_err(|e| format!("cannot start {threads} hashing threads: {e}"))?;
         let path = data_dir.join(BASELINE_FILE);
-        let (base, tamper) = match Baseline::load(&path, &key) {
-            Ok(b) => (b, None),
-            Err(e) => (None, Some(e)),
+        // Load (parse, verify the seal) on another thread while the first walk runs.
+        let loader = {
+            let (path, key) = (path.clone(), key.clone());
+            std::thread::Builder::new()
+                .name("qmoi-baseline".into())
+                .spawn(move || {
+                    let loading = Instant::now();
+                    let b = Baseline::load(&path, &key);
+                    tracing::debug!(ms = loading.elapsed().as_millis(), "Baseline loaded.");
+                    b
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?
         };
         let stamp = Stamp::of(&path);
         let mut me = Self {
@@ -120,10 +131,11 @@ impl Integrity {
             pool,
             path,
             key,
-            base,
+            base: None,
+            loader: Some(loader),
             stamp,
             diff: HashMap::new(),
-            tamper,
+            tamper: None,
             save_error: None,
             realtime: None,
             realtime_error: None,
@@ -137,6 +149,12 @@ impl Integrity {
             created_now: false,
             full_now: false,
         };
+        if wake.is_some() {
+            // The daemon: load before the first walk. Overlapping them saves ~0.1 s once
+            // but interleaves the walk's short-lived allocations with the baseline's on the
+            // heap, which then cannot shrink (RSS 35 MiB instead of 18 MiB for 50,000 files).
+            me.settle();
+        }
         if let (true, Some(wake)) = (cfg.realtime, wake) {
             let ignore = ignore.iter().map(|p| rules::normalize(&absolute(p))).collect();
             match Realtime::start(&me.rules.walk_roots(), ignore, wake) {
@@ -145,6 +163,17 @@ impl Integrity {
             }
         }
         Ok(me)
+    }
+
+    /// Wait for the baseline loaded at start.
+    fn settle(&mut self) {
+        if let Some(h) = self.loader.take() {
+            match h.join() {
+                Ok(Ok(b)) => self.base = b,
+                Ok(Err(e)) => self.tamper = Some(e),
+                Err(_) => self.tamper = Some("the baseline loader crashed".into()),
+            }
+        }
     }
 
     /// Make the next scan a full rehash (`--full`).
@@ -156,7 +185,9 @@ impl Integrity {
     /// it becomes the baseline (and is saved).
     pub fn scan(&mut self, mode: ScanMode, progress: &Progress) -> ScanInfo {
         let started = Instant::now();
-        let mut walk: Walk = scan::walk(&self.rules);
+        let mut walk: Walk = scan::walk(&self.pool, &self.rules);
+        tracing::debug!(ms = started.elapsed().as_millis(), paths = walk.entries.len(), "Walk done.");
+        self.settle();
         let algo = self.cfg.algorithm;
         let (base, diff) = (&self.base, &self.diff);
         let reuse = |path: &str, meta: &Meta| -> Option<Option<[u8; 32]>> {
@@ -179,6 +210,7 @@ impl Integrity {
             progress,
             reuse,
         );
+        tracing::debug!(ms = started.elapsed().as_millis(), "Hashing done.");
         self.walk_errors = walk.errors;
         let files = walk.entries.len();
         let creating = self.base.is_none() && self.tamper.is_none();
@@ -188,14 +220,18 @@ impl Integrity {
             self.created_now = true;
             self.save();
         } else if let Some(base) = &self.base {
-            let mut entries = walk.entries;
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let entries = walk.entries;
             let mut diff = HashMap::new();
-            // Baseline paths the walk did not meet: removed, when lstat agrees (a path in a
-            // folder that became unreadable is not called removed).
-            for path in base.files.keys() {
-                if entries.binary_search_by(|(k, _)| k.cmp(path)).is_err() && !exists(path) {
-                    diff.insert(path.clone(), None);
+            // Baseline paths the walk did not meet are removed, when lstat agrees (a path
+            // in a folder that became unreadable is not called removed). Usually every
+            // baseline path was met, and the set below is never built.
+            let met = entries.iter().filter(|(p, _)| base.files.contains_key(p)).count();
+            if met < base.files.len() {
+                let walked: std::collections::HashSet<&str> = entries.iter().map(|(k, _)| &**k).collect();
+                for path in base.files.keys() {
+                    if !walked.contains(&**path) && !exists(path) {
+                        diff.insert(path.clone(), None);
+                    }
                 }
             }
             for (path, meta) in entries {
@@ -244,6 +280,10 @@ impl Integrity {
     /// Re-read the baseline when another process (`--accept`, `--init-baseline`)
     /// replaced it; a replacement whose seal is wrong is tampering.
     fn reload_if_replaced(&mut self) -> bool {
+        if self.loader.is_some() {
+            // Still loading the file as it was at start.
+            return false;
+        }
         let now = Stamp::of(&self.path);
         if now == self.stamp {
             return false;
@@ -270,6 +310,7 @@ impl Integrity {
 
     /// Re-examine paths inotify reported.
     fn apply_events(&mut self, pending: Pending) {
+        self.settle();
         self.events_total += pending.events;
         let Some(base) = &self.base else { return };
         let mut walk = Walk::default();
@@ -278,7 +319,8 @@ impl Integrity {
             match std::fs::symlink_metadata(path) {
                 Ok(md) => {
                     let recursive = md.is_dir();
-                    scan::walk_from(&self.rules, path, recursive, &mut walk);
+                    let rules = &self.rules;
+                    self.pool.install(|| scan::walk_from(rules, path, recursive, &mut walk));
                 }
                 Err(_) => gone.push(path.clone()),
             }
@@ -376,7 +418,8 @@ impl Integrity {
     }
 
     /// The differences from the baseline, most severe first.
-    pub fn findings(&self) -> Vec<Finding> {
+    pub fn findings(&mut self) -> Vec<Finding> {
+        self.settle();
         let Some(base) = &self.base else { return Vec::new() };
         let mut out = Vec::new();
         for (path, cur) in &self.diff {
@@ -423,6 +466,7 @@ impl Integrity {
     /// Accept the current state of `paths` (and everything under them; all paths when
     /// empty) into the baseline, after a fresh scan. Returns how many entries changed.
     pub fn accept(&mut self, paths: &[PathBuf]) -> Result<usize, String> {
+        self.settle();
         if let Some(t) = &self.tamper {
             return Err(format!("{t}\nRecreate it with --init-baseline after checking the host."));
         }
@@ -456,6 +500,7 @@ impl Integrity {
 
     /// Build a new baseline from a full scan, replacing any existing one (tampered too).
     pub fn init(&mut self, progress: &Progress) -> Result<ScanInfo, String> {
+        self.settle();
         self.base = None;
         self.tamper = None;
         self.diff.clear();

@@ -122,7 +122,7 @@ impl Rules {
                 exclude: globs(&r.exclude)?,
             });
         }
-        rules.sort_by(|a, b| b.root.as_os_str().len().cmp(&a.root.as_os_str().len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.root.as_os_str().len()));
         Ok(Self { rules })
     }
 
@@ -135,7 +135,7 @@ impl Rules {
     pub fn walk_roots(&self) -> Vec<(PathBuf, bool)> {
         let mut roots: Vec<(PathBuf, bool)> = Vec::new();
         let mut sorted: Vec<&Rule> = self.rules.iter().collect();
-        sorted.sort_by(|a, b| a.root.as_os_str().len().cmp(&b.root.as_os_str().len()));
+        sorted.sort_by_key(|r| r.root.as_os_str().len());
         for r in sorted {
             if !roots.iter().any(|(root, rec)| *rec && r.root.starts_with(root)) {
                 roots.push((r.root.clone(), r.recursive));

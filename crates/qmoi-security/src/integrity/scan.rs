@@ -15,17 +15,36 @@ pub struct Walk {
     pub errors: Vec<(String, String)>,
 }
 
-/// Walk every root (symlinks are recorded, never followed; other file systems are
-/// entered, as AIDE does). A file that vanishes between listing and `lstat` is skipped.
-pub fn walk(rules: &Rules) -> Walk {
-    let mut out = Walk::default();
-    for (root, recursive) in rules.walk_roots() {
-        walk_from(rules, &root, recursive, &mut out);
-    }
-    out
+/// Walk every root on `pool` (folders are listed in parallel; symlinks are recorded,
+/// never followed; other file systems are entered, as AIDE does). A file that vanishes
+/// between listing and `lstat` is skipped.
+pub fn walk(pool: &rayon::ThreadPool, rules: &Rules) -> Walk {
+    let roots = rules.walk_roots();
+    pool.install(|| {
+        roots
+            .par_iter()
+            .map(|(root, recursive)| {
+                let mut w = Walk::default();
+                walk_from(rules, root, *recursive, &mut w);
+                w
+            })
+            .reduce(Walk::default, Walk::merge)
+    })
 }
 
-/// Walk one path (a file, or a folder and everything under it).
+impl Walk {
+    fn merge(mut self, other: Walk) -> Walk {
+        if self.entries.len() < other.entries.len() {
+            return other.merge(self);
+        }
+        self.entries.extend(other.entries);
+        self.errors.extend(other.errors);
+        self
+    }
+}
+
+/// Walk one path (a file, or a folder and everything under it). Call it inside
+/// `pool.install` to list sub-folders on the pool's threads.
 pub fn walk_from(rules: &Rules, start: &Path, recursive: bool, out: &mut Walk) {
     let md = match std::fs::symlink_metadata(start) {
         Ok(md) => md,
@@ -39,39 +58,49 @@ pub fn walk_from(rules: &Rules, start: &Path, recursive: bool, out: &mut Walk) {
         return;
     }
     out.entries.push((key(start), Meta::of(start, &md)));
-    if !md.is_dir() {
-        return;
+    if md.is_dir() {
+        let sub = walk_dir(rules, start, recursive);
+        let taken = std::mem::take(out);
+        *out = taken.merge(sub);
     }
-    let mut stack: Vec<PathBuf> = vec![start.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
+}
+
+/// Everything under `dir`; sub-folders are walked in parallel (rayon work stealing).
+fn walk_dir(rules: &Rules, dir: &Path, recursive: bool) -> Walk {
+    let mut out = Walk::default();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => {
+            out.errors.push((dir.display().to_string(), e.to_string()));
+            return out;
+        }
+    };
+    let mut subdirs: Vec<PathBuf> = Vec::new();
+    for entry in rd {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        // DirEntry::metadata does not follow symlinks (fstatat, AT_SYMLINK_NOFOLLOW).
+        let md = match entry.metadata() {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                out.errors.push((dir.display().to_string(), e.to_string()));
+                out.errors.push((path.display().to_string(), e.to_string()));
                 continue;
             }
         };
-        for entry in rd {
-            let Ok(entry) = entry else { continue };
-            let path = entry.path();
-            // DirEntry::metadata does not follow symlinks (fstatat, AT_SYMLINK_NOFOLLOW).
-            let md = match entry.metadata() {
-                Ok(md) => md,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    out.errors.push((path.display().to_string(), e.to_string()));
-                    continue;
-                }
-            };
-            let is_dir = md.is_dir();
-            let Some(rule) = rules.rule_for(&path, is_dir) else { continue };
-            let descend = is_dir && rule.recursive;
-            out.entries.push((key(&path), Meta::of(&path, &md)));
-            if descend && recursive {
-                stack.push(path);
-            }
+        let is_dir = md.is_dir();
+        let Some(rule) = rules.rule_for(&path, is_dir) else { continue };
+        let descend = is_dir && rule.recursive && recursive;
+        out.entries.push((key(&path), Meta::of(&path, &md)));
+        if descend {
+            subdirs.push(path);
         }
     }
+    if !subdirs.is_empty() {
+        let sub = subdirs.par_iter().map(|d| walk_dir(rules, d, recursive)).reduce(Walk::default, Walk::merge);
+        out = out.merge(sub);
+    }
+    out
 }
 
 pub fn key(p: &Path) -> Box<str> {
