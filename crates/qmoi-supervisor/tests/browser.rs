@@ -87,6 +87,8 @@ command = "{f}"
 args = ["--mode", "write", "--component", "security"]
 [monitoring_components.notification]
 interval = 1
+[monitoring_components.backup]
+interval = 1
 "#,
         f = fake.display()
     );
@@ -100,6 +102,14 @@ interval = 1
             "[grouping]\ngroup_wait = \"0s\"\n[priorities.warning]\nchannels = [\"hook\"]\nretry_attempts = 0\n\
              [channels.hook]\ntype = \"webhook\"\nurls = [\"http://127.0.0.1:{closed}/hook\"]\n"
         ),
+    );
+    // The real backup monitor with one folder target: the page shows its newest backup
+    // and the recovery procedure an operator needs at 3 a.m.
+    stack.write("backups/db-2026-11-27.sql", "-- dump\n");
+    stack.write(
+        "config/backup.toml",
+        "[[targets]]\nname = \"pgdump\"\npath = \"backups\"\npattern = \"db-*.sql\"\nmax_age = \"1d\"\nverify = [\"metadata\"]\n\
+         restore_command = \"psql app < {file}\"\n",
     );
     stack.start();
     let addr = stack.dashboard_addr();
@@ -186,6 +196,18 @@ interval = 1
         }
         assert!(dead.contains("hook") && dead.contains("firing warning"), "dead letters on the page: '{dead}'");
         assert!(dead.contains("127.0.0.1") && dead.contains("Connection refused"), "the error names the target: '{dead}'");
+
+        // The backup panel.
+        let mut backups = String::new();
+        for _ in 0..150 {
+            backups = text_of(&client, "#backup-table tbody").await;
+            if backups.contains("pgdump") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(backups.contains("pgdump") && backups.contains("db-2026-11-27.sql"), "backups on the page: '{backups}'");
+        assert!(backups.contains("psql app < backups/db-2026-11-27.sql"), "the recovery procedure: '{backups}'");
 
         let png = client.screenshot().await?;
         let target = bin("qmoi-supervisor").parent().and_then(|p| p.parent()).map(|p| p.join("qmoi-dashboard.png"));

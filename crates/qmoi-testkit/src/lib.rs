@@ -82,8 +82,13 @@ impl Stack {
         self.dir.path().join(rel)
     }
 
+    /// Write a file in the stack's folder, creating its folders.
     pub fn write(&self, rel: &str, text: &str) {
-        std::fs::write(self.path(rel), text).unwrap_or_else(|e| panic!("write {rel}: {e}"));
+        let p = self.path(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir for {rel}: {e}"));
+        }
+        std::fs::write(p, text).unwrap_or_else(|e| panic!("write {rel}: {e}"));
     }
 
     /// A command for the supervisor, run in the stack's folder.

@@ -267,6 +267,7 @@ function onEvent(ev) {
   else if (ev.type === "report") {
     updateCard(ev.data);
     if (ev.data.component === "notification") loadNotifications();
+    if (ev.data.component === "backup") loadBackups();
   }
 }
 
@@ -321,6 +322,38 @@ async function loadNotifications() {
     el("td", {}, h.channel), el("td", {}, h.target), el("td", {}, h.description), el("td", { class: "detail" }, h.detail))));
 }
 
+// ---- backups (qmoi-backup's report: newest backup, verification, recovery procedure) ----
+
+function fmtBytes(b) {
+  if (b === null || b === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+  return (i ? b.toFixed(1) : String(b)) + " " + units[i];
+}
+
+async function loadBackups() {
+  let data;
+  try { data = await api("/api/monitor/components/backup"); } catch (e) { return; }
+  const d = data.report && data.report.details;
+  const targets = (d && d.targets) || [];
+  $("#backups").hidden = targets.length === 0;
+  $("#backup-summary").textContent = "(" + targets.length + " target" + (targets.length === 1 ? "" : "s") + ")";
+  $("#backup-table tbody").replaceChildren(...targets.map((t) => {
+    const n = t.newest;
+    const levels = Object.entries(t.verification || {}).map(([level, v]) =>
+      el("span", { class: "pill " + v.status, title: v.message + " (" + since(v.at) + ")" }, level));
+    return el("tr", {},
+      el("td", {}, t.name),
+      el("td", {}, el("span", { class: "pill " + t.status }, t.status)),
+      el("td", { class: "detail" }, n ? n.name : (t.error || "none")),
+      el("td", {}, n ? since(n.time) : "-"),
+      el("td", {}, n ? fmtBytes(n.size) : "-"),
+      el("td", {}, ...levels),
+      el("td", {}, t.restore_command ? el("code", { class: "restore" }, t.restore_command) : el("span", { class: "muted" }, "not documented (restore_command)")));
+  }));
+}
+
 async function loadConfig() {
   try { $("#config").textContent = JSON.stringify(await api("/api/config"), null, 2); } catch (e) { $("#config").textContent = e.message; }
 }
@@ -336,6 +369,7 @@ async function reloadAll() {
   loadCharts();
   loadConfig();
   loadNotifications();
+  loadBackups();
 }
 
 document.addEventListener("DOMContentLoaded", () => {

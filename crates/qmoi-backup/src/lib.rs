@@ -1,0 +1,610 @@
+//! # qmoi-backup
+//!
+//! A backup nobody verified is not a backup. For each configured target (a folder of
+//! backup files, or a restic / Borg repository) this monitor checks, every interval, that
+//! the newest backup exists, is fresh (and that the expected scheduled run happened), is
+//! not suspiciously small or shrunk, and that the count matches the retention; and, on
+//! its own slower schedule or as soon as a new backup appears, verifies it: checksums
+//! recomputed ([`verify::checksum`]), the whole archive read and decompressed
+//! ([`verify::archive`]), a restore test into a temp folder compared with a manifest or
+//! the source ([`verify::restore`]), or the repository's own check ([`repo`]).
+//!
+//! It never modifies or deletes a backup: files are only opened for reading, and the
+//! only writes are its state file and the restore test's temp folder, always removed.
+
+pub mod config;
+pub mod discover;
+pub mod repo;
+pub mod schedule;
+pub mod state;
+pub mod verify;
+
+pub use config::BackupConfig;
+
+use chrono::{DateTime, Utc};
+use config::{Kind, Level, Target};
+use discover::Backup;
+use qmoi_core::report::metric_key;
+use qmoi_core::runner::{Monitor, Outcome, RunContext};
+use qmoi_core::{CheckResult, Status};
+use serde_json::json;
+use state::{State, Verification};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use verify::archive::Format;
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+pub struct BackupMonitor {
+    cfg: BackupConfig,
+    patterns: Vec<Option<globset::GlobMatcher>>,
+    state_path: PathBuf,
+    state: State,
+    /// Targets whose heavy verification runs now whatever the schedule (`--verify`).
+    force: HashSet<String>,
+    /// `--verify`: look at this target only.
+    only: Option<String>,
+}
+
+impl std::fmt::Debug for BackupMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupMonitor").field("targets", &self.cfg.targets.len()).finish()
+    }
+}
+
+/// What one run found.
+#[derive(Debug, Default)]
+struct Found {
+    checks: Vec<CheckResult>,
+    metrics: BTreeMap<String, f64>,
+    rows: Vec<serde_json::Value>,
+}
+
+impl Found {
+    fn metric(&mut self, name: &str, target: &str, extra: Option<(&str, &str)>, v: f64) {
+        let mut labels = vec![("target", target)];
+        labels.extend(extra);
+        if v.is_finite() {
+            self.metrics.insert(metric_key(name, &labels), v);
+        }
+    }
+}
+
+impl BackupMonitor {
+    pub fn new(cfg: &BackupConfig) -> Result<Self, String> {
+        let patterns = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                t.pattern
+                    .as_deref()
+                    .map(|p| {
+                        globset::Glob::new(p).map(|g| g.compile_matcher()).map_err(|e| format!("pattern '{p}': {e}"))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_, _>>()?;
+        let state_path = Path::new(cfg.data_dir.as_str()).join("backup_state.json");
+        let state = State::load(&state_path);
+        Ok(Self { cfg: cfg.clone(), patterns, state_path, state, force: HashSet::new(), only: None })
+    }
+
+    /// `--verify TARGET`: the next run verifies it fully, whatever the schedule, and looks
+    /// at no other target.
+    pub fn force_verify(&mut self, target: &str) -> Result<(), String> {
+        if !self.cfg.targets.iter().any(|t| t.name == target) {
+            let names: Vec<&str> = self.cfg.targets.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!(
+                "no target '{target}' (configured: {})",
+                if names.is_empty() { "none".into() } else { names.join(", ") }
+            ));
+        }
+        self.force.insert(target.to_string());
+        self.only = Some(target.to_string());
+        Ok(())
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.cfg.targets
+    }
+
+    /// The backups of target `i`, newest first.
+    pub async fn list(&self, i: usize, timeout: Duration) -> Result<Vec<Backup>, String> {
+        let t = &self.cfg.targets[i];
+        match t.kind {
+            Kind::Folder => {
+                let dir = PathBuf::from(t.path.as_ref().map(|p| p.as_str()).unwrap_or_default());
+                let pattern = self.patterns[i].clone();
+                let listing = tokio::task::spawn_blocking(move || discover::list_folder(&dir, pattern.as_ref()));
+                match tokio::time::timeout(timeout, listing).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => Err(format!("listing failed: {e}")),
+                    Err(_) => Err(format!(
+                        "listing did not finish within {} (a hung network file system?)",
+                        qmoi_core::config::ConfigDuration(timeout)
+                    )),
+                }
+            }
+            Kind::Restic | Kind::Borg => repo::list(t, timeout).await,
+        }
+    }
+
+    async fn check_target(&mut self, i: usize, timeout: Duration, out: &mut Found) {
+        let t = self.cfg.targets[i].clone();
+        let name = t.name.clone();
+        let now = Utc::now();
+        let where_ = match t.kind {
+            Kind::Folder => format!(
+                "{}{}",
+                t.path.as_ref().map(|p| p.as_str()).unwrap_or_default(),
+                t.pattern.as_ref().map(|p| format!("/{p}")).unwrap_or_default()
+            ),
+            _ => t.repository.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default(),
+        };
+        let backups = match self.list(i, timeout).await {
+            Ok(b) => b,
+            Err(e) => {
+                out.checks.push(
+                    CheckResult::unknown(format!("backup:{name}"), format!("{name}: cannot list {where_}: {e}"))
+                        .with_title(format!("Backups of {name} cannot be listed")),
+                );
+                out.rows.push(json!({"name": name, "kind": t.kind, "where": where_, "error": e, "status": "unknown"}));
+                return;
+            }
+        };
+        let bad = if t.critical { Status::Critical } else { Status::Warning };
+        let newest = backups.first().cloned();
+        let mut statuses = Vec::new();
+        // Freshness.
+        let fresh = match &newest {
+            None => CheckResult::new(
+                format!("backup:{name}"),
+                Status::Critical,
+                format!("{name}: no backup found in {where_}"),
+            )
+            .with_title(format!("Backup missing: {name}")),
+            Some(b) => {
+                let age = (now - b.time).to_std().unwrap_or_default();
+                let (status, what) = if age > t.critical_age() {
+                    (Status::Critical, format!("older than {}", qmoi_core::config::ConfigDuration(t.critical_age())))
+                } else if age > t.max_age.get() {
+                    (bad, format!("older than {}", t.max_age))
+                } else {
+                    (Status::Ok, format!("max age {}", t.max_age))
+                };
+                CheckResult::new(
+                    format!("backup:{name}"),
+                    status,
+                    format!(
+                        "{name}: newest backup {} is {} old ({what})",
+                        b.name,
+                        qmoi_core::human::duration(age.as_secs_f64())
+                    ),
+                )
+                .with_value(age.as_secs_f64(), "seconds")
+                .with_title(format!("Backup stale: {name}"))
+            }
+        };
+        statuses.push(fresh.status);
+        out.checks.push(fresh);
+        // The scheduled run.
+        if let (Some(s), Some(b)) = (t.schedule.as_deref().and_then(|s| schedule::Schedule::parse(s).ok()), &newest)
+            && let Some(due) = s.last_due(now)
+        {
+            let grace = chrono::Duration::from_std(t.grace.get()).unwrap_or_default();
+            let missed = now > due + grace && b.time < due;
+            let local = due.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %Z");
+            let c = if missed {
+                CheckResult::new(
+                    format!("schedule:{name}"),
+                    bad,
+                    format!(
+                        "{name}: the run due at {local} produced no backup within {} (newest is from before it)",
+                        t.grace
+                    ),
+                )
+                .with_title(format!("Scheduled backup missed: {name}"))
+            } else {
+                CheckResult::ok(format!("schedule:{name}"), format!("{name}: the run due at {local} happened"))
+            };
+            statuses.push(c.status);
+            out.checks.push(c);
+        }
+        // Size and shrink (files; restic reports the bytes processed).
+        let ts = self.state.targets.entry(name.clone()).or_default();
+        if let Some(b) = &newest
+            && let Some(size) = b.size
+        {
+            ts.observe(&b.name, b.time, size);
+            let mut problems = Vec::new();
+            if let Some(min) = t.min_size
+                && size < min
+            {
+                problems.push(format!(
+                    "{} is smaller than min_size {}",
+                    qmoi_core::human::bytes(size as f64),
+                    qmoi_core::human::bytes(min as f64)
+                ));
+            }
+            if let (Some(limit), Some(prev)) = (t.max_shrink_percent, ts.previous())
+                && prev.size > 0
+            {
+                let shrink = (1.0 - size as f64 / prev.size as f64) * 100.0;
+                if shrink > limit {
+                    problems.push(format!(
+                        "{shrink:.0}% smaller than the previous backup {} ({} → {}; limit {limit}%)",
+                        prev.name,
+                        qmoi_core::human::bytes(prev.size as f64),
+                        qmoi_core::human::bytes(size as f64)
+                    ));
+                }
+            }
+            if t.min_size.is_some() || t.max_shrink_percent.is_some() {
+                let c = if problems.is_empty() {
+                    CheckResult::ok(
+                        format!("size:{name}"),
+                        format!("{name}: {} {}", b.name, qmoi_core::human::bytes(size as f64)),
+                    )
+                } else {
+                    CheckResult::new(
+                        format!("size:{name}"),
+                        Status::Warning,
+                        format!("{name}: {} {}", b.name, problems.join("; ")),
+                    )
+                    .with_title(format!("Backup shrunk or too small: {name}"))
+                };
+                statuses.push(c.status);
+                out.checks.push(c.with_value(size as f64, "bytes"));
+            }
+        }
+        // Count against the retention.
+        if t.min_count.is_some() || t.max_count.is_some() {
+            let n = backups.len();
+            let c = match (t.min_count, t.max_count) {
+                (Some(min), _) if n < min => CheckResult::new(
+                    format!("count:{name}"),
+                    Status::Warning,
+                    format!("{name}: {n} backups, fewer than min_count {min}"),
+                )
+                .with_title(format!("Too few backups: {name}")),
+                (_, Some(max)) if n > max => CheckResult::new(
+                    format!("count:{name}"),
+                    Status::Warning,
+                    format!("{name}: {n} backups, more than max_count {max} (is pruning running?)"),
+                )
+                .with_title(format!("Too many backups: {name}")),
+                _ => CheckResult::ok(format!("count:{name}"), format!("{name}: {n} backups")),
+            };
+            statuses.push(c.status);
+            out.checks.push(c.with_value(n as f64, "backups"));
+        }
+        // Heavy verification of the newest backup.
+        let mut verif_rows = serde_json::Map::new();
+        if let Some(b) = &newest {
+            let forced = self.force.contains(&name);
+            for level in [Level::Checksum, Level::Archive, Level::Restore] {
+                if !t.verifies(level) {
+                    continue;
+                }
+                let key = level.as_str().to_string();
+                let last = self.state.targets.get(&name).and_then(|s| s.verified.get(&key)).cloned();
+                let stale = last.as_ref().is_none_or(|v| {
+                    v.identity != b.identity()
+                        || (now - v.at).to_std().unwrap_or_default() >= self.cfg.verify_interval.get()
+                });
+                let v = if forced || stale {
+                    let v = self.verify_level(&t, b, level).await;
+                    tracing::info!(target = %name, level = level.as_str(), status = %v.status, ms = v.duration_ms, "Verification done.");
+                    if let Some(ts) = self.state.targets.get_mut(&name) {
+                        ts.verified.insert(key.clone(), v.clone());
+                    }
+                    v
+                } else if let Some(v) = last {
+                    v
+                } else {
+                    continue;
+                };
+                let title = match (level, v.status) {
+                    (Level::Checksum, _) => format!("Backup checksum mismatch: {name}"),
+                    (Level::Archive, _) if t.kind != Kind::Folder => format!("Backup repository check failed: {name}"),
+                    (Level::Archive, _) => format!("Backup archive corrupt: {name}"),
+                    (Level::Restore, _) => format!("Backup restore test failed: {name}"),
+                    _ => String::new(),
+                };
+                let c = CheckResult::new(format!("{key}:{name}"), v.status, format!("{name}: {}", v.message))
+                    .with_title(title);
+                statuses.push(c.status);
+                out.checks.push(c);
+                out.metric(
+                    "qmoi_backup_verification_ok",
+                    &name,
+                    Some(("level", level.as_str())),
+                    if v.status == Status::Ok { 1.0 } else { 0.0 },
+                );
+                out.metric(
+                    "qmoi_backup_verification_duration_seconds",
+                    &name,
+                    Some(("level", level.as_str())),
+                    v.duration_ms as f64 / 1000.0,
+                );
+                out.metric(
+                    "qmoi_backup_last_verified_timestamp_seconds",
+                    &name,
+                    Some(("level", level.as_str())),
+                    v.at.timestamp() as f64,
+                );
+                verif_rows.insert(key, serde_json::to_value(&v).unwrap_or_default());
+            }
+        }
+        self.force.remove(&name);
+        let trend = self.state.targets.get(&name).map(|s| s.sizes.clone()).unwrap_or_default();
+        if let Some(b) = &newest {
+            out.metric("qmoi_backup_age_seconds", &name, None, (now - b.time).num_milliseconds() as f64 / 1000.0);
+            out.metric("qmoi_backup_last_timestamp_seconds", &name, None, b.time.timestamp() as f64);
+            if let Some(s) = b.size {
+                out.metric("qmoi_backup_size_bytes", &name, None, s as f64);
+            }
+        }
+        out.metric("qmoi_backup_count", &name, None, backups.len() as f64);
+        let restore_command = t.restore_command.as_ref().map(|c| {
+            let file = newest.as_ref().and_then(|b| b.path.as_ref()).map(|p| p.display().to_string());
+            c.replace("{file}", file.as_deref().or(newest.as_ref().map(|b| b.name.as_str())).unwrap_or("{file}"))
+        });
+        out.rows.push(json!({
+            "name": name,
+            "kind": t.kind,
+            "where": where_,
+            "status": Status::worst_of(statuses),
+            "newest": newest.as_ref().map(|b| json!({
+                "name": b.name, "path": b.path, "time": b.time, "size": b.size,
+                "age_s": (now - b.time).num_seconds(),
+            })),
+            "count": backups.len(),
+            "trend": trend,
+            "verification": verif_rows,
+            "restore_command": restore_command,
+            "labels": t.labels,
+        }));
+    }
+
+    /// One heavy verification of `b`, off the async thread.
+    async fn verify_level(&self, t: &Target, b: &Backup, level: Level) -> Verification {
+        let started = Instant::now();
+        let at = Utc::now();
+        let result: Result<(Status, String, Option<u64>, Option<serde_json::Value>), String> = if t.kind != Kind::Folder
+        {
+            // A repository verifies with its own check command (level archive).
+            repo::check(t).await.map(|m| (Status::Ok, format!("repository check passed: {m}"), None, None))
+        } else {
+            let Some(path) = b.path.clone() else {
+                return verification(b, at, started, Status::Unknown, "no file to verify".into(), None, None);
+            };
+            let t = t.clone();
+            let restore_dir = PathBuf::from(self.cfg.restore_dir.as_str());
+            let taken = std::time::SystemTime::from(b.time);
+            tokio::task::spawn_blocking(move || verify_file(&t, &path, level, &restore_dir, taken))
+                .await
+                .unwrap_or_else(|e| Err(format!("verification crashed: {e}")))
+        };
+        match result {
+            Ok((status, msg, bytes, details)) => verification(b, at, started, status, msg, bytes, details),
+            Err(e) => {
+                let status =
+                    if t.kind != Kind::Folder || level != Level::Checksum { Status::Critical } else { Status::Unknown };
+                verification(b, at, started, status, e, None, None)
+            }
+        }
+    }
+
+    fn save_state(&self) -> Option<String> {
+        self.state.save(&self.state_path).err()
+    }
+}
+
+fn verification(
+    b: &Backup,
+    at: DateTime<Utc>,
+    started: Instant,
+    status: Status,
+    message: String,
+    bytes: Option<u64>,
+    details: Option<serde_json::Value>,
+) -> Verification {
+    Verification {
+        backup: b.name.clone(),
+        identity: b.identity(),
+        at,
+        status,
+        message,
+        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+        bytes,
+        details,
+    }
+}
+
+type Verified = (Status, String, Option<u64>, Option<serde_json::Value>);
+
+/// Checksum, archive or restore verification of one backup file (blocking).
+fn verify_file(
+    t: &Target,
+    path: &Path,
+    level: Level,
+    restore_dir: &Path,
+    taken: std::time::SystemTime,
+) -> Result<Verified, String> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let started = Instant::now();
+    let rate = |bytes: u64| {
+        let s = started.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{} in {:.1} s, {}/s",
+            qmoi_core::human::bytes(bytes as f64),
+            s,
+            qmoi_core::human::bytes(bytes as f64 / s)
+        )
+    };
+    match level {
+        Level::Metadata => Ok((Status::Ok, "exists".into(), None, None)),
+        Level::Checksum => {
+            use verify::checksum;
+            let Some(exp) = checksum::expected(path)? else {
+                return Ok((
+                    Status::Unknown,
+                    format!("no checksum for {name} (looked for {name}.sha256, {name}.b3, SHA256SUMS, B3SUMS)"),
+                    None,
+                    None,
+                ));
+            };
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let got =
+                checksum::hash_file(path, exp.algo).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let src = exp.source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if got == exp.hex {
+                Ok((
+                    Status::Ok,
+                    format!("{} of {name} matches {src} ({})", exp.algo.as_str(), rate(size)),
+                    Some(size),
+                    None,
+                ))
+            } else {
+                Ok((
+                    Status::Critical,
+                    format!(
+                        "{} of {name} is {}…, {src} says {}…: the file changed or is damaged",
+                        exp.algo.as_str(),
+                        &got[..16],
+                        &exp.hex[..16]
+                    ),
+                    Some(size),
+                    None,
+                ))
+            }
+        }
+        Level::Archive => {
+            let Some(format) = Format::detect(&name) else {
+                return Ok((
+                    Status::Unknown,
+                    format!("{name} is not an archive format qmoi-backup reads ({})", verify::archive::FORMATS),
+                    None,
+                    None,
+                ));
+            };
+            match verify::archive::verify(path, format) {
+                Ok(stats) => Ok((
+                    Status::Ok,
+                    format!(
+                        "{name}: {} {} entries read and decompressed, {}",
+                        format.as_str(),
+                        stats.entries,
+                        rate(stats.bytes)
+                    ),
+                    Some(stats.bytes),
+                    Some(json!(stats)),
+                )),
+                Err(e) => Ok((Status::Critical, format!("{name} is corrupt: {e}"), None, None)),
+            }
+        }
+        Level::Restore => {
+            let Some(format) = Format::detect(&name) else {
+                return Ok((
+                    Status::Unknown,
+                    format!("{name} is not an archive format qmoi-backup can restore ({})", verify::archive::FORMATS),
+                    None,
+                    None,
+                ));
+            };
+            let reference = match (&t.manifest, &t.compare_with) {
+                (Some(m), _) => verify::restore::Reference::Manifest(m.clone()),
+                (None, Some(dir)) => verify::restore::Reference::Source {
+                    dir: PathBuf::from(dir.as_str()),
+                    root: t.archive_root.clone().unwrap_or_default(),
+                    sample: t.sample,
+                    taken,
+                },
+                (None, None) => {
+                    return Ok((Status::Unknown, "restore needs `manifest` or `compare_with`".into(), None, None));
+                }
+            };
+            match verify::restore::restore_test(path, format, &reference, restore_dir, t.max_restore_bytes) {
+                Ok(o) if o.problem_count == 0 && o.compared > 0 => Ok((
+                    Status::Ok,
+                    format!(
+                        "restored {} files ({}), {} compared, all match{}",
+                        o.files,
+                        rate(o.bytes),
+                        o.compared,
+                        newer(&o)
+                    ),
+                    Some(o.bytes),
+                    Some(json!(o)),
+                )),
+                Ok(o) if o.compared == 0 => Ok((
+                    Status::Critical,
+                    format!("restored {} files but none could be compared{}", o.files, newer(&o)),
+                    Some(o.bytes),
+                    Some(json!(o)),
+                )),
+                Ok(o) => Ok((
+                    Status::Critical,
+                    format!(
+                        "restore test failed: {} of {} compared files wrong: {}",
+                        o.problem_count,
+                        o.compared,
+                        o.problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                    ),
+                    Some(o.bytes),
+                    Some(json!(o)),
+                )),
+                Err(e) if e.contains("max_restore_bytes") => {
+                    Ok((Status::Warning, format!("restore test skipped: {e}"), None, None))
+                }
+                Err(e) => Ok((Status::Critical, format!("restore test failed: {e}"), None, None)),
+            }
+        }
+    }
+}
+
+fn newer(o: &verify::restore::Outcome) -> String {
+    if o.newer_in_source > 0 {
+        format!(" ({} source files changed since the backup, not compared)", o.newer_in_source)
+    } else {
+        String::new()
+    }
+}
+
+impl Monitor for BackupMonitor {
+    async fn run(&mut self, ctx: &RunContext) -> Outcome {
+        let mut out = Found::default();
+        for i in 0..self.cfg.targets.len() {
+            if self.only.as_ref().is_some_and(|o| *o != self.cfg.targets[i].name) {
+                continue;
+            }
+            self.check_target(i, ctx.check_timeout, &mut out).await;
+        }
+        if self.cfg.targets.is_empty() {
+            out.checks.push(CheckResult::ok(
+                "targets",
+                "no backup targets configured (add [[targets]] to config/backup.toml)",
+            ));
+        }
+        if let Some(e) = self.save_state() {
+            out.checks.push(
+                CheckResult::new("state", Status::Warning, format!("cannot save {}: {e}", self.state_path.display()))
+                    .with_title("Backup monitor state cannot be saved"),
+            );
+        }
+        Outcome {
+            checks: out.checks,
+            metrics: out.metrics,
+            alerts: Vec::new(),
+            details: qmoi_core::report::Details::of(&json!({ "targets": out.rows })),
+        }
+    }
+}

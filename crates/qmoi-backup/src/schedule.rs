@@ -1,0 +1,113 @@
+//! When a backup is expected: `"daily 02:00"`, `"hourly :15"`, `"weekly sun 03:30"`,
+//! `"every 6h"`, in local time. The monitor asks for the latest expected run before now;
+//! when that run plus `grace` has passed and no backup is newer than it, the run was missed.
+
+use chrono::{DateTime, Datelike, Duration, Local, NaiveTime, TimeZone, Timelike, Utc, Weekday};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Hourly {
+        minute: u32,
+    },
+    Daily {
+        at: NaiveTime,
+    },
+    Weekly {
+        day: Weekday,
+        at: NaiveTime,
+    },
+    /// Every `secs` seconds since the epoch (UTC-aligned: `every 6h` = 00:00, 06:00 … UTC).
+    Every {
+        secs: i64,
+    },
+}
+
+impl Schedule {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("'{s}' is not a schedule (examples: 'daily 02:00', 'hourly :15', 'weekly sun 03:30', 'every 6h')")
+        };
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let time = |t: &str| NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| bad());
+        match words.as_slice() {
+            ["hourly"] => Ok(Self::Hourly { minute: 0 }),
+            ["hourly", m] => {
+                let minute: u32 = m.trim_start_matches(':').parse().map_err(|_| bad())?;
+                if minute > 59 {
+                    return Err(bad());
+                }
+                Ok(Self::Hourly { minute })
+            }
+            ["daily", t] => Ok(Self::Daily { at: time(t)? }),
+            ["weekly", d, t] => Ok(Self::Weekly { day: d.parse().map_err(|_| bad())?, at: time(t)? }),
+            ["every", d] => {
+                let d = qmoi_core::config::ConfigDuration::parse(d).map_err(|_| bad())?;
+                let secs = i64::try_from(d.get().as_secs()).map_err(|_| bad())?;
+                if secs < 60 {
+                    return Err(format!("'{s}': the period must be at least 1m"));
+                }
+                Ok(Self::Every { secs })
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The latest time at or before `now` a backup run was due.
+    pub fn last_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = now.with_timezone(&Local);
+        let at_local = |date: chrono::NaiveDate, t: NaiveTime| {
+            Local.from_local_datetime(&date.and_time(t)).earliest().map(|d| d.with_timezone(&Utc))
+        };
+        match *self {
+            Self::Hourly { minute } => {
+                let this_hour = local.with_minute(minute)?.with_second(0)?.with_nanosecond(0)?;
+                let t = if this_hour > local { this_hour - Duration::hours(1) } else { this_hour };
+                Some(t.with_timezone(&Utc))
+            }
+            Self::Daily { at } => {
+                let today = at_local(local.date_naive(), at)?;
+                Some(if today > now { at_local(local.date_naive() - Duration::days(1), at)? } else { today })
+            }
+            Self::Weekly { day, at } => {
+                let back = (7 + local.weekday().num_days_from_monday() - day.num_days_from_monday()) % 7;
+                let date = local.date_naive() - Duration::days(i64::from(back));
+                let t = at_local(date, at)?;
+                Some(if t > now { at_local(date - Duration::days(7), at)? } else { t })
+            }
+            Self::Every { secs } => {
+                let ts = now.timestamp();
+                DateTime::from_timestamp(ts - ts.rem_euclid(secs), 0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        assert!(matches!(Schedule::parse("daily 02:00"), Ok(Schedule::Daily { .. })));
+        assert_eq!(Schedule::parse("hourly :15"), Ok(Schedule::Hourly { minute: 15 }));
+        assert!(matches!(Schedule::parse("weekly sun 03:30"), Ok(Schedule::Weekly { day: Weekday::Sun, .. })));
+        assert_eq!(Schedule::parse("every 6h"), Ok(Schedule::Every { secs: 21_600 }));
+        for bad in ["daily", "daily 25:00", "hourly :75", "monthly 1", "every 10s", ""] {
+            assert!(Schedule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn last_due_is_never_in_the_future_and_within_one_period() {
+        let now = Utc::now();
+        for s in ["daily 02:00", "hourly :15", "weekly sun 03:30", "every 6h"] {
+            let sch = Schedule::parse(s).unwrap_or(Schedule::Every { secs: 60 });
+            let due = sch.last_due(now).unwrap_or(now);
+            assert!(due <= now, "{s}");
+            assert!(now - due <= Duration::days(7) + Duration::hours(1), "{s}");
+        }
+        let every = Schedule::Every { secs: 3600 };
+        let t = DateTime::from_timestamp(7200 + 59, 0).unwrap_or(now);
+        assert_eq!(every.last_due(t).map(|d| d.timestamp()), Some(7200));
+    }
+}
