@@ -23,7 +23,8 @@ declare -A NEED=(
   [curl]=curl                     # … and an HTTPS client that checks it
   [prometheus-alertmanager]=prometheus-alertmanager  # qmoi-notify forwards to a real Alertmanager
   [python3]=python3               # test servers: aiosmtpd (below)
-  [restic]=restic                 # qmoi-backup checks (and damages) a real restic repository
+  [restic]=restic                 # qmoi-backup checks (and damages) a real restic repository …
+  [borg]=borgbackup               # … and a real Borg repository
   [setpriv]=util-linux            # qmoi-security's unreadable-file test runs the monitor as nobody
 )
 missing=()

@@ -432,3 +432,70 @@ fn a_real_restic_repository_is_checked_and_a_deleted_pack_fails_the_check() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("archive:repo") && text.contains("restic check failed"), "{text}");
 }
+
+fn borg() -> bool {
+    let found = Command::new("borg").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
+            "borg is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install borgbackup"
+        );
+        eprintln!("NOTICE: borg not installed; skipping the Borg test (scripts/test.sh installs it)");
+    }
+    found
+}
+
+#[test]
+fn a_real_borg_repository_is_listed_and_checked_and_a_damaged_segment_fails() {
+    if !borg() {
+        return;
+    }
+    let site = Site::new(
+        "[[targets]]\nname = \"borg\"\nkind = \"borg\"\nrepository = \"repo\"\nmax_age = \"1h\"\nverify = [\"archive\"]\nmin_count = 1\n\
+         env = { BORG_BASE_DIR = \"borg-home\", BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK = \"yes\" }\n",
+    );
+    for (n, d) in files() {
+        let p = site.path(&format!("src/{n}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&p, d).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let borg = |args: &[&str]| {
+        let out = Command::new("borg")
+            .current_dir(site.dir.path())
+            .args(args)
+            .env("BORG_BASE_DIR", "borg-home")
+            .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "borg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    borg(&["init", "--encryption=none", "repo"]);
+    borg(&["create", "repo::nightly-1", "src"]);
+    let r = site.once();
+    assert_eq!(status(&r, "backup:borg"), "ok", "{}", message(&r, "backup:borg"));
+    assert!(message(&r, "backup:borg").contains("newest backup nightly-1"), "{}", message(&r, "backup:borg"));
+    assert_eq!(status(&r, "archive:borg"), "ok", "{}", message(&r, "archive:borg"));
+    // Damage the repository: flip one byte in the middle of the biggest segment file that
+    // is not the last one (the last holds the commit; the archive list stays readable).
+    let mut segments: Vec<(u64, PathBuf)> = std::fs::read_dir(site.path("repo/data/0"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u64>().ok()?, e.path())))
+        .collect();
+    segments.sort();
+    segments.pop();
+    let victim = segments
+        .iter()
+        .max_by_key(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .map(|(_, p)| p.clone())
+        .unwrap_or_else(|| panic!("no segment files"));
+    let mut data = std::fs::read(&victim).unwrap_or_else(|e| panic!("{e}"));
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&victim, data).unwrap_or_else(|e| panic!("{e}"));
+    let out = site.run(&["--verify", "borg"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("borg check failed"), "{text}");
+}
