@@ -10,6 +10,7 @@
 //!   warning/critical thresholds, alerts with stable fingerprints and `since`.
 //! - [`cli`], [`logging`], [`runner`]: the common flags, rotating log files, and the
 //!   monitor run loop, so a monitor binary is a few lines of `main`.
+//! - [`follow`]: following a log file across rotation, line by line.
 //! - [`human`]: durations, sizes and clipping for people to read.
 //! - [`overview`]: the supervisor's view of the stack (states, verdict) as served and stored.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
@@ -20,6 +21,7 @@ pub mod alerts;
 pub mod cli;
 pub mod component;
 pub mod config;
+pub mod follow;
 pub mod human;
 pub mod logging;
 pub mod mem;

@@ -33,6 +33,48 @@ pub struct Outcome {
     pub details: crate::report::Details,
 }
 
+/// What the checks of one run found so far: check results, metrics and one `details`
+/// section per concern. Monitors fill it module by module, then turn it into an
+/// [`Outcome`].
+#[derive(Debug, Default, Clone)]
+pub struct Collected {
+    pub checks: Vec<CheckResult>,
+    pub metrics: BTreeMap<String, f64>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Collected {
+    pub fn check(&mut self, c: CheckResult) {
+        self.checks.push(c);
+    }
+
+    /// Record a metric; NaN and infinities (a ratio of nothing) are left out.
+    pub fn metric(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if value.is_finite() {
+            self.metrics.insert(crate::report::metric_key(name, labels), value);
+        }
+    }
+
+    pub fn detail(&mut self, key: &str, value: serde_json::Value) {
+        self.details.insert(key.to_string(), value);
+    }
+
+    pub fn extend(&mut self, other: Collected) {
+        self.checks.extend(other.checks);
+        self.metrics.extend(other.metrics);
+        self.details.extend(other.details);
+    }
+
+    pub fn into_outcome(self) -> Outcome {
+        Outcome {
+            checks: self.checks,
+            metrics: self.metrics,
+            alerts: Vec::new(),
+            details: crate::report::Details::of(&self.details),
+        }
+    }
+}
+
 /// Per-run information handed to a monitor.
 #[derive(Debug, Clone)]
 pub struct RunContext {

@@ -2,19 +2,18 @@
 //! a sliding window, with fail2ban's `sshd` filter (mode "normal") as the model: each
 //! matching line counts once, as fail2ban counts it.
 //!
-//! The log is followed across rotation: when the file's inode changes, the rest of the old
-//! file is read from `<file>.1` (if it is the rotated one) before the new file.
+//! The log is followed across rotation with [`qmoi_core::follow::Follower`]: when the
+//! file's inode changes, the rest of the old file is read from `<file>.1` first.
 
 use crate::config::AuthLogConfig;
-use crate::found::Found;
 use crate::network::Cidr;
 use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Utc};
 use qmoi_core::CheckResult;
+use qmoi_core::follow::Follower;
+use qmoi_core::runner::Collected;
 use regex::Regex;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Patterns with a `host` group (and `user` where the line names one).
@@ -40,10 +39,7 @@ pub struct AuthLog {
     cfg: AuthLogConfig,
     patterns: Vec<Regex>,
     ignore: Vec<Cidr>,
-    file: Option<PathBuf>,
-    ino: Option<u64>,
-    offset: u64,
-    partial: Vec<u8>,
+    follower: Option<Follower>,
     sources: BTreeMap<String, Source>,
     lines_read: u64,
     matched: u64,
@@ -51,7 +47,7 @@ pub struct AuthLog {
 
 impl std::fmt::Debug for AuthLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthLog").field("file", &self.file).field("offset", &self.offset).finish()
+        f.debug_struct("AuthLog").field("follower", &self.follower).finish()
     }
 }
 
@@ -66,10 +62,7 @@ impl AuthLog {
             cfg: cfg.clone(),
             patterns,
             ignore,
-            file: None,
-            ino: None,
-            offset: 0,
-            partial: Vec::new(),
+            follower: None,
             sources: BTreeMap::new(),
             lines_read: 0,
             matched: 0,
@@ -77,97 +70,32 @@ impl AuthLog {
     }
 
     /// Read what was appended since the last run, then report.
-    pub fn check(&mut self, out: &mut Found) {
+    pub fn check(&mut self, out: &mut Collected) {
         let Some(path) = self.cfg.files.iter().map(|f| PathBuf::from(f.as_str())).find(|p| p.exists()) else {
             let names: Vec<&str> = self.cfg.files.iter().map(|f| f.as_str()).collect();
             out.check(CheckResult::ok("auth_log", format!("not monitored: none of {} exists", names.join(", "))));
             out.detail("auth_log", json!({"file": null}));
             return;
         };
-        if self.file.as_ref() != Some(&path) {
-            self.file = Some(path.clone());
-            self.ino = None;
+        if self.follower.as_ref().is_none_or(|f| f.path() != path) {
+            self.follower = Some(Follower::new(&path, self.cfg.initial_read_bytes).with_max_per_read(MAX_READ_PER_RUN));
         }
-        if let Err(e) = self.follow(&path) {
+        let mut lines = Vec::new();
+        let read = match self.follower.as_mut() {
+            Some(f) => f.read_lines(|l| lines.push(l.to_string())),
+            None => Ok(()),
+        };
+        for l in &lines {
+            self.line(l);
+        }
+        if let Err(e) = read {
             out.check(
-                CheckResult::unknown("auth_log", format!("cannot read {}: {e}", path.display()))
+                CheckResult::unknown("auth_log", format!("cannot read {e}"))
                     .with_title("Authentication log unreadable"),
             );
             return;
         }
         self.report(&path, out);
-    }
-
-    fn follow(&mut self, path: &Path) -> std::io::Result<()> {
-        let md = std::fs::metadata(path)?;
-        match self.ino {
-            None => {
-                // First look: only the tail matters for a window of minutes.
-                self.offset = md.len().saturating_sub(self.cfg.initial_read_bytes);
-                self.ino = Some(md.ino());
-                let skip_partial = self.offset > 0;
-                self.read_from(path, skip_partial)?;
-            }
-            Some(ino) if ino != md.ino() => {
-                // Rotated: finish the old file (now `<file>.1`) when it is the same inode.
-                let rotated = PathBuf::from(format!("{}.1", path.display()));
-                if std::fs::metadata(&rotated).is_ok_and(|r| r.ino() == ino) {
-                    self.read_from(&rotated, false)?;
-                }
-                self.flush_partial();
-                self.ino = Some(md.ino());
-                self.offset = 0;
-                self.read_from(path, false)?;
-            }
-            Some(_) => {
-                if md.len() < self.offset {
-                    // Truncated in place (copytruncate): start over.
-                    self.offset = 0;
-                    self.partial.clear();
-                }
-                self.read_from(path, false)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn read_from(&mut self, path: &Path, skip_partial_line: bool) -> std::io::Result<()> {
-        let mut f = std::fs::File::open(path)?;
-        f.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        let n = f.take(MAX_READ_PER_RUN).read_to_end(&mut buf)?;
-        self.offset += n as u64;
-        let mut data = &buf[..];
-        if skip_partial_line {
-            match data.iter().position(|&b| b == b'\n') {
-                Some(i) => data = &data[i + 1..],
-                None => return Ok(()),
-            }
-        }
-        let mut start = 0;
-        for (i, &b) in data.iter().enumerate() {
-            if b == b'\n' {
-                let line = if self.partial.is_empty() {
-                    String::from_utf8_lossy(&data[start..i]).into_owned()
-                } else {
-                    self.partial.extend_from_slice(&data[start..i]);
-                    let l = String::from_utf8_lossy(&self.partial).into_owned();
-                    self.partial.clear();
-                    l
-                };
-                self.line(&line);
-                start = i + 1;
-            }
-        }
-        self.partial.extend_from_slice(&data[start..]);
-        Ok(())
-    }
-
-    fn flush_partial(&mut self) {
-        if !self.partial.is_empty() {
-            let line = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
-            self.line(&line);
-        }
     }
 
     fn line(&mut self, line: &str) {
@@ -193,7 +121,7 @@ impl AuthLog {
         }
     }
 
-    fn report(&mut self, path: &Path, out: &mut Found) {
+    fn report(&mut self, path: &Path, out: &mut Collected) {
         let window = chrono::Duration::from_std(self.cfg.find_time.get()).unwrap_or(chrono::Duration::minutes(10));
         let cutoff = Utc::now() - window;
         let mut offenders = Vec::new();
@@ -245,7 +173,7 @@ impl AuthLog {
         out.metric("qmoi_security_bruteforce_sources", &[], offenders.len() as f64);
         out.detail(
             "auth_log",
-            json!({"file": path.display().to_string(), "offset": self.offset, "lines_read": self.lines_read, "matched": self.matched, "offenders": offenders}),
+            json!({"file": path.display().to_string(), "offset": self.follower.as_ref().map_or(0, Follower::offset), "lines_read": self.lines_read, "matched": self.matched, "offenders": offenders}),
         );
     }
 }

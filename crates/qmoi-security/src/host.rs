@@ -3,8 +3,8 @@
 //! (`<data_dir>/security_host.json`) that listeners, accounts and modules are compared with.
 
 use crate::config::{AccountsConfig, ModulesConfig, ProcessesConfig};
-use crate::found::Found;
 use crate::seal::{self, Key};
+use qmoi_core::runner::Collected;
 use qmoi_core::{CheckResult, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -119,7 +119,7 @@ fn compare_map(
     what: &str,
     base: &BTreeMap<String, String>,
     now: &BTreeMap<String, String>,
-    out: &mut Found,
+    out: &mut Collected,
 ) -> usize {
     let mut n = 0;
     for (name, v) in now {
@@ -163,7 +163,7 @@ pub fn check_accounts(
     key: &[u8; 32],
     base: &mut HostBaseline,
     learned: &mut bool,
-    out: &mut Found,
+    out: &mut Collected,
 ) {
     let acc = match read_accounts(cfg, key) {
         Ok(a) => a,
@@ -211,7 +211,7 @@ pub fn check_accounts(
 }
 
 /// Processes whose executable was deleted or lives in a world-writable folder.
-pub fn check_processes(cfg: &ProcessesConfig, out: &mut Found) {
+pub fn check_processes(cfg: &ProcessesConfig, out: &mut Collected) {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         out.check(CheckResult::unknown("processes", "cannot list /proc"));
         return;
@@ -284,7 +284,7 @@ pub fn check_processes(cfg: &ProcessesConfig, out: &mut Found) {
 }
 
 /// Kernel modules loaded now that were not at baseline time.
-pub fn check_modules(cfg: &ModulesConfig, base: &mut HostBaseline, learned: &mut bool, out: &mut Found) {
+pub fn check_modules(cfg: &ModulesConfig, base: &mut HostBaseline, learned: &mut bool, out: &mut Collected) {
     let text = match std::fs::read_to_string(cfg.file.as_str()) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

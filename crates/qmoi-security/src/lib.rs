@@ -19,7 +19,6 @@
 
 pub mod authlog;
 pub mod config;
-pub mod found;
 pub mod host;
 pub mod integrity;
 pub mod network;
@@ -27,10 +26,10 @@ pub mod seal;
 
 pub use config::SecurityConfig;
 
-use found::Found;
 use host::{HOST_FILE, HostBaseline};
 use integrity::Integrity;
 use network::{AllowRule, DenyRule, NetworkState};
+use qmoi_core::runner::Collected;
 use qmoi_core::runner::{Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use seal::Key;
@@ -63,7 +62,7 @@ pub struct SecurityMonitor {
     wake: Option<Arc<Notify>>,
     /// Results of the parts that run on the schedule, repeated in reports that inotify
     /// asked for between runs.
-    scheduled: Option<Found>,
+    scheduled: Option<Collected>,
 }
 
 type AuthLogState = authlog::AuthLog;
@@ -127,8 +126,8 @@ impl SecurityMonitor {
 
     /// Network, accounts, processes, modules and the auth log: the parts that run on the
     /// schedule.
-    fn scheduled_checks(&mut self) -> Found {
-        let mut out = Found::default();
+    fn scheduled_checks(&mut self) -> Collected {
+        let mut out = Collected::default();
         // Another process (`--accept`) may have replaced the host baseline.
         match HostBaseline::load(&self.host_path, &self.key) {
             Ok(h) => {
@@ -187,7 +186,7 @@ impl SecurityMonitor {
     pub fn accept_host(&mut self) -> Result<String, String> {
         let mut fresh = HostBaseline::default();
         let mut learned = false;
-        let mut scratch = Found::default();
+        let mut scratch = Collected::default();
         if self.cfg.network.enabled {
             let seen = network::check(&self.cfg.network, &mut NetworkState::default(), None, &[], &[], &mut scratch);
             fresh.listeners = Some(seen.listeners.iter().map(|(s, _)| s.listener_key()).collect());
@@ -217,7 +216,7 @@ impl SecurityMonitor {
 
 impl Monitor for SecurityMonitor {
     async fn run(&mut self, ctx: &RunContext) -> Outcome {
-        let mut out = Found::default();
+        let mut out = Collected::default();
         if let Some(i) = self.integrity.as_mut() {
             i.run(&mut out).await;
         }

@@ -6,7 +6,7 @@
 //! are listed with `pid: null`.
 
 use crate::config::NetworkConfig;
-use crate::found::Found;
+use qmoi_core::runner::Collected;
 use qmoi_core::{CheckResult, Status};
 use serde::Serialize;
 use serde_json::json;
@@ -292,7 +292,7 @@ pub fn check(
     known: Option<&BTreeSet<String>>,
     allow: &[AllowRule],
     deny: &[DenyRule],
-    out: &mut Found,
+    out: &mut Collected,
 ) -> Seen {
     let sockets = match read_sockets("/proc") {
         Ok(s) => s,

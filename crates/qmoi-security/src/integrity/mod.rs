@@ -11,11 +11,11 @@ pub mod rules;
 pub mod scan;
 
 use crate::config::{IntegrityConfig, Level};
-use crate::found::Found;
 use crate::seal::Key;
 use baseline::{Baseline, Stamp};
 use chrono::{DateTime, Utc};
 use meta::{Change, Meta};
+use qmoi_core::runner::Collected;
 use qmoi_core::{CheckResult, Status};
 use realtime::{Pending, Realtime};
 use rules::Rules;
@@ -190,16 +190,11 @@ impl Integrity {
         self.settle();
         let algo = self.cfg.algorithm;
         let (base, diff) = (&self.base, &self.diff);
-        let reuse = |path: &str, meta: &Meta| -> Option<Option<[u8; 32]>> {
+        let reuse = |path: &str, meta: &Meta| {
             if mode == ScanMode::Full {
                 return None;
             }
-            let prev = match diff.get(path) {
-                Some(Some(m)) => m,
-                Some(None) => return None,
-                None => base.as_ref()?.files.get(path)?,
-            };
-            (!meta.looks_changed(prev) && prev.hash.is_some()).then_some(prev.hash)
+            known_hash(diff, base.as_ref()?, path, meta)
         };
         scan::hash_entries(
             &self.pool,
@@ -330,16 +325,11 @@ impl Integrity {
         // unchanged by metadata.
         let reported: std::collections::HashSet<&Path> = pending.paths.iter().map(PathBuf::as_path).collect();
         let (diff, base_ref) = (&self.diff, base);
-        let reuse = |path: &str, meta: &Meta| -> Option<Option<[u8; 32]>> {
+        let reuse = |path: &str, meta: &Meta| {
             if reported.contains(Path::new(path)) {
                 return None;
             }
-            let prev = match diff.get(path) {
-                Some(Some(m)) => m,
-                Some(None) => return None,
-                None => base_ref.files.get(path)?,
-            };
-            (!meta.looks_changed(prev) && prev.hash.is_some()).then_some(prev.hash)
+            known_hash(diff, base_ref, path, meta)
         };
         let algo = self.cfg.algorithm;
         scan::hash_entries(
@@ -381,7 +371,7 @@ impl Integrity {
     }
 
     /// One run: a scan when one is due, otherwise what inotify reported; then the checks.
-    pub async fn run(&mut self, out: &mut Found) {
+    pub async fn run(&mut self, out: &mut Collected) {
         let replaced = self.reload_if_replaced();
         let pending = match &self.realtime {
             Some(rt) => Some(rt.drain(self.cfg.debounce.get()).await),
@@ -511,7 +501,7 @@ impl Integrity {
         }
     }
 
-    fn report(&mut self, out: &mut Found) {
+    fn report(&mut self, out: &mut Collected) {
         let findings = self.findings();
         let max_alerts = self.cfg.max_alerts;
         // Baseline state.
@@ -658,6 +648,22 @@ impl Integrity {
         out.sort_unstable();
         out
     }
+}
+
+/// The hash already known for `path` (from the current differences, else the baseline)
+/// when its metadata says the content cannot have changed; None: hash it.
+fn known_hash(
+    diff: &HashMap<Box<str>, Option<Meta>>,
+    base: &Baseline,
+    path: &str,
+    meta: &Meta,
+) -> Option<Option<[u8; 32]>> {
+    let prev = match diff.get(path) {
+        Some(Some(m)) => m,
+        Some(None) => return None,
+        None => base.files.get(path)?,
+    };
+    (!meta.looks_changed(prev) && prev.hash.is_some()).then_some(prev.hash)
 }
 
 fn finding_check(f: &Finding) -> CheckResult {

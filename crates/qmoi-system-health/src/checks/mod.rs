@@ -11,40 +11,8 @@ pub mod processes;
 pub mod temperature;
 pub mod uptime;
 
-use qmoi_core::CheckResult;
-use qmoi_core::runner::Outcome;
-use std::collections::BTreeMap;
-
-/// What the checks of one run found so far.
-#[derive(Debug, Default)]
-pub struct Collected {
-    pub checks: Vec<CheckResult>,
-    pub metrics: BTreeMap<String, f64>,
-    pub details: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Collected {
-    pub fn metric(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        if value.is_finite() {
-            self.metrics.insert(metric_key(name, labels), value);
-        }
-    }
-
-    pub fn detail(&mut self, key: &str, value: serde_json::Value) {
-        self.details.insert(key.to_string(), value);
-    }
-
-    pub fn into_outcome(self) -> Outcome {
-        Outcome {
-            checks: self.checks,
-            metrics: self.metrics,
-            alerts: Vec::new(),
-            details: qmoi_core::report::Details::of(&self.details),
-        }
-    }
-}
-
 pub use qmoi_core::report::metric_key;
+pub use qmoi_core::runner::Collected;
 
 pub use qmoi_core::human::bytes as fmt_bytes;
 
