@@ -297,10 +297,9 @@ impl Monitor for EndpointsMonitor {
         }
         // Thousands of endpoints take tens of milliseconds to summarise: not on a worker
         // thread that probe tasks are waiting for.
-        let mut out = qmoi_core::runner::off_the_workers(|| build_outcome(&self.endpoints, &self.states, scheduler));
-        for (k, v) in sched_metrics {
-            out.metrics.insert(k.into(), v);
-        }
+        let out = qmoi_core::runner::off_the_workers(|| {
+            build_outcome(&self.endpoints, &self.states, scheduler, sched_metrics)
+        });
         if now_s() - self.last_save.load(std::sync::atomic::Ordering::Relaxed) >= SAVE_EVERY_S {
             qmoi_core::runner::off_the_workers(|| self.save_state());
         }
@@ -382,172 +381,250 @@ struct Windows {
     d7: Option<f64>,
 }
 
-#[derive(serde::Serialize)]
-struct DetailsOut<'a> {
-    endpoints: Vec<EndpointRow<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scheduler: Option<serde_json::Value>,
+/// The summary of one endpoint now, taken under the lock one endpoint at a time: probes
+/// are never held up for long, and no endpoint's windows are copied (memory).
+fn summary_of(e: &Endpoint, states: &States, now: i64) -> Summary {
+    let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let empty = EndpointState::default();
+    Summary::of(guard.get(&e.name).unwrap_or(&empty), now)
 }
 
-fn build_outcome(endpoints: &[Arc<Endpoint>], states: &States, scheduler: Option<serde_json::Value>) -> Outcome {
+fn reason_of(st: &Summary) -> String {
+    st.last.as_ref().map(ProbeResult::reason).unwrap_or_else(|| "not probed yet".into())
+}
+
+fn latency_ms_of(st: &Summary) -> Option<f64> {
+    st.last.as_ref().map(|l| l.latency.as_secs_f64() * 1000.0)
+}
+
+/// The checks of every endpoint; metrics and details are written into the report file by
+/// [`EndpointStream`] without being built in memory first.
+fn build_outcome(
+    endpoints: &[Arc<Endpoint>],
+    states: &States,
+    scheduler: Option<serde_json::Value>,
+    extra_metrics: Vec<(&'static str, f64)>,
+) -> Outcome {
     let now = chrono::Utc::now().timestamp();
     let mut checks = Vec::new();
-    let mut metrics = BTreeMap::new();
-    let mut table = Vec::new();
     for e in endpoints {
-        // One endpoint at a time under the lock: probes are never held up for long, and
-        // no endpoint's windows are copied (memory).
-        let st = {
-            let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let empty = EndpointState::default();
-            Summary::of(guard.get(&e.name).unwrap_or(&empty), now)
-        };
-        let label = format!("{{endpoint=\"{}\"}}", e.name.replace('\\', "\\\\").replace('"', "\\\""));
-        let name = &e.name;
-        let last = st.last.clone();
-        let reason = last.as_ref().map(ProbeResult::reason).unwrap_or_else(|| "not probed yet".into());
-        let down_status = if e.critical { Status::Critical } else { Status::Warning };
-        let check = match st.up {
-            None if last.is_none() => {
-                CheckResult::unknown(format!("endpoint:{name}"), format!("{name}: not probed yet"))
-            }
-            None => CheckResult::ok(
-                format!("endpoint:{name}"),
-                format!("{name}: {reason} (deciding: thresholds not met yet)"),
-            ),
-            Some(true) => CheckResult::ok(format!("endpoint:{name}"), format!("{name} up ({reason})")),
-            Some(false) => CheckResult::new(format!("endpoint:{name}"), down_status, format!("{name} down: {reason}"))
-                .with_title(format!("Endpoint {name} is down")),
-        };
-        let latency_ms = last.as_ref().map(|l| l.latency.as_secs_f64() * 1000.0);
-        checks.push(match latency_ms {
-            Some(v) => check.with_value((v * 100.0).round() / 100.0, "ms"),
-            None => check,
-        });
-        if let (Some(limit), true) = (e.latency_warning, st.slow_streak >= e.latency_probes) {
-            checks.push(
-                CheckResult::new(
-                    format!("latency:{name}"),
-                    Status::Warning,
-                    format!(
-                        "{name}: {} probes in a row slower than {limit} (last {})",
-                        st.slow_streak,
-                        ms(latency_ms.unwrap_or(f64::NAN))
-                    ),
-                )
-                .with_title(format!("Endpoint {name} is slow")),
-            );
-        }
-        let err_rate = st.err_rate;
-        if let (Some(limit), Some(rate)) = (e.error_rate_warning, err_rate)
-            && rate > limit
-        {
-            checks.push(
-                CheckResult::new(
-                    format!("error_rate:{name}"),
-                    Status::Warning,
-                    format!("{name}: {rate:.0}% of the last probes failed (limit {limit}%)"),
-                )
-                .with_title(format!("Endpoint {name} fails often")),
-            );
-        }
-        let cert_days = last.as_ref().and_then(|l| l.cert_expiry_days);
-        if let Some(invalid) = last.as_ref().and_then(|l| l.cert_invalid.clone()) {
-            checks.push(
-                CheckResult::new(format!("certificate:{name}"), Status::Critical, invalid)
-                    .with_title(format!("Certificate of {name} is invalid")),
-            );
-        } else if let Some(days) = cert_days {
-            let c = if days <= 0.0 {
-                CheckResult::new(
-                    format!("certificate:{name}"),
-                    Status::Critical,
-                    format!("{name}: certificate expired {:.1} days ago", -days),
-                )
-            } else if days < e.cert_expiry_warning_days {
-                CheckResult::new(
-                    format!("certificate:{name}"),
-                    Status::Warning,
-                    format!("{name}: certificate expires in {days:.1} days"),
-                )
-            } else {
-                CheckResult::ok(
-                    format!("certificate:{name}"),
-                    format!("{name}: certificate valid for {days:.0} more days"),
-                )
-            };
-            checks.push(
-                c.with_value((days * 10.0).round() / 10.0, "days")
-                    .with_title(format!("Certificate of {name} expires soon")),
-            );
-        }
-        // Metrics.
-        let up = match st.up {
-            Some(true) => 1.0,
-            Some(false) => 0.0,
-            None => f64::NAN,
-        };
-        if up.is_finite() {
-            metrics.insert(format!("qmoi_endpoint_up{label}"), up);
-        }
-        if let Some(v) = latency_ms {
-            metrics.insert(format!("qmoi_endpoint_last_latency_seconds{label}"), v / 1000.0);
-        }
-        let q1h = st.q1h.clone();
-        let q24 = st.q24.clone();
-        if let Some(q) = &q1h {
-            // A Prometheus summary: quantiles, sum and count over the last hour.
-            let inner = label.trim_end_matches('}');
-            for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
-                metrics.insert(format!("qmoi_endpoint_latency_seconds{inner},quantile=\"{qn}\"}}"), v / 1000.0);
-            }
-            let (sum, count) = st.sum_count;
-            metrics.insert(format!("qmoi_endpoint_latency_seconds_sum{label}"), sum / 1000.0);
-            metrics.insert(format!("qmoi_endpoint_latency_seconds_count{label}"), count as f64);
-        }
-        let avail: Vec<(&str, Option<f64>)> = vec![("1h", st.avail[0]), ("24h", st.avail[1]), ("7d", st.avail[2])];
-        for (w, a) in &avail {
-            if let Some(a) = a {
-                metrics.insert(
-                    format!("qmoi_endpoint_availability_ratio{},window=\"{w}\"}}", label.trim_end_matches('}')),
-                    a / 100.0,
-                );
-            }
-        }
-        if let Some(r) = err_rate {
-            metrics.insert(format!("qmoi_endpoint_error_rate_ratio{label}"), r / 100.0);
-        }
-        if let Some(d) = cert_days {
-            metrics.insert(format!("qmoi_endpoint_cert_expiry_days{label}"), d);
-        }
-        if let Some(code) = last.as_ref().and_then(|l| l.status_code) {
-            metrics.insert(format!("qmoi_endpoint_status_code{label}"), f64::from(code));
-        }
-        table.push(EndpointRow {
-            name: &e.name,
-            kind: e.kind,
-            target: e.url.as_ref().or(e.target.as_ref()).map(|t| t.as_str()),
-            group: &e.group,
-            labels: &e.labels,
-            up: st.up,
-            since: st.since,
-            last_probe_at: st.last_at,
-            last_result: reason,
-            last_status_code: last.as_ref().and_then(|l| l.status_code),
-            latency_ms: latency_ms.map(|v| (v * 100.0).round() / 100.0),
-            latency_1h_ms: q1h.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
-            latency_24h_ms: q24.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
-            availability_percent: Windows { h1: avail[0].1, h24: avail[1].1, d7: avail[2].1 },
-            error_rate_percent: err_rate,
-            cert_expiry_days: cert_days,
-            insecure: e.insecure,
-        });
+        let st = summary_of(e, states, now);
+        endpoint_checks(e, &st, &mut checks);
     }
     if endpoints.is_empty() {
         checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
     }
-    let details = qmoi_core::report::Details::of(&DetailsOut { endpoints: table, scheduler });
-    Outcome { checks, metrics, alerts: Vec::new(), details }
+    let stream =
+        EndpointStream { endpoints: endpoints.to_vec(), states: Arc::clone(states), scheduler, extra_metrics, now };
+    Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }
+}
+
+fn endpoint_checks(e: &Endpoint, st: &Summary, checks: &mut Vec<CheckResult>) {
+    let name = &e.name;
+    let last = st.last.as_ref();
+    let reason = reason_of(st);
+    let down_status = if e.critical { Status::Critical } else { Status::Warning };
+    let check = match st.up {
+        None if last.is_none() => CheckResult::unknown(format!("endpoint:{name}"), format!("{name}: not probed yet")),
+        None => {
+            CheckResult::ok(format!("endpoint:{name}"), format!("{name}: {reason} (deciding: thresholds not met yet)"))
+        }
+        Some(true) => CheckResult::ok(format!("endpoint:{name}"), format!("{name} up ({reason})")),
+        Some(false) => CheckResult::new(format!("endpoint:{name}"), down_status, format!("{name} down: {reason}"))
+            .with_title(format!("Endpoint {name} is down")),
+    };
+    let latency_ms = latency_ms_of(st);
+    checks.push(match latency_ms {
+        Some(v) => check.with_value((v * 100.0).round() / 100.0, "ms"),
+        None => check,
+    });
+    if let (Some(limit), true) = (e.latency_warning, st.slow_streak >= e.latency_probes) {
+        checks.push(
+            CheckResult::new(
+                format!("latency:{name}"),
+                Status::Warning,
+                format!(
+                    "{name}: {} probes in a row slower than {limit} (last {})",
+                    st.slow_streak,
+                    ms(latency_ms.unwrap_or(f64::NAN))
+                ),
+            )
+            .with_title(format!("Endpoint {name} is slow")),
+        );
+    }
+    if let (Some(limit), Some(rate)) = (e.error_rate_warning, st.err_rate)
+        && rate > limit
+    {
+        checks.push(
+            CheckResult::new(
+                format!("error_rate:{name}"),
+                Status::Warning,
+                format!("{name}: {rate:.0}% of the last probes failed (limit {limit}%)"),
+            )
+            .with_title(format!("Endpoint {name} fails often")),
+        );
+    }
+    let cert_days = last.and_then(|l| l.cert_expiry_days);
+    if let Some(invalid) = last.and_then(|l| l.cert_invalid.clone()) {
+        checks.push(
+            CheckResult::new(format!("certificate:{name}"), Status::Critical, invalid)
+                .with_title(format!("Certificate of {name} is invalid")),
+        );
+    } else if let Some(days) = cert_days {
+        let c = if days <= 0.0 {
+            CheckResult::new(
+                format!("certificate:{name}"),
+                Status::Critical,
+                format!("{name}: certificate expired {:.1} days ago", -days),
+            )
+        } else if days < e.cert_expiry_warning_days {
+            CheckResult::new(
+                format!("certificate:{name}"),
+                Status::Warning,
+                format!("{name}: certificate expires in {days:.1} days"),
+            )
+        } else {
+            CheckResult::ok(format!("certificate:{name}"), format!("{name}: certificate valid for {days:.0} more days"))
+        };
+        checks.push(
+            c.with_value((days * 10.0).round() / 10.0, "days")
+                .with_title(format!("Certificate of {name} expires soon")),
+        );
+    }
+}
+
+/// Every metric of one endpoint, as (key, value).
+fn endpoint_metrics(
+    e: &Endpoint,
+    st: &Summary,
+    put: &mut dyn FnMut(&str, f64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let label = format!("{{endpoint=\"{}\"}}", e.name.replace('\\', "\\\\").replace('"', "\\\""));
+    let inner = label.trim_end_matches('}');
+    let last = st.last.as_ref();
+    match st.up {
+        Some(true) => put(&format!("qmoi_endpoint_up{label}"), 1.0)?,
+        Some(false) => put(&format!("qmoi_endpoint_up{label}"), 0.0)?,
+        None => {}
+    }
+    if let Some(v) = latency_ms_of(st) {
+        put(&format!("qmoi_endpoint_last_latency_seconds{label}"), v / 1000.0)?;
+    }
+    if let Some(q) = &st.q1h {
+        // A Prometheus summary: quantiles, sum and count over the last hour.
+        for (qn, v) in ["0.5", "0.95", "0.99"].iter().zip(q) {
+            put(&format!("qmoi_endpoint_latency_seconds{inner},quantile=\"{qn}\"}}"), v / 1000.0)?;
+        }
+        let (sum, count) = st.sum_count;
+        put(&format!("qmoi_endpoint_latency_seconds_sum{label}"), sum / 1000.0)?;
+        put(&format!("qmoi_endpoint_latency_seconds_count{label}"), count as f64)?;
+    }
+    for (w, a) in [("1h", st.avail[0]), ("24h", st.avail[1]), ("7d", st.avail[2])] {
+        if let Some(a) = a {
+            put(&format!("qmoi_endpoint_availability_ratio{inner},window=\"{w}\"}}"), a / 100.0)?;
+        }
+    }
+    if let Some(r) = st.err_rate {
+        put(&format!("qmoi_endpoint_error_rate_ratio{label}"), r / 100.0)?;
+    }
+    if let Some(d) = last.and_then(|l| l.cert_expiry_days) {
+        put(&format!("qmoi_endpoint_cert_expiry_days{label}"), d)?;
+    }
+    if let Some(code) = last.and_then(|l| l.status_code) {
+        put(&format!("qmoi_endpoint_status_code{label}"), f64::from(code))?;
+    }
+    Ok(())
+}
+
+fn endpoint_row<'a>(e: &'a Endpoint, st: Summary) -> EndpointRow<'a> {
+    let latency_ms = latency_ms_of(&st);
+    let reason = reason_of(&st);
+    let last = st.last.as_ref();
+    EndpointRow {
+        name: &e.name,
+        kind: e.kind,
+        target: e.url.as_ref().or(e.target.as_ref()).map(|t| t.as_str()),
+        group: &e.group,
+        labels: &e.labels,
+        up: st.up,
+        since: st.since,
+        last_probe_at: st.last_at,
+        last_result: reason,
+        last_status_code: last.and_then(|l| l.status_code),
+        latency_ms: latency_ms.map(|v| (v * 100.0).round() / 100.0),
+        latency_1h_ms: st.q1h.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+        latency_24h_ms: st.q24.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+        availability_percent: Windows { h1: st.avail[0], h24: st.avail[1], d7: st.avail[2] },
+        error_rate_percent: st.err_rate,
+        cert_expiry_days: last.and_then(|l| l.cert_expiry_days),
+        insecure: e.insecure,
+    }
+}
+
+/// Writes `metrics` and `details` into the report file one endpoint at a time. For 5,000
+/// endpoints these are ~60,000 metrics and ~4 MB of details; built in memory first (a map
+/// of key strings, a table, the details text) they cost ~12 MB at every report.
+struct EndpointStream {
+    endpoints: Vec<Arc<Endpoint>>,
+    states: States,
+    scheduler: Option<serde_json::Value>,
+    extra_metrics: Vec<(&'static str, f64)>,
+    now: i64,
+}
+
+impl qmoi_core::report::StreamParts for EndpointStream {
+    fn write_metrics(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut first = true;
+        w.write_all(b"{")?;
+        let mut put = |key: &str, v: f64| -> std::io::Result<()> {
+            if !v.is_finite() {
+                return Ok(());
+            }
+            if !first {
+                w.write_all(b",")?;
+            }
+            first = false;
+            serde_json::to_writer(&mut *w, key)?;
+            w.write_all(b":")?;
+            serde_json::to_writer(&mut *w, &v)?;
+            Ok(())
+        };
+        for (k, v) in &self.extra_metrics {
+            put(k, *v)?;
+        }
+        for e in &self.endpoints {
+            let st = summary_of(e, &self.states, self.now);
+            endpoint_metrics(e, &st, &mut put)?;
+        }
+        w.write_all(b"}")
+    }
+
+    fn write_details(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(w, &DetailsOut { endpoints: Rows(self), scheduler: self.scheduler.as_ref() })?;
+        Ok(())
+    }
+}
+
+/// `details.endpoints`, each row made while it is written.
+struct Rows<'a>(&'a EndpointStream);
+
+impl serde::Serialize for Rows<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.endpoints.len()))?;
+        for e in &self.0.endpoints {
+            let st = summary_of(e, &self.0.states, self.0.now);
+            seq.serialize_element(&endpoint_row(e, st))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct DetailsOut<'a> {
+    endpoints: Rows<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduler: Option<&'a serde_json::Value>,
 }
 
 fn now_s() -> i64 {

@@ -604,6 +604,7 @@ impl Monitor for BackupMonitor {
             checks: out.checks,
             metrics: out.metrics,
             alerts: Vec::new(),
+            streamed: Default::default(),
             details: qmoi_core::report::Details::of(&json!({ "targets": out.rows })),
         }
     }

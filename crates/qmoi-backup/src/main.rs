@@ -83,6 +83,7 @@ fn main() -> ExitCode {
         metrics: Default::default(),
         alerts: Vec::new(),
         details: Default::default(),
+        streamed: Default::default(),
     };
     print!("{}", qmoi_core::runner::render_check(&report));
     ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3))

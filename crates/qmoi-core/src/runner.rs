@@ -31,6 +31,9 @@ pub struct Outcome {
     /// Alerts beyond the ones non-ok checks raise by themselves.
     pub alerts: Vec<Alert>,
     pub details: crate::report::Details,
+    /// Metrics and details written straight into the report file instead of `metrics`
+    /// and `details` (a monitor with thousands of rows does not build them in memory).
+    pub streamed: crate::report::Streamed,
 }
 
 /// What the checks of one run found so far: check results, metrics and one `details`
@@ -71,6 +74,7 @@ impl Collected {
             metrics: self.metrics,
             alerts: Vec::new(),
             details: crate::report::Details::of(&self.details),
+            streamed: crate::report::Streamed::default(),
         }
     }
 }
@@ -232,6 +236,7 @@ impl<M: Monitor> Runner<M> {
             metrics: outcome.metrics,
             alerts,
             details: outcome.details,
+            streamed: outcome.streamed,
         }
     }
 

@@ -22,6 +22,7 @@ fn report(i: usize) -> Report {
         metrics: Default::default(),
         alerts: vec![],
         details: qmoi_core::report::Details::default(),
+        streamed: Default::default(),
     }
 }
 

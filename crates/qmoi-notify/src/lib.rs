@@ -536,6 +536,7 @@ impl Notifier {
             metrics,
             alerts,
             details,
+            streamed: Default::default(),
         }
     }
 

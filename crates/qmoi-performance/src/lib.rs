@@ -678,6 +678,7 @@ impl Monitor for PerfMonitor {
             checks: out.checks,
             metrics: out.metrics,
             alerts: Vec::new(),
+            streamed: Default::default(),
             details: qmoi_core::report::Details::of(&out.details),
         }
     }

@@ -116,6 +116,7 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
         metrics,
         alerts,
         details: qmoi_core::report::Details::of(o),
+        streamed: Default::default(),
     }
 }
 

@@ -113,7 +113,11 @@ impl ReportWriter {
                 self.component,
                 report.generated_at.format("%Y%m%d_%H%M%S")
             ));
-            match write_atomic_with(&hist, json) {
+            // The history copy is the file just written (a hard link: no second
+            // serialization, and exactly the same content); a copy where links fail.
+            let _ = fs::remove_file(&hist);
+            let linked = fs::hard_link(&latest, &hist).is_ok();
+            match if linked { Ok(()) } else { write_atomic_with(&hist, json) } {
                 Ok(()) => self.last_history = Some(report.generated_at),
                 Err(e) => tracing::warn!(error = %e, "Cannot write history report."),
             }
@@ -187,6 +191,7 @@ mod tests {
             metrics: Default::default(),
             alerts: vec![],
             details: crate::report::Details::default(),
+            streamed: Default::default(),
         }
     }
 
