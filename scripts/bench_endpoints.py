@@ -78,7 +78,9 @@ http {{
     try:
         wait_http(f"http://127.0.0.1:{port}/")
         # qmoi-api-endpoints
-        lines = ['interval = "5s"', 'timeout = "2s"', 'probe_interval = "1s"', "concurrency = 1024",
+        # The shipped caps (concurrency 256, per host 8) would hold 5,000 endpoints on four
+        # addresses to 32 probes at once; per host 256, global cap as shipped.
+        lines = ['interval = "5s"', 'timeout = "2s"', 'probe_interval = "1s"', f"concurrency = {os.environ.get('QMOI_BENCH_CONCURRENCY', '256')}",
                  "per_host_concurrency = 256", f'state_file = "{d}/state.json"', "[history]", "enabled = false"]
         for i in range(n):
             lines += ["[[endpoints]]", f'name = "ep{i}"', 'kind = "http"',
@@ -96,9 +98,20 @@ http {{
             r0 = json.load(open(report))
             t0, (c0, _) = time.monotonic(), proc(mon.pid)
             peak = 0.0
+            samples = []
             while time.monotonic() - t0 < seconds:
-                peak = max(peak, proc(mon.pid)[1])
-                time.sleep(0.5)
+                rss_now = proc(mon.pid)[1]
+                samples.append(rss_now)
+                if os.environ.get("QMOI_BENCH_RSS_TRACE"):
+                    try:
+                        rep_mtime = os.path.getmtime(report)
+                    except OSError:
+                        rep_mtime = 0
+                    with open(os.environ["QMOI_BENCH_RSS_TRACE"], "a") as tf:
+                        tf.write(f"{time.time():.2f} {rss_now:.1f} {rep_mtime:.2f}\n")
+                peak = max(peak, rss_now)
+                time.sleep(0.1)
+            samples.sort()
             time.sleep(5.5)  # one more report
             r1 = json.load(open(report))
             el = time.monotonic() - t0
@@ -110,7 +123,8 @@ http {{
             late = r1["details"].get("scheduler", {}).get("lateness_ms", {})
             print(f"qmoi-api-endpoints, {n} endpoints at a 1 s interval (planned {n}/s), {span:.0f} s measured:")
             print(f"  {probes / span:,.0f} probes/s; {up} of {n} endpoints up")
-            print(f"  CPU {(c1 - c0) / CLK / el * 100:.0f}% of one core; RSS {rss:.1f} MiB (peak {peak:.1f} MiB)")
+            print(f"  CPU {(c1 - c0) / CLK / el * 100:.0f}% of one core; RSS {rss:.1f} MiB at the end; sampled every 0.1 s: "
+                  f"median {samples[len(samples) // 2]:.1f}, p90 {samples[len(samples) * 9 // 10]:.1f}, peak {peak:.1f} MiB")
             print(f"  probe start vs schedule (last {late.get('samples', 0)} probes): p50 {late.get('p50', float('nan')):.1f} ms, "
                   f"p99 {late.get('p99', float('nan')):.1f} ms")
         finally:

@@ -407,15 +407,15 @@ fn build_outcome(
 ) -> Outcome {
     let now = chrono::Utc::now().timestamp();
     let mut checks = Vec::new();
-    for e in endpoints {
-        let st = summary_of(e, states, now);
-        endpoint_checks(e, &st, &mut checks);
+    // One summary per endpoint (~200 bytes), shared by the checks, metrics and details.
+    let summaries: Vec<Summary> = endpoints.iter().map(|e| summary_of(e, states, now)).collect();
+    for (e, st) in endpoints.iter().zip(&summaries) {
+        endpoint_checks(e, st, &mut checks);
     }
     if endpoints.is_empty() {
         checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
     }
-    let stream =
-        EndpointStream { endpoints: endpoints.to_vec(), states: Arc::clone(states), scheduler, extra_metrics, now };
+    let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics };
     Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }
 }
 
@@ -536,9 +536,9 @@ fn endpoint_metrics(
     Ok(())
 }
 
-fn endpoint_row<'a>(e: &'a Endpoint, st: Summary) -> EndpointRow<'a> {
-    let latency_ms = latency_ms_of(&st);
-    let reason = reason_of(&st);
+fn endpoint_row<'a>(e: &'a Endpoint, st: &Summary) -> EndpointRow<'a> {
+    let latency_ms = latency_ms_of(st);
+    let reason = reason_of(st);
     let last = st.last.as_ref();
     EndpointRow {
         name: &e.name,
@@ -552,8 +552,8 @@ fn endpoint_row<'a>(e: &'a Endpoint, st: Summary) -> EndpointRow<'a> {
         last_result: reason,
         last_status_code: last.and_then(|l| l.status_code),
         latency_ms: latency_ms.map(|v| (v * 100.0).round() / 100.0),
-        latency_1h_ms: st.q1h.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
-        latency_24h_ms: st.q24.map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+        latency_1h_ms: st.q1h.as_ref().map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
+        latency_24h_ms: st.q24.as_ref().map(|q| Quantiles { p50: q[0], p95: q[1], p99: q[2] }),
         availability_percent: Windows { h1: st.avail[0], h24: st.avail[1], d7: st.avail[2] },
         error_rate_percent: st.err_rate,
         cert_expiry_days: last.and_then(|l| l.cert_expiry_days),
@@ -566,10 +566,9 @@ fn endpoint_row<'a>(e: &'a Endpoint, st: Summary) -> EndpointRow<'a> {
 /// of key strings, a table, the details text) they cost ~12 MB at every report.
 struct EndpointStream {
     endpoints: Vec<Arc<Endpoint>>,
-    states: States,
+    summaries: Vec<Summary>,
     scheduler: Option<serde_json::Value>,
     extra_metrics: Vec<(&'static str, f64)>,
-    now: i64,
 }
 
 impl qmoi_core::report::StreamParts for EndpointStream {
@@ -592,9 +591,8 @@ impl qmoi_core::report::StreamParts for EndpointStream {
         for (k, v) in &self.extra_metrics {
             put(k, *v)?;
         }
-        for e in &self.endpoints {
-            let st = summary_of(e, &self.states, self.now);
-            endpoint_metrics(e, &st, &mut put)?;
+        for (e, st) in self.endpoints.iter().zip(&self.summaries) {
+            endpoint_metrics(e, st, &mut put)?;
         }
         w.write_all(b"}")
     }
@@ -612,8 +610,7 @@ impl serde::Serialize for Rows<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = s.serialize_seq(Some(self.0.endpoints.len()))?;
-        for e in &self.0.endpoints {
-            let st = summary_of(e, &self.0.states, self.0.now);
+        for (e, st) in self.0.endpoints.iter().zip(&self.0.summaries) {
             seq.serialize_element(&endpoint_row(e, st))?;
         }
         seq.end()
