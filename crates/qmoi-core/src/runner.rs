@@ -490,6 +490,16 @@ where
                 }
             };
         }
+        // One daemon per component and report folder: two would overwrite each other's
+        // reports (an orphan from a killed shell, or a unit and the supervisor at once).
+        let _lock = match lock_instance(writer.dir(), info.id) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                tracing::error!(error = %e, "Not starting.");
+                return ExitCode::from(3);
+            }
+        };
         tracing::info!(
             config = %source,
             interval = %ConfigDuration(interval),
@@ -503,7 +513,56 @@ where
     })
 }
 
+/// Take `<report_dir>/.<id>.lock` (flock, exclusive) for as long as the value lives. The
+/// kernel drops the lock when the process ends however it ends, so a crash or SIGKILL
+/// leaves nothing stale. Fails, naming the holder's pid, when another daemon holds it.
+pub fn lock_instance(report_dir: &Path, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    use std::io::{Read, Seek, Write};
+    let _ = std::fs::create_dir_all(report_dir);
+    let path = report_dir.join(format!(".{id}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let _ = lock.set_len(0);
+            let _ = lock.rewind();
+            let _ = write!(lock, "{}", std::process::id());
+            Ok(lock)
+        }
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            Err(format!(
+                "another {id} monitor (pid {}) already writes reports to {}; stop it first",
+                if pid.trim().is_empty() { "unknown" } else { pid.trim() },
+                report_dir.display()
+            ))
+        }
+        Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
 /// Make an `unknown` check result for a failed source, naming it.
 pub fn unreadable(name: &str, what: &str, err: impl std::fmt::Display) -> CheckResult {
     CheckResult::new(name, Status::Unknown, format!("cannot read {what}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_second_instance_is_refused_and_the_lock_dies_with_its_holder() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let first = super::lock_instance(dir.path(), "demo")?;
+        let e = super::lock_instance(dir.path(), "demo").err().unwrap_or_default();
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(super::lock_instance(dir.path(), "other").is_ok(), "one lock per component");
+        drop(first);
+        assert!(super::lock_instance(dir.path(), "demo").is_ok());
+        Ok(())
+    }
 }

@@ -236,6 +236,13 @@ fn runs_every_interval_and_stops_cleanly_on_sigterm() -> std::io::Result<()> {
     wait_for(Duration::from_secs(5), "a second report", || {
         read_json(&latest).and_then(|r| r["generated_at"].as_str().map(String::from)).filter(|t| *t != first)
     });
+    // A second daemon for the same report folder is refused while the first runs (it
+    // would overwrite its reports); --once and --check are not daemons and still work.
+    let second = sh(dir.path(), &["--config", "c.toml", "--interval", "1"]);
+    assert_eq!(second.status.code(), Some(3), "{}", String::from_utf8_lossy(&second.stderr));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("another system_health monitor (pid {})", child.id())), "{err}");
+    assert!(sh(dir.path(), &["--config", "c.toml", "--check"]).status.code().is_some_and(|c| c < 3));
     signal(child.id(), Signal::SIGTERM);
     let status = wait_for(Duration::from_secs(5), "exit", || child.try_wait().ok().flatten());
     assert_eq!(status.code(), Some(0));
