@@ -184,6 +184,68 @@ impl SecurityMonitor {
     /// `--accept` without paths: the listeners, accounts and modules seen now become the
     /// host baseline.
     pub fn accept_host(&mut self) -> Result<String, String> {
+        let fresh = self.current_host();
+        fresh.save(&self.host_path, &self.key)?;
+        self.host = fresh;
+        self.host_tamper = None;
+        Ok(format!(
+            "{} listeners, {} accounts, {} modules",
+            self.host.listeners.as_ref().map_or(0, |l| l.len()),
+            self.host.accounts.as_ref().map_or(0, |a| a.len()),
+            self.host.modules.as_ref().map_or(0, |m| m.len())
+        ))
+    }
+
+    /// `--accept listener:… account:… group:… sudoers:… module:…`: accept these findings
+    /// only (as the checks name them), leaving the rest of the host baseline as it is.
+    pub fn accept_findings(&mut self, names: &[String]) -> Result<String, String> {
+        if let Some(t) = &self.host_tamper {
+            return Err(format!("{t}\nRecreate it with --init-baseline after checking the host."));
+        }
+        let now = self.current_host();
+        let mut base = self.host.clone();
+        let mut done = Vec::new();
+        for name in names {
+            let (kind, what) = name.split_once(':').unwrap_or((name.as_str(), ""));
+            let map_pick = |slot: &mut Option<std::collections::BTreeMap<String, String>>,
+                            current: &Option<std::collections::BTreeMap<String, String>>| {
+                let slot = slot.get_or_insert_with(Default::default);
+                match current.as_ref().and_then(|c| c.get(what)) {
+                    Some(v) => slot.insert(what.to_string(), v.clone()),
+                    None => slot.remove(what),
+                };
+            };
+            match kind {
+                "listener" => {
+                    if !now.listeners.as_ref().is_some_and(|l| l.contains(what)) {
+                        return Err(format!("no listener {what} is open now (see `qmoi-security --check`)"));
+                    }
+                    base.listeners.get_or_insert_with(Default::default).insert(what.to_string());
+                }
+                "account" => map_pick(&mut base.accounts, &now.accounts),
+                "group" => map_pick(&mut base.groups, &now.groups),
+                "sudoers" => map_pick(&mut base.sudoers, &now.sudoers),
+                "module" => {
+                    if !now.modules.as_ref().is_some_and(|m| m.contains(what)) {
+                        return Err(format!("no kernel module {what} is loaded now"));
+                    }
+                    base.modules.get_or_insert_with(Default::default).insert(what.to_string());
+                }
+                _ => {
+                    return Err(format!(
+                        "'{name}' is not a finding to accept (listener:…, account:…, group:…, sudoers:…, module:…, or a path)"
+                    ));
+                }
+            }
+            done.push(name.as_str());
+        }
+        base.save(&self.host_path, &self.key)?;
+        self.host = base;
+        Ok(done.join(", "))
+    }
+
+    /// The listeners, accounts and modules as they are now.
+    fn current_host(&self) -> HostBaseline {
         let mut fresh = HostBaseline::default();
         let mut learned = false;
         let mut scratch = Collected::default();
@@ -198,15 +260,12 @@ impl SecurityMonitor {
         if self.cfg.kernel_modules.enabled {
             host::check_modules(&self.cfg.kernel_modules, &mut fresh, &mut learned, &mut scratch);
         }
-        fresh.save(&self.host_path, &self.key)?;
-        self.host = fresh;
-        self.host_tamper = None;
-        Ok(format!(
-            "{} listeners, {} accounts, {} modules",
-            self.host.listeners.as_ref().map_or(0, |l| l.len()),
-            self.host.accounts.as_ref().map_or(0, |a| a.len()),
-            self.host.modules.as_ref().map_or(0, |m| m.len())
-        ))
+        fresh
+    }
+
+    /// Is this `--accept` argument a host finding (rather than a path)?
+    pub fn is_host_finding(arg: &str) -> bool {
+        ["listener:", "account:", "group:", "sudoers:", "module:"].iter().any(|p| arg.starts_with(p))
     }
 
     pub fn data_dir(&self) -> &Path {

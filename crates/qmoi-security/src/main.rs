@@ -29,11 +29,12 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["once", "check", "validate", "print_config", "accept"])]
     init_baseline: bool,
 
-    /// Accept the current state of PATHs (and everything under them) into the file
-    /// baseline; without PATHs accept every file change and the listeners, accounts and
-    /// modules seen now. Then exit
-    #[arg(long, value_name = "PATH", num_args = 0.., conflicts_with_all = ["once", "check", "validate", "print_config"])]
-    accept: Option<Vec<PathBuf>>,
+    /// Accept findings into the baselines, by the name of their check: a PATH (or
+    /// `file:PATH`: it and everything under it), `listener:KEY`, `account:NAME`,
+    /// `group:NAME`, `sudoers:PATH`, `module:NAME`. Without arguments accept every file
+    /// change and the listeners, accounts and modules seen now. Then exit
+    #[arg(long, value_name = "FINDING", num_args = 0.., conflicts_with_all = ["once", "check", "validate", "print_config"])]
+    accept: Option<Vec<String>>,
 
     /// With --once or --check: rehash every file instead of trusting unchanged metadata
     #[arg(long)]
@@ -102,7 +103,26 @@ fn baseline_command(info: &'static component::ComponentInfo, cli: &Cli) -> ExitC
             }
         };
     }
-    let paths = cli.accept.clone().unwrap_or_default();
+    // Arguments are paths (`file:<path>`, as the checks name them, works too) or host
+    // findings (`listener:…`, `account:…`, …); none: accept everything.
+    let args = cli.accept.clone().unwrap_or_default();
+    let (host, paths): (Vec<String>, Vec<String>) = args
+        .into_iter()
+        .map(|a| a.strip_prefix("file:").map_or(a.clone(), str::to_string))
+        .partition(|a| SecurityMonitor::is_host_finding(a));
+    let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
+    if !host.is_empty() {
+        match monitor.accept_findings(&host) {
+            Ok(what) => println!("Accepted into the host baseline: {what}"),
+            Err(e) => {
+                eprintln!("qmoi-security: {e}");
+                return ExitCode::from(3);
+            }
+        }
+        if paths.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+    }
     let accepted = match monitor.integrity_mut() {
         Some(i) => i.accept(&paths),
         None => Ok(0),

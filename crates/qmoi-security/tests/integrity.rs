@@ -249,7 +249,8 @@ fn accepted_changes_leave_the_report_and_others_stay() {
     let content = format!("file:{}", site.path("tree/content.txt").display());
     let deep = format!("file:{}", site.path("tree/sub/deep.conf").display());
     assert!(check(&r, &content).is_some() && check(&r, &deep).is_some());
-    let out = site.run(&["--accept", "tree/sub"]);
+    // As the check names it: `file:<path>`.
+    let out = site.run(&["--accept", &format!("file:{}", site.path("tree/sub").display())]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("Accepted 1 file change"),

@@ -120,6 +120,34 @@ fn account_group_and_sudoers_changes_are_critical_until_accepted() {
 }
 
 #[test]
+fn one_finding_is_accepted_by_its_check_name_and_the_others_stay() {
+    let site = Site::new(&format!(
+        "{}[accounts]\npasswd = \"etc/passwd\"\ngroup = \"etc/group\"\nshadow = \"etc/shadow\"\nsudoers = []\n[kernel_modules]\nfile = \"modules\"\n",
+        only(&["accounts", "kernel_modules"])
+    ));
+    site.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n");
+    site.write("etc/group", "root:x:0:\n");
+    site.write("modules", "ext4 999424 1 - Live 0x0\n");
+    site.once();
+    site.write("etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndeploy:x:1001:1001::/home/deploy:/bin/sh\n");
+    site.write("modules", "ext4 999424 1 - Live 0x0\nwireguard 98304 0 - Live 0x0\n");
+    let r = site.once();
+    assert!(check(&r, "account:deploy").is_some() && check(&r, "module:wireguard").is_some());
+    let out = site.run(&["--accept", "account:deploy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Accepted into the host baseline: account:deploy"));
+    let r = site.once();
+    assert!(check(&r, "account:deploy").is_none(), "accepted");
+    assert!(check(&r, "module:wireguard").is_some(), "not accepted: still a finding");
+    let out = site.run(&["--accept", "module:nope"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no kernel module nope is loaded now"));
+    let out = site.run(&["--accept", "module:wireguard"]);
+    assert!(out.status.success());
+    assert!(check(&site.once(), "module:wireguard").is_none());
+}
+
+#[test]
 fn a_kernel_module_loaded_after_the_baseline_is_reported() {
     let site = Site::new(&format!("{}[kernel_modules]\nfile = \"modules\"\n", only(&["kernel_modules"])));
     site.write("modules", "ext4 999424 1 - Live 0x0000000000000000\nnf_tables 282624 0 - Live 0x0000000000000000\n");
