@@ -29,8 +29,9 @@ use qmoi_core::runner::{Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use serde_json::json;
 use state::{State, Verification};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use verify::archive::Format;
 
@@ -51,6 +52,10 @@ pub struct BackupMonitor {
     force: HashSet<String>,
     /// `--verify`: look at this target only.
     only: Option<String>,
+    /// The daemon verifies in the background; `--once`, `--check`, `--verify` inline.
+    background: Option<Background>,
+    /// Verifications started during the current run.
+    started_now: usize,
 }
 
 impl std::fmt::Debug for BackupMonitor {
@@ -93,7 +98,73 @@ impl BackupMonitor {
             .collect::<Result<_, _>>()?;
         let state_path = Path::new(cfg.data_dir.as_str()).join("backup_state.json");
         let state = State::load(&state_path);
-        Ok(Self { cfg: cfg.clone(), patterns, state_path, state, force: HashSet::new(), only: None })
+        Ok(Self {
+            cfg: cfg.clone(),
+            patterns,
+            state_path,
+            state,
+            force: HashSet::new(),
+            only: None,
+            background: None,
+            started_now: 0,
+        })
+    }
+
+    /// Run heavy verifications in the background (the daemon).
+    #[must_use]
+    pub fn in_background(mut self) -> Self {
+        self.background = Some(Background {
+            done: Arc::default(),
+            running: Arc::default(),
+            one_at_a_time: Arc::new(tokio::sync::Semaphore::new(1)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        });
+        self
+    }
+
+    /// Start (or find running) the background verification of `b` at `level`: what is
+    /// being verified and since when.
+    fn start_in_background(
+        &mut self,
+        t: &Target,
+        b: &Backup,
+        level: Level,
+        restore_dir: PathBuf,
+    ) -> (String, DateTime<Utc>) {
+        let Some(bg) = self.background.clone() else { return (b.name.clone(), Utc::now()) };
+        let key = (t.name.clone(), level.as_str().to_string());
+        let mut running = bg.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = running.get(&key) {
+            return r.clone();
+        }
+        let since = Utc::now();
+        running.insert(key.clone(), (b.name.clone(), since));
+        drop(running);
+        self.started_now += 1;
+        let what = b.name.clone();
+        let (t, b) = (t.clone(), b.clone());
+        tokio::spawn(async move {
+            let _permit = bg.one_at_a_time.acquire().await;
+            let v = verify_one(&t, &b, level, restore_dir).await;
+            tracing::info!(target = %t.name, level = level.as_str(), status = %v.status, ms = v.duration_ms, "Verification done.");
+            bg.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((key.0.clone(), key.1.clone(), v));
+            bg.running.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+            bg.wake.notify_one();
+        });
+        (what, since)
+    }
+
+    /// Keep the verifications finished in the background.
+    fn collect_finished(&mut self) {
+        let Some(bg) = &self.background else { return };
+        let done = std::mem::take(&mut *bg.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for (target, level, v) in done {
+            self.state.targets.entry(target).or_default().verified.insert(level, v);
+        }
+    }
+
+    fn running_count(&self) -> usize {
+        self.background.as_ref().map_or(0, |bg| bg.running.lock().map(|r| r.len()).unwrap_or(0))
     }
 
     /// `--verify TARGET`: the next run verifies it fully, whatever the schedule, and looks
@@ -299,17 +370,48 @@ impl BackupMonitor {
                     v.identity != b.identity()
                         || (now - v.at).to_std().unwrap_or_default() >= self.cfg.verify_interval.get()
                 });
-                let v = if forced || stale {
-                    let v = self.verify_level(&t, b, level).await;
+                let restore_dir = PathBuf::from(self.cfg.restore_dir.as_str());
+                let mut running_note = None;
+                let v = if (forced || stale) && self.background.is_none() {
+                    let v = verify_one(&t, b, level, restore_dir).await;
                     tracing::info!(target = %name, level = level.as_str(), status = %v.status, ms = v.duration_ms, "Verification done.");
                     if let Some(ts) = self.state.targets.get_mut(&name) {
                         ts.verified.insert(key.clone(), v.clone());
                     }
                     v
-                } else if let Some(v) = last {
-                    v
                 } else {
-                    continue;
+                    if forced || stale {
+                        running_note = Some(self.start_in_background(&t, b, level, restore_dir));
+                    }
+                    match (last, &running_note) {
+                        (Some(v), _) => v,
+                        (None, Some((what, since))) => Verification {
+                            backup: b.name.clone(),
+                            identity: String::new(),
+                            at: *since,
+                            status: Status::Unknown,
+                            message: format!(
+                                "first {} verification of {what} running since {}",
+                                level.as_str(),
+                                since.format("%H:%M:%S UTC")
+                            ),
+                            duration_ms: 0,
+                            bytes: None,
+                            details: None,
+                        },
+                        (None, None) => continue,
+                    }
+                };
+                let v = match (&running_note, v.identity.is_empty()) {
+                    (Some((what, since)), false) => Verification {
+                        message: format!(
+                            "{} (verification of {what} running since {})",
+                            v.message,
+                            since.format("%H:%M:%S UTC")
+                        ),
+                        ..v
+                    },
+                    _ => v,
                 };
                 let title = match (level, v.status) {
                     (Level::Checksum, _) => format!("Backup checksum mismatch: {name}"),
@@ -374,8 +476,14 @@ impl BackupMonitor {
         }));
     }
 
-    /// One heavy verification of `b`, off the async thread.
-    async fn verify_level(&self, t: &Target, b: &Backup, level: Level) -> Verification {
+    fn save_state(&self) -> Option<String> {
+        self.state.save(&self.state_path).err()
+    }
+}
+
+/// One heavy verification of `b`, off the async thread.
+async fn verify_one(t: &Target, b: &Backup, level: Level, restore_dir: PathBuf) -> Verification {
+    {
         let started = Instant::now();
         let at = Utc::now();
         let result: Result<(Status, String, Option<u64>, Option<serde_json::Value>), String> = if t.kind != Kind::Folder
@@ -387,7 +495,6 @@ impl BackupMonitor {
                 return verification(b, at, started, Status::Unknown, "no file to verify".into(), None, None);
             };
             let t = t.clone();
-            let restore_dir = PathBuf::from(self.cfg.restore_dir.as_str());
             let taken = std::time::SystemTime::from(b.time);
             tokio::task::spawn_blocking(move || verify_file(&t, &path, level, &restore_dir, taken))
                 .await
@@ -402,10 +509,20 @@ impl BackupMonitor {
             }
         }
     }
+}
 
-    fn save_state(&self) -> Option<String> {
-        self.state.save(&self.state_path).err()
-    }
+type Running = (String, DateTime<Utc>);
+
+/// Heavy verifications of the daemon run as tasks, one at a time, so that a restore test
+/// of a large archive does not hold up the report (which the supervisor would then find
+/// stale). Each finished one wakes the run loop for a fresh report.
+#[derive(Clone)]
+struct Background {
+    done: Arc<Mutex<Vec<(String, String, Verification)>>>,
+    /// (target, level) → (backup being verified, since when).
+    running: Arc<Mutex<HashMap<(String, String), Running>>>,
+    one_at_a_time: Arc<tokio::sync::Semaphore>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn verification(
@@ -579,14 +696,39 @@ fn newer(o: &verify::restore::Outcome) -> String {
     }
 }
 
-impl Monitor for BackupMonitor {
-    async fn run(&mut self, ctx: &RunContext) -> Outcome {
+impl BackupMonitor {
+    async fn check_all(&mut self, timeout: Duration) -> Found {
         let mut out = Found::default();
         for i in 0..self.cfg.targets.len() {
             if self.only.as_ref().is_some_and(|o| *o != self.cfg.targets[i].name) {
                 continue;
             }
-            self.check_target(i, ctx.check_timeout, &mut out).await;
+            self.check_target(i, timeout, &mut out).await;
+        }
+        out
+    }
+}
+
+impl Monitor for BackupMonitor {
+    fn waker(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.background.as_ref().map(|bg| Arc::clone(&bg.wake))
+    }
+
+    async fn run(&mut self, ctx: &RunContext) -> Outcome {
+        self.collect_finished();
+        self.started_now = 0;
+        let mut out = self.check_all(ctx.check_timeout).await;
+        if self.started_now > 0 {
+            // Verifications that take a few seconds are in this report; longer ones in a
+            // report of their own when they finish (the waker).
+            let deadline = Instant::now() + ctx.check_timeout.min(Duration::from_secs(30));
+            while self.running_count() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.collect_finished();
+            if self.running_count() < self.started_now {
+                out = self.check_all(ctx.check_timeout).await;
+            }
         }
         if self.cfg.targets.is_empty() {
             out.checks.push(CheckResult::ok(

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         return ExitCode::from(3);
     };
     if cli.verify.is_none() && !cli.list {
-        return qmoi_core::runner::main::<BackupConfig, _>(info, cli.args, BackupMonitor::new);
+        // The daemon verifies in the background; --once and --check wait for the result.
+        let daemon = !(cli.args.once || cli.args.check);
+        return qmoi_core::runner::main::<BackupConfig, _>(info, cli.args, |cfg| {
+            BackupMonitor::new(cfg).map(|m| if daemon { m.in_background() } else { m })
+        });
     }
     let (cfg, _) = match qmoi_core::runner::load_config::<BackupConfig>(info, &cli.args) {
         Ok(c) => c,

@@ -499,3 +499,46 @@ fn a_real_borg_repository_is_listed_and_checked_and_a_damaged_segment_fails() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("borg check failed"), "{text}");
 }
+
+#[test]
+fn the_daemon_reports_while_a_slow_verification_runs_and_again_when_it_ends() {
+    // A stand-in for restic whose `check` takes 4 s (its listing is instant): what a
+    // large repository looks like to the monitor, without minutes of real work.
+    let site = Site::new(
+        "timeout = \"2s\"\ninterval = \"1h\"\n[[targets]]\nname = \"slow\"\nkind = \"restic\"\nrepository = \"repo\"\ncommand = \"./slow-restic\"\nmax_age = \"1h\"\nverify = [\"archive\"]\n",
+    );
+    let now = chrono::Utc::now().to_rfc3339();
+    let script = format!(
+        "#!/bin/sh\ncase \"$3\" in\n  snapshots) echo '[{{\"time\":\"{now}\",\"short_id\":\"abc123\"}}]' ;;\n  check) sleep 4; echo 'no errors were found' ;;\nesac\n"
+    );
+    std::fs::write(site.path("slow-restic"), script).unwrap_or_else(|e| panic!("{e}"));
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(site.path("slow-restic"), std::fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut daemon = site
+        .cmd()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let first = qmoi_testkit::wait_for(Duration::from_secs(10), "a report while the check runs", || {
+        read_json(&site.path("logs/backup_latest.json"))
+    });
+    let waited = started.elapsed();
+    assert_eq!(status(&first, "archive:slow"), "unknown", "{}", message(&first, "archive:slow"));
+    assert!(message(&first, "archive:slow").contains("first archive verification of abc123 running since"));
+    assert_eq!(status(&first, "backup:slow"), "ok");
+    let done =
+        qmoi_testkit::wait_for(Duration::from_secs(15), "the report after the check (the interval is 1 h)", || {
+            read_json(&site.path("logs/backup_latest.json")).filter(|r| {
+                r["checks"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["name"] == "archive:slow" && c["status"] == "ok"))
+            })
+        });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(waited < Duration::from_secs(4), "the first report did not wait for the 4 s check ({waited:?})");
+    assert!(message(&done, "archive:slow").contains("repository check passed: no errors were found"));
+}
