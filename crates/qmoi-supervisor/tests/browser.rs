@@ -89,6 +89,8 @@ args = ["--mode", "write", "--component", "security"]
 interval = 1
 [monitoring_components.backup]
 interval = 1
+[monitoring_components.performance]
+interval = 1
 "#,
         f = fake.display()
     );
@@ -208,6 +210,20 @@ interval = 1
         }
         assert!(backups.contains("pgdump") && backups.contains("db-2026-11-27.sql"), "backups on the page: '{backups}'");
         assert!(backups.contains("psql app < backups/db-2026-11-27.sql"), "the recovery procedure: '{backups}'");
+
+        // The real performance monitor: its panel shows the sampled system summary.
+        let mut perf = String::new();
+        for _ in 0..150 {
+            perf = text_of(&client, "#perf-system").await;
+            if perf.contains("CPU busy") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(perf.contains("CPU busy") && perf.contains("samples"), "performance on the page: '{perf}'");
+        // The security panel lists findings (the fake monitor has none).
+        let sec = text_of(&client, "#security-findings tbody").await;
+        assert!(sec.contains("None: no change since the baselines."), "security on the page: '{sec}'");
 
         let png = client.screenshot().await?;
         let target = bin("qmoi-supervisor").parent().and_then(|p| p.parent()).map(|p| p.join("qmoi-dashboard.png"));

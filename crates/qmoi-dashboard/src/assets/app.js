@@ -268,6 +268,8 @@ function onEvent(ev) {
     updateCard(ev.data);
     if (ev.data.component === "notification") loadNotifications();
     if (ev.data.component === "backup") loadBackups();
+    if (ev.data.component === "performance") loadPerformance();
+    if (ev.data.component === "security") loadSecurity();
   }
 }
 
@@ -354,6 +356,49 @@ async function loadBackups() {
   }));
 }
 
+// ---- performance (predictions, recommendations) and security (findings) ----
+
+function fmtDuration(s) {
+  if (s === null || s === undefined || !isFinite(s)) return "not growing";
+  return age(s);
+}
+
+async function loadPerformance() {
+  let data;
+  try { data = await api("/api/monitor/components/performance"); } catch (e) { return; }
+  const r = data.report;
+  const d = r && r.details;
+  $("#performance").hidden = !d;
+  if (!d) return;
+  const sys = (r.checks || []).find((c) => c.name === "system");
+  $("#perf-system").textContent = sys ? sys.message : "";
+  const preds = d.predictions || [];
+  $("#perf-summary").textContent = "(" + preds.length + " resources trended)";
+  $("#perf-predictions tbody").replaceChildren(...preds.map((p) => el("tr", {},
+    el("td", {}, p.resource),
+    el("td", {}, p.total > 0 ? (p.used / p.total * 100).toFixed(1) + "%" : "-"),
+    el("td", {}, p.resource.startsWith("inodes") ? Math.round(p.rate_per_hour) + " inodes" : fmtBytes(Math.max(0, Math.round(p.rate_per_hour)))),
+    el("td", {}, fmtDuration(p.seconds_to_full)))));
+  const recs = d.recommendations || [];
+  $("#perf-recommendations").replaceChildren(...(recs.length ? recs.map((x) => el("li", {}, el("strong", {}, x.title), " — " + x.evidence))
+    : [el("li", { class: "muted" }, "None.")]));
+}
+
+async function loadSecurity() {
+  let data;
+  try { data = await api("/api/monitor/components/security"); } catch (e) { return; }
+  const r = data.report;
+  $("#security").hidden = !r;
+  if (!r) return;
+  const findings = (r.checks || []).filter((c) => c.status !== "ok" && c.name.includes(":"));
+  $("#security-summary").textContent = "(" + findings.length + " finding" + (findings.length === 1 ? "" : "s") + ")";
+  $("#security-findings tbody").replaceChildren(...(findings.length ? findings.map((c) => el("tr", {},
+    el("td", {}, el("span", { class: "pill " + c.status }, c.status)),
+    el("td", {}, el("code", {}, c.name)),
+    el("td", { class: "detail" }, c.message)))
+    : [el("tr", {}, el("td", { class: "muted" }, "None: no change since the baselines."), el("td", {}), el("td", {}))]));
+}
+
 async function loadConfig() {
   try { $("#config").textContent = JSON.stringify(await api("/api/config"), null, 2); } catch (e) { $("#config").textContent = e.message; }
 }
@@ -370,6 +415,8 @@ async function reloadAll() {
   loadConfig();
   loadNotifications();
   loadBackups();
+  loadPerformance();
+  loadSecurity();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
