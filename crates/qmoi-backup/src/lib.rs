@@ -35,14 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use verify::archive::Format;
 
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 pub struct BackupMonitor {
     cfg: BackupConfig,
     patterns: Vec<Option<globset::GlobMatcher>>,

@@ -1,5 +1,14 @@
 //! Human-readable formatting shared by the `--check` output, `status` and messages.
 
+/// Lower-case hex of bytes (hashes, HMACs, keys), as `sha256sum` and `b3sum` print them.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 /// `3d 4h`, `5h 2m`, `5m 2s`, `42s`; `-` for a negative or non-finite number.
 pub fn duration(secs: f64) -> String {
     if !secs.is_finite() || secs < 0.0 {

@@ -351,9 +351,7 @@ pub fn signature(key: &[u8], body: &[u8]) -> String {
     match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {
             mac.update(body);
-            for b in mac.finalize().into_bytes() {
-                out.push_str(&format!("{b:02x}"));
-            }
+            out.push_str(&qmoi_core::human::hex(&mac.finalize().into_bytes()));
         }
         Err(_) => out.push_str("invalid-key"),
     }

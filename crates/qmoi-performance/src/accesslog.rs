@@ -227,6 +227,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parses_json_lines_with_named_fields() {
+        let cfg = AccessLog {
+            name: "j".into(),
+            path: "x".into(),
+            format: LogFormat::Json,
+            time_unit: crate::config::TimeUnit::Ms,
+            status_field: "code".into(),
+            time_field: "ms".into(),
+            path_field: "uri".into(),
+            host_field: "vhost".into(),
+            group_by: GroupBy::Vhost,
+            path_prefixes: Vec::new(),
+            error_rate_warning: None,
+            p99_warning: None,
+            initial_read_bytes: 0,
+            max_read_bytes: 1024,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"code":"502","ms":12.5,"uri":"/api","vhost":"shop"}"#).unwrap_or_default();
+        let r = parse_json(&v, &cfg);
+        assert_eq!(r, Some(Request { host: Some("shop"), path: "/api", status: 502, time: Some(12.5) }));
+        let v: serde_json::Value = serde_json::from_str(r#"{"code":200}"#).unwrap_or_default();
+        assert_eq!(parse_json(&v, &cfg).map(|r| (r.status, r.time, r.path)), Some((200, None, "-")));
+        let v: serde_json::Value = serde_json::from_str(r#"{"ms":1}"#).unwrap_or_default();
+        assert!(parse_json(&v, &cfg).is_none(), "no status: not a request");
+    }
+
+    #[test]
     fn parses_combined_with_and_without_request_time() {
         let l = r#"203.0.113.9 - - [27/Nov/2026:10:00:00 +0000] "GET /api/items?x=1 HTTP/1.1" 200 512 "-" "curl/8.0" 0.042"#;
         assert_eq!(

@@ -25,7 +25,7 @@ use analysis::{Leaks, State};
 use chrono::Utc;
 use qmoi_core::human::{bytes as fmt_bytes, duration as fmt_dur};
 use qmoi_core::report::metric_key;
-use qmoi_core::runner::{Monitor, Outcome, RunContext};
+use qmoi_core::runner::{Collected, Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use sample::Sampler;
 use serde_json::json;
@@ -59,21 +59,6 @@ pub struct PerfMonitor {
 impl std::fmt::Debug for PerfMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PerfMonitor").finish()
-    }
-}
-
-#[derive(Debug, Default)]
-struct Found {
-    checks: Vec<CheckResult>,
-    metrics: BTreeMap<String, f64>,
-    details: serde_json::Map<String, serde_json::Value>,
-}
-
-impl Found {
-    fn metric(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        if v.is_finite() {
-            self.metrics.insert(metric_key(name, labels), v);
-        }
     }
 }
 
@@ -117,7 +102,7 @@ impl PerfMonitor {
         });
     }
 
-    fn system(&mut self, out: &mut Found) -> BTreeMap<String, Summary> {
+    fn system(&mut self, out: &mut Collected) -> BTreeMap<String, Summary> {
         let (series, missing) = match self.sampler.lock() {
             Ok(mut s) => (s.take(), std::mem::take(&mut s.missing)),
             Err(_) => Default::default(),
@@ -162,7 +147,7 @@ impl PerfMonitor {
         by_name
     }
 
-    async fn processes(&mut self, interval_s: f64, out: &mut Found) {
+    async fn processes(&mut self, interval_s: f64, out: &mut Collected) {
         let now_s = Utc::now().timestamp_millis() as f64 / 1000.0;
         let window = self.cfg.recommendations.leak_window.as_secs_f64();
         let procs = self.procs.scan();
@@ -255,7 +240,7 @@ impl PerfMonitor {
         out.details.insert("services".into(), json!(rows));
     }
 
-    fn access_logs(&mut self, interval_s: f64, out: &mut Found) {
+    fn access_logs(&mut self, interval_s: f64, out: &mut Collected) {
         let mut rows = Vec::new();
         for log in &mut self.logs {
             log.poll();
@@ -332,7 +317,7 @@ impl PerfMonitor {
         out.details.insert("access_logs".into(), json!(rows));
     }
 
-    async fn commands(&mut self, out: &mut Found) {
+    async fn commands(&mut self, out: &mut Collected) {
         let mut rows = Vec::new();
         for (i, c) in self.cfg.commands.clone().iter().enumerate() {
             let due = self.commands[i].0.is_none_or(|t| t.elapsed() >= c.every.get());
@@ -393,7 +378,7 @@ impl PerfMonitor {
         out.details.insert("commands".into(), json!(rows));
     }
 
-    fn baselines(&mut self, system: &BTreeMap<String, Summary>, out: &mut Found) {
+    fn baselines(&mut self, system: &BTreeMap<String, Summary>, out: &mut Collected) {
         if !self.cfg.baseline.enabled {
             return;
         }
@@ -437,7 +422,7 @@ impl PerfMonitor {
         out.details.insert("degradations".into(), json!(rows));
     }
 
-    fn predictions(&mut self, out: &mut Found) {
+    fn predictions(&mut self, out: &mut Collected) {
         if !self.cfg.prediction.enabled {
             return;
         }
@@ -525,13 +510,13 @@ impl PerfMonitor {
         out.details.insert("predictions".into(), json!(rows));
     }
 
-    fn recommendations(&mut self, system: &BTreeMap<String, Summary>, out: &mut Found) {
+    fn recommendations(&mut self, system: &BTreeMap<String, Summary>, out: &mut Collected) {
         let r = &self.cfg.recommendations;
         if !r.enabled {
             return;
         }
         let mut recs = Vec::new();
-        let mut rec = |out: &mut Found, key: String, title: String, evidence: String| {
+        let mut rec = |out: &mut Collected, key: String, title: String, evidence: String| {
             out.checks.push(
                 CheckResult::new(format!("recommendation:{key}"), Status::Warning, evidence.clone())
                     .with_title(title.clone()),
@@ -660,7 +645,7 @@ impl Monitor for PerfMonitor {
                 s.sample();
             }
         }
-        let mut out = Found::default();
+        let mut out = Collected::default();
         let system = self.system(&mut out);
         self.access_logs(interval_s, &mut out);
         self.processes(interval_s, &mut out).await;
@@ -674,12 +659,6 @@ impl Monitor for PerfMonitor {
                     .with_title("Performance monitor state cannot be saved"),
             );
         }
-        Outcome {
-            checks: out.checks,
-            metrics: out.metrics,
-            alerts: Vec::new(),
-            streamed: Default::default(),
-            details: qmoi_core::report::Details::of(&out.details),
-        }
+        out.into_outcome()
     }
 }

@@ -171,16 +171,16 @@ impl Sampler {
                 c.tcp = (get("OutSegs").unwrap_or(0), get("RetransSegs").unwrap_or(0));
             }
         }
-        if let Some(prev_at) = self.prev.at {
+        let prev = std::mem::take(&mut self.prev);
+        if let Some(prev_at) = prev.at {
             let dt = now.duration_since(prev_at).as_secs_f64().max(1e-3);
-            self.rates(&c, dt);
+            self.rates(&prev, &c, dt);
             self.samples += 1;
         }
         self.prev = c;
     }
 
-    fn rates(&mut self, c: &Counters, dt: f64) {
-        let p = self.prev.clone();
+    fn rates(&mut self, p: &Counters, c: &Counters, dt: f64) {
         // CPU: user nice system idle iowait irq softirq steal.
         if c.cpu.len() >= 8 && p.cpu.len() >= 8 {
             let d: Vec<f64> = c.cpu.iter().zip(&p.cpu).take(8).map(|(a, b)| a.saturating_sub(*b) as f64).collect();

@@ -288,6 +288,60 @@ fn a_tmpfs_filled_at_a_known_rate_is_predicted_to_fill() {
 }
 
 #[test]
+fn command_probes_are_timed_and_slow_failing_or_missing_commands_say_so() {
+    let site = Site::new(
+        r#"
+[[commands]]
+name = "quick"
+command = "true"
+warning = "5s"
+
+[[commands]]
+name = "slow"
+command = "sleep"
+args = ["0.3"]
+warning = "100ms"
+
+[[commands]]
+name = "failing"
+command = "sh"
+args = ["-c", "echo 'disk quota exceeded' >&2; exit 3"]
+
+[[commands]]
+name = "hung"
+command = "sleep"
+args = ["30"]
+timeout = "500ms"
+
+[[commands]]
+name = "missing"
+command = "/nonexistent/qmoi-test-command"
+"#,
+    );
+    let r = site.once();
+    let c = |n: &str| check(&r, &format!("command:{n}")).cloned().unwrap_or_else(|| panic!("no command:{n}"));
+    assert_eq!(c("quick")["status"], "ok", "{}", c("quick"));
+    let slow = c("slow");
+    assert_eq!(slow["status"], "warning", "{slow}");
+    let took = r["metrics"]["qmoi_perf_command_duration_seconds{command=\"slow\"}"].as_f64().unwrap_or(0.0);
+    assert!((0.3..5.0).contains(&took), "sleep 0.3 measured {took}");
+    let failing = c("failing");
+    assert_eq!(failing["status"], "warning");
+    assert!(
+        failing["message"].as_str().is_some_and(|m| m.contains("exit status: 3") && m.contains("disk quota exceeded")),
+        "{failing}"
+    );
+    let hung = c("hung");
+    assert!(hung["message"].as_str().is_some_and(|m| m.contains("did not finish within 500ms (killed)")), "{hung}");
+    let missing = c("missing");
+    assert_eq!(missing["status"], "unknown");
+    assert!(
+        missing["message"].as_str().is_some_and(|m| m.contains("cannot run /nonexistent/qmoi-test-command")),
+        "{missing}"
+    );
+}
+
+#[test]
 fn bad_config_is_exit_2_naming_the_key() {
     let site = Site::new("sample_interval = \"10ms\"\n[[services]]\nname = \"x\"\n[baseline]\nalpha = 2.0\n");
     let out = site.cmd().arg("--validate").output().unwrap_or_else(|e| panic!("{e}"));

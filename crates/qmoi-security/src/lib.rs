@@ -52,7 +52,7 @@ pub struct SecurityMonitor {
     cfg: SecurityConfig,
     key: Key,
     integrity: Option<Integrity>,
-    auth: Option<AuthLogState>,
+    auth: Option<authlog::AuthLog>,
     net_state: NetworkState,
     allow: Vec<AllowRule>,
     deny: Vec<DenyRule>,
@@ -64,8 +64,6 @@ pub struct SecurityMonitor {
     /// asked for between runs.
     scheduled: Option<Collected>,
 }
-
-type AuthLogState = authlog::AuthLog;
 
 impl std::fmt::Debug for SecurityMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -128,6 +128,10 @@ fn baseline_command(info: &'static component::ComponentInfo, cli: &Cli) -> ExitC
         None => Ok(0),
     };
     match accepted {
+        Ok(0) if !paths.is_empty() => {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            println!("Nothing to accept under {}: no file there differs from the baseline.", shown.join(", "));
+        }
         Ok(n) => println!("Accepted {n} file change(s) into the baseline."),
         Err(e) => {
             eprintln!("qmoi-security: {e}");

@@ -61,7 +61,7 @@ impl Key {
         use std::os::unix::fs::OpenOptionsExt;
         let mut raw = [0u8; 32];
         fs_err::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut raw)).map_err(|e| e.to_string())?;
-        let hex = hex(&raw);
+        let hex = qmoi_core::human::hex(&raw);
         if let Some(dir) = path.parent() {
             fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
@@ -88,7 +88,7 @@ impl Key {
             Err(_) => return String::new(),
         };
         m.update(body);
-        hex(&m.finalize().into_bytes())
+        qmoi_core::human::hex(&m.finalize().into_bytes())
     }
 }
 
@@ -132,15 +132,6 @@ pub fn read(path: &Path, key: &Key) -> Result<Option<Vec<u8>>, SealError> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
 }
 
 #[cfg(test)]

@@ -260,6 +260,14 @@ fn accepted_changes_leave_the_report_and_others_stay() {
     let r = site.once();
     assert!(check(&r, &deep).is_none(), "accepted");
     assert!(check(&r, &content).is_some(), "not accepted");
+    // Accepting again: nothing left there, and the user is told so.
+    let out = site.run(&["--accept", "tree/sub"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Nothing to accept under tree/sub"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -279,6 +287,16 @@ fn many_changes_become_one_summary_alert_beyond_max_alerts() {
     assert!(message_of(&r, "integrity:more").starts_with("17 more changed paths"), "{r}");
     assert_eq!(r["details"]["integrity"]["totals"]["added"], 20);
     assert_eq!(r["details"]["integrity"]["added"].as_array().map_or(0, Vec::len), 5);
+}
+
+#[test]
+fn a_missing_hmac_key_file_is_a_configuration_error_naming_it() {
+    let site = Site::new(&format!("hmac_key_file = \"secrets/none.key\"\n{}", only(&[])));
+    let out = site.run(&["--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hmac_key_file") && err.contains("secrets/none.key"), "{err}");
+    assert!(!site.path("data/security.key").exists(), "no generated key when a key file is configured");
 }
 
 #[test]

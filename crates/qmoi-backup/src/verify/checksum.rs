@@ -32,22 +32,20 @@ pub struct Expected {
 pub fn expected(file: &Path) -> Result<Option<Expected>, String> {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = file.parent().unwrap_or(Path::new("."));
+    // (file, algorithm, is a manifest listing several files rather than a sidecar)
     let candidates = [
-        (dir.join(format!("{name}.sha256")), Algo::Sha256),
-        (dir.join(format!("{name}.sha256sum")), Algo::Sha256),
-        (dir.join(format!("{name}.b3")), Algo::Blake3),
-        (dir.join("SHA256SUMS"), Algo::Sha256),
-        (dir.join("B3SUMS"), Algo::Blake3),
+        (dir.join(format!("{name}.sha256")), Algo::Sha256, false),
+        (dir.join(format!("{name}.sha256sum")), Algo::Sha256, false),
+        (dir.join(format!("{name}.b3")), Algo::Blake3, false),
+        (dir.join("SHA256SUMS"), Algo::Sha256, true),
+        (dir.join("B3SUMS"), Algo::Blake3, true),
     ];
-    for (path, algo) in candidates {
+    for (path, algo, is_manifest) in candidates {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let is_manifest = !path.to_string_lossy().ends_with(&format!("{name}.sha256"))
-            && !path.to_string_lossy().ends_with(&format!("{name}.sha256sum"))
-            && !path.to_string_lossy().ends_with(&format!("{name}.b3"));
         for line in text.lines() {
             let mut parts = line.split_whitespace();
             let Some(hex) = parts.next() else { continue };
@@ -94,7 +92,7 @@ pub fn hash_file(file: &Path, algo: Algo) -> std::io::Result<String> {
                 }
                 h.update(&buf[..n]);
             }
-            Ok(crate::hex(&h.finalize()))
+            Ok(qmoi_core::human::hex(&h.finalize()))
         }
     }
 }

@@ -210,3 +210,18 @@ fn compare_source(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_relative;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn archive_paths_never_leave_the_restore_folder() {
+        assert_eq!(safe_relative(Path::new("data/a.csv")), Some(PathBuf::from("data/a.csv")));
+        assert_eq!(safe_relative(Path::new("./data/./a.csv")), Some(PathBuf::from("data/a.csv")));
+        for hostile in ["../etc/passwd", "data/../../x", "/etc/passwd", ".", ""] {
+            assert_eq!(safe_relative(Path::new(hostile)), None, "{hostile}");
+        }
+    }
+}

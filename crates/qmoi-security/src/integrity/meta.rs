@@ -180,7 +180,7 @@ fn setid_name(mode: u32) -> String {
 }
 
 fn short(h: &[u8; 32]) -> String {
-    crate::seal::hex(&h[..8])
+    qmoi_core::human::hex(&h[..8])
 }
 
 fn time_text(ns: i64) -> String {
@@ -240,7 +240,7 @@ mod hex32 {
 
     pub fn serialize<S: Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
         match h {
-            Some(h) => s.serialize_str(&crate::seal::hex(h)),
+            Some(h) => s.serialize_str(&qmoi_core::human::hex(h)),
             None => s.serialize_none(),
         }
     }
