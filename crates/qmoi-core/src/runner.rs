@@ -207,6 +207,11 @@ impl<M: Monitor> Runner<M> {
         }
     }
 
+    /// The monitor (a binary's own modes read what its last run saw).
+    pub fn monitor(&self) -> &M {
+        &self.monitor
+    }
+
     /// One run: all checks, then the report.
     pub async fn run_once(&mut self) -> Report {
         self.run(false).await

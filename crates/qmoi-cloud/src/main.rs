@@ -1,0 +1,136 @@
+//! `qmoi-cloud`: see the crate docs in `lib.rs`.
+
+use clap::Parser;
+use qmoi_cloud::{CloudConfig, CloudMonitor};
+use qmoi_core::cli::MonitorArgs;
+use qmoi_core::component;
+use qmoi_core::runner::{MonitorConfig, Runner};
+use std::process::ExitCode;
+
+/// QMOI cloud monitor: AWS, Azure and GCP instances (state, status checks, CPU), volumes
+/// and public IPs, month-to-date spend and forecast against a budget, cost anomalies, and
+/// waste (unattached volumes, unassociated IPs, idle instances).
+///
+/// Credentials come from each provider's standard chain: AWS the SDK default chain
+/// (environment, profile, SSO, instance role); Azure a service principal
+/// (AZURE_TENANT_ID / AZURE_CLIENT_ID / AZURE_CLIENT_SECRET) or managed identity; GCP a
+/// service-account key file (GOOGLE_APPLICATION_CREDENTIALS) or the metadata server.
+///
+/// Without --once/--check it runs every interval and writes
+/// <report-dir>/cloud_resources_latest.json until SIGTERM or Ctrl-C. It only reads.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(flatten)]
+    args: MonitorArgs,
+
+    /// Look at this provider only (its name, or a type: aws, azure, gcp)
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(info) = component::find("cloud_resources") else {
+        return ExitCode::from(3);
+    };
+    let only = cli.provider.clone();
+    if !cli.args.check {
+        return qmoi_core::runner::main::<CloudConfig, _>(info, cli.args, |cfg| {
+            CloudMonitor::new(cfg, only.as_deref())
+        });
+    }
+    // --check: the findings and the inventory they come from.
+    let (cfg, _) = match qmoi_core::runner::load_config::<CloudConfig>(info, &cli.args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let monitor = match CloudMonitor::new(&cfg, only.as_deref()) {
+        Ok(m) => m.keep_inventory(),
+        Err(e) => {
+            eprintln!("qmoi-cloud: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("qmoi-cloud: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    for p in monitor.providers() {
+        eprintln!("Listing {} ({})…", p.name, p.kind.as_str());
+    }
+    let mut runner = Runner::new(info, monitor, cfg.interval(), cfg.check_timeout());
+    let report = rt.block_on(runner.run_once());
+    print!("{}", inventory_tables(runner.monitor()));
+    print!("{}", qmoi_core::runner::render_check(&report));
+    ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3))
+}
+
+/// Rows printed per provider; the report has them all.
+const MAX_ROWS: usize = 200;
+
+fn inventory_tables(m: &CloudMonitor) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for qmoi_cloud::LastRun { provider: name, instances, volumes, ips, waste } in m.last() {
+        let _ = writeln!(
+            out,
+            "{name}: {} instance(s), {} volume(s) ({} unattached), {} public IP(s) ({} unassociated)",
+            instances.len(),
+            volumes.len(),
+            volumes.iter().filter(|v| !v.attached).count(),
+            ips.len(),
+            ips.iter().filter(|i| !i.associated).count()
+        );
+        if !instances.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<20}  {:<20}  {:<14}  {:<10}  {:<16}  {:<12}  LAUNCHED",
+                "INSTANCE", "NAME", "TYPE", "STATE", "ZONE", "CHECKS"
+            );
+        }
+        for i in instances.iter().take(MAX_ROWS) {
+            let zone = if i.zone.is_empty() { &i.region } else { &i.zone };
+            let checks = i.status_check.as_ref().map_or_else(
+                || "-".to_string(),
+                |s| if s.failed() { "IMPAIRED".to_string() } else { s.instance.clone() },
+            );
+            let _ = writeln!(
+                out,
+                "  {:<20}  {:<20}  {:<14}  {:<10}  {:<16}  {:<12}  {}{}",
+                qmoi_core::human::clip(&i.id, 20),
+                qmoi_core::human::clip(&i.name, 20),
+                qmoi_core::human::clip(&i.itype, 14),
+                i.state.as_str(),
+                qmoi_core::human::clip(zone, 16),
+                checks,
+                i.launched.map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string()),
+                if i.critical { "  [critical]" } else { "" }
+            );
+        }
+        if instances.len() > MAX_ROWS {
+            let _ =
+                writeln!(out, "  … {} more (all are in the report's details.instances)", instances.len() - MAX_ROWS);
+        }
+        if !waste.is_empty() {
+            let _ = writeln!(out, "  Waste:");
+            for w in waste.iter().take(MAX_ROWS) {
+                let _ = writeln!(out, "    {:<18}  {}", w.kind, w.detail);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
