@@ -143,13 +143,13 @@ mod tests {
 
     #[test]
     fn month_to_date_and_forecast() {
-        // 10 a day from Oct 20 to Nov 10 (today, partial 4).
+        // 10 a day from Oct 20 to Nov 9, then today (Nov 10) so far 4.
         let mut amounts = vec![10.0; 21];
         amounts.push(4.0);
         let data = series("2026-10-20", &amounts);
-        let s = summarize(&data, d("2026-11-11"), 14, 2.0, 10.0);
-        assert_eq!(s.month_to_date, 104.0);
-        // 10 complete days (100) + 10/day × 20 remaining days.
+        let s = summarize(&data, d("2026-11-10"), 14, 2.0, 10.0);
+        assert_eq!(s.month_to_date, 94.0);
+        // 9 complete days (90) + 10/day × the 21 days left, today included.
         assert_eq!(s.forecast, 300.0);
         assert_eq!(s.daily_rate, Some(10.0));
         assert!(!s.anomaly);
