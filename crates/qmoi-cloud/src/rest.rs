@@ -81,10 +81,11 @@ impl Rest {
     pub async fn send(&self, call: &Call<'_>, token: Option<&TokenSource>) -> Result<Vec<u8>, ApiError> {
         let mut attempt = 0u32;
         let mut refreshed = false;
+        let mut rejected: Option<String> = None;
         loop {
             let bearer = match token {
                 // Boxed: the token endpoint is itself called through `send` (without a token).
-                Some(t) => Some(Box::pin(t.get(self, refreshed)).await.map_err(|mut e| {
+                Some(t) => Some(Box::pin(t.get(self, rejected.as_deref())).await.map_err(|mut e| {
                     e.api = format!("{} (token for {})", e.api, call.api);
                     e.scope = call.scope.to_string();
                     e
@@ -130,6 +131,7 @@ impl Rest {
                 StatusCode::UNAUTHORIZED if token.is_some() && !refreshed => {
                     // An expired or revoked token: get a new one once.
                     refreshed = true;
+                    rejected = bearer.clone();
                     tracing::debug!("{} {}: 401 ({message}); refreshing the token", call.api, call.scope);
                 }
                 StatusCode::UNAUTHORIZED => return Err(err(call, ErrorKind::Credentials, message)),

@@ -123,13 +123,14 @@ impl TokenSource {
         Self { grant, cached: Mutex::new(None) }
     }
 
-    /// A valid token: the cached one, or a new one when it is about to expire or
-    /// `refresh` is set (the API said 401).
-    pub async fn get(&self, rest: &Rest, refresh: bool) -> Result<String, ApiError> {
+    /// A valid token: the cached one, or a new one when it is about to expire or is
+    /// `rejected` (an API answered 401 to it). Requests in flight together that all got
+    /// 401 for the same token cause one refresh, not one each.
+    pub async fn get(&self, rest: &Rest, rejected: Option<&str>) -> Result<String, ApiError> {
         let mut cached = self.cached.lock().await;
-        if !refresh
-            && let Some((t, until)) = cached.as_ref()
+        if let Some((t, until)) = cached.as_ref()
             && Instant::now() < *until
+            && rejected != Some(t.as_str())
         {
             return Ok(t.clone());
         }
