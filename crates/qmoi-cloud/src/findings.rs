@@ -148,7 +148,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         ));
     }
     f.metric("qmoi_cloud_api_errors", &[("provider", name)], inv.errors.len() as f64);
-    f.metric("qmoi_cloud_requests", &[("provider", name)], inv.requests as f64);
+    f.metric("qmoi_cloud_api_requests_total", &[("provider", name)], inv.requests as f64);
 
     // --- counts per region and state ---
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();

@@ -91,6 +91,8 @@ interval = 1
 interval = 1
 [monitoring_components.performance]
 interval = 1
+[monitoring_components.cloud_resources]
+interval = 1
 "#,
         f = fake.display()
     );
@@ -112,6 +114,16 @@ interval = 1
         "config/backup.toml",
         "[[targets]]\nname = \"pgdump\"\npath = \"backups\"\npattern = \"db-*.sql\"\nmax_age = \"1d\"\nverify = [\"metadata\"]\n\
          restore_command = \"psql app < {file}\"\n",
+    );
+    // The real cloud monitor with an Azure subscription whose login endpoint is down: the
+    // panel lists the provider with its error (no emulator exists for Azure).
+    stack.write(
+        "config/cloud_resources.toml",
+        &format!(
+            "[[providers]]\nname = \"azure-prod\"\ntype = \"azure\"\nsubscriptions = [\"sub-1\"]\n\
+             tenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n\
+             login_url = \"http://127.0.0.1:{closed}\"\nmanagement_url = \"http://127.0.0.1:{closed}\"\n"
+        ),
     );
     stack.start();
     let addr = stack.dashboard_addr();
@@ -221,6 +233,16 @@ interval = 1
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(perf.contains("CPU busy") && perf.contains("samples"), "performance on the page: '{perf}'");
+        // The cloud panel: the provider and why it could not be listed.
+        let mut cloud = String::new();
+        for _ in 0..150 {
+            cloud = text_of(&client, "#cloud-providers tbody").await;
+            if cloud.contains("azure-prod") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(cloud.contains("azure-prod (azure)") && cloud.contains("unreachable"), "cloud on the page: '{cloud}'");
         // The security panel lists findings (the fake monitor has none).
         let sec = text_of(&client, "#security-findings tbody").await;
         assert!(sec.contains("None: no change since the baselines."), "security on the page: '{sec}'");

@@ -270,6 +270,7 @@ function onEvent(ev) {
     if (ev.data.component === "backup") loadBackups();
     if (ev.data.component === "performance") loadPerformance();
     if (ev.data.component === "security") loadSecurity();
+    if (ev.data.component === "cloud_resources") loadCloud();
   }
 }
 
@@ -399,6 +400,68 @@ async function loadSecurity() {
     : [el("tr", {}, el("td", { class: "muted" }, "None: no change since the baselines."), el("td", {}), el("td", {}))]));
 }
 
+// ---- cloud (qmoi-cloud's report: providers, cost, waste, the instance inventory) ----
+
+const CLOUD_ROWS = 500;
+let cloudInstances = [];
+
+function money(v, cur) {
+  return (v === null || v === undefined) ? "-" : v.toFixed(2) + " " + (cur || "");
+}
+
+function renderCloudInstances() {
+  const f = ($("#cloud-filter").value || "").toLowerCase();
+  const rows = cloudInstances.filter((i) => !f || [i.provider, i.id, i.name, i.region, i.zone, i.state, i.type]
+    .some((x) => String(x || "").toLowerCase().includes(f)));
+  $("#cloud-instance-count").textContent = "(" + rows.length + (rows.length > CLOUD_ROWS ? ", first " + CLOUD_ROWS + " shown" : "") + ")";
+  $("#cloud-instances tbody").replaceChildren(...rows.slice(0, CLOUD_ROWS).map((i) => {
+    const sc = i.status_check;
+    const failed = sc && (sc.instance === "impaired" || sc.system === "impaired");
+    const stateClass = i.state === "running" ? "ok" : (i.critical ? "critical" : "unknown");
+    return el("tr", {},
+      el("td", {}, i.provider),
+      el("td", {}, el("code", {}, i.id)),
+      el("td", {}, i.name || "", i.critical ? el("span", { class: "pill critical", title: "must be running" }, "critical") : ""),
+      el("td", {}, i.type || ""),
+      el("td", {}, el("span", { class: "pill " + stateClass }, i.state)),
+      el("td", {}, i.zone || i.region),
+      el("td", {}, i.cpu === null || i.cpu === undefined ? "-" : i.cpu.toFixed(1) + "%", i.idle ? el("span", { class: "pill warning" }, "idle") : ""),
+      el("td", {}, sc ? el("span", { class: "pill " + (failed ? "critical" : "ok") }, failed ? "impaired" : sc.instance) : "-"));
+  }));
+}
+
+async function loadCloud() {
+  let data;
+  try { data = await api("/api/monitor/components/cloud_resources"); } catch (e) { return; }
+  const d = data.report && data.report.details;
+  const providers = (d && d.providers) || [];
+  $("#cloud").hidden = providers.length === 0;
+  if (!providers.length) return;
+  $("#cloud-summary").textContent = "(" + providers.length + " provider" + (providers.length === 1 ? "" : "s") + ", " + (d.instances_total || 0) + " instances)";
+  $("#cloud-providers tbody").replaceChildren(...providers.map((p) => {
+    const c = p.cost || {};
+    const errs = (p.errors || []).map((e) => e.api + " " + e.scope + ": " + e.kind);
+    if (p.setup_error) errs.unshift(p.setup_error);
+    if (c.error) errs.push("cost: " + c.error);
+    const budget = c.budget ? money(c.forecast, c.currency) + " / " + money(c.budget, c.currency) : money(c.forecast, c.currency);
+    const over = c.budget && c.forecast >= c.budget ? "critical" : (c.budget && c.forecast >= 0.8 * c.budget ? "warning" : "ok");
+    return el("tr", {},
+      el("td", {}, p.name + " (" + p.type + ")"),
+      el("td", {}, p.instances + " (" + p.running + " running)"),
+      el("td", {}, p.volumes + (p.unattached_volumes ? " (" + p.unattached_volumes + " unattached)" : "")),
+      el("td", {}, p.public_ips + (p.unassociated_ips ? " (" + p.unassociated_ips + " unassociated)" : "")),
+      el("td", {}, money(c.month_to_date, c.currency), c.anomaly ? el("span", { class: "pill warning", title: "yesterday far above the recent mean" }, "anomaly") : ""),
+      el("td", {}, c.budget ? el("span", { class: "pill " + over }, budget) : budget),
+      el("td", { class: "detail" }, errs.length ? errs.join("; ") : "none"));
+  }));
+  const waste = d.waste || [];
+  $("#cloud-waste-count").textContent = "(" + waste.length + ")";
+  $("#cloud-waste").replaceChildren(...(waste.length ? waste.slice(0, 200).map((w) => el("li", {}, el("strong", {}, w.provider), " — " + w.detail))
+    : [el("li", { class: "muted" }, "None found.")]));
+  cloudInstances = d.instances || [];
+  renderCloudInstances();
+}
+
 async function loadConfig() {
   try { $("#config").textContent = JSON.stringify(await api("/api/config"), null, 2); } catch (e) { $("#config").textContent = e.message; }
 }
@@ -417,6 +480,7 @@ async function reloadAll() {
   loadBackups();
   loadPerformance();
   loadSecurity();
+  loadCloud();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -426,6 +490,7 @@ document.addEventListener("DOMContentLoaded", () => {
     state.range = Number(b.dataset.range);
     loadCharts();
   }));
+  $("#cloud-filter").addEventListener("input", renderCloudInstances);
   reloadAll();
   live();
   state.chartTimer = setInterval(loadCharts, 30000);
