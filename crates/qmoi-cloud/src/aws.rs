@@ -17,6 +17,12 @@ use tokio::sync::Semaphore;
 
 /// CloudWatch accepts at most 500 metric queries per `GetMetricData` call.
 const QUERIES_PER_CALL: usize = 500;
+/// Instances and volumes per page: the SDK holds a whole answer (and its parsed form) in
+/// memory, and regions are listed at once; 500 keeps a 5,000-instance inventory under
+/// 40 MiB for a few more round trips.
+const PAGE: i32 = 500;
+/// `GetMetricData` calls in flight at once.
+const METRIC_CALLS_AT_ONCE: usize = 2;
 
 #[derive(Debug)]
 pub struct Aws {
@@ -24,6 +30,9 @@ pub struct Aws {
     regions: Vec<String>,
     sdk: SdkConfig,
     limit: Arc<Semaphore>,
+    /// One `DescribeInstances` page at a time across regions: a page of 500 instances is
+    /// ~5 MB of XML plus its parsed form, held by the SDK until we have read it.
+    pages: Semaphore,
     requests: std::sync::atomic::AtomicU64,
 }
 
@@ -49,6 +58,7 @@ impl Aws {
             regions: p.regions.clone(),
             sdk: loader.load().await,
             limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            pages: Semaphore::new(1),
             requests: Default::default(),
         }
     }
@@ -130,9 +140,10 @@ impl Aws {
         let mut out = Vec::new();
         let mut token = None;
         loop {
+            let _one_page = self.pages.acquire().await;
             let page = {
                 let _p = self.permit().await;
-                ec2.describe_instances().max_results(1000).set_next_token(token).send().await
+                ec2.describe_instances().max_results(PAGE).set_next_token(token).send().await
             }
             .map_err(|e| sdk_error("ec2:DescribeInstances", region, &e))?;
             for res in page.reservations() {
@@ -201,7 +212,7 @@ impl Aws {
         loop {
             let page = {
                 let _p = self.permit().await;
-                ec2.describe_volumes().max_results(500).set_next_token(token).send().await
+                ec2.describe_volumes().max_results(PAGE).set_next_token(token).send().await
             }
             .map_err(|e| sdk_error("ec2:DescribeVolumes", region, &e))?;
             for v in page.volumes() {
@@ -277,14 +288,20 @@ impl Aws {
         }
         let end = Utc::now();
         let start = end - chrono::Duration::from_std(window).unwrap_or_else(|_| chrono::Duration::hours(1));
-        let calls = by_region.iter().flat_map(|(region, ids)| {
-            ids.chunks(QUERIES_PER_CALL).map(move |chunk| self.metric_call(region, chunk, start, end, period))
-        });
+        let jobs: Vec<(&str, &[&str])> = by_region
+            .iter()
+            .flat_map(|(region, ids)| ids.chunks(QUERIES_PER_CALL).map(move |c| (*region, c)))
+            .collect();
         let mut out = CpuSeries::new();
-        for r in futures_util::future::join_all(calls).await {
-            match r {
-                Ok(part) => out.extend(part),
-                Err(e) => errors.push(e),
+        // Two calls at a time: each carries 500 queries (a request of ~200 KB and the SDK's
+        // copies of it), and a dozen at once would double the monitor's memory.
+        for batch in jobs.chunks(METRIC_CALLS_AT_ONCE) {
+            let calls = batch.iter().map(|(region, ids)| self.metric_call(region, ids, start, end, period));
+            for r in futures_util::future::join_all(calls).await {
+                match r {
+                    Ok(part) => out.extend(part),
+                    Err(e) => errors.push(e),
+                }
             }
         }
         out

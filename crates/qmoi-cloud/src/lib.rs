@@ -48,7 +48,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 /// A provider's API client.
 #[derive(Debug)]
 pub enum Client {
-    Aws(aws::Aws),
+    Aws(Box<aws::Aws>),
     Azure(azure::Azure),
     Gcp(gcp::Gcp),
 }
@@ -57,7 +57,7 @@ impl Client {
     pub async fn connect(p: &Provider, cfg: &CloudConfig) -> Result<Self, ApiError> {
         let (t, n) = (cfg.request_timeout.get(), cfg.max_concurrency);
         Ok(match p.kind {
-            Kind::Aws => Client::Aws(aws::Aws::new(p, t, n).await),
+            Kind::Aws => Client::Aws(Box::new(aws::Aws::new(p, t, n).await)),
             Kind::Azure => Client::Azure(azure::Azure::new(p, t, n)?),
             Kind::Gcp => Client::Gcp(gcp::Gcp::new(p, t, n)?),
         })
@@ -202,7 +202,17 @@ async fn collect(
         },
     };
     let p = &slot.provider;
+    let t0 = std::time::Instant::now();
     c.inventory = client.inventory(p).await;
+    tracing::info!(
+        provider = %p.name,
+        instances = c.inventory.instances.len(),
+        volumes = c.inventory.volumes.len(),
+        ips = c.inventory.ips.len(),
+        errors = c.inventory.errors.len(),
+        secs = t0.elapsed().as_secs_f64(),
+        "Inventory listed."
+    );
     let age = |t: DateTime<Utc>| (now - t).to_std().unwrap_or_default();
     let running: Vec<&Instance> = c.inventory.instances.iter().filter(|i| i.state == model::State::Running).collect();
     let mut errors = Vec::new();
@@ -210,15 +220,19 @@ async fn collect(
     let cpu_due =
         slot.cpu.as_ref().is_none_or(|(t, _)| age(*t) + Duration::from_secs(1) >= cfg.utilisation_interval.get());
     if cpu_due && !running.is_empty() {
+        let t0 = std::time::Instant::now();
         let series = client.cpu(&running, cfg.cpu_window.get(), CPU_PERIOD, &mut errors).await;
+        tracing::info!(provider = %p.name, instances = series.len(), secs = t0.elapsed().as_secs_f64(), "CPU fetched.");
         slot.cpu = Some((now, Arc::new(series)));
     }
     // Idle: daily averages over idle_days, at most every idle_check_interval.
     let idle_due =
         slot.idle.as_ref().is_none_or(|(t, _)| age(*t) + Duration::from_secs(1) >= cfg.idle_check_interval.get());
     if idle_due {
+        let t0 = std::time::Instant::now();
         let daily = client.cpu(&running, DAY * cfg.idle_days, DAY, &mut errors).await;
         let idle = findings::idle(&c.inventory.instances, &daily, cfg.idle_days, cfg.idle_cpu_percent);
+        tracing::info!(provider = %p.name, idle = idle.len(), secs = t0.elapsed().as_secs_f64(), "Idle check done.");
         slot.idle = Some((now, Arc::new(idle)));
     }
     c.cpu = slot.cpu.clone();
@@ -302,60 +316,83 @@ impl Monitor for CloudMonitor {
             out.metrics.extend(f.metrics);
             alerts.extend(f.alerts);
             summaries.push(f.summary);
-            let cpu = c.cpu.as_ref().map(|(_, s)| s.clone());
-            let idle = c.idle.as_ref().map(|(_, s)| s.clone());
+            let cpu = c.cpu.as_ref().map(|(_, s)| s.as_ref());
+            let idle = c.idle.as_ref().map(|(_, s)| s.as_ref());
             n_instances += c.inventory.instances.len();
             n_volumes += c.inventory.volumes.len();
             n_ips += c.inventory.ips.len();
-            for i in &c.inventory.instances {
-                if instance_rows.len() < max {
-                    instance_rows.push(
-                        serde_json::to_value(InstanceRow {
-                            provider: &p.name,
-                            instance: i,
-                            cpu: cpu
-                                .as_ref()
-                                .and_then(|s| s.get(&i.id))
-                                .and_then(|v| findings::mean(v))
-                                .map(|v| (v * 10.0).round() / 10.0),
-                            idle: idle.as_ref().is_some_and(|s| s.contains_key(&i.id)),
-                        })
-                        .unwrap_or_default(),
-                    );
-                }
+            // Rows borrow the inventory: serialized straight to the report's JSON text,
+            // never built as a tree of values (thousands of instances).
+            for i in c.inventory.instances.iter().take(max.saturating_sub(instance_rows.len())) {
+                instance_rows.push(InstanceRow {
+                    provider: &p.name,
+                    instance: i,
+                    cpu: cpu
+                        .and_then(|s| s.get(&i.id))
+                        .and_then(|v| findings::mean(v))
+                        .map(|v| (v * 10.0).round() / 10.0),
+                    idle: idle.is_some_and(|s| s.contains_key(&i.id)),
+                });
             }
-            for v in c.inventory.volumes.iter().take(max.saturating_sub(volume_rows.len())) {
-                let mut row = serde_json::to_value(v).unwrap_or_default();
-                row["provider"] = serde_json::Value::String(p.name.clone());
-                volume_rows.push(row);
-            }
-            for v in c.inventory.ips.iter().take(max.saturating_sub(ip_rows.len())) {
-                let mut row = serde_json::to_value(v).unwrap_or_default();
-                row["provider"] = serde_json::Value::String(p.name.clone());
-                ip_rows.push(row);
-            }
+            volume_rows.extend(
+                c.inventory
+                    .volumes
+                    .iter()
+                    .take(max.saturating_sub(volume_rows.len()))
+                    .map(|v| Row { provider: &p.name, item: v }),
+            );
+            ip_rows.extend(
+                c.inventory
+                    .ips
+                    .iter()
+                    .take(max.saturating_sub(ip_rows.len()))
+                    .map(|v| Row { provider: &p.name, item: v }),
+            );
             waste_rows.extend(f.waste.iter().take(max).cloned());
-            if !self.keep {
-                continue;
+            if self.keep {
+                self.last.push(LastRun {
+                    provider: p.name.clone(),
+                    instances: c.inventory.instances.clone(),
+                    volumes: c.inventory.volumes.clone(),
+                    ips: c.inventory.ips.clone(),
+                    waste: f.waste,
+                });
             }
-            self.last.push(LastRun {
-                provider: p.name.clone(),
-                instances: c.inventory.instances.clone(),
-                volumes: c.inventory.volumes.clone(),
-                ips: c.inventory.ips.clone(),
-                waste: f.waste,
-            });
         }
-        out.detail("providers", serde_json::Value::Array(summaries));
-        out.detail("instances", serde_json::Value::Array(instance_rows));
-        out.detail("instances_total", n_instances.into());
-        out.detail("volumes", serde_json::Value::Array(volume_rows));
-        out.detail("volumes_total", n_volumes.into());
-        out.detail("public_ips", serde_json::Value::Array(ip_rows));
-        out.detail("public_ips_total", n_ips.into());
-        out.detail("waste", serde_json::to_value(&waste_rows).unwrap_or_default());
+        let details = qmoi_core::report::Details::of(&Details {
+            providers: summaries,
+            instances: instance_rows,
+            instances_total: n_instances,
+            volumes: volume_rows,
+            volumes_total: n_volumes,
+            public_ips: ip_rows,
+            public_ips_total: n_ips,
+            waste: waste_rows,
+        });
         let mut outcome = out.into_outcome();
+        outcome.details = details;
         outcome.alerts = alerts;
         outcome
     }
+}
+
+/// The report's `details`.
+#[derive(serde::Serialize)]
+struct Details<'a> {
+    providers: Vec<serde_json::Value>,
+    instances: Vec<InstanceRow<'a>>,
+    instances_total: usize,
+    volumes: Vec<Row<'a, model::Volume>>,
+    volumes_total: usize,
+    public_ips: Vec<Row<'a, model::PublicIp>>,
+    public_ips_total: usize,
+    waste: Vec<findings::Waste>,
+}
+
+/// An inventory item with its provider's name.
+#[derive(serde::Serialize)]
+struct Row<'a, T> {
+    provider: &'a str,
+    #[serde(flatten)]
+    item: &'a T,
 }

@@ -30,6 +30,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // One glibc arena: the SDK's and reqwest's threads (DNS lookups) would each get their
+    // own, and keep its pages after a listing of thousands of instances.
+    qmoi_core::mem::single_arena();
     let cli = Cli::parse();
     let Some(info) = component::find("cloud_resources") else {
         return ExitCode::from(3);

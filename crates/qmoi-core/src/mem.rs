@@ -41,3 +41,20 @@ pub fn single_arena() {
 /// See the glibc version; nothing to do elsewhere.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn single_arena() {}
+
+/// Lower the CPU priority of the calling thread only (Linux: nice values are per thread).
+/// Best effort: a failure leaves the priority as it was.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn lower_thread_priority(nice: i32) {
+    // SAFETY: gettid and setpriority take plain integers and only change the scheduling
+    // priority of this thread; no memory is touched.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, u32::try_from(tid).unwrap_or(0), nice);
+    }
+}
+
+/// See the Linux version; nothing to do elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub fn lower_thread_priority(_nice: i32) {}

@@ -297,10 +297,32 @@ impl<M: Monitor> Runner<M> {
 
 /// Run blocking or CPU-heavy work (serializing and fsyncing a report of megabytes) without
 /// holding up the async tasks of this worker thread: on a multi-thread runtime the other
-/// tasks move to another worker meanwhile; on a current-thread runtime it simply runs.
-pub fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+/// tasks move to another worker meanwhile, and the work itself runs on a thread of lower
+/// CPU priority (nice +10), so that on a busy machine the monitor's own time-critical
+/// tasks (probes started on schedule) are not starved by its report and then all run at
+/// once; on a current-thread runtime it simply runs.
+pub fn off_the_workers<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| {
+            let mut f = Some(f);
+            let done = std::thread::scope(|s| {
+                let t = std::thread::Builder::new().name("qmoi-report".into()).spawn_scoped(s, || {
+                    crate::mem::lower_thread_priority(10);
+                    f.take().map(|f| f())
+                });
+                match t.map(|t| t.join()) {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    Err(_) => None,
+                }
+            });
+            // `done` is None only when the thread could not be created: do the work here.
+            match (done, f.take()) {
+                (Some(r), _) => r,
+                (None, Some(f)) => f(),
+                (None, None) => unreachable!("the report thread ran and returned nothing"),
+            }
+        }),
         _ => f(),
     }
 }
