@@ -52,21 +52,11 @@ impl State {
     /// A missing file is an empty state; an unreadable or corrupt one is logged and
     /// replaced (it only holds history the next runs rebuild).
     pub fn load(path: &Path) -> Self {
-        match std::fs::read(path) {
-            Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "Backup state unreadable; starting afresh.");
-                Self::default()
-            }),
-            Err(_) => Self::default(),
-        }
+        qmoi_core::statefile::load(path, "Backup state")
     }
 
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        qmoi_core::report::write_json_atomic(path, &body).map_err(|e| e.to_string())
+        qmoi_core::statefile::save(path, self, true)
     }
 }
 

@@ -87,15 +87,7 @@ impl Aws {
     /// Every region concurrently; within a region the four listings concurrently.
     pub async fn inventory(&self, p: &Provider) -> Inventory {
         let per_region = futures_util::future::join_all(self.regions.iter().map(|r| self.region(p, r))).await;
-        let mut inv = Inventory { scopes: self.regions.clone(), ..Inventory::default() };
-        for r in per_region {
-            inv.instances.extend(r.instances);
-            inv.volumes.extend(r.volumes);
-            inv.ips.extend(r.ips);
-            inv.errors.extend(r.errors);
-        }
-        inv.requests = self.requests();
-        inv
+        Inventory::merge(self.regions.clone(), per_region, self.requests())
     }
 
     async fn region(&self, p: &Provider, region: &str) -> Inventory {

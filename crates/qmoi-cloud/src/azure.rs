@@ -260,15 +260,7 @@ impl Azure {
 
     pub async fn inventory(&self, p: &Provider) -> Inventory {
         let subs = futures_util::future::join_all(self.subscriptions.iter().map(|s| self.subscription(p, s))).await;
-        let mut inv = Inventory { scopes: self.subscriptions.clone(), ..Inventory::default() };
-        for s in subs {
-            inv.instances.extend(s.instances);
-            inv.volumes.extend(s.volumes);
-            inv.ips.extend(s.ips);
-            inv.errors.extend(s.errors);
-        }
-        inv.requests = self.rest.requests();
-        inv
+        Inventory::merge(self.subscriptions.clone(), subs, self.rest.requests())
     }
 
     async fn subscription(&self, p: &Provider, sub: &str) -> Inventory {

@@ -107,21 +107,11 @@ impl Cache {
     /// A missing file is an empty cache; a corrupt one is logged and ignored (the next
     /// fetch rebuilds it).
     pub fn load(path: &Path) -> Self {
-        match std::fs::read(path) {
-            Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "Cost cache unreadable; fetching afresh.");
-                Self::default()
-            }),
-            Err(_) => Self::default(),
-        }
+        qmoi_core::statefile::load(path, "Cost cache")
     }
 
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        let body = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        qmoi_core::report::write_json_atomic(path, &body).map_err(|e| format!("{}: {e}", path.display()))
+        qmoi_core::statefile::save(path, self, true)
     }
 }
 

@@ -255,15 +255,7 @@ impl Gcp {
 
     pub async fn inventory(&self, p: &Provider) -> Inventory {
         let all = futures_util::future::join_all(self.projects.iter().map(|pr| self.project(p, pr))).await;
-        let mut inv = Inventory { scopes: self.projects.clone(), ..Inventory::default() };
-        for s in all {
-            inv.instances.extend(s.instances);
-            inv.volumes.extend(s.volumes);
-            inv.ips.extend(s.ips);
-            inv.errors.extend(s.errors);
-        }
-        inv.requests = self.rest.requests();
-        inv
+        Inventory::merge(self.projects.clone(), all, self.rest.requests())
     }
 
     async fn project(&self, p: &Provider, project: &str) -> Inventory {

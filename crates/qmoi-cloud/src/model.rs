@@ -140,6 +140,20 @@ pub struct Inventory {
     pub requests: u64,
 }
 
+impl Inventory {
+    /// One inventory from the parts listed per region / subscription / project.
+    pub fn merge(scopes: Vec<String>, parts: Vec<Inventory>, requests: u64) -> Self {
+        let mut inv = Inventory { scopes, requests, ..Inventory::default() };
+        for p in parts {
+            inv.instances.extend(p.instances);
+            inv.volumes.extend(p.volumes);
+            inv.ips.extend(p.ips);
+            inv.errors.extend(p.errors);
+        }
+        inv
+    }
+}
+
 /// Per instance id: the average CPU percent over a window, or daily averages.
 pub type CpuSeries = BTreeMap<String, Vec<f64>>;
 

@@ -28,6 +28,7 @@ pub mod mem;
 pub mod overview;
 pub mod report;
 pub mod runner;
+pub mod statefile;
 pub mod status;
 pub mod threshold;
 

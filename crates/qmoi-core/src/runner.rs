@@ -253,6 +253,7 @@ impl<M: Monitor> Runner<M> {
     /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
     pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        LOW_PRIORITY_WORK.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut next = tokio::time::Instant::now();
         let waker = self.monitor.waker();
         loop {
@@ -295,14 +296,23 @@ impl<M: Monitor> Runner<M> {
     }
 }
 
+/// Set by the daemon's run loop: heavy work then runs at a lower CPU priority. `--once` and
+/// `--check` keep normal priority (they are waited for, and nothing else runs meanwhile).
+static LOW_PRIORITY_WORK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Run blocking or CPU-heavy work (serializing and fsyncing a report of megabytes) without
 /// holding up the async tasks of this worker thread: on a multi-thread runtime the other
-/// tasks move to another worker meanwhile, and the work itself runs on a thread of lower
-/// CPU priority (nice +10), so that on a busy machine the monitor's own time-critical
-/// tasks (probes started on schedule) are not starved by its report and then all run at
-/// once; on a current-thread runtime it simply runs.
+/// tasks move to another worker meanwhile, and in the daemon the work itself runs on a
+/// thread of lower CPU priority (nice +10), so that on a busy machine the monitor's own
+/// time-critical tasks (probes started on schedule) are not starved by its report and then
+/// all run at once; on a current-thread runtime it simply runs.
 pub fn off_the_workers<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+            if !LOW_PRIORITY_WORK.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            tokio::task::block_in_place(f)
+        }
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| {
             let mut f = Some(f);
             let done = std::thread::scope(|s| {

@@ -22,22 +22,11 @@ pub struct State {
 
 impl State {
     pub fn load(path: &Path) -> Self {
-        std::fs::read(path)
-            .ok()
-            .and_then(|d| {
-                serde_json::from_slice(&d)
-                    .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "Performance state unreadable; starting afresh."))
-                    .ok()
-            })
-            .unwrap_or_default()
+        qmoi_core::statefile::load(path, "Performance state")
     }
 
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(dir).map_err(|e| e.to_string())?;
-        }
-        let body = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        qmoi_core::report::write_json_atomic(path, &body).map_err(|e| e.to_string())
+        qmoi_core::statefile::save(path, self, false)
     }
 }
 
