@@ -5,7 +5,8 @@ use crate::config::{CloudConfig, Provider};
 use crate::cost::{self, Cached};
 use crate::model::{CpuSeries, IdleSet, Instance, Inventory, Stamped, State};
 use chrono::{DateTime, Utc};
-use qmoi_core::report::{Alert, metric_key};
+use qmoi_core::report::Alert;
+use qmoi_core::runner::Collected;
 use qmoi_core::{AlertLevel, CheckResult, Status};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,20 +55,12 @@ pub struct InstanceRow<'a> {
 
 #[derive(Debug, Default)]
 pub struct Found {
-    pub checks: Vec<CheckResult>,
+    /// Checks and metrics.
+    pub out: Collected,
     pub alerts: Vec<Alert>,
-    pub metrics: BTreeMap<String, f64>,
     pub waste: Vec<Waste>,
     /// The provider's line in `details.providers`.
     pub summary: serde_json::Value,
-}
-
-impl Found {
-    fn metric(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        if v.is_finite() {
-            self.metrics.insert(metric_key(name, labels), v);
-        }
-    }
 }
 
 /// Average of a window's datapoints.
@@ -139,16 +132,16 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         };
         CheckResult::ok(format!("provider:{name}"), format!("{name} ({kind}): {listed}{errs}"))
     };
-    f.checks.push(provider_check);
+    f.out.check(provider_check);
     for e in &inv.errors {
         let scope = if e.scope.is_empty() { String::new() } else { format!(" for {}", e.scope) };
-        f.checks.push(CheckResult::unknown(
+        f.out.check(CheckResult::unknown(
             format!("api:{name}:{}:{}", e.api, e.scope),
             format!("{name}: {}{scope}: {}: {}", e.api, e.kind.as_str(), e.message),
         ));
     }
-    f.metric("qmoi_cloud_api_errors", &[("provider", name)], inv.errors.len() as f64);
-    f.metric("qmoi_cloud_api_requests_total", &[("provider", name)], inv.requests as f64);
+    f.out.metric("qmoi_cloud_api_errors", &[("provider", name)], inv.errors.len() as f64);
+    f.out.metric("qmoi_cloud_api_requests_total", &[("provider", name)], inv.requests as f64);
 
     // --- counts per region and state ---
     let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
@@ -156,7 +149,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         *counts.entry((i.region.as_str(), i.state.as_str())).or_default() += 1;
     }
     for ((region, state), n) in counts {
-        f.metric("qmoi_cloud_instances", &[("provider", name), ("region", region), ("state", state)], n as f64);
+        f.out.metric("qmoi_cloud_instances", &[("provider", name), ("region", region), ("state", state)], n as f64);
     }
     let mut vols: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     for v in &inv.volumes {
@@ -164,7 +157,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
     }
     for ((region, attached), n) in vols {
         let a = if attached { "true" } else { "false" };
-        f.metric("qmoi_cloud_volumes", &[("provider", name), ("region", region), ("attached", a)], n as f64);
+        f.out.metric("qmoi_cloud_volumes", &[("provider", name), ("region", region), ("attached", a)], n as f64);
     }
     let mut ips: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     for v in &inv.ips {
@@ -172,7 +165,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
     }
     for ((region, assoc), n) in ips {
         let a = if assoc { "true" } else { "false" };
-        f.metric("qmoi_cloud_public_ips", &[("provider", name), ("region", region), ("associated", a)], n as f64);
+        f.out.metric("qmoi_cloud_public_ips", &[("provider", name), ("region", region), ("associated", a)], n as f64);
     }
 
     // --- instances: state, status checks, CPU ---
@@ -181,7 +174,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         let label = if i.name.is_empty() || i.name == i.id { i.id.clone() } else { format!("{} ({})", i.name, i.id) };
         if i.critical && i.state != State::Running {
             let status = if i.state == State::Pending { Status::Warning } else { Status::Critical };
-            f.checks.push(
+            f.out.check(
                 CheckResult::new(
                     format!("instance:{name}:{}", i.id),
                     status,
@@ -195,13 +188,13 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                 .with_title(format!("Critical instance {label} is {}", i.state.as_str())),
             );
         } else if i.critical {
-            f.checks.push(CheckResult::ok(
+            f.out.check(CheckResult::ok(
                 format!("instance:{name}:{}", i.id),
                 format!("critical instance {label} is running"),
             ));
         }
         if let Some(s) = i.status_check.as_ref().filter(|s| s.failed()) {
-            f.checks.push(CheckResult::new(
+            f.out.check(CheckResult::new(
                 format!("status_check:{name}:{}", i.id),
                 if i.critical { Status::Critical } else { Status::Warning },
                 format!(
@@ -214,7 +207,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
             continue;
         }
         let Some(avg) = cpu.and_then(|c| c.get(&i.id)).and_then(|v| mean(v)) else { continue };
-        f.metric("qmoi_cloud_instance_cpu_percent", &[("provider", name), ("instance", &i.id)], avg);
+        f.out.metric("qmoi_cloud_instance_cpu_percent", &[("provider", name), ("instance", &i.id)], avg);
         let status = if avg >= cfg.cpu_critical {
             Status::Critical
         } else if avg >= cfg.cpu_warning {
@@ -222,7 +215,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         } else {
             continue;
         };
-        f.checks.push(
+        f.out.check(
             CheckResult::new(
                 format!("cpu:{name}:{}", i.id),
                 status,
@@ -280,7 +273,11 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
         *by_kind.entry(w.kind).or_default() += 1;
     }
     for k in ["unattached_volume", "unassociated_ip", "idle_instance"] {
-        f.metric("qmoi_cloud_waste_findings", &[("provider", name), ("kind", k)], *by_kind.get(k).unwrap_or(&0) as f64);
+        f.out.metric(
+            "qmoi_cloud_waste_findings",
+            &[("provider", name), ("kind", k)],
+            *by_kind.get(k).unwrap_or(&0) as f64,
+        );
     }
     for w in f.waste.iter().take(MAX_WASTE_ALERTS) {
         f.alerts.push(Alert {
@@ -326,7 +323,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
             parts.join(", ")
         )
     };
-    f.checks.push(CheckResult::ok(format!("waste:{name}"), waste_msg));
+    f.out.check(CheckResult::ok(format!("waste:{name}"), waste_msg));
 
     // --- cost ---
     let mut cost_json = serde_json::Value::Null;
@@ -342,17 +339,17 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                     cfg.anomaly_min_amount,
                 );
                 let cur = s.currency.clone();
-                f.metric("qmoi_cloud_cost_month_to_date", &[("provider", name)], s.month_to_date);
-                f.metric("qmoi_cloud_cost_forecast", &[("provider", name)], s.forecast);
+                f.out.metric("qmoi_cloud_cost_month_to_date", &[("provider", name)], s.month_to_date);
+                f.out.metric("qmoi_cloud_cost_forecast", &[("provider", name)], s.forecast);
                 if let Some((_, v)) = s.last_day {
-                    f.metric("qmoi_cloud_cost_last_day", &[("provider", name)], v);
+                    f.out.metric("qmoi_cloud_cost_last_day", &[("provider", name)], v);
                 }
                 let stale = match err {
                     Some(e) => format!(" (last fetch failed: {e}; figures from {})", fmt_time(cached.fetched_at)),
                     None => String::new(),
                 };
                 let status = if err.is_some() { Status::Unknown } else { Status::Ok };
-                f.checks.push(CheckResult::new(
+                f.out.check(CheckResult::new(
                     format!("cost:{name}"),
                     status,
                     format!(
@@ -362,7 +359,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                     ),
                 ));
                 if let Some(budget) = p.monthly_budget {
-                    f.metric("qmoi_cloud_budget", &[("provider", name)], budget);
+                    f.out.metric("qmoi_cloud_budget", &[("provider", name)], budget);
                     let pct = s.forecast / budget * 100.0;
                     let status = if pct >= cfg.budget_critical_percent {
                         Status::Critical
@@ -371,7 +368,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                     } else {
                         Status::Ok
                     };
-                    f.checks.push(
+                    f.out.check(
                         CheckResult::new(
                             format!("budget:{name}"),
                             status,
@@ -387,7 +384,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                     );
                 }
                 match (s.last_day, s.baseline) {
-                    (Some((day, v)), Some(b)) => f.checks.push(CheckResult::new(
+                    (Some((day, v)), Some(b)) => f.out.check(CheckResult::new(
                         format!("cost_anomaly:{name}"),
                         if s.anomaly { Status::Warning } else { Status::Ok },
                         format!(
@@ -398,7 +395,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                             if s.anomaly { format!(" ({:.1}×)", v / b.max(f64::MIN_POSITIVE)) } else { String::new() }
                         ),
                     )),
-                    _ => f.checks.push(CheckResult::ok(
+                    _ => f.out.check(CheckResult::ok(
                         format!("cost_anomaly:{name}"),
                         format!("{name}: not enough daily cost data yet for an anomaly baseline"),
                     )),
@@ -417,12 +414,12 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
                 });
             }
             (None, Some(e)) => {
-                f.checks.push(CheckResult::unknown(format!("cost:{name}"), format!("{name}: cost unavailable: {e}")));
+                f.out.check(CheckResult::unknown(format!("cost:{name}"), format!("{name}: cost unavailable: {e}")));
                 cost_json = serde_json::json!({"error": e, "failed_at": cached.failed_at});
             }
             (None, None) => {
                 let why = if c.setup_error.is_some() { "no connection" } else { "not fetched yet" };
-                f.checks.push(CheckResult::ok(format!("cost:{name}"), format!("{name}: cost {why}")));
+                f.out.check(CheckResult::ok(format!("cost:{name}"), format!("{name}: cost {why}")));
             }
         }
     }

@@ -312,8 +312,7 @@ impl Monitor for CloudMonitor {
         for (slot, (c, _)) in self.slots.iter().zip(&results) {
             let p = &slot.provider;
             let f = findings::analyze(&self.cfg, p, c, self.cache.providers.get(&p.name), now);
-            out.checks.extend(f.checks);
-            out.metrics.extend(f.metrics);
+            out.extend(f.out);
             alerts.extend(f.alerts);
             summaries.push(f.summary);
             let cpu = c.cpu.as_ref().map(|(_, s)| s.as_ref());

@@ -227,17 +227,7 @@ fn is_refused(e: &reqwest::Error) -> bool {
 
 /// A transport error with its causes ("error sending request: … Connection refused").
 pub fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !out.contains(&t) {
-            out.push_str(": ");
-            out.push_str(&t);
-        }
-        src = s.source();
-    }
-    out
+    qmoi_core::human::with_causes(e.to_string(), e.source())
 }
 
 /// OAuth token endpoints answer bad client credentials with 400 `invalid_client` /

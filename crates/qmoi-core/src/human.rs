@@ -40,6 +40,20 @@ pub fn bytes(b: f64) -> String {
 }
 
 /// Cut `s` to at most `w` characters, ending with `…` when cut.
+/// `text` followed by every cause in `source`'s chain that it does not already say, in one
+/// line ("error sending request: client error (Connect): Connection refused").
+pub fn with_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
+    while let Some(s) = source {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        source = s.source();
+    }
+    text
+}
+
 pub fn clip(s: &str, w: usize) -> String {
     if s.chars().count() <= w {
         s.to_string()
@@ -53,6 +67,16 @@ pub fn clip(s: &str, w: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_appended_once() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let outer = std::io::Error::other(inner);
+        // The outer error's text already says its cause: not repeated.
+        assert_eq!(with_causes("connect".into(), Some(&outer)), "connect: Connection refused");
+        assert_eq!(with_causes("x: Connection refused".into(), Some(&outer)), "x: Connection refused");
+        assert_eq!(with_causes("plain".into(), None), "plain");
+    }
 
     #[test]
     fn durations() {

@@ -307,16 +307,7 @@ fn classify(status: reqwest::StatusCode, text: &str, after: Option<Duration>) ->
 
 fn net_error(shown: &str, e: &reqwest::Error) -> Failure {
     // `without_url`: reqwest puts the full URL (with its token) into errors.
-    let mut text = format!("{shown}: {}", strip_url(e));
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        src = s.source();
-    }
+    let text = qmoi_core::human::with_causes(format!("{shown}: {}", strip_url(e)), std::error::Error::source(e));
     let text = if e.is_timeout() { format!("{shown}: timed out") } else { text };
     Failure::Retry { error: text, after: None }
 }

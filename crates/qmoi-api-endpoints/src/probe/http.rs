@@ -128,15 +128,6 @@ pub async fn probe(
 
 /// reqwest's errors, with their causes, in one line.
 fn describe(err: &reqwest::Error) -> String {
-    let mut s = if err.is_timeout() { "timed out".to_string() } else { err.to_string() };
-    let mut src = std::error::Error::source(err);
-    while let Some(e) = src {
-        let t = e.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = e.source();
-    }
-    s
+    let first = if err.is_timeout() { "timed out".to_string() } else { err.to_string() };
+    qmoi_core::human::with_causes(first, std::error::Error::source(err))
 }
