@@ -4,7 +4,8 @@
 # Debian's prometheus-blackbox-exporter probing the same nginx under wrk for comparison.
 #
 #   scripts/bench-endpoints.sh [ENDPOINTS] [SECONDS] [week]     (defaults 5000 and 20)
-#   QMOI_BENCH_CONCURRENCY=N (default 256, as shipped), QMOI_BENCH_RSS_TRACE=FILE (0.1 s RSS trace)
+#   QMOI_BENCH_CONCURRENCY=N (default 256, as shipped), QMOI_BENCH_RSS_TRACE=FILE (0.1 s RSS trace),
+#   QMOI_BENCH_WRAP="heaptrack -o FILE" (run the monitor under a profiler), QMOI_BENCH_NO_PEER=1
 #
 # `week` starts the monitor from a state file as a week of probing leaves it (240 recent
 # probes, 168 hours of counts, 24 hours of histograms per endpoint): the steady-state RSS.

@@ -90,8 +90,11 @@ http {{
         if week:
             write_week_of_state(f"{d}/state.json", n)
             print(f"state file with a week of history: {os.path.getsize(f'{d}/state.json') / 1e6:.0f} MB")
-        mon = subprocess.Popen([f"{bindir}/qmoi-api-endpoints", "--config", f"{d}/endpoints.toml", "--report-dir", f"{d}/logs",
-                                "--log-dir", f"{d}/logs"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # QMOI_BENCH_WRAP="heaptrack -o FILE" runs the monitor under a profiler.
+        wrap = os.environ.get("QMOI_BENCH_WRAP", "").split()
+        mon = subprocess.Popen(wrap + [f"{bindir}/qmoi-api-endpoints", "--config", f"{d}/endpoints.toml", "--report-dir", f"{d}/logs",
+                                "--log-dir", f"{d}/logs"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
         try:
             report = f"{d}/logs/api_endpoints_latest.json"
             time.sleep(8)  # past the first (all at once) round
@@ -128,9 +131,13 @@ http {{
             print(f"  probe start vs schedule (last {late.get('samples', 0)} probes): p50 {late.get('p50', float('nan')):.1f} ms, "
                   f"p99 {late.get('p99', float('nan')):.1f} ms")
         finally:
-            mon.send_signal(signal.SIGTERM)
-            mon.wait(timeout=30)
+            # The whole group: a profiler given in QMOI_BENCH_WRAP forwards no signal.
+            os.killpg(mon.pid, signal.SIGTERM)
+            mon.wait(timeout=60)
         exe = shutil.which("prometheus-blackbox-exporter")
+        if os.environ.get("QMOI_BENCH_NO_PEER"):
+            print("QMOI_BENCH_NO_PEER set: blackbox_exporter skipped")
+            return
         if not exe:
             print("prometheus-blackbox-exporter not installed - skipped")
             return
@@ -161,6 +168,7 @@ http {{
     finally:
         nginx.send_signal(signal.SIGQUIT)
         nginx.wait(timeout=30)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":

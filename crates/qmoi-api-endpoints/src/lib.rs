@@ -21,13 +21,16 @@ use qmoi_core::{CheckResult, Status};
 use stats::EndpointState;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::MutexGuard;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use config::EndpointsConfig;
 
-type States = Arc<Mutex<BTreeMap<String, EndpointState>>>;
+/// One state per endpoint, in the order of `EndpointsMonitor::endpoints`, each behind its
+/// own lock: a probe task locks only its endpoint, the report one endpoint at a time.
+type States = Arc<[Mutex<EndpointState>]>;
 
 /// How late probes start against their schedule (waiting for a concurrency slot
 /// included), and how many ran: the scheduler's own health.
@@ -90,10 +93,10 @@ impl EndpointsMonitor {
             },
             Err(_) => BTreeMap::new(),
         };
-        states.retain(|k, _| cfg.endpoints.iter().any(|e| &e.name == k));
-        for e in &cfg.endpoints {
-            states.entry(e.name.clone()).or_default();
-        }
+        // Endpoints no longer configured are dropped from the state.
+        let slots: States =
+            cfg.endpoints.iter().map(|e| Mutex::new(states.remove(&e.name).unwrap_or_default())).collect();
+        drop(states);
         // Build the probers now: a bad CA file or identity fails the start, and endpoints
         // with the same client settings share one client (loading roots is not free).
         let mut http_clients: HashMap<String, reqwest::Client> = HashMap::new();
@@ -123,12 +126,15 @@ impl EndpointsMonitor {
             };
             probers.push(Arc::new(p));
         }
-        let endpoints = std::mem::take(&mut cfg.endpoints).into_iter().map(Arc::new).collect();
+        // Not `into_iter().map(Arc::new).collect()`: that reuses the config's buffer
+        // (hundreds of bytes an endpoint) for the list of pointers and keeps it whole.
+        let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
+        endpoints.extend(std::mem::take(&mut cfg.endpoints).into_iter().map(Arc::new));
         Ok(Self {
             cfg,
             endpoints,
             probers,
-            states: Arc::new(Mutex::new(states)),
+            states: slots,
             sched: Arc::default(),
             started: false,
             state_file,
@@ -141,7 +147,7 @@ impl EndpointsMonitor {
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
         // Endpoints with the same conditions (usually most of them) share one parsed list.
         let mut parsed: HashMap<Vec<String>, Arc<[Condition]>> = HashMap::new();
-        for (e, p) in self.endpoints.iter().cloned().zip(self.probers.clone()) {
+        for (i, (e, p)) in self.endpoints.iter().cloned().zip(self.probers.clone()).enumerate() {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
@@ -189,20 +195,14 @@ impl EndpointsMonitor {
                     };
                     let now = chrono::Utc::now().timestamp();
                     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-                    if let Ok(mut s) = states.lock() {
-                        s.entry(e.name.clone()).or_default().record(
-                            result,
-                            now,
-                            e.failure_threshold,
-                            e.success_threshold,
-                            slow,
-                        );
+                    {
+                        lock(&states[i]).record(result, now, e.failure_threshold, e.success_threshold, slow);
                     }
-                    // A slow probe must not pile up behind itself.
-                    let now = tokio::time::Instant::now();
-                    if next < now {
-                        next = now;
-                    }
+                    // A probe that ran late or long skips the slots it missed but keeps its
+                    // phase: moving it to "now" would gather every endpoint delayed by the
+                    // same hiccup onto one instant, and over time the spread schedule would
+                    // turn into bursts (memory: every connection of a burst at once).
+                    next = next_slot(next, interval, tokio::time::Instant::now());
                 }
             });
         }
@@ -216,26 +216,21 @@ impl EndpointsMonitor {
         if let Some(dir) = self.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let names: Vec<String> = match self.states.lock() {
-            Ok(s) => s.keys().cloned().collect(),
-            Err(_) => return,
-        };
         let mut buf = Vec::new();
         let r = qmoi_core::report::write_atomic_with(&self.state_file, |w| {
             w.write_all(b"{")?;
             let mut first = true;
-            for name in &names {
+            for (e, slot) in self.endpoints.iter().zip(self.states.iter()) {
                 buf.clear();
-                {
-                    let Ok(s) = self.states.lock() else { break };
-                    let Some(st) = s.get(name) else { continue };
-                    serde_json::to_writer(&mut buf, st)?;
-                }
+                // Copied under the lock (a microsecond), serialized outside it: this thread
+                // runs at a low priority, and a probe of this endpoint must not wait for it.
+                let st = lock(slot).clone();
+                serde_json::to_writer(&mut buf, &st)?;
                 if !first {
                     w.write_all(b",")?;
                 }
                 first = false;
-                serde_json::to_writer(&mut *w, name)?;
+                serde_json::to_writer(&mut *w, &e.name)?;
                 w.write_all(b":")?;
                 w.write_all(&buf)?;
             }
@@ -246,6 +241,18 @@ impl EndpointsMonitor {
         }
         self.last_save.store(now_s(), std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// The first of `planned`, `planned + interval`, `planned + 2 × interval`, … not before `now`.
+fn next_slot(planned: tokio::time::Instant, interval: Duration, now: tokio::time::Instant) -> tokio::time::Instant {
+    if planned >= now || interval.is_zero() {
+        return planned.max(now);
+    }
+    let behind = now.duration_since(planned).as_nanos();
+    let step = interval.as_nanos();
+    let slots = behind.div_ceil(step);
+    let ahead = Duration::from_nanos(u64::try_from(slots * step).unwrap_or(u64::MAX));
+    planned + ahead
 }
 
 async fn run_probe(
@@ -274,7 +281,7 @@ impl Monitor for EndpointsMonitor {
                 self.endpoints.iter().map(|e| e.timeout.unwrap_or(self.cfg.timeout).get()).max().unwrap_or_default();
             let deadline = tokio::time::Instant::now() + (wait + Duration::from_secs(1)).min(Duration::from_secs(30));
             while tokio::time::Instant::now() < deadline {
-                let all = self.states.lock().map(|s| s.values().all(|st| st.probed)).unwrap_or(true);
+                let all = self.states.iter().all(|slot| lock(slot).probed);
                 if all {
                     break;
                 }
@@ -381,12 +388,10 @@ struct Windows {
     d7: Option<f64>,
 }
 
-/// The summary of one endpoint now, taken under the lock one endpoint at a time: probes
-/// are never held up for long, and no endpoint's windows are copied (memory).
-fn summary_of(e: &Endpoint, states: &States, now: i64) -> Summary {
-    let guard = states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let empty = EndpointState::default();
-    Summary::of(guard.get(&e.name).unwrap_or(&empty), now)
+/// An endpoint's state. A probe task that panicked while holding it cannot have left it
+/// half-updated in a way that matters more than losing it, so a poisoned lock is used.
+fn lock(slot: &Mutex<EndpointState>) -> MutexGuard<'_, EndpointState> {
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn reason_of(st: &Summary) -> String {
@@ -408,7 +413,15 @@ fn build_outcome(
     let now = chrono::Utc::now().timestamp();
     let mut checks = Vec::new();
     // One summary per endpoint (~200 bytes), shared by the checks, metrics and details.
-    let summaries: Vec<Summary> = endpoints.iter().map(|e| summary_of(e, states, now)).collect();
+    // Each endpoint's state is copied under its own lock and summarised outside it: this
+    // runs at a low priority, and a probe recording its result must not wait for it.
+    let summaries: Vec<Summary> = states
+        .iter()
+        .map(|slot| {
+            let st = lock(slot).clone();
+            Summary::of(&st, now)
+        })
+        .collect();
     for (e, st) in endpoints.iter().zip(&summaries) {
         endpoint_checks(e, st, &mut checks);
     }
@@ -626,4 +639,23 @@ struct DetailsOut<'a> {
 
 fn now_s() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_probe_skips_missed_slots_but_keeps_its_phase() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        assert_eq!(next_slot(t0 + ms(300), s, t0), t0 + ms(300), "not due yet: unchanged");
+        assert_eq!(next_slot(t0, s, t0), t0);
+        // 20 ms late: the next slot, one interval on, not "now".
+        assert_eq!(next_slot(t0, s, t0 + ms(20)), t0 + s);
+        // A probe that took 2.5 intervals: three slots on, same phase.
+        assert_eq!(next_slot(t0 + ms(250), s, t0 + ms(2_600)), t0 + ms(3_250));
+        assert_eq!(next_slot(t0, Duration::ZERO, t0 + ms(5)), t0 + ms(5));
+    }
 }

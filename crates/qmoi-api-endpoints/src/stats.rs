@@ -299,8 +299,9 @@ pub struct EndpointState {
     pub recent: Recent,
     /// Counts of the last 7 days and latency histograms of the last 24 hours, by hour.
     pub hours: Hours,
+    /// The last [`ERROR_WINDOW`] probes, newest in bit 0 (a set bit: failed).
     #[serde(skip)]
-    pub window: VecDeque<bool>,
+    pub window: ErrorWindow,
     /// Probed by this process (state loaded from the file does not count).
     #[serde(skip)]
     pub probed: bool,
@@ -340,10 +341,7 @@ impl EndpointState {
         self.recent.push(now, ms, r.ok);
         self.recent.forget_before(now - HOUR);
         self.hours.add(now, r.ok.then(|| bucket_of(ms)));
-        self.window.push_back(r.ok);
-        if self.window.len() > ERROR_WINDOW {
-            self.window.pop_front();
-        }
+        self.window.push(r.ok);
         self.last = Some(r);
         self.last_at = Some(now);
         self.probed = true;
@@ -418,8 +416,36 @@ impl EndpointState {
 
     /// Percentage of the last 20 probes that failed.
     pub fn error_rate(&self) -> Option<f64> {
-        (!self.window.is_empty())
-            .then(|| self.window.iter().filter(|o| !**o).count() as f64 / self.window.len() as f64 * 100.0)
+        self.window.error_rate()
+    }
+}
+
+/// The outcome of the last [`ERROR_WINDOW`] probes as bits (newest in bit 0, set when it
+/// failed): 8 bytes inline instead of a queue on the heap, for every endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErrorWindow {
+    failed: u32,
+    len: u8,
+}
+
+impl ErrorWindow {
+    pub fn push(&mut self, ok: bool) {
+        let mask = (1u32 << ERROR_WINDOW) - 1;
+        self.failed = ((self.failed << 1) | u32::from(!ok)) & mask;
+        self.len = (self.len + 1).min(ERROR_WINDOW as u8);
+    }
+
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Percentage of the probes held that failed (None before the first).
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.len > 0).then(|| f64::from(self.failed.count_ones()) / f64::from(self.len) * 100.0)
     }
 }
 
@@ -515,6 +541,26 @@ mod tests {
         let back: Hours = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         assert_eq!(serde_json::to_string(&back).unwrap_or_default(), text);
         assert_eq!(back.get(t0 + 8 * 24 * HOUR).map(|(t, o, _)| (t, o)), Some((1, 1)));
+    }
+
+    #[test]
+    fn error_rate_covers_only_the_last_twenty_probes() {
+        let mut w = ErrorWindow::default();
+        assert_eq!(w.error_rate(), None);
+        for _ in 0..5 {
+            w.push(false);
+        }
+        assert_eq!(w.error_rate(), Some(100.0));
+        for _ in 0..15 {
+            w.push(true);
+        }
+        assert_eq!((w.len(), w.error_rate()), (ERROR_WINDOW, Some(25.0)));
+        for _ in 0..5 {
+            w.push(true);
+        }
+        assert_eq!(w.error_rate(), Some(0.0), "the five failures fell out of the window");
+        w.push(false);
+        assert_eq!((w.len(), w.error_rate()), (ERROR_WINDOW, Some(5.0)));
     }
 
     #[test]
