@@ -6,6 +6,11 @@
 #   scripts/bench-endpoints.sh [ENDPOINTS] [SECONDS] [week]     (defaults 5000 and 20)
 #   QMOI_BENCH_CONCURRENCY=N (default 256, as shipped), QMOI_BENCH_RSS_TRACE=FILE (0.1 s RSS trace),
 #   QMOI_BENCH_WRAP="heaptrack -o FILE" (run the monitor under a profiler), QMOI_BENCH_NO_PEER=1
+#   (skip blackbox_exporter). heaptrack sees only malloc: profile a build with the C
+#   library's allocator, in its own target folder so the release binary stays as shipped:
+#     CARGO_TARGET_DIR=target/heap cargo build --release -p qmoi-api-endpoints --features system-alloc
+#     QMOI_BENCH_WRAP="heaptrack -o /tmp/ep" python3 scripts/bench_endpoints.py target/heap/release 5000 20 week
+#     heaptrack_print -f /tmp/ep.zst --print-peaks 1
 #
 # `week` starts the monitor from a state file as a week of probing leaves it (240 recent
 # probes, 168 hours of counts, 24 hours of histograms per endpoint): the steady-state RSS.

@@ -142,7 +142,9 @@ impl EndpointsMonitor {
         })
     }
 
-    fn start_probing(&self) {
+    /// Start one task per endpoint; with `single` (`--once`, `--check`) each probes its
+    /// endpoint once and ends, so a report never sees a second probe of the same run.
+    fn start_probing(&self, single: bool) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
         // Endpoints with the same conditions (usually most of them) share one parsed list.
@@ -197,6 +199,9 @@ impl EndpointsMonitor {
                     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
                     {
                         lock(&states[i]).record(result, now, e.failure_threshold, e.success_threshold, slow);
+                    }
+                    if single {
+                        break;
                     }
                     // A probe that ran late or long skips the slots it missed but keeps its
                     // phase: moving it to "now" would gather every endpoint delayed by the
@@ -271,10 +276,10 @@ async fn run_probe(
 }
 
 impl Monitor for EndpointsMonitor {
-    async fn run(&mut self, _ctx: &RunContext) -> Outcome {
+    async fn run(&mut self, ctx: &RunContext) -> Outcome {
         if !self.started {
             self.started = true;
-            self.start_probing();
+            self.start_probing(ctx.single);
             // Let the first probes land before the first report, rather than reporting
             // every endpoint as "not probed yet".
             let wait =
@@ -326,8 +331,8 @@ struct Summary {
     last_at: Option<i64>,
     slow_streak: u32,
     err_rate: Option<f64>,
-    q1h: Option<Vec<f64>>,
-    q24: Option<Vec<f64>>,
+    q1h: Option<[f64; 3]>,
+    q24: Option<[f64; 3]>,
     avail: [Option<f64>; 3],
     sum_count: (f64, usize),
 }

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 /// glibc kept that memory in its arenas (RSS twice the live heap), and `malloc_trim`
 /// stalled every allocating thread for tens of milliseconds (probe start lateness p99
 /// 55-63 ms instead of 3 ms). mimalloc returns freed pages to the kernel by itself.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -23,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// operator set is kept.
 fn tune_allocator() {
     use std::os::unix::process::CommandExt;
-    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some() {
+    if cfg!(feature = "system-alloc") || std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_some() {
         return;
     }
     let mut args = std::env::args_os();

@@ -360,7 +360,7 @@ impl EndpointState {
     }
 
     /// Latency quantiles (ms) of successful probes in the last hour, exact.
-    pub fn quantiles_1h(&self, qs: &[f64]) -> Option<Vec<f64>> {
+    pub fn quantiles_1h<const N: usize>(&self, qs: &[f64; N]) -> Option<[f64; N]> {
         let mut v: Vec<f64> = self.recent.iter().filter(|s| s.ok).map(|s| f64::from(s.ms)).collect();
         if v.is_empty() {
             return None;
@@ -368,14 +368,10 @@ impl EndpointState {
         // Nearest rank, as `percentile`, by selection (O(n)) rather than a sort: this runs
         // for every endpoint on every report.
         let n = v.len();
-        Some(
-            qs.iter()
-                .map(|q| {
-                    let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-                    *v.select_nth_unstable_by(rank, f64::total_cmp).1
-                })
-                .collect(),
-        )
+        Some(qs.map(|q| {
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+            *v.select_nth_unstable_by(rank, f64::total_cmp).1
+        }))
     }
 
     /// Sum (ms) and count of successful probes' latencies in the last hour.
@@ -384,8 +380,8 @@ impl EndpointState {
     }
 
     /// Latency quantiles (ms) over the last 24 hours, from the histograms (upper bucket edge).
-    pub fn quantiles_24h(&self, qs: &[f64], now: i64) -> Option<Vec<f64>> {
-        let mut merged = vec![0u64; BUCKETS];
+    pub fn quantiles_24h<const N: usize>(&self, qs: &[f64; N], now: i64) -> Option<[f64; N]> {
+        let mut merged = [0u64; BUCKETS];
         for (age, b, c) in &self.hours.hist {
             if self.hours.hour_start(usize::from(*age)) + HOUR > now - 24 * HOUR
                 && let Some(m) = merged.get_mut(usize::from(*b))
@@ -397,21 +393,17 @@ impl EndpointState {
         if total == 0 {
             return None;
         }
-        Some(
-            qs.iter()
-                .map(|q| {
-                    let rank = (q * total as f64).ceil().max(1.0) as u64;
-                    let mut seen = 0;
-                    for (i, c) in merged.iter().enumerate() {
-                        seen += c;
-                        if seen >= rank {
-                            return bucket_upper_ms(i);
-                        }
-                    }
-                    bucket_upper_ms(BUCKETS - 1)
-                })
-                .collect(),
-        )
+        Some(qs.map(|q| {
+            let rank = (q * total as f64).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            for (i, c) in merged.iter().enumerate() {
+                seen += c;
+                if seen >= rank {
+                    return bucket_upper_ms(i);
+                }
+            }
+            bucket_upper_ms(BUCKETS - 1)
+        }))
     }
 
     /// Percentage of the last 20 probes that failed.

@@ -307,6 +307,33 @@ server = "{dns}"
     assert_eq!(state["ok"]["recent"].as_array().map(Vec::len), Some(2), "{}", state["ok"]);
 }
 
+/// `--once` probes every endpoint exactly once, even when the probe interval is shorter
+/// than the run: the fast endpoint is not probed again while the slow one (400 ms) is
+/// waited for, so the state file holds one probe of each.
+#[test]
+fn once_probes_each_endpoint_exactly_once() {
+    let http = http_server();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = format!(
+        "state_file = \"state.json\"\nprobe_interval = \"100ms\"\n\
+         [[endpoints]]\nname = \"fast\"\nkind = \"http\"\nurl = \"http://{http}/ok\"\n\
+         [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--once", "--config", "c.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let state = read_json(&dir.path().join("state.json")).unwrap_or_else(|| panic!("no state file"));
+    for name in ["fast", "slow"] {
+        assert_eq!(state[name]["recent"].as_array().map(Vec::len), Some(1), "{name}: {}", state[name]);
+    }
+    let r = read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"));
+    assert_eq!(r["metrics"]["qmoi_endpoint_probes_total"], 2.0, "{}", r["metrics"]);
+}
+
 #[test]
 fn bad_conditions_and_urls_are_config_errors() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -88,6 +88,9 @@ pub struct RunContext {
     pub since_last: Option<Duration>,
     /// This run was asked for by the monitor's [`Monitor::waker`], not by the schedule.
     pub woken: bool,
+    /// The only run of this process (`--once`, `--check`): nothing should keep working
+    /// in the background after it.
+    pub single: bool,
 }
 
 /// A monitor: runs its checks, returns what it found. Must not panic on what it observes:
@@ -214,15 +217,16 @@ impl<M: Monitor> Runner<M> {
 
     /// One run: all checks, then the report.
     pub async fn run_once(&mut self) -> Report {
-        self.run(false).await
+        self.run(false, true).await
     }
 
-    async fn run(&mut self, woken: bool) -> Report {
+    async fn run(&mut self, woken: bool, single: bool) -> Report {
         let started = Instant::now();
         let ctx = RunContext {
             check_timeout: self.check_timeout,
             since_last: self.last_start.map(|t| started.duration_since(t)),
             woken,
+            single,
         };
         self.last_start = Some(started);
         let outcome = self.monitor.run(&ctx).await;
@@ -273,7 +277,7 @@ impl<M: Monitor> Runner<M> {
                     tracing::info!("Shutdown during a run; abandoning it.");
                     break;
                 }
-                r = self.run(woken) => r,
+                r = self.run(woken, false) => r,
             };
             match off_the_workers(|| writer.write(&report)) {
                 Ok(path) => {
