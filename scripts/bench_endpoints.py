@@ -128,6 +128,8 @@ http {{
             print(f"  {probes / span:,.0f} probes/s; {up} of {n} endpoints up")
             print(f"  CPU {(c1 - c0) / CLK / el * 100:.0f}% of one core; RSS {rss:.1f} MiB at the end; sampled every 0.1 s: "
                   f"median {samples[len(samples) // 2]:.1f}, p90 {samples[len(samples) * 9 // 10]:.1f}, peak {peak:.1f} MiB")
+            hwm = (mem_kib(mon.pid, "VmHWM") or 0) / 1024
+            print(f"  VmHWM {hwm:.1f} MiB (the process's peak since it started: the state file read, the first round of probes at once)")
             print(f"  probe start vs schedule (last {late.get('samples', 0)} probes): p50 {late.get('p50', float('nan')):.1f} ms, "
                   f"p99 {late.get('p99', float('nan')):.1f} ms")
         finally:

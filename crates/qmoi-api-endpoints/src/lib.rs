@@ -142,75 +142,40 @@ impl EndpointsMonitor {
         })
     }
 
-    /// Start one task per endpoint; with `single` (`--once`, `--check`) each probes its
-    /// endpoint once and ends, so a report never sees a second probe of the same run.
+    /// Start the scheduler: one task that keeps every endpoint's next probe time in a heap
+    /// and starts a short-lived task for each probe when it is due. An idle endpoint costs a
+    /// heap entry and its [`Job`], not a parked task with a timer (hundreds of bytes each).
+    /// With `single` (`--once`, `--check`) every endpoint is probed exactly once.
     fn start_probing(&self, single: bool) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
         // Endpoints with the same conditions (usually most of them) share one parsed list.
         let mut parsed: HashMap<Vec<String>, Arc<[Condition]>> = HashMap::new();
-        for (i, (e, p)) in self.endpoints.iter().cloned().zip(self.probers.clone()).enumerate() {
+        let mut jobs = Vec::with_capacity(self.endpoints.len());
+        for (e, p) in self.endpoints.iter().cloned().zip(self.probers.iter().cloned()) {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
                 .clone();
-            let interval = e.interval.unwrap_or(self.cfg.probe_interval).get();
-            let timeout = e.timeout.unwrap_or(self.cfg.timeout).get();
             let conditions = parsed.entry(e.conditions.clone()).or_insert_with(|| e.conditions().into()).clone();
-            let states = self.states.clone();
-            let sched = self.sched.clone();
-            let global = global.clone();
-            let max_body = self.cfg.max_body_bytes;
-            // The first probe at once (bounded by the caps), so the first report knows
-            // every endpoint; later ones spread over the interval, so endpoints are not all
-            // probed at the same moment (no thundering herd).
-            let offset = interval.mul_f64(fastrand::f64());
-            tokio::spawn(async move {
-                let mut next = tokio::time::Instant::now();
-                let mut first = true;
-                loop {
-                    tokio::time::sleep_until(next).await;
-                    let planned = next;
-                    next += if first { offset } else { interval };
-                    first = false;
-                    let result = {
-                        let _g = global.acquire().await;
-                        let _h = host.acquire().await;
-                        let late = tokio::time::Instant::now().saturating_duration_since(planned);
-                        if let Ok(mut s) = sched.lock() {
-                            s.probes += 1;
-                            if s.late_ms.len() == LATE_SAMPLES {
-                                s.late_ms.pop_front();
-                            }
-                            s.late_ms.push_back(late.as_secs_f64() * 1000.0);
-                        }
-                        // Boxed: an idle endpoint task then holds a pointer, not a whole
-                        // probe state machine (kilobytes each, for thousands of endpoints).
-                        let mut r = Box::pin(run_probe(&p, &e, &conditions, timeout, max_body)).await;
-                        for _ in 0..e.retries {
-                            if r.ok {
-                                break;
-                            }
-                            r = Box::pin(run_probe(&p, &e, &conditions, timeout, max_body)).await;
-                        }
-                        r
-                    };
-                    let now = chrono::Utc::now().timestamp();
-                    let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-                    {
-                        lock(&states[i]).record(result, now, e.failure_threshold, e.success_threshold, slow);
-                    }
-                    if single {
-                        break;
-                    }
-                    // A probe that ran late or long skips the slots it missed but keeps its
-                    // phase: moving it to "now" would gather every endpoint delayed by the
-                    // same hiccup onto one instant, and over time the spread schedule would
-                    // turn into bursts (memory: every connection of a burst at once).
-                    next = next_slot(next, interval, tokio::time::Instant::now());
-                }
+            jobs.push(Job {
+                interval: e.interval.unwrap_or(self.cfg.probe_interval).get(),
+                timeout: e.timeout.unwrap_or(self.cfg.timeout).get(),
+                e,
+                p,
+                conditions,
+                host,
             });
         }
+        let shared = Arc::new(Shared {
+            jobs,
+            busy: self.endpoints.iter().map(|_| std::sync::atomic::AtomicBool::new(false)).collect(),
+            states: self.states.clone(),
+            sched: self.sched.clone(),
+            global,
+            max_body: self.cfg.max_body_bytes,
+        });
+        tokio::spawn(schedule(shared, single));
     }
 
     /// Write the state file atomically, streaming one endpoint at a time: the lock is
@@ -246,6 +211,105 @@ impl EndpointsMonitor {
         }
         self.last_save.store(now_s(), std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// What the scheduler needs to start one endpoint's probe.
+struct Job {
+    e: Arc<Endpoint>,
+    p: Arc<Prober>,
+    conditions: Arc<[Condition]>,
+    host: Arc<Semaphore>,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// Shared by the scheduler and the probe tasks it starts.
+struct Shared {
+    jobs: Vec<Job>,
+    /// A probe of this endpoint is running: a slot that comes meanwhile is skipped, so a
+    /// slow endpoint is never probed twice at once.
+    busy: Box<[std::sync::atomic::AtomicBool]>,
+    states: States,
+    sched: Arc<Mutex<SchedulerStats>>,
+    global: Arc<Semaphore>,
+    max_body: usize,
+}
+
+/// Start every endpoint's probes on time. The first probe of each at once (bounded by the
+/// caps), so the first report knows every endpoint; the second after a random part of its
+/// interval, then every interval: endpoints are spread over the interval, not probed all
+/// at the same moment (no thundering herd).
+async fn schedule(shared: Arc<Shared>, single: bool) {
+    use std::cmp::Reverse;
+    use std::sync::atomic::Ordering;
+    let start = tokio::time::Instant::now();
+    // (due, endpoint index, first probe): a min-heap by due time.
+    let mut due: std::collections::BinaryHeap<Reverse<(tokio::time::Instant, u32, bool)>> =
+        (0..shared.jobs.len()).filter_map(|i| u32::try_from(i).ok()).map(|i| Reverse((start, i, true))).collect();
+    while let Some(Reverse((at, _, _))) = due.peek().copied() {
+        tokio::time::sleep_until(at).await;
+        // Everything due by now, in order.
+        let now = tokio::time::Instant::now();
+        while let Some(Reverse((at, i, first))) = due.peek().copied() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            let idx = i as usize;
+            let Some(job) = shared.jobs.get(idx) else { continue };
+            if !shared.busy[idx].swap(true, Ordering::AcqRel) {
+                tokio::spawn(probe_once(shared.clone(), idx, at));
+            }
+            if single {
+                continue;
+            }
+            let next = if first { at + job.interval.mul_f64(fastrand::f64()) } else { at + job.interval };
+            // A slot the scheduler reached late is skipped, keeping the endpoint's phase:
+            // moving it to "now" would gather every endpoint delayed by the same hiccup onto
+            // one instant, and over time the spread schedule would turn into bursts.
+            due.push(Reverse((next_slot(next, job.interval, now), i, false)));
+        }
+    }
+}
+
+/// One probe of endpoint `idx` planned for `planned`: wait for the caps, probe (with its
+/// retries), record the result.
+async fn probe_once(shared: Arc<Shared>, idx: usize, planned: tokio::time::Instant) {
+    /// Marks the endpoint idle again however the probe ends (even by a panic).
+    struct Idle<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Idle<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _idle = Idle(&shared.busy[idx]);
+    let job = &shared.jobs[idx];
+    let result = {
+        let _g = shared.global.acquire().await;
+        let _h = job.host.acquire().await;
+        let late = tokio::time::Instant::now().saturating_duration_since(planned);
+        if let Ok(mut s) = shared.sched.lock() {
+            s.probes += 1;
+            if s.late_ms.len() == LATE_SAMPLES {
+                s.late_ms.pop_front();
+            }
+            s.late_ms.push_back(late.as_secs_f64() * 1000.0);
+        }
+        // Boxed: a task waiting for a slot then holds a pointer-sized future, not a whole
+        // probe state machine (kilobytes; all 5,000 endpoints wait at the first round).
+        let mut r = Box::pin(run_probe(&job.p, &job.e, &job.conditions, job.timeout, shared.max_body)).await;
+        for _ in 0..job.e.retries {
+            if r.ok {
+                break;
+            }
+            r = Box::pin(run_probe(&job.p, &job.e, &job.conditions, job.timeout, shared.max_body)).await;
+        }
+        r
+    };
+    let now = chrono::Utc::now().timestamp();
+    let e = &job.e;
+    let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
+    lock(&shared.states[idx]).record(result, now, e.failure_threshold, e.success_threshold, slow);
 }
 
 /// The first of `planned`, `planned + interval`, `planned + 2 × interval`, … not before `now`.
@@ -416,7 +480,8 @@ fn build_outcome(
     extra_metrics: Vec<(&'static str, f64)>,
 ) -> Outcome {
     let now = chrono::Utc::now().timestamp();
-    let mut checks = Vec::new();
+    // Sized up front: grown by doubling, the list of 5,000 checks would briefly exist twice.
+    let mut checks = Vec::with_capacity(endpoints.len() + 1);
     // One summary per endpoint (~200 bytes), shared by the checks, metrics and details.
     // Each endpoint's state is copied under its own lock and summarised outside it: this
     // runs at a low priority, and a probe recording its result must not wait for it.

@@ -419,6 +419,53 @@ conditions = ["status == 200", "body == \"ok\""]
     drop(listener);
 }
 
+/// A probe slower than its interval (400 ms against 100 ms) is never started again while
+/// the previous one runs: the server sees one request at a time, and probing goes on.
+#[test]
+fn a_slow_endpoint_is_never_probed_twice_at_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (now, most, total) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let counters = (now.clone(), most.clone(), total.clone());
+    let http = common::serve_on_thread(move |l| async move {
+        let app = Router::new().route(
+            "/slow",
+            get(move || {
+                let (now, most, total) = counters.clone();
+                async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    total.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    "late"
+                }
+            }),
+        );
+        let _ = axum::serve(l, app).await;
+    });
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = format!(
+        "interval = 1\nprobe_interval = \"100ms\"\nstate_file = \"state.json\"\n\
+         [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
+    );
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--config", "c.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    qmoi_testkit::wait_for(Duration::from_secs(15), "four probes of the slow endpoint", || {
+        (total.load(Ordering::SeqCst) >= 4).then_some(())
+    });
+    qmoi_testkit::signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+    assert_eq!(most.load(Ordering::SeqCst), 1, "probes of one endpoint overlapped");
+}
+
 /// `--probe URL` times each phase and exits 0 on success, 2 on failure.
 #[test]
 fn ad_hoc_probe_prints_phases_and_exit_codes() {
