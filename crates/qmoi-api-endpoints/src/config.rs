@@ -54,6 +54,8 @@ pub enum Kind {
     Tcp,
     Tls,
     Dns,
+    /// ICMP echo ("ping"), where the system permits it (see `probe::icmp`).
+    Icmp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -176,6 +178,9 @@ impl Endpoint {
                 .and_then(|u| reqwest::Url::parse(u.as_str()).ok())
                 .and_then(|u| u.host_str().map(str::to_string))
                 .unwrap_or_default(),
+            Kind::Icmp => {
+                self.target.as_ref().map(|t| t.as_str().trim_matches(['[', ']']).to_string()).unwrap_or_default()
+            }
             _ => self.target.as_ref().map(|t| split_host_port(t.as_str()).0.to_string()).unwrap_or_default(),
         }
     }
@@ -228,6 +233,18 @@ impl Validate for EndpointsConfig {
                 Kind::Tcp | Kind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
                     Some((h, Some(port))) if !h.is_empty() && port > 0 => {}
                     _ => p.push(format!("{key}.target"), "needs host:port, e.g. '127.0.0.1:443'"),
+                },
+                Kind::Icmp => match e.target.as_ref().map(|t| t.as_str().trim()) {
+                    None | Some("") => {
+                        p.push(format!("{key}.target"), "an icmp endpoint needs a host name or address as target")
+                    }
+                    Some(t)
+                        if t.parse::<std::net::SocketAddr>().is_ok()
+                            || (t.matches(':').count() == 1 && !t.starts_with('[')) =>
+                    {
+                        p.push(format!("{key}.target"), format!("an icmp target is a host, without a port: got '{t}'"))
+                    }
+                    Some(_) => {}
                 },
                 Kind::Dns => {
                     if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {

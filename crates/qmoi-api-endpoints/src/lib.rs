@@ -1,6 +1,6 @@
 //! # qmoi-api-endpoints
 //!
-//! Availability, latency and error rate of HTTP, TCP, DNS and TLS endpoints (Gatus and
+//! Availability, latency and error rate of HTTP, TCP, DNS, TLS and ICMP endpoints (Gatus and
 //! blackbox_exporter are the peers). Each endpoint is probed on its own schedule, spread
 //! over its interval, under a global and a per-host concurrency cap; the report, written
 //! every `interval`, summarises every endpoint.
@@ -49,6 +49,7 @@ enum Prober {
     Tcp,
     Tls(Arc<tokio_rustls::rustls::ClientConfig>),
     Dns,
+    Icmp,
 }
 
 pub struct EndpointsMonitor {
@@ -123,6 +124,7 @@ impl EndpointsMonitor {
                 }
                 Kind::Tcp => Prober::Tcp,
                 Kind::Dns => Prober::Dns,
+                Kind::Icmp => Prober::Icmp,
             };
             probers.push(Arc::new(p));
         }
@@ -336,6 +338,7 @@ async fn run_probe(
         Prober::Tcp => probe::tcp::probe(e, timeout).await,
         Prober::Tls(cfg) => probe::tls::probe(e, cfg, timeout).await,
         Prober::Dns => probe::dns::probe(e, timeout).await,
+        Prober::Icmp => probe::icmp::probe(e, timeout).await,
     }
 }
 

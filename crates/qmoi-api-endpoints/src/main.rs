@@ -38,8 +38,8 @@ fn tune_allocator() {
     let _ = cmd.exec();
 }
 
-/// QMOI API endpoint monitor: availability, latency and error rate of HTTP, TCP, DNS and
-/// TLS endpoints, with conditions (status, response time, body, JSON, headers,
+/// QMOI API endpoint monitor: availability, latency and error rate of HTTP, TCP, DNS, TLS
+/// and ICMP endpoints, with conditions (status, response time, body, JSON, headers,
 /// certificate expiry) and flap-free up/down thresholds.
 ///
 /// Without --once/--check it probes every endpoint on its own schedule and writes

@@ -466,6 +466,101 @@ fn a_slow_endpoint_is_never_probed_twice_at_once() {
     assert_eq!(most.load(Ordering::SeqCst), 1, "probes of one endpoint overlapped");
 }
 
+/// ICMP echo to the loopback addresses (and `localhost`). Whether this process may send
+/// ICMP depends on the machine (a ping socket for its group in net.ipv4.ping_group_range,
+/// or CAP_NET_RAW for a raw one): the test finds out the same way, then expects either
+/// replies with their round-trip time, or a failure that names both settings.
+#[test]
+fn icmp_echo_to_loopback_or_a_clear_refusal() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let permitted = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4))
+        .or_else(|_| Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)))
+        .is_ok();
+    let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = String::from(
+        "state_file = \"state.json\"\n\
+         [[endpoints]]\nname = \"v4\"\nkind = \"icmp\"\ntarget = \"127.0.0.1\"\n\
+         [[endpoints]]\nname = \"by-name\"\nkind = \"icmp\"\ntarget = \"localhost\"\n",
+    );
+    if v6 {
+        cfg.push_str("[[endpoints]]\nname = \"v6\"\nkind = \"icmp\"\ntarget = \"::1\"\n");
+    }
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--once", "--config", "c.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"));
+    let names: &[&str] = if v6 { &["v4", "by-name", "v6"] } else { &["v4", "by-name"] };
+    for name in names {
+        let c = check(&r, &format!("endpoint:{name}"));
+        let msg = c["message"].as_str().unwrap_or_default();
+        if permitted {
+            assert_eq!(c["status"], "ok", "{c}");
+            assert!(c["value"].as_f64().is_some_and(|ms| ms > 0.0 && ms < 1000.0), "round trip in ms: {c}");
+            assert_eq!(r["metrics"][format!("qmoi_endpoint_up{{endpoint=\"{name}\"}}")], 1.0);
+        } else {
+            assert!(msg.contains("ping_group_range") && msg.contains("CAP_NET_RAW"), "{c}");
+        }
+    }
+    // As root, the unprivileged paths too, without touching this machine's settings: the
+    // binary runs as nobody with no capabilities, in a private network namespace (its own
+    // loopback and its own net.ipv4.ping_group_range), once with ping sockets opened to
+    // every group (as systemd sets it) and once with the kernel's default (none).
+    let tools = ["unshare", "setpriv", "ip"].iter().all(|t| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
+    });
+    if nix::unistd::geteuid().is_root() && tools {
+        use std::os::unix::fs::PermissionsExt;
+        let nobody = dir.path().join("nobody");
+        std::fs::create_dir(&nobody).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::copy(dir.path().join("c.toml"), nobody.join("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        for (p, mode) in [(dir.path().to_path_buf(), 0o755), (nobody.clone(), 0o777), (nobody.join("c.toml"), 0o644)] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let as_nobody = |range: &str| {
+            let script = format!(
+                "ip link set lo up && {range} exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+                 --inh-caps=-all --bounding-set=-all {} --check --config c.toml --report-dir logs",
+                env!("CARGO_BIN_EXE_qmoi-api-endpoints")
+            );
+            let out = Command::new("unshare")
+                .args(["--net", "sh", "-c", &script])
+                .current_dir(&nobody)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (code, text) = as_nobody("echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range &&");
+        assert_eq!(code, Some(0), "ping sockets as nobody: {text}");
+        assert!(text.contains("v4 up (ok)") && text.contains("by-name up (ok)"), "{text}");
+        let (code, text) = as_nobody("");
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains("v4 down: ICMP is not permitted") && text.contains("ping_group_range"), "{text}");
+    } else {
+        eprintln!("not root (or no unshare/setpriv/ip): the unprivileged ICMP paths are not exercised");
+    }
+    // A port is a configuration error for an icmp target.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[endpoints]]\nname = \"x\"\nkind = \"icmp\"\ntarget = \"127.0.0.1:80\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir.path())
+        .args(["--validate", "--config", "bad.toml"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("key 'endpoints[0].target': an icmp target is a host, without a port")
+    );
+}
+
 /// `--probe URL` times each phase and exits 0 on success, 2 on failure.
 #[test]
 fn ad_hoc_probe_prints_phases_and_exit_codes() {

@@ -3,6 +3,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod icmp;
 pub mod phases;
 pub mod tcp;
 pub mod tls;
