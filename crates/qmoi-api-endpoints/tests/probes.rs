@@ -12,6 +12,26 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
+/// Run the binary in `dir` with `args`, to its end.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Start the daemon in `dir` with its `c.toml`.
+fn daemon_in(dir: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
+        .current_dir(dir)
+        .args(["--config", "c.toml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Start the test HTTP server on its own thread and runtime; returns its address.
 fn http_server() -> std::net::SocketAddr {
     common::serve_on_thread(|l| async move {
@@ -241,11 +261,7 @@ server = "{dns}"
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
     let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-            .current_dir(dir.path())
-            .args(["--once", "--config", "c.toml"])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"))
     };
@@ -320,11 +336,7 @@ fn once_probes_each_endpoint_exactly_once() {
          [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--once", "--config", "c.toml"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let state = read_json(&dir.path().join("state.json")).unwrap_or_else(|| panic!("no state file"));
     for name in ["fast", "slow"] {
@@ -342,11 +354,7 @@ fn bad_conditions_and_urls_are_config_errors() {
         "[[endpoints]]\nname = \"x\"\nkind = \"http\"\nurl = \"ftp://h/\"\nconditions = [\"status === 200\"]\n[[endpoints]]\nname = \"x\"\nkind = \"tcp\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--validate", "--config", "bad.toml"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_in(dir.path(), &["--validate", "--config", "bad.toml"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in [
@@ -387,13 +395,7 @@ conditions = ["status == 200", "body == \"ok\""]
 "#
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--config", "c.toml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = daemon_in(dir.path());
     let latest = dir.path().join("logs/api_endpoints_latest.json");
     // The binary re-executes itself with mimalloc's settings (same pid): they are in its
     // environment once the first report is out.
@@ -451,13 +453,7 @@ fn a_slow_endpoint_is_never_probed_twice_at_once() {
          [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
     );
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--config", "c.toml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = daemon_in(dir.path());
     qmoi_testkit::wait_for(Duration::from_secs(15), "four probes of the slow endpoint", || {
         (total.load(Ordering::SeqCst) >= 4).then_some(())
     });
@@ -487,11 +483,7 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
         cfg.push_str("[[endpoints]]\nname = \"v6\"\nkind = \"icmp\"\ntarget = \"::1\"\n");
     }
     std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--once", "--config", "c.toml"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"));
     let names: &[&str] = if v6 { &["v4", "by-name", "v6"] } else { &["v4", "by-name"] };
@@ -549,11 +541,7 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
         "[[endpoints]]\nname = \"x\"\nkind = \"icmp\"\ntarget = \"127.0.0.1:80\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let bad = Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-        .current_dir(dir.path())
-        .args(["--validate", "--config", "bad.toml"])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bad = run_in(dir.path(), &["--validate", "--config", "bad.toml"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&bad.stderr)
