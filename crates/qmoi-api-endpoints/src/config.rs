@@ -273,6 +273,13 @@ impl Validate for EndpointsConfig {
             if reqwest::Method::from_bytes(e.method.as_bytes()).is_err() {
                 p.push(format!("{key}.method"), format!("'{}' is not an HTTP method", e.method));
             }
+            if e.kind != Kind::Http && !e.conditions.is_empty() {
+                // Silently ignored conditions would look like checks that pass.
+                p.push(
+                    format!("{key}.conditions"),
+                    "conditions apply to http endpoints only (tcp: send/expect; dns: expect; tls: cert_expiry_warning_days)",
+                );
+            }
             for (j, c) in e.conditions.iter().enumerate() {
                 if let Err(err) = Condition::parse(c) {
                     p.push(format!("{key}.conditions[{j}]"), err);

@@ -351,7 +351,7 @@ fn bad_conditions_and_urls_are_config_errors() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     std::fs::write(
         dir.path().join("bad.toml"),
-        "[[endpoints]]\nname = \"x\"\nkind = \"http\"\nurl = \"ftp://h/\"\nconditions = [\"status === 200\"]\n[[endpoints]]\nname = \"x\"\nkind = \"tcp\"\n",
+        "[[endpoints]]\nname = \"x\"\nkind = \"http\"\nurl = \"ftp://h/\"\nconditions = [\"status === 200\"]\n[[endpoints]]\nname = \"x\"\nkind = \"tcp\"\nconditions = [\"status == 200\"]\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let out = run_in(dir.path(), &["--validate", "--config", "bad.toml"]);
@@ -362,6 +362,7 @@ fn bad_conditions_and_urls_are_config_errors() {
         "key 'endpoints[0].conditions[0]': unknown operator '==='",
         "key 'endpoints[1].name': 'x' is used twice",
         "key 'endpoints[1].target': needs host:port",
+        "key 'endpoints[1].conditions': conditions apply to http endpoints only",
     ] {
         assert!(err.contains(want), "expected '{want}' in: {err}");
     }
