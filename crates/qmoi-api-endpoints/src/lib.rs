@@ -180,31 +180,24 @@ impl EndpointsMonitor {
         tokio::spawn(schedule(shared, single));
     }
 
-    /// Write the state file atomically, streaming one endpoint at a time: the lock is
-    /// held only while one endpoint is serialized (probes keep recording), and the file is
-    /// never built in memory.
+    /// Write the state file atomically, streaming one endpoint at a time: each state is
+    /// copied under its lock (a microsecond) and serialized outside it, so a probe of that
+    /// endpoint never waits for this low-priority thread; the file is never built in memory.
     fn save_state(&self) {
         use std::io::Write as _;
         if let Some(dir) = self.state_file.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut buf = Vec::new();
         let r = qmoi_core::report::write_atomic_with(&self.state_file, |w| {
             w.write_all(b"{")?;
-            let mut first = true;
-            for (e, slot) in self.endpoints.iter().zip(self.states.iter()) {
-                buf.clear();
-                // Copied under the lock (a microsecond), serialized outside it: this thread
-                // runs at a low priority, and a probe of this endpoint must not wait for it.
+            for (i, (e, slot)) in self.endpoints.iter().zip(self.states.iter()).enumerate() {
                 let st = lock(slot).clone();
-                serde_json::to_writer(&mut buf, &st)?;
-                if !first {
+                if i > 0 {
                     w.write_all(b",")?;
                 }
-                first = false;
                 serde_json::to_writer(&mut *w, &e.name)?;
                 w.write_all(b":")?;
-                w.write_all(&buf)?;
+                serde_json::to_writer(&mut *w, &st)?;
             }
             w.write_all(b"}\n")
         });

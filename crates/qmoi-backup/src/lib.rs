@@ -257,11 +257,9 @@ impl BackupMonitor {
         };
         statuses.push(fresh.status);
         out.checks.push(fresh);
-        // The scheduled run judged is the latest one whose grace is over: within the grace
-        // of the newest run, the one before it (it must have produced a backup by now).
-        let grace = chrono::Duration::from_std(t.grace.get()).unwrap_or_default();
+        // The scheduled run: the latest one whose grace is over.
         if let (Some(s), Some(b)) = (t.schedule.as_deref().and_then(|s| schedule::Schedule::parse(s).ok()), &newest)
-            && let Some(due) = s.last_due(now - grace)
+            && let Some(due) = s.judged_run(now, chrono::Duration::from_std(t.grace.get()).unwrap_or_default())
         {
             let missed = b.time < due;
             let local = due.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %Z");

@@ -52,6 +52,12 @@ impl Schedule {
         }
     }
 
+    /// The run to judge at `now`: the latest one whose `grace` is over. Within the grace of
+    /// the newest run, that is the one before it, which must have produced a backup by now.
+    pub fn judged_run(&self, now: DateTime<Utc>, grace: Duration) -> Option<DateTime<Utc>> {
+        self.last_due(now - grace)
+    }
+
     /// The latest time at or before `now` a backup run was due.
     pub fn last_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = now.with_timezone(&Local);
@@ -109,5 +115,16 @@ mod tests {
         let every = Schedule::Every { secs: 3600 };
         let t = DateTime::from_timestamp(7200 + 59, 0).unwrap_or(now);
         assert_eq!(every.last_due(t).map(|d| d.timestamp()), Some(7200));
+    }
+
+    #[test]
+    fn the_judged_run_is_the_latest_whose_grace_is_over() {
+        let every = Schedule::Every { secs: 3600 };
+        let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or_default();
+        let grace = Duration::minutes(5);
+        // Two minutes after the 05:00 run: its grace is not over, the 04:00 run is judged.
+        assert_eq!(every.judged_run(at(5 * 3600 + 120), grace), Some(at(4 * 3600)));
+        // Six minutes after: the 05:00 run.
+        assert_eq!(every.judged_run(at(5 * 3600 + 360), grace), Some(at(5 * 3600)));
     }
 }
