@@ -127,9 +127,11 @@ pub struct Target {
     /// More than this: warning (retention not pruning).
     #[serde(default)]
     pub max_count: Option<usize>,
-    /// Verification levels run for this target (metadata is always on).
-    #[serde(default = "default_verify")]
-    pub verify: Vec<Level>,
+    /// Verification levels run for this target (metadata is always on). Default: metadata,
+    /// checksum and archive for a folder; metadata and archive (the tool's own check) for
+    /// a repository, which has no checksum files.
+    #[serde(default)]
+    pub verify: Option<Vec<Level>>,
     /// restore: the file inside the archive listing `sha256  path` lines to compare with.
     #[serde(default)]
     pub manifest: Option<String>,
@@ -164,10 +166,6 @@ fn default_grace() -> ConfigDuration {
     ConfigDuration::from_secs(3600)
 }
 
-fn default_verify() -> Vec<Level> {
-    vec![Level::Metadata, Level::Checksum, Level::Archive]
-}
-
 fn default_max_restore() -> u64 {
     1 << 30
 }
@@ -177,8 +175,17 @@ impl Target {
         self.critical_age.map_or(self.max_age.get() * 2, ConfigDuration::get)
     }
 
+    /// The configured verification levels, or the default of the target's kind.
+    pub fn verify_levels(&self) -> &[Level] {
+        match (&self.verify, self.kind) {
+            (Some(v), _) => v,
+            (None, Kind::Folder) => &[Level::Metadata, Level::Checksum, Level::Archive],
+            (None, Kind::Restic | Kind::Borg) => &[Level::Metadata, Level::Archive],
+        }
+    }
+
     pub fn verifies(&self, level: Level) -> bool {
-        level == Level::Metadata || self.verify.contains(&level)
+        level == Level::Metadata || self.verify_levels().contains(&level)
     }
 }
 
@@ -208,7 +215,7 @@ impl Validate for BackupConfig {
                     if t.repository.is_none() {
                         p.push(format!("{key}.repository"), "a restic/borg target needs `repository`");
                     }
-                    if t.verify.contains(&Level::Checksum) || t.verify.contains(&Level::Restore) {
+                    if t.verifies(Level::Checksum) || t.verifies(Level::Restore) {
                         p.push(
                             format!("{key}.verify"),
                             "a repository target verifies with `archive` (its own check command); checksum and restore are for folder targets",
@@ -240,7 +247,7 @@ impl Validate for BackupConfig {
             {
                 p.push(format!("{key}.min_count"), format!("({a}) must be at most max_count ({b})"));
             }
-            if t.verify.contains(&Level::Restore) && t.manifest.is_none() && t.compare_with.is_none() {
+            if t.verifies(Level::Restore) && t.manifest.is_none() && t.compare_with.is_none() {
                 p.push(
                     format!("{key}.verify"),
                     "`restore` needs `manifest` (a checksum list inside the archive) or `compare_with` (the source folder)",
@@ -259,5 +266,37 @@ impl MonitorConfig for BackupConfig {
     }
     fn history(&self) -> HistorySettings {
         self.history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> BackupConfig {
+        qmoi_core::config::parse_str(std::path::Path::new("backup.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn problems(text: &str) -> String {
+        let cfg = parse(text);
+        let mut p = Problems::new();
+        cfg.validate(&mut p);
+        p.to_string()
+    }
+
+    /// Regression: a restic/Borg target without `verify` got the folder default (with
+    /// `checksum`) and was rejected by its own validation.
+    #[test]
+    fn the_default_verify_depends_on_the_kind_and_validates() {
+        let repo = "[[targets]]\nname = \"r\"\nkind = \"restic\"\nrepository = \"/srv/restic\"\nmax_age = \"1d\"\n";
+        assert_eq!(problems(repo), "");
+        let borg = repo.replace("restic", "borg");
+        assert_eq!(problems(&borg), "");
+        let cfg = parse(repo);
+        assert_eq!(cfg.targets[0].verify_levels(), &[Level::Metadata, Level::Archive]);
+        let folder = parse("[[targets]]\nname = \"f\"\npath = \"/srv/b\"\nmax_age = \"1d\"\n");
+        assert!(folder.targets[0].verifies(Level::Checksum));
+        // Asked for explicitly, checksum on a repository is still refused.
+        assert!(problems(&format!("{repo}verify = [\"checksum\"]\n")).contains("targets[0].verify"));
     }
 }

@@ -26,8 +26,9 @@ async fn run(t: &Target, args: &[&str], timeout: Duration) -> Result<String, Str
     for (k, v) in &t.env {
         cmd.env(k, v.expose());
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    let child = cmd.spawn().map_err(|e| {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Tied to this monitor's life: a restic/borg run never outlives it (or the supervisor).
+    let child = qmoi_core::child::spawn(cmd).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("'{exe}' is not installed (or not on PATH); install it or set `command`")
         } else {

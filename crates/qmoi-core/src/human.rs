@@ -39,7 +39,6 @@ pub fn bytes(b: f64) -> String {
     if i == 0 { format!("{v:.0} {}", UNITS[i]) } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
-/// Cut `s` to at most `w` characters, ending with `…` when cut.
 /// `text` followed by every cause in `source`'s chain that it does not already say, in one
 /// line ("error sending request: client error (Connect): Connection refused").
 pub fn with_causes(mut text: String, mut source: Option<&dyn std::error::Error>) -> String {
@@ -54,6 +53,7 @@ pub fn with_causes(mut text: String, mut source: Option<&dyn std::error::Error>)
     text
 }
 
+/// Cut `s` to at most `w` characters, ending with `…` when cut.
 pub fn clip(s: &str, w: usize) -> String {
     if s.chars().count() <= w {
         s.to_string()
@@ -64,9 +64,45 @@ pub fn clip(s: &str, w: usize) -> String {
     }
 }
 
+/// `s` with every control character made visible (`\x1b`, `\n`, `\u{9b}`): observed data
+/// (process names, paths, log lines, header values) goes through this before it reaches
+/// a terminal or a log line. An unprivileged user can name a file or process
+/// `evil<ESC>[2J…`; printed raw, that clears the operator's screen and can hide the very
+/// finding that names it. Borrowed when there is nothing to escape.
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => {
+                let _ = std::fmt::Write::write_fmt(&mut out, format_args!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert!(matches!(escape_control("plain /tmp/x ü"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escape_control("/dev/shm/evil\x1b[2J\x1b]0;pwned\x07\u{9b}31m\nx\ty"),
+            "/dev/shm/evil\\x1b[2J\\x1b]0;pwned\\x07\\u{9b}31m\\nx\\ty"
+        );
+    }
 
     #[test]
     fn causes_are_appended_once() {

@@ -13,11 +13,13 @@
 //! - [`follow`]: following a log file across rotation, line by line.
 //! - [`human`]: durations, sizes and clipping for people to read.
 //! - [`overview`]: the supervisor's view of the stack (states, verdict) as served and stored.
+//! - [`child`]: spawning commands that die with the process that started them.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
 //!
 //! Monitors know only the report schema: nothing here speaks to the supervisor.
 
 pub mod alerts;
+pub mod child;
 pub mod cli;
 pub mod component;
 pub mod config;

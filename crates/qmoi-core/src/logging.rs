@@ -97,9 +97,10 @@ pub struct LogWriter<'a>(&'a SharedLog);
 
 impl Write for LogWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let line = escape_event(buf);
         // A poisoned lock only means another thread panicked mid-write; keep logging.
         let mut f = self.0.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f.write_all(buf)?;
+        f.write_all(&line)?;
         Ok(buf.len())
     }
 
@@ -113,6 +114,40 @@ impl<'a> MakeWriter<'a> for SharedLog {
     type Writer = LogWriter<'a>;
     fn make_writer(&'a self) -> Self::Writer {
         LogWriter(self)
+    }
+}
+
+/// One formatted event with its control characters made visible
+/// ([`crate::human::escape_control`]), but for the newline that ends it. Log lines carry
+/// observed data (process names, paths, alert titles): printed raw, an escape sequence in
+/// one would drive the terminal of whoever reads the log, and a newline would forge a
+/// line of its own.
+pub fn escape_event(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let (body, end) = match buf.strip_suffix(b"\n") {
+        Some(b) => (b, &b"\n"[..]),
+        None => (buf, &b""[..]),
+    };
+    let clean = |b: &[u8]| !b.iter().any(|c| *c < 0x20 || *c == 0x7f || *c == 0xc2);
+    if clean(body) {
+        return std::borrow::Cow::Borrowed(buf);
+    }
+    let text = String::from_utf8_lossy(body);
+    let mut out = crate::human::escape_control(&text).into_owned().into_bytes();
+    out.extend_from_slice(end);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Standard error, with each event escaped as in the log file.
+struct EscapedStderr;
+
+impl Write for EscapedStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::stderr().lock().write_all(&escape_event(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
     }
 }
 
@@ -141,8 +176,12 @@ pub fn init(log_dir: &Path, log_file: &str, v: Verbosity) -> Option<String> {
     let path = log_dir.join(log_file);
     let file =
         std::fs::create_dir_all(log_dir).and_then(|()| RotatingFile::open(&path, DEFAULT_MAX_BYTES, DEFAULT_KEEP));
-    let stderr_layer =
-        tracing_subscriber::fmt::layer().with_writer(io::stderr).with_target(false).with_filter_from(filter(err_level));
+    // No colours: they are escape sequences too, and every escape sequence is made visible.
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(|| EscapedStderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_filter_from(filter(err_level));
     match file {
         Ok(f) => {
             let file_layer = tracing_subscriber::fmt::layer()
@@ -177,6 +216,16 @@ where
 
 #[cfg(test)]
 mod tests {
+    /// Regression: a process named with escape sequences put them raw into log lines.
+    #[test]
+    fn events_are_escaped_but_keep_their_line_end() {
+        assert_eq!(&*escape_event(b"plain line \xc2\xb0C\n"), b"plain line \xc2\xb0C\n");
+        assert_eq!(
+            &*escape_event("pid 5 runs /dev/shm/e\x1b[2J\u{9b}1m\nforged\n".as_bytes()),
+            b"pid 5 runs /dev/shm/e\\x1b[2J\\u{9b}1m\\nforged\n"
+        );
+    }
+
     use super::*;
 
     #[test]

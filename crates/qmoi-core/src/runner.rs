@@ -362,17 +362,19 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Print a readable `--check` table for a report.
+/// Print a readable `--check` table for a report. Every text from the report has its
+/// control characters made visible (names and messages carry observed data).
 pub fn render_check(report: &Report) -> String {
+    use crate::human::escape_control as esc;
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{} on {}: {} — {}",
-        report.component,
-        report.host,
+        esc(&report.component),
+        esc(&report.host),
         report.status.as_str().to_uppercase(),
-        report.summary
+        esc(&report.summary)
     );
     let name_w = report.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
     let _ = writeln!(out, "\n  {:<8}  {:<name_w$}  {:>12}  MESSAGE", "STATUS", "CHECK", "VALUE");
@@ -386,15 +388,15 @@ pub fn render_check(report: &Report) -> String {
             out,
             "  {:<8}  {:<name_w$}  {:>12}  {}",
             c.status.as_str(),
-            crate::human::clip(&c.name, name_w),
+            crate::human::clip(&esc(&c.name), name_w),
             value,
-            c.message
+            esc(&c.message)
         );
     }
     if !report.alerts.is_empty() {
         let _ = writeln!(out, "\nAlerts firing:");
         for a in &report.alerts {
-            let _ = writeln!(out, "  [{}] {} ({})", a.level, a.title, a.fingerprint);
+            let _ = writeln!(out, "  [{}] {} ({})", a.level, esc(&a.title), esc(&a.fingerprint));
         }
     }
     let _ = writeln!(out, "\n({} ms)", report.duration_ms);

@@ -18,6 +18,17 @@ pub struct DashboardConfig {
     pub history: HistoryRetention,
     /// Serve HTTPS with these PEM files instead of HTTP.
     pub tls: Option<TlsConfig>,
+    /// Open connections served at once; beyond it a new connection is closed at once. The
+    /// server also stays below half of the process's descriptor limit, so the supervisor
+    /// keeps descriptors for its own work (reports, children, the control socket).
+    pub max_connections: usize,
+    /// A client must send a whole request head within this long, and an idle keep-alive
+    /// connection is closed after it (slow-header clients cannot hold connections).
+    pub header_read_timeout: ConfigDuration,
+    /// Extra names the dashboard may be reached by (the `Host` and `Origin` a browser
+    /// sends), besides the bound address, `localhost`, 127.0.0.1 and [::1]. Any other
+    /// `Host` is refused (DNS rebinding), and so is any other `Origin` (cross-site reads).
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +50,9 @@ impl Default for DashboardConfig {
             rate_limit: RateLimitConfig::default(),
             history: HistoryRetention::default(),
             tls: None,
+            max_connections: 512,
+            header_read_timeout: ConfigDuration::from_secs(10),
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -149,12 +163,12 @@ impl DashboardConfig {
             );
         }
         for (i, t) in self.auth.tokens.iter().enumerate() {
-            if t.token.expose().len() < 16 {
+            if !t.token.is_deferred() && t.token.expose().len() < 16 {
                 p.push(format!("dashboard.auth.tokens[{i}].token"), "must be at least 16 characters");
             }
         }
         for (i, u) in self.auth.users.iter().enumerate() {
-            if argon2::PasswordHash::new(u.password_hash.expose()).is_err() {
+            if !u.password_hash.is_deferred() && argon2::PasswordHash::new(u.password_hash.expose()).is_err() {
                 p.push(
                     format!("dashboard.auth.users[{i}].password_hash"),
                     "is not an argon2 PHC string ($argon2id$v=19$…); make one with `qmoi-supervisor hash-password`",
@@ -172,6 +186,24 @@ impl DashboardConfig {
             && let Err(e) = crate::tls::load(t)
         {
             p.push("dashboard.tls", e);
+        }
+        if self.max_connections < 8 {
+            p.push("dashboard.max_connections", format!("must be at least 8, got '{}'", self.max_connections));
+        }
+        let t = self.header_read_timeout.get();
+        if t < Duration::from_secs(1) || t > Duration::from_secs(300) {
+            p.push(
+                "dashboard.header_read_timeout",
+                format!("must be between 1s and 5m, got '{}'", self.header_read_timeout),
+            );
+        }
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                p.push(
+                    format!("dashboard.allowed_hosts[{i}]"),
+                    format!("must be a host name or address, optionally with :port, got '{h}'"),
+                );
+            }
         }
         let h = &self.history;
         if h.raw.get() < Duration::from_secs(3600) || h.minute < h.raw || h.hour < h.minute {

@@ -39,6 +39,91 @@ pub struct AppState {
     pub audit_log: PathBuf,
     /// Becomes true when this server is stopping: live streams end so shutdown is quick.
     pub stopping: watch::Receiver<bool>,
+    pub conn_stats: Arc<crate::serve::ConnStats>,
+    pub hosts: Arc<HostCheck>,
+}
+
+/// Which `Host` and `Origin` a request may carry.
+///
+/// DNS rebinding: a page on `evil.example` whose name is made to resolve to 127.0.0.1
+/// reaches a loopback dashboard as same-origin and reads everything (the default
+/// dashboard has no auth). Its requests carry `Host: evil.example`, so a loopback
+/// dashboard answers only to its own names. Cross-site reads: a WebSocket handshake (or
+/// a fetch) from another site carries that site's `Origin`, which must name this
+/// dashboard too. A dashboard bound to a non-loopback address has auth; it checks `Host`
+/// only when `allowed_hosts` lists its names, and `Origin` always (it must equal the
+/// `Host`, or be an allowed name).
+#[derive(Debug, Clone)]
+pub struct HostCheck {
+    /// Lower-case host names and addresses without port (IPv6 without brackets).
+    names: Vec<String>,
+    check_host: bool,
+}
+
+impl HostCheck {
+    pub fn new(cfg: &crate::config::DashboardConfig) -> Self {
+        let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"].iter().map(|s| (*s).to_string()).collect();
+        names.push(cfg.host.trim_matches(['[', ']']).to_ascii_lowercase());
+        names.extend(cfg.allowed_hosts.iter().map(|h| split_host(h).0));
+        Self { names, check_host: crate::config::is_loopback(&cfg.host) || !cfg.allowed_hosts.is_empty() }
+    }
+
+    /// The same, knowing the address actually bound.
+    pub fn with_bound(&self, addr: SocketAddr) -> Arc<Self> {
+        let mut c = self.clone();
+        c.names.push(addr.ip().to_string());
+        Arc::new(c)
+    }
+
+    fn known(&self, host: &str) -> bool {
+        let (h, _) = split_host(host);
+        self.names.contains(&h)
+    }
+
+    /// `Err(message)` when the request must be refused.
+    fn check(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), String> {
+        if self.check_host {
+            match host {
+                Some(h) if self.known(h) => {}
+                Some(h) => {
+                    return Err(format!(
+                        "Host '{}' is not a name of this dashboard (add it to dashboard.allowed_hosts)",
+                        qmoi_core::human::escape_control(h)
+                    ));
+                }
+                None => return Err("a Host header is required".into()),
+            }
+        }
+        if let Some(o) = origin {
+            // Same origin (Origin's authority is the Host), or a name of this dashboard on
+            // the same port: another web app on another local port is another origin.
+            let authority = o.strip_prefix("http://").or_else(|| o.strip_prefix("https://"));
+            let ok = authority.is_some_and(|a| {
+                host.is_some_and(|h| a.eq_ignore_ascii_case(h))
+                    || (self.known(a) && split_host(a).1 == host.and_then(|h| split_host(h).1))
+            });
+            if !ok {
+                return Err(format!(
+                    "Origin '{}' is not this dashboard: cross-site requests are refused",
+                    qmoi_core::human::escape_control(o)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Host`/`Origin` authority to (lower-case name, port).
+fn split_host(h: &str) -> (String, Option<&str>) {
+    let h = h.trim();
+    if let Some(rest) = h.strip_prefix('[') {
+        let (name, after) = rest.split_once(']').unwrap_or((rest, ""));
+        return (name.to_ascii_lowercase(), after.strip_prefix(':'));
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') => (name.to_ascii_lowercase(), Some(port)),
+        _ => (h.to_ascii_lowercase(), None),
+    }
 }
 
 /// An error as JSON: `{"error": "..."}`.
@@ -89,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such route (see docs/API.md)") })
         .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), host_check))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
@@ -106,6 +192,16 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     resp
+}
+
+async fn host_check(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = h.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match s.hosts.check(host, origin) {
+        Ok(()) => next.run(req).await,
+        Err(msg) => err(StatusCode::FORBIDDEN, msg).into_response(),
+    }
 }
 
 async fn rate_limit(
@@ -133,26 +229,28 @@ async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    if let Err(wait) = s.auth_failures.check(addr.ip()) {
-        let mut r = err(StatusCode::TOO_MANY_REQUESTS, "too many failed authentications from this address; wait")
-            .into_response();
+    let h = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let outcome = s.auth.check(h.as_deref(), &s.auth_failures, addr.ip()).await;
+    let too_many = |msg: &str, wait: u64| {
+        let mut r = err(StatusCode::TOO_MANY_REQUESTS, msg).into_response();
         if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
-        return r;
-    }
-    let h = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let outcome = s.auth.check(h.as_deref()).await;
-    if outcome == Outcome::Invalid {
-        tracing::warn!(remote = %addr.ip(), "Failed dashboard authentication.");
-        s.auth_failures.failed(addr.ip());
-    }
+        r
+    };
     match outcome {
         Outcome::Authenticated(id) => {
             req.extensions_mut().insert(id);
             next.run(req).await
         }
+        Outcome::LockedOut(wait) => {
+            too_many("too many failed authentications from this address; wait (valid tokens still work)", wait)
+        }
+        Outcome::Busy => too_many("too many password checks at once; try again shortly", 1),
         Outcome::Missing | Outcome::Invalid => {
+            if outcome == Outcome::Invalid {
+                tracing::warn!(remote = %addr.ip(), "Failed dashboard authentication.");
+            }
             let mut r =
                 err(StatusCode::UNAUTHORIZED, "authentication required: a bearer token or basic auth").into_response();
             // A Bearer challenge, not Basic: a browser answers a Basic challenge on the page's
@@ -217,25 +315,34 @@ async fn status(State(s): State<AppState>) -> Response {
     json_bytes(b)
 }
 
-fn component_view(s: &AppState, id: &str) -> Result<Json<serde_json::Value>, ApiError> {
+/// One component: its supervisor state and its latest report. The report goes out as the
+/// bytes the monitor wrote (shared with the cache, not copied): a report of tens of
+/// megabytes costs no memory per request.
+fn component_view(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let overview = s.hub.overview().ok_or_else(|| err(StatusCode::SERVICE_UNAVAILABLE, "no status yet"))?;
     let state = overview.components.iter().find(|c| c.id == id);
     if state.is_none() && qmoi_core::component::find(id).is_none() {
         return Err(err(StatusCode::NOT_FOUND, format!("unknown component '{id}'")));
     }
-    Ok(Json(serde_json::json!({
+    let mut head = serde_json::to_vec(&serde_json::json!({
         "component": id,
         "configured": state.is_some(),
         "supervisor": state,
-        "report": s.hub.report(id).as_deref(),
-    })))
+    }))
+    .map_err(store_err)?;
+    head.pop(); // the closing brace: the report follows
+    head.extend_from_slice(b",\"report\":");
+    let report = s.hub.report(id).map_or(bytes::Bytes::from_static(b"null"), |r| r.json);
+    let parts = [bytes::Bytes::from(head), report, bytes::Bytes::from_static(b"}")];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.map(Ok::<_, std::convert::Infallible>)));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-async fn component_named(State(s): State<AppState>, id: &'static str) -> Result<Json<serde_json::Value>, ApiError> {
+async fn component_named(State(s): State<AppState>, id: &'static str) -> Result<Response, ApiError> {
     component_view(&s, id)
 }
 
-async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     component_view(&s, &id)
 }
 
@@ -250,13 +357,13 @@ async fn alerts(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
     let active: Vec<serde_json::Value> = s
         .hub
         .firing()
-        .into_iter()
+        .iter()
         .map(|f| {
             let silenced = silences
                 .iter()
                 .find(|x| x.matches(&f.component, &f.alert.fingerprint, f.alert.level.as_str()))
                 .map(|x| x.id);
-            let mut v = serde_json::to_value(&f).unwrap_or_default();
+            let mut v = serde_json::to_value(f).unwrap_or_default();
             v["acknowledged"] = serde_json::to_value(acks.get(&f.alert.fingerprint)).unwrap_or_default();
             v["silenced_by"] = serde_json::to_value(silenced).unwrap_or_default();
             v
@@ -466,7 +573,10 @@ async fn restart(
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.hub.metrics_text()).into_response()
+    let conns = bytes::Bytes::from(s.conn_stats.render());
+    let parts = [s.hub.metrics_text(), conns];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.map(Ok::<_, std::convert::Infallible>)));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// The first message of every live connection: the current overview.

@@ -11,9 +11,9 @@ use crate::store::{PastAlert, Store};
 use bytes::Bytes;
 use qmoi_core::component::{self, MASTER_MONITOR};
 use qmoi_core::overview::{Overview, State};
-use qmoi_core::report::{Alert, ReadOutcome, Report, read_report};
+use qmoi_core::report::{Alert, Report, read_report_bytes};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -27,13 +27,21 @@ pub struct FiringAlert {
     pub alert: Alert,
 }
 
+/// A component's latest report: decoded (for metrics and alerts) and as the file's bytes
+/// (served as they are: a large report is never encoded again per request).
+#[derive(Clone)]
+pub struct CachedReport {
+    pub report: Arc<Report>,
+    pub json: Bytes,
+}
+
 #[derive(Default)]
 struct Cache {
     overview: Option<Arc<Overview>>,
     status_json: Bytes,
     metrics_text: Bytes,
-    reports: BTreeMap<String, (SystemTime, Arc<Report>)>,
-    firing: Vec<FiringAlert>,
+    reports: BTreeMap<String, (SystemTime, CachedReport)>,
+    firing: Arc<Vec<FiringAlert>>,
 }
 
 pub struct Hub {
@@ -84,74 +92,77 @@ impl Hub {
         self.read().metrics_text.clone()
     }
 
-    pub fn report(&self, id: &str) -> Option<Arc<Report>> {
+    pub fn report(&self, id: &str) -> Option<CachedReport> {
         self.read().reports.get(id).map(|(_, r)| r.clone())
     }
 
-    pub fn firing(&self) -> Vec<FiringAlert> {
+    /// The alerts firing now (shared: the list is built once per change, not per request).
+    pub fn firing(&self) -> Arc<Vec<FiringAlert>> {
         self.read().firing.clone()
     }
 
     /// Take in a new overview: re-read changed reports, record history, diff alerts, and
     /// publish what changed. Blocking (file and database IO): call it off the async threads.
+    ///
+    /// Everything is computed before the cache's write lock is taken, and the lock is held
+    /// only to swap the results in: a report with 100,000 alerts must not stall the readers
+    /// of `/api/monitor/status` (it did, for 9.6 s, when the diff ran under the lock).
     pub fn refresh(&self, overview: Overview) {
         let mut ids: Vec<String> =
             overview.components.iter().filter(|c| c.state != State::Disabled).map(|c| c.id.clone()).collect();
         ids.push(MASTER_MONITOR.to_string());
-        let known: BTreeMap<String, SystemTime> =
-            self.read().reports.iter().map(|(k, (m, _))| (k.clone(), *m)).collect();
-        let mut fresh: Vec<(String, SystemTime, Arc<Report>)> = Vec::new();
+        let (known, mut reports, before) = {
+            let c = self.read();
+            let known: BTreeMap<String, SystemTime> = c.reports.iter().map(|(k, (m, _))| (k.clone(), *m)).collect();
+            (known, c.reports.clone(), c.firing.clone())
+        };
+        let mut fresh: Vec<(String, CachedReport)> = Vec::new();
         for id in &ids {
             let path = self.report_dir.join(component::latest_report_name(id));
             let Ok(mtime) = std::fs::metadata(&path).and_then(|m| m.modified()) else { continue };
             if known.get(id) == Some(&mtime) {
                 continue;
             }
-            if let ReadOutcome::Ok { report, .. } = read_report(&path) {
-                let report = Arc::new(*report);
-                if let Err(e) = self.store.ingest(id, report.generated_at.timestamp(), &report.metrics) {
-                    tracing::warn!(error = %e, "Cannot record history.");
+            match read_report_bytes(&path) {
+                Ok((report, bytes, _)) => {
+                    let report = Arc::new(report);
+                    if let Err(e) = self.store.ingest(id, report.generated_at.timestamp(), &report.metrics) {
+                        tracing::warn!(error = %e, "Cannot record history.");
+                    }
+                    let cached = CachedReport { report, json: Bytes::from(bytes) };
+                    reports.insert(id.clone(), (mtime, cached.clone()));
+                    fresh.push((id.clone(), cached));
                 }
-                fresh.push((id.clone(), mtime, report));
+                Err(reason) => tracing::debug!(component = %id, %reason, "Report unusable."),
             }
         }
+        reports.retain(|id, _| ids.contains(id));
         let status_json = Bytes::from(serde_json::to_vec(&overview).unwrap_or_default());
         let overview_changed = self.read().status_json != status_json;
-        let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (id, mtime, report) in &fresh {
-            cache.reports.insert(id.clone(), (*mtime, report.clone()));
-        }
-        cache.reports.retain(|id, _| ids.contains(id));
         // Alerts of a component whose report is stale are not known to be firing any more.
-        let fresh_ids: Vec<&str> = overview
+        let fresh_ids: HashSet<&str> = overview
             .components
             .iter()
             .filter(|c| c.report_status.is_some())
             .map(|c| c.id.as_str())
             .chain([MASTER_MONITOR])
             .collect();
-        let firing: Vec<FiringAlert> = cache
-            .reports
+        let firing: Vec<FiringAlert> = reports
             .iter()
-            .filter(|(id, _)| fresh_ids.contains(&id.as_str()))
+            .filter(|(id, _)| fresh_ids.contains(id.as_str()))
             .flat_map(|(id, (_, r))| {
-                r.alerts.iter().map(move |a| FiringAlert { component: id.clone(), alert: a.clone() })
+                r.report.alerts.iter().map(move |a| FiringAlert { component: id.clone(), alert: a.clone() })
             })
             .collect();
-        let before: Vec<String> = cache.firing.iter().map(|f| f.alert.fingerprint.clone()).collect();
-        let started: Vec<FiringAlert> =
-            firing.iter().filter(|f| !before.contains(&f.alert.fingerprint)).cloned().collect();
+        let before_fps: HashSet<&str> = before.iter().map(|f| f.alert.fingerprint.as_str()).collect();
+        let started: Vec<&FiringAlert> =
+            firing.iter().filter(|f| !before_fps.contains(f.alert.fingerprint.as_str())).collect();
         let alerts_changed = before.len() != firing.len() || !started.is_empty();
-        cache.firing = firing.clone();
-        cache.metrics_text = Bytes::from(metrics::render(cache.reports.values().map(|(_, r)| r.as_ref())));
-        if overview_changed {
-            cache.status_json = status_json;
-        }
-        cache.overview = Some(Arc::new(overview));
-        drop(cache);
-
-        for f in &started {
-            let past = PastAlert {
+        let metrics_text =
+            Bytes::from(metrics::render(reports.iter().map(|(id, (_, r))| (id.as_str(), r.report.as_ref()))));
+        let past: Vec<PastAlert> = started
+            .iter()
+            .map(|f| PastAlert {
                 fingerprint: f.alert.fingerprint.clone(),
                 component: f.component.clone(),
                 level: f.alert.level.as_str().into(),
@@ -159,13 +170,29 @@ impl Hub {
                 detail: f.alert.detail.clone(),
                 started_at: f.alert.since.timestamp(),
                 ended_at: None,
-            };
-            if let Err(e) = self.store.alert_started(&past) {
-                tracing::warn!(error = %e, "Cannot record alert history.");
+            })
+            .collect();
+        let started_events: Vec<Arc<str>> =
+            started.iter().map(|f| event_json("alert", &serde_json::json!({"action": "fired", "alert": f}))).collect();
+        let firing = Arc::new(firing);
+        {
+            let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache.reports = reports;
+            cache.firing = firing.clone();
+            cache.metrics_text = metrics_text;
+            if overview_changed {
+                cache.status_json = status_json;
             }
-            self.publish("alert", &serde_json::json!({"action": "fired", "alert": f}));
+            cache.overview = Some(Arc::new(overview));
         }
-        let active: Vec<&str> = firing.iter().map(|f| f.alert.fingerprint.as_str()).collect();
+
+        if let Err(e) = self.store.alerts_started(&past) {
+            tracing::warn!(error = %e, "Cannot record alert history.");
+        }
+        for ev in started_events {
+            let _ = self.events.send(ev);
+        }
+        let active: HashSet<&str> = firing.iter().map(|f| f.alert.fingerprint.as_str()).collect();
         match self.store.alerts_resolved_except(&active, unix_now()) {
             Ok(ended) => {
                 for fp in ended {
@@ -174,8 +201,9 @@ impl Hub {
             }
             Err(e) => tracing::warn!(error = %e, "Cannot record alert history."),
         }
-        for (id, _, r) in &fresh {
+        for (id, r) in &fresh {
             if id != MASTER_MONITOR {
+                let r = &r.report;
                 self.publish(
                     "report",
                     &serde_json::json!({"component": id, "generated_at": r.generated_at, "status": r.status, "summary": r.summary}),

@@ -17,6 +17,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
+pub mod serve;
 pub mod store;
 pub mod tls;
 
@@ -40,6 +41,9 @@ pub struct Dashboard {
     backend: Arc<dyn Backend>,
     audit_log: std::path::PathBuf,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    limits: serve::Limits,
+    conn_stats: Arc<serve::ConnStats>,
+    hosts: Arc<http::HostCheck>,
 }
 
 impl Dashboard {
@@ -60,6 +64,12 @@ impl Dashboard {
             backend,
             audit_log: log_dir.join("audit.log"),
             tls: cfg.tls.as_ref().map(tls::load).transpose()?,
+            limits: serve::Limits {
+                max_connections: cfg.max_connections,
+                header_read_timeout: cfg.header_read_timeout.get(),
+            },
+            conn_stats: Arc::default(),
+            hosts: Arc::new(http::HostCheck::new(cfg)),
         })
     }
 
@@ -67,7 +77,7 @@ impl Dashboard {
         self.hub.clone()
     }
 
-    /// Start serving on `listener`.
+    /// Start serving on `listener` (see [`serve`] for the bounds on every connection).
     pub fn serve(&self, listener: TcpListener) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -79,35 +89,12 @@ impl Dashboard {
             backend: self.backend.clone(),
             audit_log: self.audit_log.clone(),
             stopping: stop_rx.clone(),
+            conn_stats: self.conn_stats.clone(),
+            hosts: self.hosts.with_bound(addr),
         };
-        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let mut stop = stop_rx.clone();
-        let shutdown = async move {
-            let _ = stop.wait_for(|v| *v).await;
-        };
-        use axum::serve::ListenerExt as _;
-        // `tap_io` (a no-op here) gives any listener the `ConnectInfo<SocketAddr>` the
-        // rate limiter and audit log need.
-        let join = match &self.tls {
-            Some(config) => {
-                let l = tls::TlsListener::new(listener, config.clone(), stop_rx)?.tap_io(|_| ());
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                        tracing::error!(error = %e, "Dashboard server failed.");
-                    }
-                })
-            }
-            None => {
-                let l = listener.tap_io(|s| {
-                    let _ = s.set_nodelay(true);
-                });
-                tokio::spawn(async move {
-                    if let Err(e) = axum::serve(l, app).with_graceful_shutdown(shutdown).await {
-                        tracing::error!(error = %e, "Dashboard server failed.");
-                    }
-                })
-            }
-        };
+        let app = http::router(state);
+        let join =
+            tokio::spawn(serve::run(listener, self.tls.clone(), app, self.limits, self.conn_stats.clone(), stop_rx));
         let tls = self.tls.is_some();
         tracing::info!(%addr, tls, "Dashboard listening.");
         Ok(Server { addr, tls, stop: stop_tx, join })

@@ -77,6 +77,50 @@ fn split(key: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Is `labels` (the inside of the braces) a well-formed label list: `a="x",b="y\"z"`,
+/// values escaped as the exposition format requires? A key that is not is skipped: a
+/// report is outside input, and a raw newline or brace in a label would let it write
+/// lines of its own into `/metrics` (an adversarial run made a second `qmoi_verdict`).
+fn valid_labels(labels: &str) -> bool {
+    let mut rest = labels.as_bytes();
+    while !rest.is_empty() {
+        let name_len = rest.iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+        if name_len == 0 || rest[0].is_ascii_digit() || rest.get(name_len..name_len + 2) != Some(b"=\"") {
+            return false;
+        }
+        rest = &rest[name_len + 2..];
+        loop {
+            match rest.first() {
+                None | Some(b'\n') => return false,
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    if !matches!(rest.get(1), Some(b'\\' | b'"' | b'n')) {
+                        return false;
+                    }
+                    rest = &rest[2..];
+                }
+                Some(_) => rest = &rest[1..],
+            }
+        }
+        rest = &rest[1..];
+        match rest.first() {
+            None => {}
+            Some(b',') if rest.len() > 1 => rest = &rest[1..],
+            Some(_) => return false,
+        }
+    }
+    true
+}
+
+/// Names only the supervisor's own report may use: a monitor's report cannot fake the
+/// verdict or another component's state.
+fn reserved(name: &str) -> bool {
+    name == "qmoi_verdict"
+        || name == "qmoi_report_status"
+        || name.starts_with("qmoi_component_")
+        || name.starts_with("qmoi_dashboard_")
+}
+
 fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
@@ -87,18 +131,25 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-pub fn render<'a>(reports: impl Iterator<Item = &'a Report>) -> String {
+/// Render the reports, each under its component id (the name of its file, not what the
+/// file claims to be).
+pub fn render<'a>(reports: impl Iterator<Item = (&'a str, &'a Report)>) -> String {
     // family name -> lines
     let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in reports {
+    for (id, r) in reports {
+        let master = id == qmoi_core::component::MASTER_MONITOR;
+        let id_label = id.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         for (key, value) in &r.metrics {
             let Some((name, labels)) = split(key) else { continue };
-            if !valid_name(name) {
+            if !valid_name(name) || !valid_labels(labels) {
+                continue;
+            }
+            let has_component = labels.starts_with("component=\"") || labels.contains(",component=\"");
+            if !master && (reserved(name) || has_component) {
                 continue;
             }
             // Component first; the supervisor's metrics already say which component.
-            let comp =
-                if labels.contains("component=\"") { String::new() } else { format!("component=\"{}\"", r.component) };
+            let comp = if has_component { String::new() } else { format!("component=\"{id_label}\"") };
             let all = match (comp.is_empty(), labels.is_empty()) {
                 (true, true) => String::new(),
                 (true, false) => format!("{{{labels}}}"),
@@ -107,12 +158,12 @@ pub fn render<'a>(reports: impl Iterator<Item = &'a Report>) -> String {
             };
             families.entry(name.to_string()).or_default().push(format!("{name}{all} {}", fmt_value(*value)));
         }
-        if r.component != qmoi_core::component::MASTER_MONITOR {
+        if !master {
             let s = f64::from(r.status.exit_code());
             families
                 .entry("qmoi_report_status".into())
                 .or_default()
-                .push(format!("qmoi_report_status{{component=\"{}\"}} {s}", r.component));
+                .push(format!("qmoi_report_status{{component=\"{id_label}\"}} {s}"));
         }
     }
     // Summaries: a family with quantile labels takes in its _sum and _count samples.
@@ -165,7 +216,7 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         r.component = "system_health".into();
-        let text = render([&r].into_iter());
+        let text = render([("system_health", &r)].into_iter());
         assert!(
             text.contains(
                 "# TYPE qmoi_disk_used_ratio gauge\nqmoi_disk_used_ratio{component=\"system_health\",mount=\"/\"} 0.5\n"
@@ -184,12 +235,51 @@ mod tests {
                         "qmoi_endpoint_latency_seconds_count{endpoint=\"a\"}": 100.0}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let text = render([&s].into_iter());
+        let text = render([("api_endpoints", &s)].into_iter());
         assert!(text.contains("# TYPE qmoi_endpoint_latency_seconds summary\n"), "{text}");
         assert!(
             text.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"a\"} 100"),
             "{text}"
         );
         assert!(!text.contains("# TYPE qmoi_endpoint_latency_seconds_sum"), "folded into the summary: {text}");
+    }
+
+    /// Regression: metric keys with newlines, braces or a reserved name in a report wrote
+    /// lines of their own into /metrics (a second `qmoi_verdict` appeared).
+    #[test]
+    fn hostile_metric_keys_cannot_inject_lines_or_fake_the_verdict() {
+        let r: Report = serde_json::from_value(serde_json::json!({
+            "schema_version": 1, "component": "master_monitor", "host": "h", "generated_at": "2026-11-27T03:00:00Z",
+            "interval_s": 60, "duration_ms": 1, "status": "ok", "summary": "", "checks": [], "alerts": [], "details": {},
+            "metrics": {
+                "qmoi_x{a=\"1\"} 1\nqmoi_verdict 0\n{b=\"2\"}": 1.0,
+                "qmoi_y{a=\"1\"}\nqmoi_verdict{x=\"\"}": 1.0,
+                "qmoi_z{a=\"line\nbreak\"}": 1.0,
+                "qmoi_w{a=\"ok\\\"quoted\\n\",b=\"2\"}": 4.0,
+                "qmoi_verdict": 0.0,
+                "qmoi_component_up{component=\"security\"}": 1.0,
+                "qmoi_v{component=\"security\"}": 1.0
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let text = render([("cloud_resources", &r)].into_iter());
+        assert!(!text.contains("qmoi_verdict"), "{text}");
+        assert!(!text.contains("qmoi_component_up"), "{text}");
+        assert!(!text.contains("qmoi_x") && !text.contains("qmoi_y") && !text.contains("qmoi_z"), "{text}");
+        assert!(!text.contains("qmoi_v{"), "a monitor cannot speak for another component: {text}");
+        assert!(text.contains("qmoi_w{component=\"cloud_resources\",a=\"ok\\\"quoted\\n\",b=\"2\"} 4"), "{text}");
+        assert!(text.contains("qmoi_report_status{component=\"cloud_resources\"} 0"), "{text}");
+        for line in text.lines() {
+            assert!(
+                line.starts_with('#') || line.starts_with("qmoi_w") || line.starts_with("qmoi_report_status"),
+                "{line}"
+            );
+        }
+        // The supervisor's own report keeps its component labels and the verdict.
+        let text = render([("master_monitor", &r)].into_iter());
+        assert!(
+            text.contains("\nqmoi_verdict{component=\"master_monitor\"} 0\n")
+                && text.contains("qmoi_component_up{component=\"security\"} 1")
+        );
     }
 }

@@ -375,47 +375,62 @@ impl Store {
     }
 
     /// An alert started firing (no-op if it is already open).
-    pub fn alert_started(&self, a: &PastAlert) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let open: Option<i64> = conn
-            .query_row(
-                "SELECT id FROM alert_history WHERE fingerprint = ?1 AND ended_at IS NULL",
-                params![a.fingerprint],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if open.is_none() {
-            conn.execute(
-                "INSERT INTO alert_history (fingerprint, component, level, title, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![a.fingerprint, a.component, a.level, a.title, a.detail, a.started_at],
-            )
-            .map_err(|e| self.err(e))?;
+    /// Record alerts that started firing, in one transaction (a report can start
+    /// thousands at once).
+    pub fn alerts_started(&self, alerts: &[PastAlert]) -> Result<(), StoreError> {
+        if alerts.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        for a in alerts {
+            let open: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM alert_history WHERE fingerprint = ?1 AND ended_at IS NULL",
+                    params![a.fingerprint],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if open.is_none() {
+                tx.execute(
+                    "INSERT INTO alert_history (fingerprint, component, level, title, detail, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![a.fingerprint, a.component, a.level, a.title, a.detail, a.started_at],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
 
-    /// Close every open alert not in `active`.
-    pub fn alerts_resolved_except(&self, active: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached("SELECT fingerprint FROM alert_history WHERE ended_at IS NULL")
-            .map_err(|e| self.err(e))?;
-        let open: Vec<String> = stmt
-            .query_map([], |r| r.get(0))
-            .map_err(|e| self.err(e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
+    /// Close every open alert not in `active`, in one transaction.
+    pub fn alerts_resolved_except(
+        &self,
+        active: &std::collections::HashSet<&str>,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let open: Vec<String> = {
+            let mut stmt = tx
+                .prepare_cached("SELECT fingerprint FROM alert_history WHERE ended_at IS NULL")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| r.get(0))
+                .map_err(|e| self.err(e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?
+        };
         let mut ended = Vec::new();
-        for fp in open.into_iter().filter(|f| !active.contains(&f.as_str())) {
-            conn.execute(
+        for fp in open.into_iter().filter(|f| !active.contains(f.as_str())) {
+            tx.execute(
                 "UPDATE alert_history SET ended_at = ?2 WHERE fingerprint = ?1 AND ended_at IS NULL",
                 params![fp, now],
             )
             .map_err(|e| self.err(e))?;
-            conn.execute("DELETE FROM acks WHERE fingerprint = ?1", params![fp]).map_err(|e| self.err(e))?;
+            tx.execute("DELETE FROM acks WHERE fingerprint = ?1", params![fp]).map_err(|e| self.err(e))?;
             ended.push(fp);
         }
+        tx.commit().map_err(|e| self.err(e))?;
         Ok(ended)
     }
 
@@ -515,11 +530,11 @@ mod tests {
             started_at: 100,
             ended_at: None,
         };
-        s.alert_started(&a)?;
-        s.alert_started(&a)?;
+        s.alerts_started(std::slice::from_ref(&a))?;
+        s.alerts_started(std::slice::from_ref(&a))?;
         s.ack("backup/x", &Ack { by: "ops".into(), at: 110, comment: String::new() })?;
         assert_eq!(s.acks()?.len(), 1);
-        assert_eq!(s.alerts_resolved_except(&[], 120)?, vec!["backup/x"]);
+        assert_eq!(s.alerts_resolved_except(&Default::default(), 120)?, vec!["backup/x"]);
         assert!(s.acks()?.is_empty(), "acks end with the alert");
         let recent = s.recent_alerts(10)?;
         assert_eq!(recent.len(), 1);

@@ -594,6 +594,34 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
             if c.to.is_empty() && c.username.is_none() {
                 p.push(key("to"), "must list at least one recipient (or set `username`, who then gets the mail)");
             }
+            // Checked as the sender will parse them: an invalid address here made every
+            // email a dead letter while `--validate` said OK.
+            let sender = c.from.as_ref().map(|f| ("from", f)).or(c.username.as_ref().map(|u| ("username", u)));
+            if let Some((k, a)) = sender
+                && let Err(e) = a.as_str().parse::<lettre::message::Mailbox>()
+            {
+                p.push(
+                    key(k),
+                    format!(
+                        "'{a}' is not a valid sender address ({e}); use name@example.org or \"Name <name@example.org>\""
+                    ),
+                );
+            }
+            if c.to.is_empty()
+                && c.from.is_some()
+                && let Some(u) = &c.username
+                && let Err(e) = u.as_str().parse::<lettre::message::Mailbox>()
+            {
+                p.push(
+                    key("username"),
+                    format!("'{u}' receives the mail (`to` is empty) but is not an email address ({e})"),
+                );
+            }
+            for (i, t) in c.to.iter().enumerate() {
+                if let Err(e) = t.as_str().parse::<lettre::message::Mailbox>() {
+                    p.push(format!("channels.{name}.to[{i}]"), format!("'{t}' is not a valid email address ({e})"));
+                }
+            }
             if let Some(ca) = &c.ca_file
                 && let Err(e) = std::fs::read(ca.as_str())
             {
@@ -717,6 +745,22 @@ mod tests {
         ] {
             assert!(e.contains(needle), "missing {needle} in:\n{e}");
         }
+    }
+
+    /// Regression: an invalid sender passed `--validate`; every email became a dead letter.
+    #[test]
+    fn invalid_email_addresses_fail_validation() {
+        let Err(e) = load_json(
+            r#"{"channels": {"email": {"smtp_server": "127.0.0.1", "from": "qmoi at example", "to": ["ops@example.org", "not an address"]}}}"#,
+        ) else {
+            panic!("must fail")
+        };
+        assert!(e.contains("'channels.email.from': 'qmoi at example' is not a valid sender address"), "{e}");
+        assert!(e.contains("'channels.email.to[1]': 'not an address' is not a valid email address"), "{e}");
+        let ok = load_json(
+            r#"{"channels": {"email": {"smtp_server": "127.0.0.1", "from": "QMOI <qmoi@example.org>", "to": ["ops@example.org"]}}}"#,
+        );
+        assert!(ok.is_ok(), "{:?}", ok.err());
     }
 
     #[test]

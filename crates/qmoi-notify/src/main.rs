@@ -4,6 +4,7 @@ use clap::{Parser, ValueEnum};
 use qmoi_core::cli::MonitorArgs;
 use qmoi_core::component;
 use qmoi_core::config::ConfigDuration;
+use qmoi_core::human::escape_control as esc;
 use qmoi_core::report::ReportWriter;
 use qmoi_core::runner::{EXIT_CONFIG, MonitorConfig, render_check, shutdown_signal};
 use qmoi_notify::config::{ChannelKind, NotifyConfig};
@@ -231,12 +232,13 @@ fn status(db: &Path, format: Format, limit: u64) -> ExitCode {
         println!("  none");
     }
     for p in &pending {
-        let err = if p.last_error.is_empty() { String::new() } else { format!(" — last error: {}", p.last_error) };
+        let err =
+            if p.last_error.is_empty() { String::new() } else { format!(" — last error: {}", esc(&p.last_error)) };
         println!(
             "  #{:<5} {:<12} {:<40} attempts {}/{} next {}{err}",
             p.id,
             p.channel,
-            qmoi_core::human::clip(&p.description, 40),
+            qmoi_core::human::clip(&esc(&p.description), 40),
             p.attempts,
             p.max_attempts,
             p.next_attempt_at
@@ -255,10 +257,10 @@ fn status(db: &Path, format: Format, limit: u64) -> ExitCode {
             "  #{:<5} {:<12} {:<40} failed {} after {} attempt(s): {}",
             d.id,
             d.channel,
-            qmoi_core::human::clip(&d.description, 40),
+            qmoi_core::human::clip(&esc(&d.description), 40),
             d.failed_at,
             d.attempts,
-            d.last_error
+            esc(&d.last_error)
         );
     }
     println!("\nRecent history ({}):", recent.len());
@@ -276,9 +278,9 @@ fn print_history_table(rows: &[qmoi_notify::store::HistoryRow]) {
             h.at,
             h.result,
             h.channel,
-            qmoi_core::human::clip(&h.target, 28),
-            qmoi_core::human::clip(&h.description, 40),
-            h.detail
+            qmoi_core::human::clip(&esc(&h.target), 28),
+            qmoi_core::human::clip(&esc(&h.description), 40),
+            esc(&h.detail)
         );
     }
 }

@@ -327,9 +327,9 @@ impl PerfMonitor {
                 cmd.args(&c.args)
                     .stdin(std::process::Stdio::null())
                     .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .kill_on_drop(true);
-                let result = match cmd.spawn() {
+                    .stderr(std::process::Stdio::piped());
+                // Tied to this monitor's life: a probe never outlives it (or the supervisor).
+                let result = match qmoi_core::child::spawn(cmd).await {
                     Err(e) => (f64::NAN, format!("cannot run {}: {e}", c.command), Status::Unknown),
                     Ok(child) => match tokio::time::timeout(c.timeout.get(), child.wait_with_output()).await {
                         Err(_) => (

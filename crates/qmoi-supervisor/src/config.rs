@@ -165,11 +165,15 @@ pub struct MasterReportConfig {
     /// `master_monitor_latest.json` is rewritten on every change, and at least this often.
     pub interval: ConfigDuration,
     pub history: HistorySettings,
+    /// The largest component report file the supervisor (and the dashboard) reads; a larger
+    /// one makes that component unusable with its size in the reason.
+    pub max_read_bytes: u64,
 }
 
 impl Default for MasterReportConfig {
     fn default() -> Self {
         Self {
+            max_read_bytes: qmoi_core::report::DEFAULT_MAX_READ_BYTES,
             interval: ConfigDuration::from_secs(10),
             history: HistorySettings { every: ConfigDuration::from_secs(60), ..HistorySettings::default() },
         }
@@ -240,6 +244,9 @@ impl Validate for MasterConfig {
             p.push("restart.stop_timeout", format!("must be at least 100ms, got '{}'", r.stop_timeout));
         }
         self.dashboard.validate(p);
+        if self.report.max_read_bytes < 4096 {
+            p.push("report.max_read_bytes", format!("must be at least 4096, got '{}'", self.report.max_read_bytes));
+        }
         if self.report.interval.get() < Duration::from_secs(1) {
             p.push("report.interval", format!("must be at least 1 second, got '{}'", self.report.interval));
         }

@@ -72,6 +72,13 @@ pub fn load_plan(common: &CommonArgs) -> Result<Plan, Error> {
     Ok(Plan::new(cfg, source))
 }
 
+/// [`load_plan`] for commands that only talk to the running supervisor over its socket
+/// (`status`, `restart-component`, `reset`, `restart-dashboard`): a secret whose
+/// `${ENV}` is unset in the operator's shell is not needed, so it is not an error.
+pub fn load_plan_for_control(common: &CommonArgs) -> Result<Plan, Error> {
+    qmoi_core::config::with_secrets_deferred(|| load_plan(common))
+}
+
 /// Ask each enabled component's binary to check its own config. Returns one message per
 /// problem.
 pub async fn validate_children(plan: &Plan) -> Vec<String> {
@@ -128,6 +135,7 @@ fn socket_path(plan: &Plan) -> PathBuf {
 /// `qmoi-supervisor start`: run in the foreground until SIGTERM/SIGINT.
 pub fn start(common: &CommonArgs) -> Result<(), Error> {
     let plan = load_plan(common)?;
+    qmoi_core::report::set_max_read_bytes(plan.config.report.max_read_bytes);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -61,7 +61,12 @@ fn run(cli: &Cli) -> Result<u8, Error> {
     if let Verb::HashPassword = cli.verb {
         return hash_password();
     }
-    let plan = load_plan(&cli.common)?;
+    let plan = match cli.verb {
+        Verb::Status { .. } | Verb::RestartComponent { .. } | Verb::Reset | Verb::RestartDashboard => {
+            qmoi_supervisor::load_plan_for_control(&cli.common)?
+        }
+        _ => load_plan(&cli.common)?,
+    };
     match &cli.verb {
         Verb::Start => qmoi_supervisor::start(&cli.common).map(|()| 0),
         Verb::Status { json } => {

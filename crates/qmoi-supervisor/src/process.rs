@@ -9,8 +9,9 @@
 //! - **Parent-death signal** (`PR_SET_PDEATHSIG` = SIGKILL): if the supervisor dies without
 //!   cleaning up (SIGKILL, OOM killer, a crash), the kernel kills each child. The signal
 //!   fires when the *thread* that forked the child exits, not the process; so every child
-//!   is forked from one long-lived spawner thread ([`Spawner`]) that lives as long as the
-//!   supervisor, never from a tokio blocking-pool thread that may exit when idle.
+//!   is forked from one long-lived spawner thread ([`Spawner`], shared with the monitors in
+//!   `qmoi_core::child`, which tie their own commands to their life the same way), never
+//!   from a tokio blocking-pool thread that may exit when idle.
 //! - **The fork/prctl race**: if the supervisor dies between `fork` and `prctl`, the signal
 //!   would never come; the child checks `getppid()` after `prctl` and refuses to exec when
 //!   its parent is already gone.
@@ -24,62 +25,22 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 
-type SpawnRequest = (Command, oneshot::Sender<io::Result<Child>>);
+pub use qmoi_core::child::Spawner;
 
-/// Forks children from one dedicated, long-lived thread (see the module docs).
-#[derive(Debug)]
-pub struct Spawner {
-    tx: std::sync::mpsc::Sender<SpawnRequest>,
-}
-
-impl Spawner {
-    /// Start the spawner thread; it registers children with the given runtime.
-    pub fn start(handle: tokio::runtime::Handle) -> io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new().name("qmoi-spawner".into()).spawn(move || {
-            let _guard = handle.enter();
-            for (mut cmd, reply) in rx {
-                let _ = reply.send(cmd.spawn());
-            }
-        })?;
-        Ok(Self { tx })
-    }
-
-    /// Spawn `program args…` in its own process group with the parent-death signal set,
-    /// stdin closed, stdout discarded and stderr piped (the supervisor keeps its last lines
-    /// to explain a failure).
-    pub async fn spawn(&self, program: &Path, args: &[String]) -> io::Result<Child> {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .env("QMOI_SUPERVISOR_PID", std::process::id().to_string())
-            .process_group(0)
-            .kill_on_drop(true);
-        set_parent_death_signal(&mut cmd);
-        let (reply, rx) = oneshot::channel();
-        self.tx.send((cmd, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
-        rx.await.map_err(|_| io::Error::other("the spawner thread has stopped"))?
-    }
-}
-
-#[allow(unsafe_code)]
-fn set_parent_death_signal(cmd: &mut Command) {
-    let parent = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only makes two
-    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-            if nix::unistd::getppid() != parent {
-                return Err(io::Error::other("the supervisor exited before the monitor started"));
-            }
-            Ok(())
-        });
-    }
+/// Spawn a monitor: `program args…` in its own process group, tied to the supervisor's
+/// life by [`Spawner`] (parent-death signal, forked from one long-lived thread), stdin
+/// closed, stdout discarded and stderr piped (the supervisor keeps its last lines to
+/// explain a failure).
+pub async fn spawn_monitor(spawner: &Spawner, program: &Path, args: &[String]) -> io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("QMOI_SUPERVISOR_PID", std::process::id().to_string())
+        .process_group(0);
+    spawner.spawn(cmd).await
 }
 
 /// Send `sig` to the process group led by `pid` (children are group leaders).

@@ -2,9 +2,12 @@
 
 use crate::overview::Overview;
 use crate::state::State;
-use qmoi_core::human::{clip, duration as fmt_age};
+use qmoi_core::human::{clip, duration as fmt_age, escape_control as esc};
 use std::fmt::Write as _;
 
+/// The table `qmoi-supervisor status` prints. Texts that come from reports (summaries,
+/// reasons, notes) have their control characters made visible: they carry observed data,
+/// such as the path of a process an unprivileged user started.
 pub fn render(o: &Overview) -> String {
     let mut out = String::new();
     let now = chrono::Utc::now();
@@ -19,7 +22,7 @@ pub fn render(o: &Overview) -> String {
                 o.verdict.overall.as_str().to_uppercase()
             );
             if let Some(url) = &s.dashboard {
-                let _ = writeln!(out, "dashboard: {url}");
+                let _ = writeln!(out, "dashboard: {}", esc(url));
             }
         }
         None => {
@@ -31,7 +34,7 @@ pub fn render(o: &Overview) -> String {
         }
     }
     for r in &o.verdict.reasons {
-        let _ = writeln!(out, "  - {}", clip(r, 160));
+        let _ = writeln!(out, "  - {}", clip(&esc(r), 160));
     }
     let _ = writeln!(out);
     let w = o.components.iter().map(|c| c.id.len()).max().unwrap_or(9).max(9);
@@ -52,14 +55,14 @@ pub fn render(o: &Overview) -> String {
         let _ = writeln!(
             out,
             "{:<w$}  {:<10}  {:>7}  {:>7}  {:>8}  {:>10}  {:<8}  {}",
-            c.id,
+            esc(&c.id),
             c.state.as_str(),
             c.pid.map_or_else(|| "-".into(), |p| p.to_string()),
             uptime,
             c.restarts,
             c.report_age_s.map_or_else(|| "-".into(), fmt_age),
             c.report_status.map_or("-", |s| s.as_str()),
-            clip(&summary, 100),
+            clip(&esc(&summary), 100),
         );
     }
     out

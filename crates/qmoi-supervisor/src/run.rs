@@ -86,7 +86,12 @@ impl control::Handler for Control {
             Err(e) => Response::error(e),
         };
         match req {
-            Request::Status => Response { ok: true, overview: Some(Box::new(self.overview())), ..Response::default() },
+            // Building the overview stats and may decode report files: off the async workers.
+            Request::Status => Response {
+                ok: true,
+                overview: Some(Box::new(qmoi_core::runner::off_the_workers(|| self.overview()))),
+                ..Response::default()
+            },
             Request::RestartComponent { component } => done(self.restart_component(&component)),
             Request::Reset => {
                 for tx in self.cmds.values() {
@@ -295,16 +300,21 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = agg_shutdown.changed() => break,
             }
-            let o = agg_control.overview();
-            let key = change_key(&o);
-            if key != last_key || last_write.is_none_or(|t| t.elapsed() >= interval) {
-                let report = master_report::build(&o, &mut tracker, &agg_host, interval.as_secs());
-                if let Err(e) = writer.write(&report) {
-                    tracing::error!(error = %e, "Cannot write the master report.");
+            // Reading reports and fsyncing the master report: off the async workers, so
+            // the control socket and the dashboard answer meanwhile.
+            let o = qmoi_core::runner::off_the_workers(|| {
+                let o = agg_control.overview();
+                let key = change_key(&o);
+                if key != last_key || last_write.is_none_or(|t| t.elapsed() >= interval) {
+                    let report = master_report::build(&o, &mut tracker, &agg_host, interval.as_secs());
+                    if let Err(e) = writer.write(&report) {
+                        tracing::error!(error = %e, "Cannot write the master report.");
+                    }
+                    last_key = key;
+                    last_write = Some(Instant::now());
                 }
-                last_key = key;
-                last_write = Some(Instant::now());
-            }
+                o
+            });
             if let Some(h) = hub.clone() {
                 // File and database IO: off the async worker threads.
                 let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;

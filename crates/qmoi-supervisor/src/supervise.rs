@@ -192,7 +192,7 @@ impl Task {
             self.set(|c| c.binary = Some(bin_str));
             let args = self.spec.args(&self.report_dir, &self.log_dir);
             let spawned_at = SystemTime::now();
-            let (ended, tail) = match self.spawner.spawn(&binary, &args).await {
+            let (ended, tail) = match process::spawn_monitor(&self.spawner, &binary, &args).await {
                 Ok(mut child) => {
                     let pid = child.id();
                     tracing::info!(component = %self.spec.id, pid, binary = %binary.display(), "Started.");
@@ -223,6 +223,17 @@ impl Task {
                     });
                     (ended, lines)
                 }
+                Err(e) if qmoi_core::child::is_resource_exhaustion(&e) => {
+                    // Out of descriptors, processes or memory (a client flood, a busy host):
+                    // nothing is wrong with the monitor, so this is not one of its crashes
+                    // and must not lead to `failed`. Try again in a second.
+                    tracing::warn!(component = %self.spec.id, error = %e, "Cannot start the monitor for lack of resources; retrying.");
+                    self.set(|c| c.note = Some(format!("cannot start: {e} (retrying; not counted as a crash)")));
+                    match self.pause(Some(Duration::from_secs(1))).await {
+                        Wait::Shutdown => return,
+                        _ => continue,
+                    }
+                }
                 Err(e) => (Ended::Stale(format!("cannot start {}: {e}", binary.display())), Vec::new()),
             };
             let reason = match ended {
@@ -236,8 +247,7 @@ impl Task {
                     continue;
                 }
                 Ended::Exited(status) if status.code() == Some(qmoi_core::runner::EXIT_CONFIG.into()) => {
-                    let msg = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
-                    let note = format!("configuration error (exit status 2): {msg}");
+                    let note = format!("configuration error (exit status 2): {}", config_error_message(&tail));
                     if self.fail(note, None).await {
                         continue;
                     }
@@ -417,6 +427,24 @@ fn describe_exit(s: ExitStatus) -> String {
     }
 }
 
+/// The whole configuration error a monitor printed before exiting 2, on one line: from
+/// its last `configuration error:` line to the end, without the caret and gutter lines of
+/// a TOML excerpt, so that file, position, source line and message all survive.
+fn config_error_message(tail: &[String]) -> String {
+    let start = tail.iter().rposition(|l| l.contains("configuration error:"));
+    let lines = match start {
+        Some(i) => &tail[i..],
+        None => &tail[tail.iter().rposition(|l| !l.trim().is_empty()).unwrap_or(0).min(tail.len())..],
+    };
+    let parts: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '|' || c == '^' || c == '-' || c.is_whitespace()))
+        .collect();
+    let text = parts.join("; ");
+    text.split_once("configuration error: ").map_or(text.clone(), |(_, rest)| rest.to_string())
+}
+
 /// Read the child's stderr line by line, keeping the last lines (bounded in count and
 /// length) and passing them to our log at debug level.
 fn collect_stderr(id: &str, child: &mut Child) -> (Tail, tokio::task::JoinHandle<()>) {
@@ -489,5 +517,35 @@ impl Watchdog {
                 (now.duration_since(since) >= cfg.for_.get()).then(|| format!("watchdog: {why} for {}", cfg.for_))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_error_message;
+
+    /// Regression: only the last stderr line (the quoted source line of a TOML error)
+    /// reached the note; file, position and message were lost.
+    #[test]
+    fn a_config_error_keeps_file_position_and_message() {
+        let tail: Vec<String> = [
+            "some earlier noise",
+            "qmoi-performance: configuration error: config/performance.toml: TOML parse error at line 2, column 12",
+            "  |",
+            "2 | interval = \"fast\"",
+            "  |            ^^^^^^",
+            "'fast' is not a duration",
+            "",
+        ]
+        .iter()
+        .map(|s| (*s).to_string())
+        .collect();
+        let m = config_error_message(&tail);
+        assert_eq!(
+            m,
+            "config/performance.toml: TOML parse error at line 2, column 12; 2 | interval = \"fast\"; 'fast' is not a duration"
+        );
+        assert_eq!(config_error_message(&["x".into(), "last words".into(), String::new()]), "last words");
+        assert_eq!(config_error_message(&[]), "");
     }
 }

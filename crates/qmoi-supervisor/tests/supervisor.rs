@@ -343,6 +343,8 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("syntax_error.toml", &["line 3, column 11", "enabled = = true"]),
         ("unknown_key.toml", &["line 2, column 1", "unknown field `intreval`"]),
         ("negative_interval.toml", &["line 2", "must not be negative, got '-5'"]),
+        // Regression: the largest integer panicked (exit 101) computing 3 × interval.
+        ("huge_interval.toml", &["line 2", "out of range (at most 100 years)"]),
         ("unknown_component.toml", &["unknown component 'coffee_machine'"]),
         ("dependency_cycle.toml", &["dependency cycle: security -> system_health -> security"]),
         ("bad_threshold.toml", &["system_health", "config/system_health.toml", "key 'disk'"]),

@@ -43,6 +43,9 @@ fn units_verify_cleanly_and_are_hardened() -> std::io::Result<()> {
             "ProtectHome=",
             "CapabilityBoundingSet=",
             "RestartPreventExitStatus=2",
+            // Regression: at the default soft limit (1024), 1,100 slow clients took the
+            // dashboard's descriptors and with them the control socket and report writes.
+            "LimitNOFILE=65536",
         ] {
             assert!(text.contains(key), "{name} lacks {key}");
         }

@@ -46,6 +46,39 @@ pub fn alive(pid: u32) -> bool {
     }
 }
 
+/// An argon2id hash of `password` from `qmoi-supervisor hash-password` (for
+/// `[[dashboard.auth.users]]`).
+pub fn hash_password(password: &str) -> String {
+    use std::io::Write;
+    let mut c = Command::new(bin("qmoi-supervisor"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run hash-password: {e}"));
+    let _ = c.stdin.take().map(|mut i| i.write_all(format!("{password}\n").as_bytes()));
+    let out = c.wait_with_output().unwrap_or_else(|e| panic!("hash-password: {e}"));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// An `Authorization: Basic …` header value for `user` and `password`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text = format!("{user}:{password}");
+    let mut out = String::from("Basic ");
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | (u32::from(x) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Send a signal to a process we started.
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     if let Ok(p) = i32::try_from(pid) {

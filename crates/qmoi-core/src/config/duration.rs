@@ -43,12 +43,20 @@ impl ConfigDuration {
                 return Err(format!("'{s}' has an unknown unit '{other}' (use ms, s, m, h or d)"));
             }
         };
-        from_secs_f64(n * mult).ok_or_else(|| format!("'{s}' is out of range"))
+        from_secs_f64(n * mult).ok_or_else(|| out_of_range(s))
     }
 }
 
+/// The longest duration a config may hold: 100 years. Longer values are surely typos, and
+/// arithmetic on them (`3 × interval`, a deadline from now) would overflow.
+pub const MAX_SECS: u64 = 100 * 365 * 86_400;
+
+fn out_of_range(v: impl fmt::Display) -> String {
+    format!("duration '{v}' is out of range (at most 100 years)")
+}
+
 fn from_secs_f64(secs: f64) -> Option<ConfigDuration> {
-    if secs.is_finite() && (0.0..1e12).contains(&secs) {
+    if secs.is_finite() && (0.0..=MAX_SECS as f64).contains(&secs) {
         Some(ConfigDuration(Duration::from_secs_f64(secs)))
     } else {
         None
@@ -93,16 +101,19 @@ impl<'de> Deserialize<'de> for ConfigDuration {
                 if v < 0 {
                     return Err(E::custom(format!("duration must not be negative, got '{v}'")));
                 }
-                Ok(ConfigDuration::from_secs(v.unsigned_abs()))
+                self.visit_u64(v.unsigned_abs())
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                if v > MAX_SECS {
+                    return Err(E::custom(out_of_range(v)));
+                }
                 Ok(ConfigDuration::from_secs(v))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
                 if v < 0.0 {
                     return Err(E::custom(format!("duration must not be negative, got '{v}'")));
                 }
-                from_secs_f64(v).ok_or_else(|| E::custom(format!("duration '{v}' is out of range")))
+                from_secs_f64(v).ok_or_else(|| E::custom(out_of_range(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 ConfigDuration::parse(v).map_err(E::custom)
@@ -145,5 +156,10 @@ mod tests {
         }
         let e = toml::from_str::<T>("d = -5").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("must not be negative, got '-5'"), "{e}");
+        // Regression: the largest TOML integer passed and overflowed `3 × interval`.
+        let e = toml::from_str::<T>("d = 9223372036854775807").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("'9223372036854775807' is out of range (at most 100 years)"), "{e}");
+        assert!(toml::from_str::<T>("d = \"36501d\"").is_err());
+        assert!(toml::from_str::<T>("d = 3153600000").is_ok());
     }
 }

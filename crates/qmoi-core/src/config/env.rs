@@ -100,19 +100,44 @@ impl Serialize for EnvString {
 /// reports, API responses or error messages by accident. Use [`Secret::expose`] where the
 /// real value is needed (to authenticate), and nowhere else.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    /// Read under [`with_secrets_deferred`] with its `${ENV}` unset: the value is empty
+    /// and must not be used or validated.
+    deferred: bool,
+}
+
+thread_local! {
+    static DEFER_SECRETS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (a config load) with secrets whose `${ENV}` is unset read as *deferred*
+/// instead of failing. For commands that only talk to the running supervisor
+/// (`status`, `restart-component`): the operator's shell need not hold the dashboard's
+/// secrets to use them.
+pub fn with_secrets_deferred<R>(f: impl FnOnce() -> R) -> R {
+    let before = DEFER_SECRETS.with(|d| d.replace(true));
+    let r = f();
+    DEFER_SECRETS.with(|d| d.set(before));
+    r
+}
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self { value: s.into(), deferred: false }
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.value.is_empty()
+    }
+
+    /// Its `${ENV}` was unset while secrets were deferred: nothing to check or use.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 }
 
@@ -130,7 +155,15 @@ impl fmt::Display for Secret {
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        EnvString::deserialize(d).map(|e| Secret(e.0))
+        let raw = String::deserialize(d)?;
+        match expand_env(&raw) {
+            Ok(value) => Ok(Secret { value, deferred: false }),
+            // Only an unset variable is deferred: with every variable set, it would expand.
+            Err(_) if DEFER_SECRETS.with(std::cell::Cell::get) && expand_with(&raw, |_| Some("set".into())).is_ok() => {
+                Ok(Secret { value: String::new(), deferred: true })
+            }
+            Err(e) => Err(serde::de::Error::custom(e)),
+        }
     }
 }
 
@@ -174,5 +207,20 @@ mod tests {
         assert_eq!(format!("{s} {s:?}"), "*** ***");
         assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"***\""));
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn unset_secrets_are_deferred_only_when_asked() {
+        #[derive(Deserialize)]
+        struct T {
+            s: Secret,
+        }
+        let text = "s = \"${QMOI_TEST_SURELY_UNSET_SECRET}\"";
+        assert!(toml::from_str::<T>(text).is_err());
+        let t = with_secrets_deferred(|| toml::from_str::<T>(text)).map_err(|e| e.to_string());
+        assert!(t.as_ref().is_ok_and(|t| t.s.is_deferred() && t.s.is_empty()), "{:?}", t.err());
+        // A malformed reference is still an error, and the mode ends with the closure.
+        assert!(with_secrets_deferred(|| toml::from_str::<T>("s = \"${OPEN\"")).is_err());
+        assert!(toml::from_str::<T>(text).is_err());
     }
 }

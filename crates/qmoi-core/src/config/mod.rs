@@ -12,7 +12,7 @@ mod duration;
 mod env;
 
 pub use duration::ConfigDuration;
-pub use env::{EnvString, Secret, expand_env};
+pub use env::{EnvString, Secret, expand_env, with_secrets_deferred};
 
 use serde::de::DeserializeOwned;
 use std::fmt;

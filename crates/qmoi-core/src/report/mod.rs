@@ -32,7 +32,10 @@
 mod read;
 mod write;
 
-pub use read::{ReadOutcome, ReportAlerts, read_report, read_report_alerts};
+pub use read::{
+    DEFAULT_MAX_READ_BYTES, ReadOutcome, ReportAlerts, max_read_bytes, read_regular_file, read_report,
+    read_report_alerts, read_report_bytes, set_max_read_bytes,
+};
 pub use write::{HistoryPolicy, ReportWriter, WriteError, write_atomic_with, write_json_atomic};
 
 use crate::status::{AlertLevel, Status};

@@ -1,0 +1,115 @@
+//! Child processes that cannot outlive the process that started them.
+//!
+//! The supervisor's monitors die with it (the kernel sends them SIGKILL when it dies, see
+//! `qmoi-supervisor`'s `process` module). The commands a monitor runs in turn (a
+//! performance `[[commands]]` probe, `restic check`, `borg list`) used to survive that: an
+//! adversarial run killed the supervisor with SIGKILL and found them reparented to PID 1
+//! in 5 of 5 rounds. Every QMOI binary therefore starts its children through a
+//! [`Spawner`]:
+//!
+//! - **Parent-death signal** (`PR_SET_PDEATHSIG` = SIGKILL), set in the child between
+//!   `fork` and `exec`: when the parent dies, however it dies, the kernel kills the child.
+//! - **One long-lived forking thread.** The signal fires when the *thread* that forked
+//!   the child exits, not the process. tokio's blocking-pool threads exit when idle, and a
+//!   worker thread that enters `block_in_place` can end up as one; a child forked there
+//!   would be killed while its parent still runs. So every child is forked from one
+//!   dedicated thread that lives as long as the process.
+//! - **The fork/prctl race.** If the parent dies between `fork` and `prctl`, the signal
+//!   would never come: the child checks `getppid()` after `prctl` and refuses to exec when
+//!   its parent is already gone.
+//!
+//! A child's own children are not covered (they are in its process group, which the
+//! supervisor signals when it stops a monitor).
+
+use std::io;
+use std::sync::OnceLock;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+type SpawnRequest = (Command, oneshot::Sender<io::Result<Child>>);
+
+/// Forks children from one dedicated, long-lived thread (see the module docs).
+#[derive(Debug)]
+pub struct Spawner {
+    tx: std::sync::mpsc::Sender<SpawnRequest>,
+}
+
+impl Spawner {
+    /// Start the forking thread; it registers children with the given runtime (their exit
+    /// is reaped by it).
+    pub fn start(handle: tokio::runtime::Handle) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new().name("qmoi-spawner".into()).spawn(move || {
+            let _guard = handle.enter();
+            for (mut cmd, reply) in rx {
+                let _ = reply.send(cmd.spawn());
+            }
+        })?;
+        Ok(Self { tx })
+    }
+
+    /// Spawn `cmd` with the parent-death signal set, from the forking thread.
+    /// `kill_on_drop` is set too: a `Child` dropped unwaited (a timed-out run) is killed.
+    pub async fn spawn(&self, mut cmd: Command) -> io::Result<Child> {
+        cmd.kill_on_drop(true);
+        set_parent_death_signal(&mut cmd);
+        let (reply, rx) = oneshot::channel();
+        self.tx.send((cmd, reply)).map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+        rx.await.map_err(|_| io::Error::other("the spawner thread has stopped"))?
+    }
+}
+
+/// Spawn `cmd` tied to this process's life, through a process-wide [`Spawner`] started on
+/// first use (inside the runtime that first calls this). Monitors run their commands so.
+pub async fn spawn(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<io::Result<Spawner>> = OnceLock::new();
+    let handle = tokio::runtime::Handle::current();
+    match SPAWNER.get_or_init(|| Spawner::start(handle)) {
+        Ok(s) => s.spawn(cmd).await,
+        Err(e) => Err(io::Error::new(e.kind(), format!("cannot start the spawner thread: {e}"))),
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_parent_death_signal(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes two
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::other("the parent exited before the child started"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Did a spawn fail for lack of a resource (descriptors, processes, memory) rather than
+/// because of the program itself? Such a failure says nothing about the child: the
+/// supervisor retries it instead of counting it as a crash.
+pub fn is_resource_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM | libc::ENOBUFS | libc::ENOSPC)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn children_are_spawned_and_reaped() -> io::Result<()> {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "exit 3"]);
+        let status = spawn(cmd).await?.wait().await?;
+        assert_eq!(status.code(), Some(3));
+        let e = spawn(Command::new("/nonexistent/qmoi-test")).await.err();
+        assert!(e.is_some_and(|e| e.kind() == io::ErrorKind::NotFound));
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(libc::ENOENT)));
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! Attacks from an adversarial run against the real supervisor, each reproduced (bounded
+//! in count and time, loopback only) with the bound that now holds asserted.
+
+use qmoi_testkit::{Stack, bin, http};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn fake(id: &str, mode: &str) -> String {
+    fake_with(id, &["--mode", mode])
+}
+
+/// A fake monitor with these arguments (and `--component id`).
+fn fake_with(id: &str, args: &[&str]) -> String {
+    let args: Vec<String> = args.iter().chain(&["--component", id]).map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [{}]\n",
+        bin("qmoi-fake-monitor").display(),
+        args.join(", ")
+    )
+}
+
+/// A raw request with the given extra header lines; the status code of the answer.
+fn raw_status(addr: &str, request: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let _ = s.write_all(request.as_bytes());
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// Regression (HIGH): slow-header connections held descriptors without limit, before
+/// auth. Now each needs a whole request head within `header_read_timeout` and at most
+/// `max_connections` are held; the control socket answers throughout.
+#[test]
+fn slow_header_connections_are_capped_and_timed_out() {
+    let cfg = format!(
+        "[dashboard]\nport = 0\nmax_connections = 32\nheader_read_timeout = \"2s\"\n[dashboard.rate_limit]\nenabled = false\n[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    );
+    let mut stack = Stack::new(&cfg);
+    let pid = stack.start();
+    let addr = stack.dashboard_addr();
+    let before = open_fds(pid);
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            let _ = s.write_all(b"G");
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let during = open_fds(pid);
+    assert!(during <= before + 32 + 8, "descriptors: {before} before, {during} with 200 slow clients");
+    let out = stack.run(&["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verdict"), "control socket answers during the attack");
+    // The header timeout frees the slots: /healthz answers again while the clients stay.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ok = false;
+    while Instant::now() < deadline && !ok {
+        ok = raw_status(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")) == 200;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "/healthz never answered again");
+    drop(held);
+}
+
+/// Regression (MEDIUM): a FIFO under a report name wedged the supervisor; a symlink to
+/// /dev/zero took it to gigabytes. Both now make the report unusable, nothing more.
+#[test]
+fn fifo_and_dev_zero_reports_do_not_wedge_or_bloat_the_supervisor() {
+    let cfg = format!(
+        "[dashboard]\nport = 0\n[dashboard.rate_limit]\nenabled = false\n[report]\ninterval = 1\n{}{}{}",
+        fake("system_health", "write"),
+        // Never writes a report of its own, so the hostile files stay in place.
+        fake_with("backup", &["--start-delay", "1h"]),
+        fake_with("cloud_resources", &["--start-delay", "1h"])
+    );
+    let mut stack = Stack::new(&cfg);
+    std::fs::create_dir_all(stack.path("logs")).unwrap_or_else(|e| panic!("{e}"));
+    let fifo = stack.path("logs/backup_latest.json");
+    let ok = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    assert!(ok, "mkfifo");
+    std::os::unix::fs::symlink("/dev/zero", stack.path("logs/cloud_resources_latest.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = stack.start();
+    let addr = stack.dashboard_addr();
+    for _ in 0..3 {
+        let r = http("GET", &addr, "/api/monitor/status", &[], None);
+        assert_eq!(r.status, 200);
+        let r = http("GET", &addr, "/api/monitor/components/cloud_resources", &[], None);
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let out = stack.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("verdict"), "{text}");
+    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    assert!(rss_kib < 200 * 1024, "supervisor RSS {rss_kib} KiB");
+    let json = stack.run(&["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_default();
+    let summary = |id: &str| {
+        v["components"].as_array().and_then(|a| a.iter().find(|c| c["id"] == id)).map(|c| c["summary"].to_string())
+    };
+    assert!(summary("backup").is_some_and(|s| s.contains("FIFO")), "{v}");
+    assert!(summary("cloud_resources").is_some_and(|s| s.contains("character device")), "{v}");
+}
+
+/// Regression (MEDIUM): cross-site WebSocket hijacking and DNS rebinding got 101 and the
+/// whole overview from a loopback dashboard without auth.
+#[test]
+fn foreign_host_and_origin_are_refused() {
+    let cfg = format!(
+        "[dashboard]\nport = 0\n[dashboard.rate_limit]\nenabled = false\n[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    );
+    let mut stack = Stack::new(&cfg);
+    stack.start();
+    let addr = stack.dashboard_addr();
+    let req = |host: &str, extra: &str, path: &str| {
+        raw_status(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"))
+    };
+    let port = addr.rsplit(':').next().unwrap_or_default().to_string();
+    assert_eq!(req(&addr, "", "/api/monitor/status"), 200);
+    assert_eq!(req(&format!("localhost:{port}"), "", "/api/monitor/status"), 200);
+    assert_eq!(req("evil.example", "", "/api/monitor/status"), 403, "DNS rebinding");
+    assert_eq!(req(&format!("evil.example:{port}"), "", "/api/events"), 403);
+    assert_eq!(req(&addr, &format!("Origin: http://{addr}\r\n"), "/api/monitor/status"), 200);
+    assert_eq!(req(&addr, "Origin: https://evil.example\r\n", "/api/monitor/status"), 403);
+    assert_eq!(req(&addr, "Origin: http://localhost:1\r\n", "/api/monitor/status"), 403, "another local port");
+    let ws = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    let ws_status =
+        |origin: &str| raw_status(&addr, &format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{ws}Origin: {origin}\r\n\r\n"));
+    assert_eq!(ws_status("https://evil.example"), 403, "cross-site WebSocket");
+    assert_eq!(ws_status(&format!("http://{addr}")), 101);
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count)
+}
+
+fn wait_pid_file(path: &std::path::Path) -> u32 {
+    qmoi_testkit::wait_for(Duration::from_secs(30), &path.display().to_string(), || {
+        std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    })
+}
+
+/// Regression (MEDIUM): after `kill -9` of the supervisor, commands run by monitors (a
+/// performance `[[commands]]` entry, a restic `command`) were reparented to PID 1 in 5 of
+/// 5 rounds. Each must now die with it.
+#[test]
+fn commands_of_monitors_die_with_the_supervisor() {
+    let cfg = "[dashboard]\nenabled = false\n[report]\ninterval = 1\n\
+               [monitoring_components.performance]\ninterval = 1\n\
+               [monitoring_components.backup]\ninterval = 1\n";
+    let mut stack = Stack::new(cfg);
+    let perf_pid = stack.path("perf.pid");
+    let restic_pid = stack.path("restic.pid");
+    stack.write(
+        "config/performance.toml",
+        &format!(
+            "interval = 1\n[[commands]]\nname = \"slow\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo $$ > {}; exec sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n",
+            perf_pid.display()
+        ),
+    );
+    // A stand-in for restic (its `command`) that never answers; without `verify`, which
+    // is also a regression: the default of a repository target failed validation.
+    let fake_restic = stack.path("fake-restic");
+    stack.write("fake-restic", &format!("#!/bin/sh\necho $$ > {}\nexec sleep 300\n", restic_pid.display()));
+    std::fs::set_permissions(&fake_restic, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stack.write(
+        "config/backup.toml",
+        &format!(
+            "interval = 1\ntimeout = \"1s\"\n[[targets]]\nname = \"repo\"\nkind = \"restic\"\nrepository = \"/nonexistent/repo\"\ncommand = \"{}\"\nmax_age = \"1h\"\ncommand_timeout = \"10m\"\n",
+            fake_restic.display()
+        ),
+    );
+    let out = stack.run(&["validate"]);
+    assert!(
+        out.status.success(),
+        "validate: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sup = stack.start();
+    let perf = wait_pid_file(&perf_pid);
+    let restic = wait_pid_file(&restic_pid);
+    assert!(qmoi_testkit::alive(perf) && qmoi_testkit::alive(restic));
+    qmoi_testkit::signal(sup, nix::sys::signal::Signal::SIGKILL);
+    if let Some(mut c) = stack.child.take() {
+        let _ = c.wait();
+    }
+    qmoi_testkit::wait_for(Duration::from_secs(10), "the monitors' commands to die with the supervisor", || {
+        (!qmoi_testkit::alive(perf) && !qmoi_testkit::alive(restic)).then_some(())
+    });
+}
+
+/// Regression (LOW): `status` and `restart-component` exited 2 when the operator's shell
+/// lacked a `${ENV}` secret of the dashboard; they only need the control socket.
+#[test]
+fn control_commands_do_not_need_the_dashboards_secrets() {
+    let cfg = format!(
+        "[dashboard]\nport = 0\n[[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"${{QMOI_TEST_HARDENING_TOKEN}}\"\nrole = \"admin\"\n[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    );
+    let mut stack = Stack::new(&cfg);
+    stack.env.push(("QMOI_TEST_HARDENING_TOKEN".into(), "0123456789abcdef-secret".into()));
+    stack.start();
+    stack.dashboard_addr();
+    stack.env.clear();
+    let out = stack.run(&["status"]);
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(so.contains("verdict") && !se.contains("not set"), "status: {so}{se}");
+    let out = stack.run(&["restart-component", "system_health"]);
+    assert_eq!(out.status.code(), Some(0), "restart-component: {}", String::from_utf8_lossy(&out.stderr));
+    // Serving needs it: validate still names the variable.
+    let out = stack.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("QMOI_TEST_HARDENING_TOKEN"));
+}
+
+const GOOD_TOKEN: &str = "hardening-admin-token-0123456789";
+
+fn authed_config(users: &str) -> String {
+    format!(
+        "[dashboard]\nport = 0\n[dashboard.rate_limit]\nenabled = false\n[[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"{GOOD_TOKEN}\"\nrole = \"admin\"\n{users}[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    )
+}
+
+/// Regression (MEDIUM): ten wrong tokens from 127.0.0.1 locked out every client of that
+/// address for 60 s, valid tokens included.
+#[test]
+fn a_valid_token_passes_a_lockout() {
+    let mut stack = Stack::new(&authed_config(""));
+    stack.start();
+    let addr = stack.dashboard_addr();
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        let bad = format!("Bearer wrong-token-{i:02}-xxxxxxxxxxxx");
+        statuses.push(http("GET", &addr, "/api/monitor/status", &[("Authorization", &bad)], None).status);
+    }
+    assert!(statuses.contains(&401) && statuses.last() == Some(&429), "wrong tokens: {statuses:?}");
+    let good = format!("Bearer {GOOD_TOKEN}");
+    let r = http("GET", &addr, "/api/monitor/status", &[("Authorization", &good)], None);
+    assert_eq!(r.status, 200, "a valid token during the lockout");
+    let r = http("GET", &addr, "/api/monitor/status", &[("Authorization", "Bearer wrong-again-xxxxxxxxxxxxxx")], None);
+    assert_eq!(r.status, 429, "the lockout still holds for wrong tokens");
+}
+
+/// Regression (HIGH): 200 concurrent wrong basic-auth passwords ran 200 argon2
+/// verifications at once (~19 MiB each): 3.95 GB resident, 206 threads. Verification is
+/// now bounded (2 at once, 8 queued, else 429) and failures count when they start.
+#[test]
+fn concurrent_basic_auth_guesses_are_bounded() {
+    let hash = qmoi_testkit::hash_password("correct horse battery");
+    let users = format!("[[dashboard.auth.users]]\nname = \"ops\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
+    let mut stack = Stack::new(&authed_config(&users));
+    let pid = stack.start();
+    let addr = stack.dashboard_addr();
+    let basic = |pw: &str| qmoi_testkit::basic_auth("ops", pw);
+    assert_eq!(
+        http("GET", &addr, "/api/monitor/status", &[("Authorization", &basic("correct horse battery"))], None).status,
+        200
+    );
+    let base = rss_kib(pid, "VmRSS:");
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
+    let clients: Vec<_> = (0..200)
+        .map(|i| {
+            let (addr, barrier, auth) = (addr.clone(), barrier.clone(), basic(&format!("guess-{i}")));
+            std::thread::spawn(move || {
+                barrier.wait();
+                raw_status(&addr, &format!("GET /api/monitor/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"))
+            })
+        })
+        .collect();
+    let mut peak_threads = 0;
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| {
+            peak_threads = peak_threads.max(threads(pid));
+            c.join().unwrap_or(0)
+        })
+        .collect();
+    let hwm = rss_kib(pid, "VmHWM:");
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    assert!(statuses.contains(&429), "a burst beyond the queue is refused: {statuses:?}");
+    assert!(hwm < base + 160 * 1024, "peak RSS {hwm} KiB (base {base} KiB)");
+    assert!(peak_threads < 40, "{peak_threads} threads");
+    // The valid password is accepted right after the burst, locked out or not.
+    let r = http("GET", &addr, "/api/monitor/status", &[("Authorization", &basic("correct horse battery"))], None);
+    assert_eq!(r.status, 200);
+}
