@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 from bench_common import free_port, mem_kib, wait_http
 
@@ -86,9 +87,10 @@ class Stack:
         self.nofile = nofile
         self.proc = None
 
-    def fake(self, cid, mode="hang"):
+    def silent(self, cid):
+        """A fake monitor that never writes a report, so a planted file stays in place."""
         return (f"[monitoring_components.{cid}]\ninterval = 1\ncommand = \"{self.bindir}/qmoi-fake-monitor\"\n"
-                f"args = [\"--mode\", \"{mode}\", \"--component\", \"{cid}\"]\n")
+                f"args = [\"--start-delay\", \"1h\", \"--component\", \"{cid}\"]\n")
 
     def start(self):
         def limits():
@@ -189,6 +191,12 @@ def slow_headers(bindir, clients=1100, seconds=30):
     print(f"control socket `status`: {len(control)} calls, max {max(control) * 1000:.0f} ms")
     after, _ = healthz_until_ok(st.port, limit=30)
     print(f"after the attack: /healthz in {after * 1000:.0f} ms, descriptors {fds(pid)}" if after else "after: no answer")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{st.port}/metrics", timeout=10) as r:
+            lines = [ln for ln in r.read().decode().splitlines() if ln.startswith("qmoi_dashboard_")]
+        print("counters: " + ", ".join(ln.replace("qmoi_dashboard_", "") for ln in lines))
+    except OSError as e:
+        print(f"/metrics: {e}")
     st.stop()
 
 
@@ -238,7 +246,7 @@ def basic_auth_burst(bindir, clients=200):
 def hostile_reports(bindir):
     print("\n## hostile report files: a FIFO, /dev/zero, a 200 MB report; then 8 clients on a 48 MB report")
     st = Stack(bindir, "")
-    extra = st.fake("backup") + st.fake("cloud_resources") + st.fake("security")
+    extra = st.silent("backup") + st.silent("cloud_resources") + st.silent("security")
     with open(f"{st.dir}/config/master_monitor.toml", "a") as f:
         f.write(extra)
     logs = f"{st.dir}/logs"

@@ -47,6 +47,9 @@ enum Verb {
 }
 
 fn main() -> ExitCode {
+    // Password checks and big reports allocate blocks of megabytes: map each, so a burst
+    // gives its memory back when it ends.
+    qmoi_core::mem::map_large_allocations(1 << 20);
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -4,7 +4,7 @@
 use qmoi_testkit::{Stack, bin, http};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fake(id: &str, mode: &str) -> String {
     fake_with(id, &["--mode", mode])
@@ -36,8 +36,9 @@ fn open_fds(pid: u32) -> usize {
 }
 
 /// Regression (HIGH): slow-header connections held descriptors without limit, before
-/// auth. Now each needs a whole request head within `header_read_timeout` and at most
-/// `max_connections` are held; the control socket answers throughout.
+/// auth. Now each needs a whole request head within `header_read_timeout`, at most
+/// `max_connections` are held, the longest-idle one makes room for a newcomer, and the
+/// control socket answers throughout.
 #[test]
 fn slow_header_connections_are_capped_and_timed_out() {
     let cfg = format!(
@@ -60,14 +61,23 @@ fn slow_header_connections_are_capped_and_timed_out() {
     assert!(during <= before + 32 + 8, "descriptors: {before} before, {during} with 200 slow clients");
     let out = stack.run(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("verdict"), "control socket answers during the attack");
-    // The header timeout frees the slots: /healthz answers again while the clients stay.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut ok = false;
-    while Instant::now() < deadline && !ok {
-        ok = raw_status(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")) == 200;
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(ok, "/healthz never answered again");
+    // At the cap, the longest-idle slow client makes room: /healthz answers at once,
+    // while the slow clients are still connected.
+    let r = raw_status(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"));
+    assert_eq!(r, 200, "/healthz during the attack");
+    let metrics = http("GET", &addr, "/metrics", &[], None).body;
+    assert!(metrics.contains("qmoi_dashboard_connections_max 32"), "{metrics}");
+    let evicted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("qmoi_dashboard_connections_evicted_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(evicted.is_some_and(|n| n > 0), "evicted: {evicted:?}");
+    // The header timeout closes the slow clients that are left.
+    let fds_after = qmoi_testkit::wait_for(Duration::from_secs(20), "slow clients timed out", || {
+        let n = open_fds(pid);
+        (n <= before + 8).then_some(n)
+    });
+    assert!(fds_after <= before + 8);
     drop(held);
 }
 
@@ -168,16 +178,18 @@ fn wait_pid_file(path: &std::path::Path) -> u32 {
 /// 5 rounds. Each must now die with it.
 #[test]
 fn commands_of_monitors_die_with_the_supervisor() {
+    // Long intervals and timeouts: neither the monitors nor their runs are restarted
+    // while the test looks at the commands.
     let cfg = "[dashboard]\nenabled = false\n[report]\ninterval = 1\n\
-               [monitoring_components.performance]\ninterval = 1\n\
-               [monitoring_components.backup]\ninterval = 1\n";
+               [monitoring_components.performance]\ninterval = 60\n\
+               [monitoring_components.backup]\ninterval = 60\n";
     let mut stack = Stack::new(cfg);
     let perf_pid = stack.path("perf.pid");
     let restic_pid = stack.path("restic.pid");
     stack.write(
         "config/performance.toml",
         &format!(
-            "interval = 1\n[[commands]]\nname = \"slow\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo $$ > {}; exec sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n",
+            "timeout = \"5m\"\n[[commands]]\nname = \"slow\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo $$ > {}; exec sleep 300\"]\nevery = \"1s\"\ntimeout = \"10m\"\n",
             perf_pid.display()
         ),
     );
@@ -190,7 +202,7 @@ fn commands_of_monitors_die_with_the_supervisor() {
     stack.write(
         "config/backup.toml",
         &format!(
-            "interval = 1\ntimeout = \"1s\"\n[[targets]]\nname = \"repo\"\nkind = \"restic\"\nrepository = \"/nonexistent/repo\"\ncommand = \"{}\"\nmax_age = \"1h\"\ncommand_timeout = \"10m\"\n",
+            "timeout = \"5m\"\n[[targets]]\nname = \"repo\"\nkind = \"restic\"\nrepository = \"/nonexistent/repo\"\ncommand = \"{}\"\nmax_age = \"1h\"\ncommand_timeout = \"10m\"\n",
             fake_restic.display()
         ),
     );
@@ -304,7 +316,8 @@ fn concurrent_basic_auth_guesses_are_bounded() {
     let hwm = rss_kib(pid, "VmHWM:");
     assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
     assert!(statuses.contains(&429), "a burst beyond the queue is refused: {statuses:?}");
-    assert!(hwm < base + 160 * 1024, "peak RSS {hwm} KiB (base {base} KiB)");
+    // Two checks of ~19 MiB at a time, mapped and unmapped (measured in release: +39 MiB).
+    assert!(hwm < base + 96 * 1024, "peak RSS {hwm} KiB (base {base} KiB)");
     assert!(peak_threads < 40, "{peak_threads} threads");
     // The valid password is accepted right after the burst, locked out or not.
     let r = http("GET", &addr, "/api/monitor/status", &[("Authorization", &basic("correct horse battery"))], None);
