@@ -323,3 +323,50 @@ fn concurrent_basic_auth_guesses_are_bounded() {
     let r = http("GET", &addr, "/api/monitor/status", &[("Authorization", &basic("correct horse battery"))], None);
     assert_eq!(r.status, 200);
 }
+
+/// Regression (HIGH): a monitor restarted while the supervisor was out of descriptors
+/// failed to spawn with EMFILE, each failure counted as a crash, and it was marked
+/// `failed` for the 15-minute cooldown, outlasting the attack. Such failures are now
+/// retried every second without counting.
+#[test]
+fn spawn_failures_from_exhaustion_are_retried_not_counted() {
+    let cfg = format!(
+        "[dashboard]\nenabled = false\n[restart]\nmax_restarts = 2\nbackoff_initial = \"100ms\"\n[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    );
+    let mut stack = Stack::new(&cfg);
+    let sup = stack.start();
+    let first = qmoi_testkit::wait_for(Duration::from_secs(15), "system_health running", || {
+        let c = stack.component("system_health");
+        (c["state"] == "running").then(|| c["pid"].as_u64()).flatten()
+    });
+    // Leave the supervisor no descriptor to spare (the soft limit at what it holds now),
+    // then make it respawn the monitor.
+    let limits = std::fs::read_to_string(format!("/proc/{sup}/limits")).unwrap_or_default();
+    let soft_before: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap_or(1024);
+    // The soft limit only (`N:`): raising the hard one may not be permitted here.
+    let prlimit = |soft: usize| {
+        let ok = std::process::Command::new("prlimit")
+            .args([format!("--pid={sup}"), format!("--nofile={soft}:")])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "prlimit");
+    };
+    prlimit(open_fds(sup));
+    qmoi_testkit::signal(u32::try_from(first).unwrap_or(0), nix::sys::signal::Signal::SIGKILL);
+    qmoi_testkit::wait_for(Duration::from_secs(15), "a spawn refused for lack of descriptors", || {
+        stack.supervisor_stderr().contains("lack of resources").then_some(())
+    });
+    // Several retries at one a second: counted as crashes, two would mean `failed`.
+    std::thread::sleep(Duration::from_secs(4));
+    prlimit(soft_before);
+    let c = qmoi_testkit::wait_for(Duration::from_secs(15), "system_health running again", || {
+        let c = stack.component("system_health");
+        (c["state"] == "running" && c["pid"].as_u64() != Some(first)).then_some(c)
+    });
+    assert!(c["restarts"].as_u64().is_some_and(|n| n <= 1), "{c}");
+}
