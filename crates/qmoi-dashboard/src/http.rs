@@ -433,7 +433,11 @@ async fn add_silence(
     body: Result<Json<SilenceBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     require_admin(&s, &id)?;
-    let Json(b) = body.map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad silence: {e}")))?;
+    // 413 for a body over the limit (2 MiB), 400 for anything else wrong with it.
+    let Json(b) = body.map_err(|e| {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
+        err(code, format!("bad silence: {e}"))
+    })?;
     if b.component.is_none() && b.fingerprint.is_none() && b.level.is_none() {
         return Err(err(StatusCode::BAD_REQUEST, "a silence needs at least one of component, fingerprint, level"));
     }
@@ -602,8 +606,25 @@ async fn events(State(s): State<AppState>) -> impl IntoResponse {
     (headers, Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
-    upgrade.on_upgrade(move |socket| ws_loop(s, socket))
+async fn ws(
+    State(s): State<AppState>,
+    slot: Option<axum::Extension<crate::serve::ConnSlot>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // The page only listens: small read buffers and messages, writes sent at once (each
+    // send flushes anyway), and a client that stops reading is cut off at 1 MiB queued.
+    // The defaults (128 KiB read and write buffers) cost 140 KiB per idle client.
+    upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(64 << 10)
+        .max_frame_size(64 << 10)
+        .on_upgrade(move |socket| async move {
+            // Counted under the connection cap until the socket closes.
+            let _slot = slot;
+            ws_loop(s, socket).await;
+        })
 }
 
 async fn ws_loop(s: AppState, mut socket: WebSocket) {

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::rustls::ServerConfig;
 use tower_service::Service as _;
 
@@ -89,6 +89,24 @@ impl ConnStats {
             g(&self.evicted),
             g(&self.accept_errors)
         )
+    }
+}
+
+/// A connection's place under the cap, in each request's extensions. An upgraded
+/// connection (a WebSocket) outlives its HTTP connection task: its handler keeps a clone
+/// until the socket closes, so WebSockets count against the cap like everything else.
+#[derive(Debug, Clone)]
+pub struct ConnSlot(#[allow(dead_code)] Arc<SlotInner>);
+
+#[derive(Debug)]
+struct SlotInner {
+    _permit: OwnedSemaphorePermit,
+    stats: Arc<ConnStats>,
+}
+
+impl Drop for SlotInner {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -181,6 +199,13 @@ impl Drop for InFlight {
     }
 }
 
+/// What a connection's requests need to mark it busy and to carry its slot.
+struct Tracked {
+    conn: Arc<Conn>,
+    registry: Arc<Registry>,
+    slot: ConnSlot,
+}
+
 /// How long a newcomer waits for the slot of the connection evicted for it (that task
 /// only has to wake and drop its socket: well under a millisecond unless the host is
 /// starved).
@@ -264,20 +289,22 @@ pub async fn run(
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.open.fetch_add(1, Ordering::Relaxed);
+        let slot = ConnSlot(Arc::new(SlotInner { _permit: slot, stats: stats.clone() }));
         let _ = tcp.set_nodelay(true);
-        let (app, stats, stop, acceptor) = (app.clone(), stats.clone(), stop.clone(), acceptor.clone());
+        let (app, stop, acceptor) = (app.clone(), stop.clone(), acceptor.clone());
         let registry = registry.clone();
         tokio::spawn(async move {
             let (id, conn) = registry.add();
             let evicted = conn.clone();
+            let tracked = Tracked { conn, registry: registry.clone(), slot: slot.clone() };
             let serve = async {
                 match acceptor {
                     Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => connection(tls, addr, app, limits, stop, &conn, &registry).await,
+                        Ok(Ok(tls)) => connection(tls, addr, app, limits, stop, tracked).await,
                         Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed."),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out."),
                     },
-                    None => connection(tcp, addr, app, limits, stop, &conn, &registry).await,
+                    None => connection(tcp, addr, app, limits, stop, tracked).await,
                 }
             };
             tokio::select! {
@@ -285,7 +312,7 @@ pub async fn run(
                 () = evicted.evict.notified() => tracing::debug!(%addr, "Idle connection closed to make room."),
             }
             registry.remove(id);
-            stats.open.fetch_sub(1, Ordering::Relaxed);
+            // The slot goes with the task, unless an upgraded socket still holds it.
             drop(slot);
         });
     }
@@ -302,14 +329,14 @@ async fn connection<I>(
     app: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-    conn: &Arc<Conn>,
-    registry: &Arc<Registry>,
+    tracked: Tracked,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (conn, registry) = (conn.clone(), registry.clone());
+    let Tracked { conn, registry, slot } = tracked;
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(slot.clone());
         let mut app = app.clone();
         // In flight from here until the response body ends (a stream stays busy).
         let busy = InFlight::start(&conn, &registry);

@@ -370,3 +370,155 @@ fn spawn_failures_from_exhaustion_are_retried_not_counted() {
     });
     assert!(c["restarts"].as_u64().is_some_and(|n| n <= 1), "{c}");
 }
+
+/// Send `head` (and `body`) raw; the status code, or 0 when the server closed first.
+fn raw_exchange(addr: &str, head: &str, body: &[u8]) -> u16 {
+    let Ok(mut s) = TcpStream::connect(addr) else { return 0 };
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let _ = s.write_all(head.as_bytes()).and_then(|()| s.write_all(body));
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// What held in the adversarial run, kept as regressions: path traversal, oversized
+/// bodies, headers and URLs, cross-site requests (CORS preflight, CSRF), and 1,000 SSE
+/// and 1,000 WebSocket clients at once.
+#[test]
+fn what_held_keeps_holding() {
+    // The clients below need more descriptors than a default soft limit; the supervisor
+    // inherits the raised limit (its connection cap is half of it).
+    if let Ok((_, hard)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        let _ = nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard.min(8192), hard);
+    }
+    let cfg = authed_config("").replace("[dashboard]\nport = 0\n", "[dashboard]\nport = 0\nmax_connections = 2500\n");
+    let mut stack = Stack::new(&cfg);
+    let pid = stack.start();
+    let addr = stack.dashboard_addr();
+    let admin = format!("Bearer {GOOD_TOKEN}");
+    let auth: &[(&str, &str)] = &[("Authorization", &admin)];
+    for path in [
+        "/assets/../../../../etc/passwd",
+        "/assets/%2e%2e/%2e%2e/etc/passwd",
+        "/api/monitor/components/..%2f..%2fetc%2fpasswd",
+    ] {
+        let r = http("GET", &addr, path, auth, None);
+        assert!((400..500).contains(&r.status) && !r.body.contains("root:"), "{path}: {} {}", r.status, r.body);
+    }
+    // A 3 MB body, a 1 MB header, a 1 MB URL: refused, nothing kept.
+    let big = vec![b'x'; 3 << 20];
+    let head = format!(
+        "POST /api/silences HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    assert_eq!(raw_exchange(&addr, &head, &big), 413, "oversized body");
+    let long = "a".repeat(1 << 20);
+    let s = raw_exchange(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Big: {long}\r\n\r\n"), b"");
+    assert!(s == 0 || s == 431, "oversized header: {s}");
+    let s = raw_exchange(&addr, &format!("GET /healthz?{long} HTTP/1.1\r\nHost: {addr}\r\n\r\n"), b"");
+    assert!(s == 0 || (400..500).contains(&s), "oversized URL: {s}");
+    // Cross-site: no CORS grant, and a forged admin POST from another origin is refused.
+    let pre = http(
+        "OPTIONS",
+        &addr,
+        "/api/silences",
+        &[("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")],
+        None,
+    );
+    assert!(pre.header("access-control-allow-origin").is_none(), "{pre:?}");
+    let body = r#"{"matcher":"system_health/*","duration":"1h","comment":"csrf"}"#;
+    let r = http(
+        "POST",
+        &addr,
+        "/api/silences",
+        &[("Authorization", &admin), ("Origin", "https://evil.example")],
+        Some(body),
+    );
+    assert_eq!(r.status, 403, "cross-site POST: {}", r.body);
+    assert_eq!(http("GET", &addr, "/healthz", &[], None).status, 200);
+
+    // 1,000 SSE clients, then 1,000 WebSocket clients, all served at once.
+    let rss_before = rss_kib(pid, "VmRSS:");
+    let open_many = |request: &str, expect: &str| {
+        let mut held = Vec::new();
+        for i in 0..1000 {
+            let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("client {i}: {e}"));
+            s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            s.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("client {i}: {e}"));
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(head.starts_with(expect), "client {i}: {head}");
+            held.push(s);
+        }
+        held
+    };
+    let sse = open_many(
+        &format!(
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {admin}\r\nAccept: text/event-stream\r\n\r\n"
+        ),
+        "HTTP/1.1 200",
+    );
+    let rss_sse = rss_kib(pid, "VmRSS:");
+    drop(sse);
+    let ws = open_many(
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {admin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+        "HTTP/1.1 101",
+    );
+    let rss_ws = rss_kib(pid, "VmRSS:");
+    drop(ws);
+    eprintln!(
+        "supervisor RSS: {rss_before} KiB, with 1,000 SSE clients {rss_sse} KiB, with 1,000 WebSocket clients {rss_ws} KiB"
+    );
+    // Was +139 MiB for the WebSocket clients with the default 128 KiB buffers.
+    assert!(
+        rss_sse < rss_before + 48 * 1024 && rss_ws < rss_before + 48 * 1024,
+        "RSS {rss_before} → SSE {rss_sse}, WS {rss_ws} KiB"
+    );
+    assert_eq!(http("GET", &addr, "/healthz", &[], None).status, 200);
+}
+
+/// WebSockets outlive their HTTP connection: they must count against the connection cap
+/// (else they are a way around it to exhaust descriptors), until they close.
+#[test]
+fn websockets_count_against_the_connection_cap() {
+    let cfg = format!(
+        "[dashboard]\nport = 0\nmax_connections = 16\n[dashboard.rate_limit]\nenabled = false\n[report]\ninterval = 1\n{}",
+        fake("system_health", "write")
+    );
+    let mut stack = Stack::new(&cfg);
+    let pid = stack.start();
+    let addr = stack.dashboard_addr();
+    let before = open_fds(pid);
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let mut held = Vec::new();
+    let mut upgraded = 0;
+    for _ in 0..40 {
+        let Ok(mut s) = TcpStream::connect(&addr) else { continue };
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let _ = s.write_all(request.as_bytes());
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101") {
+            upgraded += 1;
+            held.push(s);
+        }
+    }
+    assert_eq!(upgraded, 16, "WebSockets upgraded with a cap of 16");
+    assert!(
+        open_fds(pid) <= before + 16 + 4,
+        "descriptors: {before} before, {} with 40 WebSocket clients",
+        open_fds(pid)
+    );
+    // Every slot is a live stream: a newcomer is refused, until one closes.
+    assert_eq!(raw_status(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")), 0);
+    drop(held.pop());
+    qmoi_testkit::wait_for(Duration::from_secs(10), "/healthz after a WebSocket closed", || {
+        let s = raw_status(&addr, &format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"));
+        (s == 200).then_some(())
+    });
+}

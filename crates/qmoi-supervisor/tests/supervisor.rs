@@ -335,8 +335,8 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
     assert_eq!(stack.component("system_health")["state"], "running");
 }
 
-/// Each malformed config makes `validate` and `start` exit 2 naming the problem,
-/// before anything is started.
+/// Each malformed config (21 kinds) makes `validate` and `start` exit 2 naming the
+/// problem, before anything is started.
 #[test]
 fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
     let cases: &[(&str, &[&str])] = &[
@@ -348,6 +348,19 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("unknown_component.toml", &["unknown component 'coffee_machine'"]),
         ("dependency_cycle.toml", &["dependency cycle: security -> system_health -> security"]),
         ("bad_threshold.toml", &["system_health", "config/system_health.toml", "key 'disk'"]),
+        ("short_token.toml", &["dashboard.auth.tokens[0].token", "at least 16 characters"]),
+        ("bad_unit.toml", &["line 2, column 12", "unknown unit 'parsecs'"]),
+        ("few_connections.toml", &["dashboard.max_connections", "at least 8, got '2'"]),
+        ("long_header_timeout.toml", &["dashboard.header_read_timeout", "between 1s and 5m, got '1h'"]),
+        ("bad_allowed_host.toml", &["dashboard.allowed_hosts[0]", "got 'http://x/y'"]),
+        ("zero_restarts.toml", &["restart.max_restarts", "at least 1, got '0'"]),
+        ("small_read_cap.toml", &["report.max_read_bytes", "at least 4096, got '10'"]),
+        ("bad_priority.toml", &["line 2, column 12", "unknown variant `urgent`"]),
+        ("duplicate_key.toml", &["line 3, column 1", "duplicate key"]),
+        ("public_without_auth.toml", &["dashboard.host", "'0.0.0.0' is not a loopback address", "configure auth"]),
+        ("port_type.toml", &["line 2, column 8", "expected u16"]),
+        ("plain_password.toml", &["dashboard.auth.users[0].password_hash", "hash-password"]),
+        ("bad_role.toml", &["line 4, column 8", "expected `read` or `admin`"]),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid_configs");
     for (file, expected) in cases {
