@@ -311,3 +311,38 @@ fn invalid_rules_are_configuration_errors_naming_the_key() {
     assert!(err.contains("invalid glob 'a['"), "{err}");
     assert!(err.contains("security.toml"), "names the file: {err}");
 }
+
+/// What held in the adversarial run, kept: 100,000 new files in a watched tree are one
+/// summary alert and a bounded memory, not 100,000 alerts.
+#[test]
+fn a_hundred_thousand_new_files_keep_alerts_and_memory_bounded() {
+    let site = Site::new(&format!(
+        "{}[integrity]\nrealtime = false\nmax_alerts = 20\n[[integrity.paths]]\npath = \"tree\"\n",
+        only(&["integrity"])
+    ));
+    site.write("tree/keep", "k");
+    site.once();
+    for d in 0..10 {
+        let dir = site.path(&format!("tree/d{d}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..10_000 {
+            std::fs::write(dir.join(format!("f{i:05}")), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let r = site.once();
+    // 100,000 files and their 10 folders.
+    assert_eq!(r["details"]["integrity"]["totals"]["added"], 100_010, "{}", r["details"]["integrity"]["totals"]);
+    let files = names(&r).iter().filter(|n| n.starts_with("file:")).count();
+    assert_eq!(files, 20);
+    assert!(
+        message_of(&r, "integrity:more").starts_with("99990 more changed paths"),
+        "{}",
+        message_of(&r, "integrity:more")
+    );
+    // The largest child this test process has waited for (other tests' runs are smaller).
+    let max_rss_kib =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u.max_rss());
+    eprintln!("qmoi-security --once over 100,000 new files: max RSS {max_rss_kib} KiB");
+    // Measured: 62 MiB (debug build).
+    assert!(max_rss_kib < 128 * 1024, "max RSS {max_rss_kib} KiB");
+}
