@@ -83,6 +83,11 @@ pub struct ComponentStatus {
     pub summary: Option<String>,
     pub critical_alerts: usize,
     pub warning_alerts: usize,
+    /// Why the report file present for this component cannot be used (not a regular
+    /// file, too large, invalid, another schema version). The status is then `unknown`,
+    /// and the alerts counted are those of its last usable report, still firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_error: Option<String>,
 }
 
 impl ComponentStatus {
@@ -109,6 +114,7 @@ impl ComponentStatus {
             summary: None,
             critical_alerts: 0,
             warning_alerts: 0,
+            report_error: None,
         }
     }
 }

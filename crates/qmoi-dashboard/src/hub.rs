@@ -25,6 +25,10 @@ pub struct FiringAlert {
     pub component: String,
     #[serde(flatten)]
     pub alert: Alert,
+    /// From the component's last usable report: its report file cannot be read now, so
+    /// the alert is not known to have ended and stays firing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
 }
 
 /// A component's latest report: decoded (for metrics and alerts) and as the file's bytes
@@ -147,19 +151,34 @@ impl Hub {
             .map(|c| c.id.as_str())
             .chain([MASTER_MONITOR])
             .collect();
+        // A component whose report file turned unusable keeps its last report's alerts
+        // (marked stale) and shows `unknown` in /metrics.
+        let unusable: HashSet<&str> =
+            overview.components.iter().filter(|c| c.report_error.is_some()).map(|c| c.id.as_str()).collect();
         let firing: Vec<FiringAlert> = reports
             .iter()
             .filter(|(id, _)| fresh_ids.contains(id.as_str()))
             .flat_map(|(id, (_, r))| {
-                r.report.alerts.iter().map(move |a| FiringAlert { component: id.clone(), alert: a.clone() })
+                let stale = unusable.contains(id.as_str());
+                r.report.alerts.iter().map(move |a| FiringAlert { component: id.clone(), alert: a.clone(), stale })
             })
             .collect();
         let before_fps: HashSet<&str> = before.iter().map(|f| f.alert.fingerprint.as_str()).collect();
         let started: Vec<&FiringAlert> =
             firing.iter().filter(|f| !before_fps.contains(f.alert.fingerprint.as_str())).collect();
         let alerts_changed = before.len() != firing.len() || !started.is_empty();
-        let metrics_text =
-            Bytes::from(metrics::render(reports.iter().map(|(id, (_, r))| (id.as_str(), r.report.as_ref()))));
+        let unknown: BTreeMap<&str, qmoi_core::report::Report> = reports
+            .iter()
+            .filter(|(id, _)| unusable.contains(id.as_str()))
+            .map(|(id, (_, r))| {
+                let mut rep = (*r.report).clone();
+                rep.status = qmoi_core::Status::Unknown;
+                (id.as_str(), rep)
+            })
+            .collect();
+        let metrics_text = Bytes::from(metrics::render(
+            reports.iter().map(|(id, (_, r))| (id.as_str(), unknown.get(id.as_str()).unwrap_or(r.report.as_ref()))),
+        ));
         let past: Vec<PastAlert> = started
             .iter()
             .map(|f| PastAlert {

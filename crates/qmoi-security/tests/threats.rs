@@ -64,7 +64,18 @@ fn a_process_running_a_deleted_binary_from_a_temp_dir_is_flagged() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let copy = dir.path().join("innocent-sleep");
     std::fs::copy("/bin/sleep", &copy).unwrap_or_else(|e| panic!("copy /bin/sleep: {e}"));
-    let mut child = std::process::Command::new(&copy).arg("30").spawn().unwrap_or_else(|e| panic!("spawn: {e}"));
+    // Another test thread forking while the copy's write descriptor is open gives that
+    // child a copy of it, and exec fails with ETXTBSY until it execs too: retry briefly.
+    let mut tries = 0;
+    let mut child = loop {
+        match std::process::Command::new(&copy).arg("30").spawn() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => break r.unwrap_or_else(|e| panic!("spawn: {e}")),
+        }
+    };
     std::fs::remove_file(&copy).unwrap_or_else(|e| panic!("{e}"));
     let r = site.once();
     let _ = child.kill();

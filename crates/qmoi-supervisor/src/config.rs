@@ -183,6 +183,18 @@ impl Default for MasterReportConfig {
 impl Validate for MasterConfig {
     fn validate(&self, p: &mut Problems) {
         let known: Vec<&str> = component::monitor_ids().collect();
+        // An empty file (or every component disabled) would start nothing and then call
+        // that healthy: a verdict over nothing is refused.
+        if !self.monitoring_components.values().any(|c| c.enabled) {
+            p.push(
+                "monitoring_components",
+                format!(
+                    "no components configured: nothing would be monitored. Add [monitoring_components.<id>] tables \
+                     (known: {}; the shipped config/master_monitor.toml lists them all) or enable one",
+                    known.join(", ")
+                ),
+            );
+        }
         for (id, c) in &self.monitoring_components {
             let key = format!("monitoring_components.{id}");
             if component::find(id).is_none() || id == component::MASTER_MONITOR {

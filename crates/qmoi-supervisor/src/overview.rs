@@ -30,6 +30,9 @@ type Entry = ((SystemTime, u64), Result<Digest, String>);
 #[derive(Debug, Default)]
 pub struct ReportCache {
     entries: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Entry>>,
+    /// Each file's last usable digest: when the file turns unusable, its alerts are
+    /// still counted (a file that cannot be read resolves nothing).
+    last_good: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Digest>>,
     decoded: std::sync::atomic::AtomicUsize,
 }
 
@@ -69,7 +72,16 @@ impl ReportCache {
                 map.remove(path);
             }
         }
+        if let Ok(d) = &digest
+            && let Ok(mut good) = self.last_good.lock()
+        {
+            good.insert(path.to_path_buf(), d.clone());
+        }
         (modified, digest)
+    }
+
+    fn last_good(&self, path: &Path) -> Option<Digest> {
+        self.last_good.lock().ok().and_then(|m| m.get(path).cloned())
     }
 }
 
@@ -83,10 +95,12 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cac
         c.report_status = None;
         c.critical_alerts = 0;
         c.warning_alerts = 0;
+        c.report_error = None;
         if c.state == State::Disabled {
             continue;
         }
-        match cache.get(&report_dir.join(component::latest_report_name(&c.id))) {
+        let path = report_dir.join(component::latest_report_name(&c.id));
+        match cache.get(&path) {
             (modified, Ok(d)) => {
                 let age = modified.and_then(|m| now.duration_since(m).ok()).map(|d| d.as_secs_f64());
                 c.report_age_s = age.map(|a| (a * 10.0).round() / 10.0);
@@ -96,6 +110,18 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cac
                     c.critical_alerts = d.critical;
                     c.warning_alerts = d.warning;
                 }
+            }
+            // A file that is there but cannot be used (not a regular file, too big,
+            // invalid, another schema version) is never "nothing to report": the
+            // component is `unknown`, and what its last usable report said still fires.
+            (_, Err(reason)) if std::fs::symlink_metadata(&path).is_ok() => {
+                c.report_status = Some(qmoi_core::Status::Unknown);
+                if let Some(d) = cache.last_good(&path) {
+                    c.critical_alerts = d.critical;
+                    c.warning_alerts = d.warning;
+                }
+                c.summary = Some(format!("report unusable: {reason}"));
+                c.report_error = Some(reason);
             }
             (_, Err(reason)) => {
                 if c.summary.is_none() {

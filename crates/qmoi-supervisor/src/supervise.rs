@@ -202,7 +202,8 @@ impl Task {
                         c.started_at = Some(Utc::now());
                         c.ready = false;
                         c.note = None;
-                        c.stderr_tail.clear();
+                        // The previous run's last lines stay until this run ends: in a
+                        // crash loop they say why (the verdict quotes them).
                     });
                     let (tail, reader) = collect_stderr(&self.spec.id, &mut child);
                     let ended = self.watch(&mut child, spawned_at).await;

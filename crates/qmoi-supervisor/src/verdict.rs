@@ -8,8 +8,13 @@
 //!   report is `warning`, `critical` (lower priority) or `unknown`; when any critical alert
 //!   fires (below the threshold); or when at least `alerts.warning_threshold` warning
 //!   alerts fire at once.
-//! - **healthy** otherwise. Components still starting count for nothing until their
-//!   startup timeout, after which they are stale.
+//! - A report file that is there but cannot be used makes its component `unknown`:
+//!   degraded, and **critical** for a component of priority `critical`; its last usable
+//!   report's alerts still count. A component restarted twice or more within the restart
+//!   window that is starting again (a crash loop) is degraded, with its last exit and the
+//!   last line it wrote to stderr as the reason.
+//! - **healthy** otherwise. Components starting for the first time count for nothing
+//!   until their startup timeout, after which they are stale.
 
 use crate::config::AlertsConfig;
 use crate::state::{ComponentStatus, State};
@@ -29,6 +34,17 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
             _ => format!("{} {what}", c.id),
         };
         match c.state {
+            State::Starting if c.restarts_in_window >= 2 => {
+                let last_words = c.stderr_tail.iter().rev().find(|l| !l.trim().is_empty());
+                let mut r = format!("{} is crash-looping ({} restarts)", c.id, c.restarts_in_window);
+                if let Some(e) = &c.last_exit {
+                    r.push_str(&format!("; last exit: {e}"));
+                }
+                if let Some(l) = last_words {
+                    r.push_str(&format!(": {}", l.trim()));
+                }
+                degraded.push(r);
+            }
             State::Disabled | State::Starting => {}
             State::Failed if important(c) => critical.push(why("failed")),
             State::Failed => degraded.push(why("failed")),
@@ -46,6 +62,7 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
             let line = format!("{} {st}: {summary}", c.id);
             match st {
                 Status::Critical if important(c) => critical.push(line),
+                Status::Unknown if c.report_error.is_some() && c.priority == Priority::Critical => critical.push(line),
                 Status::Critical | Status::Warning | Status::Unknown => degraded.push(line),
                 Status::Ok => {}
             }
@@ -118,6 +135,34 @@ mod tests {
         let v = evaluate(&[c], &a);
         assert_eq!(v.overall, Overall::Critical);
         assert!(v.reasons[0].contains("2 critical alerts firing (critical_threshold 2)"), "{:?}", v.reasons);
+    }
+
+    /// Regression: a report rewritten with `"schema_version": 2` turned CRITICAL into
+    /// HEALTHY; a crash-looping monitor counted for nothing while it was `starting`.
+    #[test]
+    fn unusable_reports_and_crash_loops_never_read_as_healthy() {
+        let a = AlertsConfig::default();
+        let mut sec = comp("security", Priority::Critical, State::Running, Some(Status::Unknown));
+        sec.report_error = Some("unsupported schema_version 2".into());
+        assert_eq!(evaluate(&[sec.clone()], &a).overall, Overall::Critical);
+        sec.priority = Priority::Medium;
+        assert_eq!(evaluate(&[sec], &a).overall, Overall::Degraded);
+        // A monitor's own `unknown` (a check that cannot run) is not escalated.
+        let own = comp("security", Priority::Critical, State::Running, Some(Status::Unknown));
+        assert_eq!(evaluate(&[own], &a).overall, Overall::Degraded);
+        let mut looping = comp("performance", Priority::High, State::Starting, None);
+        looping.restarts_in_window = 3;
+        looping.last_exit = Some("exit status 1".into());
+        looping.stderr_tail =
+            vec!["qmoi-performance: cannot write logs/x.tmp: No space left on device (os error 28)".into()];
+        let v = evaluate(&[looping], &a);
+        assert_eq!(v.overall, Overall::Degraded);
+        assert!(
+            v.reasons[0].contains("crash-looping (3 restarts); last exit: exit status 1")
+                && v.reasons[0].contains("No space left on device"),
+            "{:?}",
+            v.reasons
+        );
     }
 
     #[test]

@@ -335,7 +335,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
     assert_eq!(stack.component("system_health")["state"], "running");
 }
 
-/// Each malformed config (21 kinds) makes `validate` and `start` exit 2 naming the
+/// Each malformed config (22 kinds) makes `validate` and `start` exit 2 naming the
 /// problem, before anything is started.
 #[test]
 fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
@@ -361,6 +361,8 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("port_type.toml", &["line 2, column 8", "expected u16"]),
         ("plain_password.toml", &["dashboard.auth.users[0].password_hash", "hash-password"]),
         ("bad_role.toml", &["line 4, column 8", "expected `read` or `admin`"]),
+        // Regression: an empty file started nothing and reported HEALTHY with exit 0.
+        ("empty.toml", &["monitoring_components", "no components configured"]),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid_configs");
     for (file, expected) in cases {
@@ -380,4 +382,92 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         assert!(!stack.path("logs/system_health_latest.json").exists(), "{file}: nothing may start");
         stack.child = None;
     }
+}
+
+/// Regression: rewriting `logs/security_latest.json` with `"schema_version": 2` turned
+/// CRITICAL into HEALTHY (`status` exit 0) and wrote its alerts to history as resolved.
+/// Now the component is `unknown` (critical for a critical-priority one), its alerts stay
+/// firing, marked stale, and `status`, the master report, the API and `/metrics` agree.
+#[test]
+fn an_unusable_report_never_reads_as_healthy() {
+    // Security writes one critical report at once, the next only a minute later.
+    let cfg = format!(
+        "{FAST_RESTART}[monitoring_components.security]\ninterval = 60\npriority = \"critical\"\ncommand = \"{}\"\nargs = [\"--mode\", \"critical\", \"--component\", \"security\"]\n",
+        bin("qmoi-fake-monitor").display()
+    );
+    let mut stack = Stack::new(&cfg);
+    stack.start();
+    let addr = stack.dashboard_addr();
+    wait_for(Duration::from_secs(15), "a critical verdict", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+    wait_for(Duration::from_secs(10), "the alert on the dashboard", || {
+        let a = qmoi_testkit::http("GET", &addr, "/api/alerts", &[], None).json();
+        (a["active"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    });
+    let path = stack.path("logs/security_latest.json");
+    let mut report = read_json(&path).unwrap_or_default();
+    report["schema_version"] = 2.into();
+    stack.write("logs/security_latest.json.tmp", &report.to_string());
+    std::fs::rename(stack.path("logs/security_latest.json.tmp"), &path).unwrap_or_else(|e| panic!("{e}"));
+
+    let c = wait_for(Duration::from_secs(10), "security unknown", || {
+        let c = stack.component("security");
+        (c["report_status"] == "unknown").then_some(c)
+    });
+    assert!(c["report_error"].as_str().is_some_and(|e| e.contains("schema_version")), "{c}");
+    assert_eq!(c["critical_alerts"], 1, "{c}");
+    let out = stack.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "status must exit critical: {}", String::from_utf8_lossy(&out.stdout));
+    let api = qmoi_testkit::http("GET", &addr, "/api/monitor/status", &[], None).json();
+    assert_eq!(api["verdict"]["overall"], "critical", "{api}");
+    wait_for(Duration::from_secs(10), "the master report's verdict", || {
+        let m = read_json(&stack.path("logs/master_monitor_latest.json"))?;
+        (m["status"] == "critical").then_some(())
+    });
+    let alerts = wait_for(Duration::from_secs(10), "the alert marked stale, still firing", || {
+        let a = qmoi_testkit::http("GET", &addr, "/api/alerts", &[], None).json();
+        let active = a["active"].as_array().cloned().unwrap_or_default();
+        (active.len() == 1 && active[0]["stale"] == true).then_some(a)
+    });
+    assert!(alerts["recent"].as_array().is_none_or(Vec::is_empty), "nothing resolved: {alerts}");
+    let metrics = wait_for(Duration::from_secs(10), "/metrics to agree", || {
+        let m = qmoi_testkit::http("GET", &addr, "/metrics", &[], None).body;
+        (m.contains("qmoi_report_status{component=\"security\"} 3")
+            && m.contains("qmoi_verdict{component=\"master_monitor\"} 2"))
+        .then_some(m)
+    });
+    assert!(!metrics.contains("qmoi_report_status{component=\"security\"} 2"), "{metrics}");
+}
+
+/// Regression: a monitor crash-looping (a full disk) counted for nothing whenever the
+/// snapshot caught it `starting` between restarts: the verdict read HEALTHY. Sampled
+/// while it loops, the verdict is never healthy, and the reason names its last words.
+#[test]
+fn a_crash_loop_is_never_healthy() {
+    let cfg = format!(
+        "[dashboard]\nenabled = false\n[restart]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\nmax_restarts = 100\nwindow = \"10m\"\n[report]\ninterval = 1\n{}",
+        fake("performance", "crash", "priority = \"high\"")
+    );
+    let mut stack = Stack::new(&cfg);
+    stack.start();
+    wait_for(Duration::from_secs(15), "two restarts", || {
+        (stack.component("performance")["restarts_in_window"].as_u64() >= Some(2)).then_some(())
+    });
+    let mut states = std::collections::BTreeSet::new();
+    let mut starting_reason = None;
+    for _ in 0..30 {
+        let s = stack.status();
+        assert_ne!(s["verdict"]["overall"], "healthy", "{s}");
+        let c = s["components"].as_array().and_then(|a| a.first().cloned()).unwrap_or_default();
+        states.insert(c["state"].as_str().unwrap_or_default().to_string());
+        if c["state"] == "starting" {
+            starting_reason = s["verdict"]["reasons"][0].as_str().map(str::to_string);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(r) = starting_reason {
+        assert!(r.contains("crash-looping") && r.contains("fake monitor: simulated crash"), "{r}");
+    }
+    eprintln!("states seen while looping: {states:?}");
 }
