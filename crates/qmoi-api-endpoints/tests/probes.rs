@@ -399,11 +399,17 @@ conditions = ["status == 200", "body == \"ok\""]
     let mut child = daemon_in(dir.path());
     let latest = dir.path().join("logs/api_endpoints_latest.json");
     // The binary re-executes itself with mimalloc's settings (same pid): they are in its
-    // environment once the first report is out.
+    // environment once the first report is out. Regression: it went through
+    // /proc/self/exe, so `ps`, `top` and the security monitor saw it as `exe`; now it
+    // runs under its own name.
     qmoi_testkit::wait_for(Duration::from_secs(10), "the first report", || latest.exists().then_some(()));
     let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap_or_default();
     let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
     assert!(vars.contains(&&b"MIMALLOC_ARENA_EAGER_COMMIT=0"[..]) && vars.contains(&&b"MIMALLOC_PURGE_DELAY=0"[..]));
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+    assert_eq!(comm.trim(), "qmoi-api-endpoi", "the kernel's 15-character name");
+    let exe = std::fs::read_link(format!("/proc/{}/exe", child.id())).unwrap_or_default();
+    assert!(exe.ends_with("qmoi-api-endpoints"), "{}", exe.display());
     let has_alert = |r: &serde_json::Value| {
         r["alerts"].as_array().is_some_and(|a| a.iter().any(|a| a["fingerprint"] == "api_endpoints/endpoint:flaky"))
     };

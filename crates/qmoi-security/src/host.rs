@@ -210,15 +210,109 @@ pub fn check_accounts(
     );
 }
 
-/// Processes whose executable was deleted or lives in a world-writable folder.
+/// QMOI's own programs, told from a stranger's by what they are, never by name: the
+/// `qmoi-*` files beside this monitor's executable (by device and inode, or by the same
+/// size and BLAKE3 content: a second stack of the same build elsewhere, or a binary
+/// replaced by a rebuild while it runs), and the processes the supervisor that started this
+/// monitor started (its children), when that supervisor is itself one of them. A fresh
+/// clone under `/tmp` must not greet its operator with alerts about QMOI itself.
+struct OwnStack {
+    ids: BTreeSet<(u64, u64)>,
+    /// Size and path of each own binary, for the content comparison.
+    files: Vec<(u64, PathBuf)>,
+    hashes: std::cell::RefCell<BTreeMap<PathBuf, Option<blake3::Hash>>>,
+    /// The supervisor's pid, when our parent is a QMOI binary.
+    supervisor: Option<u32>,
+}
+
+impl OwnStack {
+    fn find() -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let mut own = Self { ids: BTreeSet::new(), files: Vec::new(), hashes: Default::default(), supervisor: None };
+        if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(Path::parent)
+            && let Ok(rd) = std::fs::read_dir(dir)
+        {
+            for e in rd.flatten() {
+                let is_qmoi = e.file_name().to_str().is_some_and(|n| n.starts_with("qmoi-"));
+                if let (true, Ok(m)) = (is_qmoi, std::fs::metadata(e.path()))
+                    && m.is_file()
+                {
+                    own.ids.insert((m.dev(), m.ino()));
+                    own.files.push((m.len(), e.path()));
+                }
+            }
+        }
+        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+            own.ids.insert((m.dev(), m.ino()));
+        }
+        let parent = std::os::unix::process::parent_id();
+        if parent > 1 && own.is_own_binary(parent) {
+            own.supervisor = Some(parent);
+        }
+        own
+    }
+
+    /// Is the program process `pid` runs one of ours? `/proc/<pid>/exe` opens the running
+    /// file even when it was deleted.
+    fn is_own_binary(&self, pid: u32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let Ok(m) = std::fs::metadata(&exe) else { return false };
+        if self.ids.contains(&(m.dev(), m.ino())) {
+            return true;
+        }
+        let same_size: Vec<&PathBuf> = self.files.iter().filter(|(len, _)| *len == m.len()).map(|(_, p)| p).collect();
+        if same_size.is_empty() {
+            return false;
+        }
+        let Some(theirs) = hash_file(&exe) else { return false };
+        let mut cache = self.hashes.borrow_mut();
+        same_size.into_iter().any(|p| *cache.entry(p.clone()).or_insert_with(|| hash_file(p)) == Some(theirs))
+    }
+
+    fn is_own(&self, pid: u32) -> bool {
+        pid == std::process::id()
+            || Some(pid) == self.supervisor
+            || (self.supervisor.is_some() && self.supervisor == parent_of(pid))
+            || self.is_own_binary(pid)
+    }
+}
+
+fn hash_file(p: &Path) -> Option<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p).ok()?).ok()?;
+    Some(h.finalize())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The processes of one executable that share one reason: one finding, whatever their
+/// number, with a name (and so an alert fingerprint) that survives their restarts.
+struct ProcessGroup {
+    comm: String,
+    path: String,
+    why: String,
+    level: crate::config::Level,
+    deleted: bool,
+    pids: Vec<u32>,
+}
+
+/// Processes whose executable was deleted or lives in a world-writable folder, one
+/// finding per executable and reason (50 processes of one binary are one alert, listing
+/// their pids). QMOI's own processes are never findings ([`OwnStack`]).
 pub fn check_processes(cfg: &ProcessesConfig, out: &mut Collected) {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         out.check(CheckResult::unknown("processes", "cannot list /proc"));
         return;
     };
+    let own = OwnStack::find();
     let mut total = 0;
     let mut hidden = 0;
-    let mut flagged = Vec::new();
+    let mut own_count = 0;
+    let mut groups: BTreeMap<String, ProcessGroup> = BTreeMap::new();
     for e in rd.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         total += 1;
@@ -244,41 +338,62 @@ pub fn check_processes(cfg: &ProcessesConfig, out: &mut Collected) {
             (None, true) => cfg.deleted_level,
             (None, false) => continue,
         };
+        if own.is_own(pid) {
+            own_count += 1;
+            continue;
+        }
         let comm = std::fs::read_to_string(e.path().join("comm")).map(|s| s.trim().to_string()).unwrap_or_default();
+        let memfd = path.starts_with("/memfd:");
         let why = match (dir, deleted) {
             (Some(d), true) => format!("runs from {d} and its executable was deleted"),
             (Some(d), false) => format!("runs from {d}"),
             // memfd_create + exec: nothing on disk (container runtimes do it; so does
             // fileless malware).
-            _ if path.starts_with("/memfd:") => "runs from an in-memory file (memfd), not from disk".to_string(),
+            _ if memfd => "runs from an in-memory file (memfd), not from disk".to_string(),
             _ => "its executable was deleted".to_string(),
         };
-        flagged.push((pid, comm, path, why, level, deleted));
+        // A memfd's name differs per instance: group those by process name.
+        let name = if memfd {
+            format!("process:memfd:{}", comm.trim_start_matches("memfd:"))
+        } else {
+            format!("process:{exe}")
+        };
+        groups
+            .entry(name)
+            .or_insert_with(|| ProcessGroup { comm, path, why, level, deleted, pids: Vec::new() })
+            .pids
+            .push(pid);
     }
-    for (pid, comm, path, why, level, deleted) in &flagged {
-        out.check(
-            CheckResult::new(format!("process:{pid}"), level.status(), format!("pid {pid} ({comm}) {why}: {path}"))
-                .with_title(format!(
-                    "Suspicious process {comm} (pid {pid}){}",
-                    if *deleted { ": executable deleted" } else { "" }
-                )),
-        );
+    let suspicious: usize = groups.values().map(|g| g.pids.len()).sum();
+    for (name, g) in &mut groups {
+        g.pids.sort_unstable();
+        let listed: Vec<String> = g.pids.iter().take(10).map(u32::to_string).collect();
+        let more = if g.pids.len() > 10 { format!(" and {} more", g.pids.len() - 10) } else { String::new() };
+        let who = if g.pids.len() == 1 {
+            format!("pid {} ({})", g.pids[0], g.comm)
+        } else {
+            format!("{} processes of {} (pids {}{more})", g.pids.len(), g.comm, listed.join(", "))
+        };
+        out.check(CheckResult::new(name.clone(), g.level.status(), format!("{who} {}: {}", g.why, g.path)).with_title(
+            format!("Suspicious process {}{}", g.comm, if g.deleted { ": executable deleted" } else { "" }),
+        ));
     }
     out.check(CheckResult::ok(
         "processes",
         format!(
-            "{total} processes, {} suspicious{}",
-            flagged.len(),
+            "{total} processes, {suspicious} suspicious{}{}",
+            if own_count > 0 { format!(", {own_count} of QMOI's own not counted") } else { String::new() },
             if hidden > 0 { format!(", {hidden} not inspectable without root") } else { String::new() }
         ),
     ));
-    out.metric("qmoi_security_suspicious_processes", &[], flagged.len() as f64);
+    out.metric("qmoi_security_suspicious_processes", &[], suspicious as f64);
     out.detail(
         "processes",
         json!({
             "total": total,
             "not_inspectable": hidden,
-            "suspicious": flagged.iter().map(|(pid, comm, path, why, level, _)| json!({"pid": pid, "process": comm, "exe": path, "reason": why, "level": level})).collect::<Vec<_>>(),
+            "qmoi_own": own_count,
+            "suspicious": groups.values().map(|g| json!({"pids": g.pids, "count": g.pids.len(), "process": g.comm, "exe": g.path, "reason": g.why, "level": g.level})).collect::<Vec<_>>(),
         }),
     );
 }

@@ -359,18 +359,33 @@ pub fn check(
         "network:listeners",
         format!("{} listening sockets, {} not in the baseline", seen.listeners.len(), new_count),
     ));
+    // One finding per denied destination, however many connections (and processes) go
+    // there: its name, and so its alert, survives reconnections.
+    // (connection, deny rule, "pid N process") per destination.
+    type Denied<'a> = Vec<(&'a Socket, &'a str, Option<String>)>;
+    let mut per_denied: BTreeMap<(IpAddr, u16), Denied> = BTreeMap::new();
     for (s, rule, owner) in &denied {
-        let who = owner.as_ref().map_or_else(String::new, |o| format!(" by pid {} {}", o.pid, o.process));
+        let who = owner.as_ref().map(|o| format!("pid {} {}", o.pid, o.process));
+        per_denied.entry((canonical(s.remote_ip), s.remote_port)).or_default().push((s, rule.text.as_str(), who));
+    }
+    for ((ip, port), conns) in &per_denied {
+        let (first, rule, _) = &conns[0];
+        let mut who: Vec<&str> = conns.iter().filter_map(|(_, _, w)| w.as_deref()).collect();
+        who.sort_unstable();
+        who.dedup();
+        let by = if who.is_empty() { String::new() } else { format!(" by {}", who.join(", ")) };
+        let what = if conns.len() == 1 {
+            format!("connection {}:{} → {ip}:{port}", first.local_ip, first.local_port)
+        } else {
+            format!("{} connections → {ip}:{port}", conns.len())
+        };
         out.check(
             CheckResult::new(
-                format!("network:denied:{}:{}", canonical(s.remote_ip), s.remote_port),
+                format!("network:denied:{ip}:{port}"),
                 Status::Critical,
-                format!(
-                    "connection {}:{} → {}:{}{who} matches deny rule '{}'",
-                    s.local_ip, s.local_port, s.remote_ip, s.remote_port, rule.text
-                ),
+                format!("{what}{by} {} deny rule '{rule}'", if conns.len() == 1 { "matches" } else { "match" }),
             )
-            .with_title(format!("Connection to denied address {}:{}", s.remote_ip, s.remote_port)),
+            .with_title(format!("Connection to denied address {ip}:{port}")),
         );
     }
     for (ip, n) in &per_remote {

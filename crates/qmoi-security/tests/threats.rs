@@ -5,6 +5,7 @@ mod common;
 
 use common::{Site, check, message_of, names, only, status_of};
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 #[test]
@@ -51,6 +52,16 @@ fn an_allowed_listener_is_not_a_finding_and_a_denied_destination_is_critical() {
     assert_eq!(status_of(&r, &name).as_deref(), Some("critical"), "{:?}", names(&r));
     assert!(message_of(&r, &name).contains(&format!("matches deny rule '127.0.0.1:{port}'")));
     assert!(r["details"]["network"]["established"].as_u64().unwrap_or(0) >= 2);
+    // Three connections to the same denied destination are one finding (it was one per
+    // connection, all with the same name).
+    let more: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("connect: {e}")))
+        .collect();
+    let r = site.once();
+    assert_eq!(names(&r).iter().filter(|n| **n == name).count(), 1, "{:?}", names(&r));
+    let msg = message_of(&r, &name);
+    assert!(msg.starts_with(&format!("3 connections → 127.0.0.1:{port}")) && msg.contains(" match deny rule"), "{msg}");
+    drop(more);
     drop(client);
 }
 
@@ -80,15 +91,101 @@ fn a_process_running_a_deleted_binary_from_a_temp_dir_is_flagged() {
     let r = site.once();
     let _ = child.kill();
     let _ = child.wait();
-    let name = format!("process:{}", child.id());
+    // One finding per executable, named after it (not the pid: it survives restarts).
+    let name = format!("process:{} (deleted)", copy.display());
     let msg = message_of(&r, &name);
     assert!(msg.contains("innocent-sleep") && msg.contains("deleted"), "{msg} / {:?}", names(&r));
+    assert!(msg.contains(&format!("pid {}", child.id())), "{msg}");
     let in_tmp = copy.starts_with("/tmp");
     assert_eq!(
         status_of(&r, &name).as_deref(),
         Some(if in_tmp { "critical" } else { "warning" }),
         "from /tmp: critical; elsewhere deleted only: warning ({msg})"
     );
+}
+
+/// Spawn `exe` (a fresh copy: another test thread forking while it was open for writing
+/// makes exec fail with ETXTBSY for a moment) with `args`, in `dir`.
+fn spawn_copy(exe: &Path, args: &[&str], dir: &Path) -> std::process::Child {
+    for _ in 0..100 {
+        match std::process::Command::new(exe)
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        {
+            Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            r => return r.unwrap_or_else(|e| panic!("spawn {}: {e}", exe.display())),
+        }
+    }
+    panic!("{} stayed busy", exe.display())
+}
+
+fn copy_exe(from: &Path, to: &Path) {
+    if let Some(d) = to.parent() {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} → {}: {e}", from.display(), to.display()));
+}
+
+/// Regression (first run): on a fresh clone under /tmp, QMOI's own binaries were 16
+/// critical findings, one per process. Now the stack's own programs (beside the monitor's
+/// executable, by inode; a second stack of the same build, by content) are not findings,
+/// and a stranger's processes are one finding per executable, listing the pids.
+#[test]
+fn qmoi_own_processes_are_not_findings_and_strangers_are_grouped() {
+    let site = Site::new(&format!(
+        "{}[processes]\nsuspicious_dirs = [\"/tmp\", \"/var/tmp\", \"/dev/shm\"]\n",
+        only(&["processes"])
+    ));
+    let root = tempfile::Builder::new().prefix("qmoi-own").tempdir_in("/tmp").unwrap_or_else(|e| panic!("{e}"));
+    let ours = root.path().join("clone/target/release");
+    let second = root.path().join("second/bin");
+    let stranger = root.path().join("stranger");
+    copy_exe(&qmoi_testkit::bin("qmoi-security"), &ours.join("qmoi-security"));
+    copy_exe(&qmoi_testkit::bin("qmoi-fake-monitor"), &ours.join("qmoi-fake-monitor"));
+    copy_exe(&qmoi_testkit::bin("qmoi-fake-monitor"), &second.join("qmoi-fake-monitor"));
+    copy_exe(Path::new("/bin/sleep"), &stranger.join("miner"));
+    let hang = ["--mode", "hang", "--component", "backup"];
+    let mut children = vec![
+        spawn_copy(&ours.join("qmoi-fake-monitor"), &hang, root.path()),
+        spawn_copy(&second.join("qmoi-fake-monitor"), &hang, &second),
+    ];
+    let strangers: Vec<u32> = (0..5)
+        .map(|_| {
+            let c = spawn_copy(&stranger.join("miner"), &["30"], root.path());
+            let pid = c.id();
+            children.push(c);
+            pid
+        })
+        .collect();
+    let out = std::process::Command::new(ours.join("qmoi-security"))
+        .current_dir(site.path(""))
+        .args(["--config", "security.toml", "--report-dir", "logs", "--log-dir", "logs", "--once"])
+        .env_remove("QMOI_SECURITY_KEY")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    for c in &mut children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = site.report().unwrap_or_else(|| panic!("no report"));
+    // The machine's own processes may be findings too (a sandbox's memfd): look at ours.
+    let here = root.path().display().to_string();
+    let findings: Vec<String> =
+        names(&r).into_iter().filter(|n| n.starts_with("process:") && n.contains(&here)).collect();
+    let miner = format!("process:{}", stranger.join("miner").display());
+    assert_eq!(findings, vec![miner.clone()], "only the stranger, once");
+    let msg = message_of(&r, &miner);
+    assert!(msg.starts_with("5 processes of miner (pids "), "{msg}");
+    for pid in &strangers {
+        assert!(msg.contains(&pid.to_string()), "{msg}");
+    }
+    assert_eq!(status_of(&r, &miner).as_deref(), Some("critical"));
+    let summary = message_of(&r, "processes");
+    assert!(summary.contains("of QMOI's own not counted"), "{summary}");
 }
 
 #[test]
