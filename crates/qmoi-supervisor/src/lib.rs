@@ -89,6 +89,23 @@ pub async fn validate_children(plan: &Plan) -> Vec<String> {
 /// (`--print-config`: defaults filled in, secrets masked), which also validates it.
 /// `Err` lists every component whose configuration is invalid.
 pub async fn effective_configs(plan: &Plan) -> Result<BTreeMap<String, serde_json::Value>, Vec<String>> {
+    let mut configs = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (id, r) in component_configs(plan).await {
+        match r {
+            Ok(v) => {
+                configs.insert(id, v);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    problems.sort();
+    if problems.is_empty() { Ok(configs) } else { Err(problems) }
+}
+
+/// [`effective_configs`] per component: its effective config, or why the binary could
+/// not print it (invalid config, a crash, a hang), as `"<id>: <message>"`.
+pub async fn component_configs(plan: &Plan) -> BTreeMap<String, Result<serde_json::Value, String>> {
     let mut set = tokio::task::JoinSet::new();
     for spec in plan.components.iter().filter(|s| s.enabled) {
         let spec = spec.clone();
@@ -114,18 +131,7 @@ pub async fn effective_configs(plan: &Plan) -> Result<BTreeMap<String, serde_jso
             Some((spec.id.clone(), r))
         });
     }
-    let mut configs = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (id, r) in set.join_all().await.into_iter().flatten() {
-        match r {
-            Ok(v) => {
-                configs.insert(id, v);
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    problems.sort();
-    if problems.is_empty() { Ok(configs) } else { Err(problems) }
+    set.join_all().await.into_iter().flatten().collect()
 }
 
 fn socket_path(plan: &Plan) -> PathBuf {

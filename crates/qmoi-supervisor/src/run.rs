@@ -5,7 +5,7 @@ use crate::config::{AlertsConfig, Plan};
 use crate::overview::{self, Overview, SupervisorInfo};
 use crate::state::{ComponentStatus, Shared, State};
 use crate::supervise::{Cmd, Task};
-use crate::{Error, control, effective_configs, master_report, process, socket_path};
+use crate::{Error, control, master_report, process, socket_path};
 use qmoi_core::alerts::AlertTracker;
 use qmoi_core::cli::CommonArgs;
 use qmoi_core::component::{self, MASTER_MONITOR};
@@ -25,7 +25,9 @@ struct Control {
     alerts: AlertsConfig,
     info: SupervisorInfo,
     /// The effective configuration of every component, secrets masked.
-    config_view: serde_json::Value,
+    /// The master config and each component's effective config (filled in once every
+    /// monitor has printed its own, in the background).
+    config_view: std::sync::RwLock<serde_json::Value>,
     dashboard: Option<Arc<qmoi_dashboard::Dashboard>>,
     server: tokio::sync::Mutex<Option<qmoi_dashboard::Server>>,
 }
@@ -123,7 +125,8 @@ impl qmoi_dashboard::Backend for DashboardBackend {
     }
 
     fn config(&self) -> serde_json::Value {
-        self.control().map_or(serde_json::Value::Null, |c| c.config_view.clone())
+        self.control()
+            .map_or(serde_json::Value::Null, |c| c.config_view.read().map_or(serde_json::Value::Null, |v| v.clone()))
     }
 }
 
@@ -140,10 +143,11 @@ fn change_key(o: &Overview) -> String {
 }
 
 pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
-    // Everything is checked before anything starts.
-    let configs = effective_configs(&plan)
-        .await
-        .map_err(|p| Error::Config(format!("component configuration errors:\n  - {}", p.join("\n  - "))))?;
+    // The supervisor's own configuration was checked before this (exit 2). Each monitor's
+    // own is not waited for: one monitor that is broken (a config error, a crash or a hang
+    // at start-up) must not keep the others from running. It fails on its own path: exit
+    // status 2 marks it `failed` with its message, a crash goes through restart and
+    // backoff. `validate` is the strict pre-flight that checks them all.
     for dir in [&common.report_dir, &common.log_dir, &plan.config.paths.run, &plan.config.paths.data] {
         fs_err::create_dir_all(dir).map_err(|e| Error::Runtime(e.to_string()))?;
     }
@@ -229,17 +233,10 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         config: plan.source.as_ref().map(|p| p.display().to_string()),
         dashboard: dashboard_url.clone(),
     };
-    let components: serde_json::Map<String, serde_json::Value> = configs
-        .iter()
-        .map(|(id, v)| {
-            let file = plan.components.iter().find(|c| &c.id == id).and_then(|c| c.config.as_ref());
-            (id.clone(), serde_json::json!({"file": file.map(|p| p.display().to_string()), "effective": v}))
-        })
-        .collect();
-    let config_view = serde_json::json!({
+    let config_view = std::sync::RwLock::new(serde_json::json!({
         "master_monitor": {"file": plan.source.as_ref().map(|p| p.display().to_string()), "effective": plan.config},
-        "components": components,
-    });
+        "components": {},
+    }));
     let hub = dashboard.as_ref().map(|d| d.hub());
     let control = Arc::new(Control {
         shared: shared.clone(),
@@ -253,6 +250,33 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         server: tokio::sync::Mutex::new(server),
     });
     let _ = backend.0.set(Arc::downgrade(&control));
+    {
+        // Each monitor's effective config, for the dashboard's config view.
+        let (control, plan) = (Arc::downgrade(&control), plan.clone());
+        tokio::spawn(async move {
+            let checks = crate::component_configs(&plan).await;
+            let components: serde_json::Map<String, serde_json::Value> = checks
+                .into_iter()
+                .map(|(id, r)| {
+                    let file = plan.components.iter().find(|c| c.id == id).and_then(|c| c.config.as_ref());
+                    let file = file.map(|p| p.display().to_string());
+                    let v = match r {
+                        Ok(v) => serde_json::json!({"file": file, "effective": v}),
+                        Err(e) => {
+                            tracing::warn!(component = %id, error = %e, "The monitor cannot print its configuration.");
+                            serde_json::json!({"file": file, "error": e})
+                        }
+                    };
+                    (id, v)
+                })
+                .collect();
+            if let Some(c) = control.upgrade()
+                && let Ok(mut view) = c.config_view.write()
+            {
+                view["components"] = serde_json::Value::Object(components);
+            }
+        });
+    }
     // The API has an answer before anyone is told where it is.
     if let Some(h) = hub.clone() {
         let o = control.overview();

@@ -335,7 +335,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
     assert_eq!(stack.component("system_health")["state"], "running");
 }
 
-/// Each malformed config (22 kinds) makes `validate` and `start` exit 2 naming the
+/// Each malformed master config (21 kinds) makes `validate` and `start` exit 2 naming the
 /// problem, before anything is started.
 #[test]
 fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
@@ -347,7 +347,6 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("huge_interval.toml", &["line 2", "out of range (at most 100 years)"]),
         ("unknown_component.toml", &["unknown component 'coffee_machine'"]),
         ("dependency_cycle.toml", &["dependency cycle: security -> system_health -> security"]),
-        ("bad_threshold.toml", &["system_health", "config/system_health.toml", "key 'disk'"]),
         ("short_token.toml", &["dashboard.auth.tokens[0].token", "at least 16 characters"]),
         ("bad_unit.toml", &["line 2, column 12", "unknown unit 'parsecs'"]),
         ("few_connections.toml", &["dashboard.max_connections", "at least 8, got '2'"]),
@@ -368,9 +367,6 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
     for (file, expected) in cases {
         let text = std::fs::read_to_string(src.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let mut stack = Stack::new(&text);
-        if *file == "bad_threshold.toml" {
-            stack.write("config/system_health.toml", "[disk]\nwarning = 96\ncritical = 90\n");
-        }
         for verb in ["validate", "start"] {
             let out = stack.run(&[verb]);
             let err = String::from_utf8_lossy(&out.stderr);
@@ -470,4 +466,56 @@ fn a_crash_loop_is_never_healthy() {
         assert!(r.contains("crash-looping") && r.contains("fake monitor: simulated crash"), "{r}");
     }
     eprintln!("states seen while looping: {states:?}");
+}
+
+/// Regression: `start` ran every monitor's `--print-config` first and refused to start
+/// anything when one failed, so one broken monitor took the whole stack down (and one
+/// that hung held every other back for 20 s). Now a monitor whose own config is invalid
+/// is `failed` with its message after one start, a crashing one goes through backoff to
+/// `failed`, a hanging one holds nothing back, and the others run. `validate` stays
+/// strict.
+#[test]
+fn one_broken_monitor_never_takes_the_stack_down() {
+    let cfg = format!(
+        "{FAST_RESTART}{}{}[monitoring_components.backup]\ninterval = 1\ncommand = \"hang.sh\"\n{}",
+        real_system_health(),
+        fake("security", "crash", ""),
+        fake("performance", "write", "")
+    );
+    let mut stack = Stack::new(&cfg);
+    stack.write("config/system_health.toml", "[disk]\nwarning = 96\ncritical = 90\n");
+    // Hangs for --print-config as for a run.
+    stack.write("hang.sh", "#!/bin/sh\nexec sleep 60\n");
+    let hang = stack.path("hang.sh");
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // validate first, without the hanging one (it would wait out its 20 s timeout).
+    let without_backup = cfg.replace("[monitoring_components.backup]\ninterval = 1\ncommand = \"hang.sh\"\n", "");
+    stack.write("config/master_monitor.toml", &without_backup);
+    let out = stack.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "validate stays strict");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config/system_health.toml") && err.contains("key 'disk'"), "{err}");
+    let cfg = cfg.replace("command = \"hang.sh\"", &format!("command = \"{}\"", hang.display()));
+    stack.write("config/master_monitor.toml", &cfg);
+
+    stack.start();
+    // Well inside the 20 s the hanging pre-check used to hold everything back.
+    wait_for(Duration::from_secs(10), "performance reporting", || {
+        (stack.component("performance")["state"] == "running").then_some(())
+    });
+    let sh = wait_for(Duration::from_secs(10), "system_health failed", || {
+        let c = stack.component("system_health");
+        (c["state"] == "failed").then_some(c)
+    });
+    let note = sh["note"].as_str().unwrap_or_default();
+    assert!(note.starts_with("configuration error (exit status 2)") && note.contains("key 'disk'"), "{note}");
+    assert_eq!(sh["restarts"], 0, "a config error is started once: {sh}");
+    wait_master_alert(&stack, "master_monitor/component_failed:system_health");
+    wait_for(Duration::from_secs(15), "security to give up", || {
+        (stack.component("security")["state"] == "failed").then_some(())
+    });
+    assert_eq!(stack.component("performance")["state"], "running");
+    let backup = stack.component("backup")["state"].as_str().unwrap_or_default().to_string();
+    assert!(["starting", "stale", "restarting"].contains(&backup.as_str()), "the hanging one never ran: {backup}");
 }
