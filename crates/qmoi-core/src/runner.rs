@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -417,10 +417,11 @@ fn short_unit(u: &str) -> &str {
     }
 }
 
-/// Load `--config` (or `config/<id>.toml`, or the defaults): the config and where it came
-/// from, or — after printing the problem — the exit status 2.
+/// Load `--config` (or `config/<id>.toml`, or the seed's `config/<id>_config.json`, or the
+/// defaults): the config and where it came from, or — after printing the problem — the
+/// exit status 2.
 pub fn load_config<C: MonitorConfig>(info: &ComponentInfo, args: &MonitorArgs) -> Result<(C, String), ExitCode> {
-    let default_path = PathBuf::from("config").join(format!("{}.toml", info.id));
+    let default_path = config::default_path(Path::new("config"), info.id);
     match config::load_or_default::<C>(args.common.config.as_deref(), &default_path) {
         Ok((cfg, path)) => {
             let source = path.as_ref().map_or_else(|| "built-in defaults".to_string(), |p| p.display().to_string());

@@ -156,8 +156,10 @@ impl DashboardConfig {
                 "dashboard.host",
                 format!(
                     "'{}' is not a loopback address, and no [dashboard.auth] tokens or users are configured: \
-                     refusing to serve the dashboard to the network without authentication \
-                     (use 127.0.0.1, or configure auth)",
+                     refusing to serve the dashboard to the network without authentication. \
+                     Use 127.0.0.1, or configure auth: add [[dashboard.auth.tokens]] with \
+                     name = \"ops\", token = \"${{QMOI_DASHBOARD_TOKEN}}\" (16 characters or more, \
+                     from the environment) and role = \"admin\" (docs/API.md)",
                     self.host
                 ),
             );

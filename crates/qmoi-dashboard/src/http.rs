@@ -25,6 +25,12 @@ use tokio::sync::watch;
 pub trait Backend: Send + Sync + 'static {
     /// Restart one component (as `qmoi-supervisor restart-component`).
     fn restart(&self, component: &str) -> Result<String, String>;
+    /// Restart every enabled component (`qmoi-supervisor restart-all`).
+    fn restart_all(&self) -> Result<String, String>;
+    /// Clear restart counters and failures (`qmoi-supervisor reset`).
+    fn reset(&self) -> Result<String, String>;
+    /// Restart the HTTP server (`qmoi-supervisor restart-dashboard`), after this answer.
+    fn restart_dashboard(&self) -> Result<String, String>;
     /// The effective configuration of every component, secrets masked.
     fn config(&self) -> serde_json::Value;
 }
@@ -162,6 +168,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/history/series", get(series))
         .route("/api/config", get(config))
         .route("/api/components/{id}/restart", post(restart))
+        .route("/api/components/restart", post(|s, r, i| supervisor_action(s, r, i, "restart_all")))
+        .route("/api/reset", post(|s, r, i| supervisor_action(s, r, i, "reset")))
+        .route("/api/dashboard/restart", post(|s, r, i| supervisor_action(s, r, i, "restart_dashboard")))
         .route("/api/events", get(events))
         .route("/ws", get(ws))
         .route("/metrics", get(metrics))
@@ -572,6 +581,31 @@ async fn restart(
         Err(e) => {
             audit(&s, &id, remote, "restart", &comp, &e);
             Err(err(StatusCode::NOT_FOUND, e))
+        }
+    }
+}
+
+/// The supervisor-wide admin actions, as the CLI verbs of the same names.
+async fn supervisor_action(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    action: &'static str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &id)?;
+    let r = match action {
+        "restart_all" => s.backend.restart_all(),
+        "reset" => s.backend.reset(),
+        _ => s.backend.restart_dashboard(),
+    };
+    match r {
+        Ok(msg) => {
+            audit(&s, &id, remote, action, "*", "ok");
+            Ok(Json(serde_json::json!({"message": msg})))
+        }
+        Err(e) => {
+            audit(&s, &id, remote, action, "*", &e);
+            Err(err(StatusCode::SERVICE_UNAVAILABLE, e))
         }
     }
 }

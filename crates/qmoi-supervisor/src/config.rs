@@ -393,7 +393,7 @@ impl Plan {
                 let component_config = match &c.config {
                     Some(p) => Some(PathBuf::from(p.as_str())),
                     None => {
-                        let p = config_dir.join(format!("{id}.toml"));
+                        let p = qmoi_core::config::default_path(&config_dir, &id);
                         p.exists().then_some(p)
                     }
                 };

@@ -4,6 +4,7 @@
 //! ```text
 //! → {"cmd":"status"}
 //! → {"cmd":"restart-component","component":"system_health"}
+//! → {"cmd":"restart-all"}
 //! → {"cmd":"reset"}
 //! → {"cmd":"restart-dashboard"}
 //! ← {"ok":true,"message":"…","overview":{…}}   or   {"ok":false,"error":"…"}
@@ -22,7 +23,11 @@ pub const SOCKET_NAME: &str = "qmoi-supervisor.sock";
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
     Status,
-    RestartComponent { component: String },
+    RestartComponent {
+        component: String,
+    },
+    /// Restart every enabled component (the seed's `--restart`).
+    RestartAll,
     Reset,
     RestartDashboard,
 }

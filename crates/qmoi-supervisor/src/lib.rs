@@ -31,9 +31,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Default location of the master config.
-pub const DEFAULT_CONFIG: &str = "config/master_monitor.toml";
-
 /// Why `start` or a verb ended, with its exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,7 +60,8 @@ impl Error {
 /// Load and validate the master config (`--config`, else `config/master_monitor.toml`,
 /// else built-in defaults) and resolve it into a plan.
 pub fn load_plan(common: &CommonArgs) -> Result<Plan, Error> {
-    let default = PathBuf::from(DEFAULT_CONFIG);
+    // config/master_monitor.toml, or the original QMOI's config/master_monitor_config.json.
+    let default = qmoi_core::config::default_path(Path::new("config"), qmoi_core::component::MASTER_MONITOR);
     let (cfg, source) = match common.config.as_deref() {
         Some(p) => (qmoi_core::config::load::<MasterConfig>(p)?, Some(p.to_path_buf())),
         None if default.exists() => (qmoi_core::config::load::<MasterConfig>(&default)?, Some(default)),

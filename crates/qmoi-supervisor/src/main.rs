@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// in the foreground until SIGTERM or Ctrl-C. The other verbs talk to the running
 /// supervisor over its control socket (`run/qmoi-supervisor.sock`).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, after_help = COMPATIBILITY)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -38,6 +38,8 @@ enum Verb {
     },
     /// Clear restart counters, backoff and failures; start failed monitors again
     Reset,
+    /// Stop and start every enabled monitor now
+    RestartAll,
     /// Restart the dashboard's HTTP server without touching the monitors
     RestartDashboard,
     /// Check the master config and every enabled component's config, and find binaries
@@ -46,11 +48,32 @@ enum Verb {
     HashPassword,
 }
 
+const COMPATIBILITY: &str = "Compatibility: the original QMOI's spellings work too: --status, \
+--restart-component <NAME>, --reset, --restart-dashboard and --restart (= restart-all).";
+
+/// The original QMOI's flags, as the verbs they stand for: `--status` is `status`,
+/// `--restart` is `restart-all`, and so on. Any other argument is left as it is.
+fn seed_aliases(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| {
+            let verb = match a.to_str() {
+                Some("--status") => "status",
+                Some("--restart-component") => "restart-component",
+                Some("--reset") => "reset",
+                Some("--restart-dashboard") => "restart-dashboard",
+                Some("--restart") => "restart-all",
+                _ => return a,
+            };
+            verb.into()
+        })
+        .collect()
+}
+
 fn main() -> ExitCode {
     // Password checks and big reports allocate blocks of megabytes: map each, so a burst
     // gives its memory back when it ends.
     qmoi_core::mem::map_large_allocations(1 << 20);
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(seed_aliases(std::env::args_os()));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -65,9 +88,11 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         return hash_password();
     }
     let plan = match cli.verb {
-        Verb::Status { .. } | Verb::RestartComponent { .. } | Verb::Reset | Verb::RestartDashboard => {
-            qmoi_supervisor::load_plan_for_control(&cli.common)?
-        }
+        Verb::Status { .. }
+        | Verb::RestartComponent { .. }
+        | Verb::RestartAll
+        | Verb::Reset
+        | Verb::RestartDashboard => qmoi_supervisor::load_plan_for_control(&cli.common)?,
         _ => load_plan(&cli.common)?,
     };
     match &cli.verb {
@@ -91,6 +116,7 @@ fn run(cli: &Cli) -> Result<u8, Error> {
             }
             answer(&plan, &control::Request::RestartComponent { component: name.clone() })
         }
+        Verb::RestartAll => answer(&plan, &control::Request::RestartAll),
         Verb::Reset => answer(&plan, &control::Request::Reset),
         Verb::RestartDashboard => answer(&plan, &control::Request::RestartDashboard),
         Verb::Validate => validate(&plan),

@@ -50,6 +50,33 @@ impl Control {
         Ok(format!("restarting {component}"))
     }
 
+    /// Restart every enabled component, as `restart-component` does for one.
+    fn restart_all(&self) -> Result<String, String> {
+        let enabled: Vec<String> = {
+            let states = self.shared.lock();
+            let mut ids: Vec<String> =
+                states.iter().filter(|(_, c)| c.state != State::Disabled).map(|(id, _)| id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        let mut failed = Vec::new();
+        for id in &enabled {
+            if let Err(e) = self.restart_component(id) {
+                failed.push(e);
+            }
+        }
+        if failed.is_empty() { Ok(format!("restarting {}", enabled.join(", "))) } else { Err(failed.join("; ")) }
+    }
+
+    /// Clear restart counters, backoff and failures of every component.
+    fn reset(&self) -> String {
+        for tx in self.cmds.values() {
+            let _ = tx.try_send(Cmd::Reset);
+        }
+        tracing::info!("Reset requested.");
+        "restart counters, backoff and failures cleared; failed components are starting again".into()
+    }
+
     /// Stop the HTTP server and start it again on the same address. The monitors, the
     /// history and the live state are not touched.
     async fn restart_dashboard(&self) -> Result<String, String> {
@@ -95,15 +122,8 @@ impl control::Handler for Control {
                 ..Response::default()
             },
             Request::RestartComponent { component } => done(self.restart_component(&component)),
-            Request::Reset => {
-                for tx in self.cmds.values() {
-                    let _ = tx.try_send(Cmd::Reset);
-                }
-                tracing::info!("Reset requested on the control socket.");
-                Response::message(
-                    "restart counters, backoff and failures cleared; failed components are starting again",
-                )
-            }
+            Request::RestartAll => done(self.restart_all()),
+            Request::Reset => Response::message(self.reset()),
             Request::RestartDashboard => done(self.restart_dashboard().await),
         }
     }
@@ -122,6 +142,27 @@ impl DashboardBackend {
 impl qmoi_dashboard::Backend for DashboardBackend {
     fn restart(&self, component: &str) -> Result<String, String> {
         self.control().ok_or_else(|| "the supervisor is not ready yet".to_string())?.restart_component(component)
+    }
+
+    fn restart_all(&self) -> Result<String, String> {
+        self.control().ok_or_else(|| "the supervisor is not ready yet".to_string())?.restart_all()
+    }
+
+    fn reset(&self) -> Result<String, String> {
+        Ok(self.control().ok_or_else(|| "the supervisor is not ready yet".to_string())?.reset())
+    }
+
+    /// The server answering this request is the one restarted: the restart runs on its
+    /// own task once the answer is out (awaiting it here would wait for itself).
+    fn restart_dashboard(&self) -> Result<String, String> {
+        let c = self.control().ok_or_else(|| "the supervisor is not ready yet".to_string())?;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Err(e) = c.restart_dashboard().await {
+                tracing::warn!(error = %e, "Cannot restart the dashboard.");
+            }
+        });
+        Ok("restarting the dashboard".into())
     }
 
     fn config(&self) -> serde_json::Value {

@@ -356,7 +356,10 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("small_read_cap.toml", &["report.max_read_bytes", "at least 4096, got '10'"]),
         ("bad_priority.toml", &["line 2, column 12", "unknown variant `urgent`"]),
         ("duplicate_key.toml", &["line 3, column 1", "duplicate key"]),
-        ("public_without_auth.toml", &["dashboard.host", "'0.0.0.0' is not a loopback address", "configure auth"]),
+        (
+            "public_without_auth.toml",
+            &["dashboard.host", "'0.0.0.0' is not a loopback address", "[[dashboard.auth.tokens]]"],
+        ),
         ("port_type.toml", &["line 2, column 8", "expected u16"]),
         ("plain_password.toml", &["dashboard.auth.users[0].password_hash", "hash-password"]),
         ("bad_role.toml", &["line 4, column 8", "expected `read` or `admin`"]),
@@ -518,4 +521,52 @@ fn one_broken_monitor_never_takes_the_stack_down() {
     assert_eq!(stack.component("performance")["state"], "running");
     let backup = stack.component("backup")["state"].as_str().unwrap_or_default().to_string();
     assert!(["starting", "stale", "restarting"].contains(&backup.as_str()), "the hanging one never ran: {backup}");
+}
+
+/// The original QMOI's commands and files work as written: `--status`,
+/// `--restart-component NAME`, `--restart` (all), `--reset`, `--restart-dashboard`, and
+/// `config/master_monitor_config.json` when there is no TOML file.
+#[test]
+fn seed_commands_and_config_work_as_written() {
+    let fake = bin("qmoi-fake-monitor").display().to_string();
+    let mut stack = Stack::new("");
+    std::fs::remove_file(stack.path("config/master_monitor.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let comp = |id: &str| {
+        format!(r#""{id}": {{"enabled": true, "interval": 1, "command": "{fake}", "args": ["--component", "{id}"]}}"#)
+    };
+    stack.write(
+        "config/master_monitor_config.json",
+        &format!(
+            r#"{{"monitoring_components": {{{}, {}}}, "dashboard": {{"port": 0}}, "report": {{"interval": 1}}}}"#,
+            comp("system_health"),
+            comp("security")
+        ),
+    );
+    stack.start();
+    let sh = running_pid(&stack, "system_health");
+    let sec = running_pid(&stack, "security");
+    let run = |args: &[&str]| {
+        let out = stack.run(args);
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, text) = run(&["--status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("system_health") && text.contains("security"), "{text}");
+    let (code, text) = run(&["--restart-component", "system_health"]);
+    assert_eq!(code, Some(0), "{text}");
+    let sh2 = wait_for(Duration::from_secs(10), "system_health restarted", || {
+        pid_of(&stack, "system_health").filter(|p| *p != sh)
+    });
+    let (code, text) = run(&["--restart"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("restarting security, system_health"), "{text}");
+    wait_for(Duration::from_secs(10), "both restarted", || {
+        (pid_of(&stack, "system_health").is_some_and(|p| p != sh2)
+            && pid_of(&stack, "security").is_some_and(|p| p != sec))
+        .then_some(())
+    });
+    assert_eq!(run(&["--reset"]).0, Some(0));
+    assert_eq!(run(&["--restart-dashboard"]).0, Some(0));
+    let s = stack.status();
+    assert!(s["supervisor"]["config"].as_str().is_some_and(|c| c.ends_with("master_monitor_config.json")), "{s}");
 }

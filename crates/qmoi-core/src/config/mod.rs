@@ -151,6 +151,15 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Where a component's config is looked for in `dir` when none is named: `<id>.toml`, or
+/// when there is none, the original QMOI's `<id>_config.json` (`master_monitor_config.json`,
+/// `notification_config.json`), which load as written.
+pub fn default_path(dir: &Path, id: &str) -> PathBuf {
+    let toml = dir.join(format!("{id}.toml"));
+    let seed = dir.join(format!("{id}_config.json"));
+    if !toml.exists() && seed.exists() { seed } else { toml }
+}
+
 /// Read, parse and validate a config file.
 pub fn load<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
     let text = fs_err::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
