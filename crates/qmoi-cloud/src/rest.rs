@@ -200,15 +200,8 @@ async fn read(
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     for name in ["retry-after", "x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after"] {
         let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) else { continue };
-        if let Ok(s) = v.trim().parse::<f64>()
-            && s.is_finite()
-            && s >= 0.0
-        {
-            return Some(Duration::from_secs_f64(s.min(3600.0)));
-        }
-        if let Ok(t) = chrono::DateTime::parse_from_rfc2822(v) {
-            let d = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds().max(0);
-            return Some(Duration::from_millis(u64::try_from(d).unwrap_or(0)));
+        if let Some(d) = qmoi_core::retry::retry_after(v, MAX_WAIT) {
+            return Some(d);
         }
     }
     None

@@ -29,6 +29,7 @@ pub mod logging;
 pub mod mem;
 pub mod overview;
 pub mod report;
+pub mod retry;
 pub mod runner;
 pub mod statefile;
 pub mod status;

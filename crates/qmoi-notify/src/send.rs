@@ -41,6 +41,8 @@ pub struct Sender {
 }
 
 const USER_AGENT: &str = concat!("qmoi-notify/", env!("CARGO_PKG_VERSION"));
+/// The longest a receiver's `Retry-After` may push a retry back.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 impl Sender {
     pub fn new(cfg: Arc<NotifyConfig>, templates: Arc<Templates>) -> Result<Self, String> {
@@ -272,8 +274,7 @@ impl Sender {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| qmoi_core::retry::retry_after(v, MAX_RETRY_AFTER));
         let text = read_limited(resp).await;
         if status.is_success() {
             return Ok(format!("{shown}: HTTP {status}"));
