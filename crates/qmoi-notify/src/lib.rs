@@ -406,12 +406,16 @@ impl Notifier {
         let mut checks = Vec::new();
         let mut metrics = BTreeMap::new();
         let store = &self.store;
-        let pending = store.pending(1000).unwrap_or_default();
-        let dead = store.dead_letters(1000).unwrap_or_default();
-        let counters = store.counters().unwrap_or_default();
-        let recent = store.history(20).unwrap_or_default();
-        let queued = store.count("queue").unwrap_or(0);
-        let firing = Engine::firing_counts(&store.conn).unwrap_or_default();
+        // A database that cannot be read is reported as such, never as "0 pending".
+        let mut db_errors: Vec<String> = Vec::new();
+        let mut got = |what: &str, e: &dyn std::fmt::Display| db_errors.push(format!("{what}: {e}"));
+        let pending = store.pending(1000).map_err(|e| got("the outbox", &e)).ok();
+        let dead = store.dead_letters(1000).map_err(|e| got("the dead letters", &e)).ok();
+        let counters = store.counters().map_err(|e| got("the counters", &e)).unwrap_or_default();
+        let recent = store.history(20).map_err(|e| got("the history", &e)).unwrap_or_default();
+        let queued = store.count("queue").map_err(|e| got("the group queue", &e)).ok();
+        let firing = Engine::firing_counts(&store.conn).map_err(|e| got("the alert states", &e)).ok();
+        let (pending_rows, dead_rows) = (pending.as_deref().unwrap_or(&[]), dead.as_deref().unwrap_or(&[]));
         let count =
             |ch: &str, name: &str| counters.iter().find(|(c, n, _)| c == ch && n == name).map_or(0, |(_, _, v)| *v);
         let mut channels = Vec::new();
@@ -420,14 +424,15 @@ impl Notifier {
             let targets: Vec<String> =
                 (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
             let retrying: Vec<&store::PendingRow> =
-                pending.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
-            let dead_n = dead.iter().filter(|d| &d.channel == name).count();
+                pending_rows.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
+            let dead_n = dead_rows.iter().filter(|d| &d.channel == name).count();
             let (sent, failed, suppressed) = (count(name, "sent"), count(name, "failed"), count(name, "suppressed"));
             let check_name = format!("channel:{name}");
             let check = if !c.enabled {
                 CheckResult::ok(check_name, format!("{name} ({kind}) disabled"))
             } else if dead_n > 0 {
-                let last = dead.iter().find(|d| &d.channel == name).map_or(String::new(), |d| d.last_error.clone());
+                let last =
+                    dead_rows.iter().find(|d| &d.channel == name).map_or(String::new(), |d| d.last_error.clone());
                 CheckResult::new(
                     check_name,
                     Status::Critical,
@@ -474,9 +479,15 @@ impl Notifier {
             CheckResult::new("routing", Status::Warning, text.join("; "))
                 .with_title("Notification routing names unusable channels")
         });
-        let oldest = store.oldest_pending_ms().ok().flatten();
+        let oldest = store.oldest_pending_ms().map_err(|e| got("the oldest pending notification", &e)).ok().flatten();
         let backlog_age = oldest.map_or(0.0, |t| (now.timestamp_millis() - t).max(0) as f64 / 1000.0);
-        checks.push(
+        if !db_errors.is_empty() {
+            checks.push(
+                CheckResult::unknown("database", format!("cannot read {}: {}", self.store.path, db_errors.join("; ")))
+                    .with_title("The notifier cannot read its database"),
+            );
+        }
+        checks.push(if let (Some(pending), Some(queued)) = (&pending, queued) {
             if backlog_age > 300.0 {
                 CheckResult::new(
                     "backlog",
@@ -491,8 +502,10 @@ impl Notifier {
             } else {
                 CheckResult::ok("backlog", format!("{} pending, {queued} waiting for their group", pending.len()))
             }
-            .with_value(backlog_age, "seconds"),
-        );
+            .with_value(backlog_age, "seconds")
+        } else {
+            CheckResult::unknown("backlog", "unknown: the outbox cannot be read (see the database check)")
+        });
         checks.push(match &self.watch_note {
             Some(n) => CheckResult::new("watch", Status::Warning, n.clone()),
             None => CheckResult::ok("watch", format!("watching {} for report changes", self.report_dir.display())),
@@ -507,18 +520,27 @@ impl Notifier {
         for (name, reason) in &self.unreadable {
             checks.push(CheckResult::new(format!("report:{name}"), Status::Warning, reason.clone()));
         }
-        metrics.insert("qmoi_notify_pending".into(), pending.len() as f64);
-        metrics.insert("qmoi_notify_queued_events".into(), queued as f64);
-        metrics.insert("qmoi_notify_dead_letters".into(), dead.len() as f64);
-        metrics.insert("qmoi_notify_oldest_pending_seconds".into(), backlog_age);
-        for l in ["critical", "warning", "info"] {
-            metrics.insert(format!("qmoi_notify_firing_alerts{{level=\"{l}\"}}"), *firing.get(l).unwrap_or(&0) as f64);
+        // What could not be read has no metric (an absent series, not a false 0).
+        if let Some(p) = &pending {
+            metrics.insert("qmoi_notify_pending".into(), p.len() as f64);
+            metrics.insert("qmoi_notify_oldest_pending_seconds".into(), backlog_age);
+        }
+        if let Some(q) = queued {
+            metrics.insert("qmoi_notify_queued_events".into(), q as f64);
+        }
+        if let Some(d) = &dead {
+            metrics.insert("qmoi_notify_dead_letters".into(), d.len() as f64);
+        }
+        if let Some(f) = &firing {
+            for l in ["critical", "warning", "info"] {
+                metrics.insert(format!("qmoi_notify_firing_alerts{{level=\"{l}\"}}"), *f.get(l).unwrap_or(&0) as f64);
+            }
         }
         let details = qmoi_core::report::Details::of(&serde_json::json!({
             "channels": channels,
             "firing_alerts": firing,
-            "pending": pending.iter().take(20).collect::<Vec<_>>(),
-            "dead_letters": dead.iter().take(20).collect::<Vec<_>>(),
+            "pending": pending_rows.iter().take(20).collect::<Vec<_>>(),
+            "dead_letters": dead_rows.iter().take(20).collect::<Vec<_>>(),
             "recent": recent,
             "database": self.store.path,
         }));

@@ -368,3 +368,34 @@ fn configuration_errors_and_seed_json() {
     let out = env.run(&["--test-sms"]);
     assert_eq!(out.status.code(), Some(2), "no sms channel configured");
 }
+
+/// Regression: when the notifier's database could not be read, its own report fell back
+/// to zeros ("0 pending"). Now it says the database is unreadable (`unknown`) and leaves
+/// out the figures it could not read.
+#[test]
+fn an_unreadable_database_is_unknown_never_zero() {
+    let mut env = Env::new("interval = \"1s\"\n");
+    env.start();
+    let latest = env.logs().join("notification_latest.json");
+    wait_for(Duration::from_secs(15), "the first report", || read_json(&latest));
+    // The outbox disappears under the running notifier (a damaged or replaced database).
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('ALTER TABLE outbox RENAME TO outbox_gone'); c.commit()"])
+        .arg(env.path("data/notification.db"))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(py, "python3 sqlite3");
+    let r = wait_for(Duration::from_secs(15), "a report that says so", || {
+        read_json(&latest).filter(|r| {
+            r["checks"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "database" && c["status"] == "unknown"))
+        })
+    });
+    let backlog =
+        r["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "backlog").cloned()).unwrap_or_default();
+    assert_eq!(backlog["status"], "unknown", "{backlog}");
+    assert!(r["metrics"].get("qmoi_notify_pending").is_none(), "no false zero: {}", r["metrics"]);
+    assert_eq!(r["status"], "unknown", "{}", r["summary"]);
+    env.stop();
+}

@@ -156,5 +156,51 @@ pub fn write_startup(plan: &Plan, report_dir: &Path, started_at: DateTime<Utc>, 
     let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     write_json_atomic(&path, &bytes).map_err(|e| e.to_string())?;
+    prune_startups(report_dir, STARTUPS_KEPT);
     Ok(path)
+}
+
+/// Startup reports kept: one per start, so a supervisor restarted in a loop (or by a
+/// daily deploy) would otherwise fill the folder.
+pub const STARTUPS_KEPT: usize = 20;
+
+/// Remove all but the newest `keep` `monitoring_startup_*.json` (their names sort by time).
+fn prune_startups(report_dir: &Path, keep: usize) {
+    let Ok(rd) = std::fs::read_dir(report_dir) else { return };
+    let mut names: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("monitoring_startup_") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for n in &names[..excess] {
+        if let Err(e) = std::fs::remove_file(report_dir.join(n)) {
+            tracing::warn!(file = %n, error = %e, "Cannot remove an old startup report.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use super::prune_startups;
+
+    /// Regression: `monitoring_startup_*.json` were never pruned (one per start).
+    #[test]
+    fn only_the_newest_startup_reports_are_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..25 {
+            let name = format!("monitoring_startup_20261206_1200{i:02}.json");
+            std::fs::write(dir.path().join(name), "{}").unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(dir.path().join("system_health_latest.json"), "{}").unwrap_or_else(|e| panic!("{e}"));
+        prune_startups(dir.path(), 20);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+            .unwrap_or_default();
+        left.sort();
+        assert_eq!(left.len(), 21);
+        assert_eq!(left[0], "monitoring_startup_20261206_120005.json");
+        assert!(left.contains(&"system_health_latest.json".to_string()));
+    }
 }

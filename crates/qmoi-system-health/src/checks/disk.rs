@@ -3,7 +3,10 @@
 //! Mounts come from `/proc/self/mounts`; pseudo file systems are skipped, and bind mounts of
 //! one file system are reported once (the shortest mount point wins). Each `statvfs` runs
 //! on a blocking thread bounded by the check timeout: a hung NFS server makes that mount
-//! `unknown`, never the whole monitor.
+//! `unknown`, never the whole monitor. A blocked `statvfs` cannot be cancelled, so at most
+//! one is outstanding per mount: while it has not returned, later runs report the mount
+//! as still hung instead of blocking one more thread each (a run every minute leaked a
+//! thread a minute).
 
 use super::{Collected, fmt_bytes, percent};
 use crate::SystemHealthConfig;
@@ -123,6 +126,41 @@ fn stat_mount(path: &str) -> Result<Usage, String> {
     Ok(Usage { dev, total, used: total - free, avail, inodes: s.files() as f64, inodes_free: s.files_free() as f64 })
 }
 
+/// Mount points whose `statvfs` has not returned yet, and since when.
+fn outstanding() -> &'static std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>> {
+    static HUNG: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>> =
+        std::sync::OnceLock::new();
+    HUNG.get_or_init(Default::default)
+}
+
+/// `stat` of one mount on a blocking thread, bounded by `timeout`; none started while the
+/// previous one for this mount is still blocked.
+async fn stat_bounded<F>(path: String, timeout: Duration, stat: F) -> Result<Usage, String>
+where
+    F: FnOnce(&str) -> Result<Usage, String> + Send + 'static,
+{
+    {
+        let mut hung = outstanding().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(since) = hung.get(&path) {
+            return Err(format!(
+                "still hung: the check started {} ago has not returned (no other is started until it does)",
+                qmoi_core::config::ConfigDuration(Duration::from_secs(since.elapsed().as_secs()))
+            ));
+        }
+        hung.insert(path.clone(), std::time::Instant::now());
+    }
+    let blocking = tokio::task::spawn_blocking(move || {
+        let r = stat(&path);
+        outstanding().lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&path);
+        r
+    });
+    match tokio::time::timeout(timeout, blocking).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(format!("stat task failed: {e}")),
+        Err(_) => Err(format!("no answer within {timeout:?} (hung network file system?)")),
+    }
+}
+
 pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collected) {
     let text = match tokio::fs::read_to_string("/proc/self/mounts").await {
         Ok(t) => t,
@@ -136,15 +174,7 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
     let mut set = tokio::task::JoinSet::new();
     for (i, m) in selected.iter().enumerate() {
         let path = m.mount_point.clone();
-        set.spawn(async move {
-            let blocking = tokio::task::spawn_blocking(move || stat_mount(&path));
-            let r = match tokio::time::timeout(timeout, blocking).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(format!("stat task failed: {e}")),
-                Err(_) => Err(format!("no answer within {timeout:?} (hung network file system?)")),
-            };
-            (i, r)
-        });
+        set.spawn(async move { (i, stat_bounded(path, timeout, stat_mount).await) });
     }
     let mut results: Vec<(usize, Result<Usage, String>)> = set.join_all().await;
     results.sort_by_key(|(i, _)| *i);
@@ -206,6 +236,43 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: each run against a hung mount blocked one more thread in `statvfs`
+    /// (a thread a minute). One stays blocked; later runs say it is still hung.
+    #[tokio::test]
+    async fn a_hung_mount_blocks_one_thread_at_most() {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stat = |calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+                    wait: Option<std::sync::mpsc::Receiver<()>>| {
+            move |_: &str| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(w) = wait {
+                    let _ = w.recv();
+                }
+                Ok(Usage { dev: 1, total: 10.0, used: 1.0, avail: 9.0, inodes: 1.0, inodes_free: 1.0 })
+            }
+        };
+        let path = "/qmoi-test/hung".to_string();
+        let t = Duration::from_millis(50);
+        let first = stat_bounded(path.clone(), t, stat(calls.clone(), Some(wait))).await;
+        assert!(first.is_err_and(|e| e.contains("no answer within")));
+        for _ in 0..3 {
+            let again = stat_bounded(path.clone(), t, stat(calls.clone(), None)).await;
+            assert!(again.is_err_and(|e| e.starts_with("still hung")));
+        }
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "one blocked call, no more");
+        let _ = release.send(());
+        for _ in 0..100 {
+            if !outstanding().lock().map(|m| m.contains_key(&path)).unwrap_or(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let back = stat_bounded(path, t, stat(calls.clone(), None)).await;
+        assert!(back.is_ok(), "{:?}", back.err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     const SAMPLE: &str = "\
 /dev/vda / ext4 rw,relatime 0 0
