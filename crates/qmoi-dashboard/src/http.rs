@@ -285,7 +285,9 @@ fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
+/// Record an admin action in the audit table and `logs/audit.log`, on a blocking thread
+/// (SQLite and a file append must not hold an async worker).
+async fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
     let e = AuditEntry {
         at: unix_now(),
         who: id.name.clone(),
@@ -295,21 +297,35 @@ fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: 
         result: result.into(),
     };
     tracing::info!(who = %e.who, action, target, remote = %e.remote, result, "Audit.");
-    if let Err(x) = s.hub.store.audit(&e) {
-        tracing::warn!(error = %x, "Cannot write the audit table.");
-    }
-    let line = serde_json::json!({
-        "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "who": e.who, "action": e.action, "target": e.target, "remote": e.remote, "result": e.result,
-    });
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&s.audit_log)?;
-        writeln!(f, "{line}")
-    };
-    if let Err(x) = write() {
-        tracing::warn!(error = %x, path = %s.audit_log.display(), "Cannot append to the audit log.");
-    }
+    let (store, path) = (s.hub.store.clone(), s.audit_log.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(x) = store.audit(&e) {
+            tracing::warn!(error = %x, "Cannot write the audit table.");
+        }
+        let line = serde_json::json!({
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "who": e.who, "action": e.action, "target": e.target, "remote": e.remote, "result": e.result,
+        });
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            writeln!(f, "{line}")
+        };
+        if let Err(x) = write() {
+            tracing::warn!(error = %x, path = %path.display(), "Cannot append to the audit log.");
+        }
+    })
+    .await;
+}
+
+/// A store call on a blocking thread: SQLite, and the store's mutex shared with ingest
+/// and pruning, must not hold an async worker.
+async fn on_store<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = s.hub.store.clone();
+    tokio::task::spawn_blocking(move || f(&store)).await.map_err(store_err)?.map_err(store_err)
 }
 
 fn json_bytes(b: bytes::Bytes) -> Response {
@@ -361,8 +377,8 @@ fn store_err(e: impl std::fmt::Display) -> ApiError {
 
 async fn alerts(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = unix_now();
-    let acks = s.hub.store.acks().map_err(store_err)?;
-    let silences = s.hub.store.active_silences(now).map_err(store_err)?;
+    let (acks, silences, recent) =
+        on_store(&s, move |st| Ok((st.acks()?, st.active_silences(now)?, st.recent_alerts(100)?))).await?;
     let active: Vec<serde_json::Value> = s
         .hub
         .firing()
@@ -378,7 +394,6 @@ async fn alerts(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
             v
         })
         .collect();
-    let recent = s.hub.store.recent_alerts(100).map_err(store_err)?;
     Ok(Json(serde_json::json!({"active": active, "recent": recent, "silences": silences})))
 }
 
@@ -402,18 +417,20 @@ async fn ack(
     };
     require_admin(&s, &id)?;
     if !s.hub.firing().iter().any(|f| f.alert.fingerprint == fp) {
-        audit(&s, &id, remote, "ack", fp, "not firing");
+        audit(&s, &id, remote, "ack", fp, "not firing").await;
         return Err(err(StatusCode::NOT_FOUND, format!("no alert '{fp}' is firing")));
     }
     let a = Ack { by: id.name.clone(), at: unix_now(), comment: body.map(|b| b.0.comment).unwrap_or_default() };
-    s.hub.store.ack(fp, &a).map_err(store_err)?;
-    audit(&s, &id, remote, "ack", fp, "ok");
+    let (key, ack) = (fp.to_string(), a.clone());
+    on_store(&s, move |st| st.ack(&key, &ack)).await?;
+    audit(&s, &id, remote, "ack", fp, "ok").await;
     s.hub.publish("alert", &serde_json::json!({"action": "acknowledged", "fingerprint": fp, "acknowledged": a}));
     Ok(Json(serde_json::json!({"fingerprint": fp, "acknowledged": a})))
 }
 
 async fn silences(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(Json(serde_json::json!({"silences": s.hub.store.active_silences(unix_now()).map_err(store_err)?})))
+    let now = unix_now();
+    Ok(Json(serde_json::json!({"silences": on_store(&s, move |st| st.active_silences(now)).await?})))
 }
 
 #[derive(Deserialize)]
@@ -470,9 +487,10 @@ async fn add_silence(
         return Err(err(StatusCode::BAD_REQUEST, "the silence would already be expired"));
     }
     let m = Matcher { component: b.component, fingerprint: b.fingerprint, level: b.level };
-    let sid = s.hub.store.add_silence(&m, &id.name, now, expires_at, &b.comment).map_err(store_err)?;
     let target = serde_json::to_string(&m).unwrap_or_default();
-    audit(&s, &id, remote, "silence", &target, &format!("id {sid}"));
+    let (who, comment) = (id.name.clone(), b.comment.clone());
+    let sid = on_store(&s, move |st| st.add_silence(&m, &who, now, expires_at, &comment)).await?;
+    audit(&s, &id, remote, "silence", &target, &format!("id {sid}")).await;
     s.hub.publish("alert", &serde_json::json!({"action": "silenced", "silence": sid}));
     Ok((StatusCode::CREATED, Json(serde_json::json!({"id": sid, "expires_at": expires_at}))))
 }
@@ -484,10 +502,11 @@ async fn delete_silence(
     Path(sid): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &id)?;
-    if !s.hub.store.delete_silence(sid, unix_now()).map_err(store_err)? {
+    let now = unix_now();
+    if !on_store(&s, move |st| st.delete_silence(sid, now)).await? {
         return Err(err(StatusCode::NOT_FOUND, format!("no active silence with id {sid}")));
     }
-    audit(&s, &id, remote, "unsilence", &sid.to_string(), "ok");
+    audit(&s, &id, remote, "unsilence", &sid.to_string(), "ok").await;
     s.hub.publish("alert", &serde_json::json!({"action": "unsilenced", "silence": sid}));
     Ok(Json(serde_json::json!({"deleted": sid})))
 }
@@ -575,11 +594,11 @@ async fn restart(
     require_admin(&s, &id)?;
     match s.backend.restart(&comp) {
         Ok(msg) => {
-            audit(&s, &id, remote, "restart", &comp, "ok");
+            audit(&s, &id, remote, "restart", &comp, "ok").await;
             Ok(Json(serde_json::json!({"message": msg})))
         }
         Err(e) => {
-            audit(&s, &id, remote, "restart", &comp, &e);
+            audit(&s, &id, remote, "restart", &comp, &e).await;
             Err(err(StatusCode::NOT_FOUND, e))
         }
     }
@@ -600,11 +619,11 @@ async fn supervisor_action(
     };
     match r {
         Ok(msg) => {
-            audit(&s, &id, remote, action, "*", "ok");
+            audit(&s, &id, remote, action, "*", "ok").await;
             Ok(Json(serde_json::json!({"message": msg})))
         }
         Err(e) => {
-            audit(&s, &id, remote, action, "*", &e);
+            audit(&s, &id, remote, action, "*", &e).await;
             Err(err(StatusCode::SERVICE_UNAVAILABLE, e))
         }
     }

@@ -206,9 +206,16 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    /// Delete history past each resolution's retention.
+    /// Delete history past each resolution's retention. Series by series, so each delete
+    /// is a range of the `(series, ts)` key: `WHERE ts < ?` alone scanned every table
+    /// whole, holding the connection (and so ingest and queries) meanwhile.
     pub fn prune(&self, now: i64) -> Result<usize, StoreError> {
         let conn = self.conn();
+        let ids: Vec<i64> = conn
+            .prepare("SELECT id FROM series")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .map_err(|e| self.err(e))?;
+        let tx = conn.unchecked_transaction().map_err(|e| self.err(e))?;
         let mut n = 0;
         for (table, keep) in [
             ("samples_raw", self.retention.raw),
@@ -216,10 +223,12 @@ impl Store {
             ("samples_1h", self.retention.hour),
         ] {
             let cutoff = now - i64::try_from(keep.get().as_secs()).unwrap_or(i64::MAX);
-            n += conn
-                .execute(&format!("DELETE FROM {table} WHERE ts < ?1"), params![cutoff])
-                .map_err(|e| self.err(e))?;
+            let mut st = tx.prepare(&prune_sql(table)).map_err(|e| self.err(e))?;
+            for id in &ids {
+                n += st.execute(params![id, cutoff]).map_err(|e| self.err(e))?;
+            }
         }
+        tx.commit().map_err(|e| self.err(e))?;
         conn.execute(
             "DELETE FROM alert_history WHERE ended_at IS NOT NULL AND ended_at < ?1",
             params![now - 90 * 86_400],
@@ -470,6 +479,10 @@ impl Store {
     }
 }
 
+fn prune_sql(table: &str) -> String {
+    format!("DELETE FROM {table} WHERE series = ?1 AND ts < ?2")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +491,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
         (dir, s)
+    }
+
+    /// Regression: pruning ran `DELETE … WHERE ts < ?`, a scan of each whole table.
+    #[test]
+    fn pruning_searches_the_key_instead_of_scanning() -> Result<(), StoreError> {
+        let (_d, s) = store();
+        for table in ["samples_raw", "samples_1m", "samples_1h"] {
+            let plan: Vec<String> = s
+                .conn()
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", prune_sql(table)))
+                .and_then(|mut st| st.query_map(params![1, 100], |r| r.get::<_, String>(3))?.collect())
+                .map_err(|e| s.err(e))?;
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("SEARCH") && plan.contains("PRIMARY KEY") && !plan.contains("SCAN"),
+                "{table}: {plan}"
+            );
+        }
+        let m: BTreeMap<String, f64> = [("qmoi_x".to_string(), 1.0)].into();
+        s.ingest("c", 1000, &m)?;
+        s.ingest("c", 1_000_000, &m)?;
+        let n = s.prune(1_000_000 + 49 * 3600)?;
+        assert!(n >= 1, "the old raw sample is gone: {n}");
+        Ok(())
     }
 
     #[test]
