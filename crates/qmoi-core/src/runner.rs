@@ -561,15 +561,26 @@ where
 /// kernel drops the lock when the process ends however it ends, so a crash or SIGKILL
 /// leaves nothing stale. Fails, naming the holder's pid, when another daemon holds it.
 pub fn lock_instance(report_dir: &Path, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    lock_file(
+        &report_dir.join(format!(".{id}.lock")),
+        &format!("{id} monitor"),
+        &format!("writes reports to {}", report_dir.display()),
+    )
+}
+
+/// Take `path` (flock, exclusive, the holder's pid written in it) for as long as the value
+/// lives; `Err` names the holder: "another {who} (pid N) already {does}; stop it first".
+pub fn lock_file(path: &Path, who: &str, does: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
     use std::io::{Read, Seek, Write};
-    let _ = std::fs::create_dir_all(report_dir);
-    let path = report_dir.join(format!(".{id}.lock"));
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
+        .open(path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
@@ -582,9 +593,8 @@ pub fn lock_instance(report_dir: &Path, id: &str) -> Result<nix::fcntl::Flock<st
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             Err(format!(
-                "another {id} monitor (pid {}) already writes reports to {}; stop it first",
-                if pid.trim().is_empty() { "unknown" } else { pid.trim() },
-                report_dir.display()
+                "another {who} (pid {}) already {does}; stop it first",
+                if pid.trim().is_empty() { "unknown" } else { pid.trim() }
             ))
         }
         Err((_, e)) => Err(format!("cannot lock {}: {e}", path.display())),

@@ -400,6 +400,11 @@ impl Notifier {
         }
     }
 
+    /// Continue from the last report written: its alerts keep their `since`.
+    pub fn seed_alerts(&mut self, last: &Report) {
+        self.tracker.seed_from(last);
+    }
+
     /// The notifier's own report: channel health, backlog, dead letters, recent history.
     pub fn report(&mut self, started: Instant) -> Report {
         let now = Utc::now();

@@ -91,6 +91,16 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if args.validate {
+        // What only building the notifier finds (a template that does not compile, an
+        // unreadable CA file) is a configuration error too; the database is not touched.
+        let cfg = Arc::new(cfg.clone());
+        let templates = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
+        if let Err(e) = qmoi_notify::render::Templates::load(templates)
+            .and_then(|t| qmoi_notify::send::Sender::new(cfg.clone(), Arc::new(t)))
+        {
+            eprintln!("{}: configuration error: {source}: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!("{}: configuration OK ({source})", info.binary);
         for (key, msg) in cfg.unusable_channel_refs() {
             println!("  warning: {key}: {msg}");
@@ -168,6 +178,24 @@ fn main() -> ExitCode {
         };
     }
 
+    // One notifier per report folder and per database: two sending from one outbox would
+    // deliver every message twice. `--check` only reads.
+    let _locks = if args.check {
+        None
+    } else {
+        let db_lock = PathBuf::from(format!("{}.lock", cfg.database.path.as_str()));
+        let locks = qmoi_core::runner::lock_instance(&args.common.report_dir, info.id).and_then(|a| {
+            qmoi_core::runner::lock_file(&db_lock, "notifier", &format!("sends from {}", cfg.database.path))
+                .map(|b| (a, b))
+        });
+        match locks {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                return ExitCode::from(3);
+            }
+        }
+    };
     let mut notifier = match Notifier::new(cfg.clone(), &args.common.report_dir) {
         Ok(n) => n,
         Err(e) => {
@@ -177,6 +205,10 @@ fn main() -> ExitCode {
     };
     let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
     let mut writer = ReportWriter::new(&args.common.report_dir, info.id, cfg.history().policy());
+    // Its own alerts keep their `since` across restarts, as every monitor's do.
+    if let qmoi_core::report::ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
+        notifier.seed_alerts(&report);
+    }
     rt.block_on(async move {
         if args.check {
             // Read-only: the state of channels, backlog and dead letters; sends nothing.

@@ -399,3 +399,50 @@ fn an_unreadable_database_is_unknown_never_zero() {
     assert_eq!(r["status"], "unknown", "{}", r["summary"]);
     env.stop();
 }
+
+/// The notifier on the shared runner's rules (issue: it re-implemented the run loop and
+/// missed them): two notifiers on one database refuse to both send, its own alerts keep
+/// their `since` across a restart, and `--validate` finds what only building it finds.
+#[test]
+fn one_sender_per_outbox_since_survives_restarts_and_validate_builds() {
+    // "sms" is named but not configured: a routing warning, so the report has an alert.
+    let mut env = Env::new("interval = \"1s\"\n[priorities.critical]\nchannels = [\"sms\"]\n");
+    let pid = env.start();
+    let latest = env.logs().join("notification_latest.json");
+    let first = wait_for(Duration::from_secs(15), "the routing alert", || {
+        read_json(&latest).filter(|r| r["alerts"].as_array().is_some_and(|a| !a.is_empty()))
+    });
+    let since = first["alerts"][0]["since"].clone();
+    // A second notifier on the same database, reporting elsewhere: refused.
+    let out = std::process::Command::new(qmoi_testkit::bin("qmoi-notify"))
+        .current_dir(env.path(""))
+        .args(["--config", "notification.toml", "--report-dir", "logs2", "--log-dir", "logs2", "--once"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("another notifier (pid {pid}) already sends from data/notification.db")), "{err}");
+    // Restarted, its alert keeps its since.
+    env.stop();
+    std::thread::sleep(Duration::from_millis(1100));
+    env.start();
+    let again = wait_for(Duration::from_secs(15), "a report of the new process", || {
+        read_json(&latest).filter(|r| {
+            r["generated_at"] != first["generated_at"] && r["alerts"].as_array().is_some_and(|a| !a.is_empty())
+        })
+    });
+    assert_eq!(again["alerts"][0]["since"], since, "{again}");
+    env.stop();
+
+    // A template that does not compile is a configuration error for --validate.
+    std::fs::create_dir_all(env.path("templates")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(env.path("templates/sms.txt"), "{{ alert.title ").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(env.path("bad.toml"), "templates = \"templates\"\n").unwrap_or_else(|e| panic!("{e}"));
+    let out = env.command_with("bad.toml").arg("--validate").output().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("template sms.txt"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
