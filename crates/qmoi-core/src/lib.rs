@@ -31,6 +31,8 @@ pub mod overview;
 pub mod report;
 pub mod retry;
 pub mod runner;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 pub mod statefile;
 pub mod status;
 pub mod threshold;

@@ -36,9 +36,10 @@ pub struct Store {
     retention: HistoryRetention,
 }
 
+/// Set on every open (they cannot run inside a migration's transaction).
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+
 const SCHEMA: &str = "
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
 CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, component TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (component, metric));
 CREATE TABLE IF NOT EXISTS samples_raw (series INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS samples_1m (series INTEGER NOT NULL, ts INTEGER NOT NULL, sum REAL NOT NULL, count INTEGER NOT NULL, min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, ts)) WITHOUT ROWID;
@@ -52,6 +53,11 @@ CREATE INDEX IF NOT EXISTS alert_history_open ON alert_history (fingerprint, end
 CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL,
     target TEXT NOT NULL, remote TEXT NOT NULL, result TEXT NOT NULL);
 ";
+
+/// `PRAGMA user_version` migrations of `history.db` (see `qmoi_core::sqlite`): version 1 is the
+/// layout from before versioning, so an existing database opens as it is. Append a
+/// migration here for every change of the schema; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[SCHEMA];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Series {
@@ -148,7 +154,8 @@ impl Store {
         let err = |source| StoreError { path: p.clone(), source };
         let conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(PRAGMAS).map_err(err)?;
+        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(err)?;
         Ok(Self { conn: Mutex::new(conn), path: p, series: Mutex::new(HashMap::new()), retention })
     }
 
@@ -491,6 +498,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
         (dir, s)
+    }
+
+    /// `history.db` files from before schema versions open with their data; one from a
+    /// newer QMOI is refused with a message.
+    #[test]
+    fn databases_of_the_previous_layout_open_and_newer_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("history.db");
+        {
+            let c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            c.execute_batch(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+            c.execute("INSERT INTO acks (fingerprint, by, at) VALUES ('x/y', 'ops', 1)", [])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let s = Store::open(&path, HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.acks().is_ok_and(|a| a.contains_key("x/y")), "the old rows are there");
+        let v: i64 = s.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap_or(-1);
+        assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap_or(0));
+        s.conn().pragma_update(None, "user_version", 99).unwrap_or_else(|e| panic!("{e}"));
+        drop(s);
+        let e = Store::open(&path, HistoryRetention::default()).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("history.db has schema version 99, newer than"), "{e}");
     }
 
     /// Regression: pruning ran `DELETE … WHERE ts < ?`, a scan of each whole table.

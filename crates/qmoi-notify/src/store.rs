@@ -50,6 +50,11 @@ CREATE TABLE IF NOT EXISTS counters (channel TEXT NOT NULL, name TEXT NOT NULL, 
 CREATE TABLE IF NOT EXISTS suppressed (channel TEXT PRIMARY KEY, count INTEGER NOT NULL);
 ";
 
+/// `PRAGMA user_version` migrations of `notification.db` (see `qmoi_core::sqlite`): version 1 is the
+/// layout from before versioning, so an existing database opens as it is. Append a
+/// migration here for every change of the schema; never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[SCHEMA];
+
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct StoreError {
@@ -86,7 +91,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).ctx(&p)?;
         conn.pragma_update(None, "journal_mode", "WAL").ctx(&p)?;
         conn.pragma_update(None, "synchronous", if sync == Sync::Full { "FULL" } else { "NORMAL" }).ctx(&p)?;
-        conn.execute_batch(SCHEMA).ctx(&p)?;
+        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).ctx(&p)?;
         Ok(Self { conn, path: p })
     }
 
@@ -101,7 +106,7 @@ impl Store {
         }
         let conn = Connection::open(path).ctx(&p)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).ctx(&p)?;
-        conn.execute_batch(SCHEMA).ctx(&p)?;
+        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).ctx(&p)?;
         Ok(Self { conn, path: p })
     }
 
