@@ -58,17 +58,32 @@ impl Schedule {
         self.last_due(now - grace)
     }
 
-    /// The latest time at or before `now` a backup run was due.
+    /// The latest time at or before `now` a backup run was due (local time).
     pub fn last_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = now.with_timezone(&Local);
+        self.last_due_in(now, &Local)
+    }
+
+    /// [`Schedule::last_due`] in time zone `tz`. A local time that does not exist that day
+    /// (`02:30` when the clocks jump from 02:00 to 03:00) is due at the first minute that
+    /// does, as cron runs such jobs; a time that exists twice is due the first time.
+    /// (A nonexistent time used to make the whole day's check vanish.)
+    pub fn last_due_in<Tz: TimeZone>(&self, now: DateTime<Utc>, tz: &Tz) -> Option<DateTime<Utc>> {
+        let local = now.with_timezone(tz);
         let at_local = |date: chrono::NaiveDate, t: NaiveTime| {
-            Local.from_local_datetime(&date.and_time(t)).earliest().map(|d| d.with_timezone(&Utc))
+            let wanted = date.and_time(t);
+            (0..=4 * 60).find_map(|m| {
+                tz.from_local_datetime(&(wanted + Duration::minutes(m))).earliest().map(|d| d.with_timezone(&Utc))
+            })
         };
         match *self {
+            // The latest whole minute whose local minute is `minute` (stepping back in real
+            // time, so an hour that happens twice, or an offset of :30, is no special case;
+            // `with_minute` on a local time that exists twice gave nothing).
             Self::Hourly { minute } => {
-                let this_hour = local.with_minute(minute)?.with_second(0)?.with_nanosecond(0)?;
-                let t = if this_hour > local { this_hour - Duration::hours(1) } else { this_hour };
-                Some(t.with_timezone(&Utc))
+                let base = now.timestamp() - now.timestamp().rem_euclid(60);
+                (0..=120).find_map(|k| {
+                    DateTime::from_timestamp(base - 60 * k, 0).filter(|t| t.with_timezone(tz).minute() == minute)
+                })
             }
             Self::Daily { at } => {
                 let today = at_local(local.date_naive(), at)?;
@@ -115,6 +130,32 @@ mod tests {
         let every = Schedule::Every { secs: 3600 };
         let t = DateTime::from_timestamp(7200 + 59, 0).unwrap_or(now);
         assert_eq!(every.last_due(t).map(|d| d.timestamp()), Some(7200));
+    }
+
+    /// Regression: `daily 02:30` lost the whole day's check on the day the clocks spring
+    /// forward over 02:30 (the local time does not exist). Daily and weekly schedules at
+    /// fixed instants across both changes of 2026 in Europe/Berlin.
+    #[test]
+    fn schedules_across_both_dst_changes() {
+        use chrono_tz::Europe::Berlin;
+        let utc = |s: &str| DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        let due = |sch: &str, now: &str| {
+            Schedule::parse(sch).ok().and_then(|s| s.last_due_in(utc(now), &Berlin)).map(|d| d.to_rfc3339())
+        };
+        // 2026-03-29: 02:00 CET → 03:00 CEST. 02:30 does not exist: due at 03:00 CEST.
+        assert_eq!(due("daily 02:30", "2026-03-29T12:00:00Z").as_deref(), Some("2026-03-29T01:00:00+00:00"));
+        assert_eq!(due("weekly sun 02:30", "2026-03-29T12:00:00Z").as_deref(), Some("2026-03-29T01:00:00+00:00"));
+        // Before it, the day before's 02:30 CET.
+        assert_eq!(due("daily 02:30", "2026-03-29T00:30:00Z").as_deref(), Some("2026-03-28T01:30:00+00:00"));
+        // The day after: 02:30 CEST again.
+        assert_eq!(due("daily 02:30", "2026-03-30T12:00:00Z").as_deref(), Some("2026-03-30T00:30:00+00:00"));
+        // 2026-10-25: 03:00 CEST → 02:00 CET. 02:30 happens twice: due the first time.
+        assert_eq!(due("daily 02:30", "2026-10-25T12:00:00Z").as_deref(), Some("2026-10-25T00:30:00+00:00"));
+        assert_eq!(due("weekly sun 02:30", "2026-10-25T12:00:00Z").as_deref(), Some("2026-10-25T00:30:00+00:00"));
+        assert_eq!(due("daily 04:00", "2026-10-25T12:00:00Z").as_deref(), Some("2026-10-25T03:00:00+00:00"));
+        // Hourly keeps its minute through both.
+        assert_eq!(due("hourly :15", "2026-03-29T01:20:00Z").as_deref(), Some("2026-03-29T01:15:00+00:00"));
+        assert_eq!(due("hourly :15", "2026-10-25T01:20:00Z").as_deref(), Some("2026-10-25T01:15:00+00:00"));
     }
 
     #[test]
