@@ -135,6 +135,14 @@ mod tests {
         let v = evaluate(&[c], &a);
         assert_eq!(v.overall, Overall::Critical);
         assert!(v.reasons[0].contains("2 critical alerts firing (critical_threshold 2)"), "{:?}", v.reasons);
+        // Warning alerts: below warning_threshold they count for nothing, at it degraded.
+        let mut w = comp("backup", Priority::Medium, State::Running, Some(Status::Ok));
+        w.warning_alerts = 2;
+        assert_eq!(evaluate(&[w.clone()], &a).overall, Overall::Healthy);
+        w.warning_alerts = 3;
+        let v = evaluate(&[w], &a);
+        assert_eq!(v.overall, Overall::Degraded);
+        assert_eq!(v.reasons, vec!["3 warning alerts firing (warning_threshold 3)"]);
     }
 
     /// Regression: a report rewritten with `"schema_version": 2` turned CRITICAL into

@@ -570,3 +570,20 @@ fn seed_commands_and_config_work_as_written() {
     let s = stack.status();
     assert!(s["supervisor"]["config"].as_str().is_some_and(|c| c.ends_with("master_monitor_config.json")), "{s}");
 }
+
+/// `alerts.auto_restart = false`: a monitor that exits is not restarted; it is `failed`
+/// with a note that says why (a path that had no test).
+#[test]
+fn without_auto_restart_an_exited_monitor_stays_down() {
+    let mut stack =
+        Stack::new(&format!("{FAST_RESTART}[alerts]\nauto_restart = false\n{}", fake("performance", "crash", "")));
+    stack.start();
+    let c = wait_for(Duration::from_secs(10), "performance failed", || {
+        let c = stack.component("performance");
+        (c["state"] == "failed").then_some(c)
+    });
+    assert!(c["note"].as_str().is_some_and(|n| n.contains("not restarted (alerts.auto_restart = false)")), "{c}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let c = stack.component("performance");
+    assert_eq!((c["state"].as_str(), c["restarts"].as_u64()), (Some("failed"), Some(0)), "{c}");
+}

@@ -249,3 +249,39 @@ fn runs_every_interval_and_stops_cleanly_on_sigterm() -> std::io::Result<()> {
     assert!(read_json(&latest).is_some());
     Ok(())
 }
+
+/// `--debug` and `--verbose` change what goes to stderr: debug lines (each report
+/// written) only with `--debug`, the informational start and stop lines with `--verbose`
+/// too, and neither without them (a path that had no test).
+#[test]
+fn debug_and_verbose_change_what_stderr_shows() -> std::io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "ok.toml", &format!("interval = 1\n{}", cfg("")));
+    let run = |flag: Option<&str>| -> std::io::Result<String> {
+        let mut args = vec!["--config", "ok.toml", "--report-dir", "logs", "--log-dir", "logs"];
+        args.extend(flag);
+        let err_path = dir.path().join("stderr.txt");
+        let report = dir.path().join("logs/system_health_latest.json");
+        let _ = std::fs::remove_file(&report);
+        let child = Command::new(env!("CARGO_BIN_EXE_qmoi-system-health"))
+            .current_dir(dir.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err_path)?)
+            .spawn()?;
+        wait_for(Duration::from_secs(15), "a report", || read_json(&report));
+        signal(child.id(), Signal::SIGTERM);
+        let _ = child.wait_with_output();
+        std::fs::read_to_string(&err_path)
+    };
+    let quiet = run(None)?;
+    let verbose = run(Some("--verbose"))?;
+    let debug = run(Some("--debug"))?;
+    assert!(!quiet.contains("INFO") && !quiet.contains("DEBUG"), "{quiet}");
+    assert!(
+        verbose.contains("INFO") && verbose.contains("Monitor started.") && !verbose.contains("DEBUG"),
+        "{verbose}"
+    );
+    assert!(debug.contains("DEBUG") && debug.contains("Report written."), "{debug}");
+    Ok(())
+}
