@@ -189,6 +189,36 @@ fn a_backup_much_smaller_than_the_previous_one_is_a_shrink() {
     assert_eq!(trend, 2, "size trend kept across runs");
 }
 
+/// Retention by count (a path that had no test): too few backups (retention too short,
+/// or backups deleted) and too many (pruning not running) are warnings naming the count.
+#[test]
+fn retention_count_too_few_and_too_many_are_warnings() {
+    let site = Site::new(
+        "[[targets]]\nname = \"few\"\npath = \"few\"\nmax_age = \"1d\"\nmin_count = 3\nverify = [\"metadata\"]\n\n\
+         [[targets]]\nname = \"many\"\npath = \"many\"\nmax_age = \"1d\"\nmax_count = 2\nverify = [\"metadata\"]\n",
+    );
+    for (dir, n) in [("few", 2), ("many", 3)] {
+        std::fs::create_dir_all(site.path(dir)).unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..n {
+            write_archive(&site.path(&format!("{dir}/b-{i}.tar")), &files(), None);
+        }
+    }
+    let r = site.once();
+    assert_eq!(status(&r, "count:few"), "warning", "{}", message(&r, "count:few"));
+    assert_eq!(message(&r, "count:few"), "few: 2 backups, fewer than min_count 3");
+    assert_eq!(status(&r, "count:many"), "warning", "{}", message(&r, "count:many"));
+    assert!(
+        message(&r, "count:many").starts_with("many: 3 backups, more than max_count 2"),
+        "{}",
+        message(&r, "count:many")
+    );
+    write_archive(&site.path("few/b-2.tar"), &files(), None);
+    std::fs::remove_file(site.path("many/b-0.tar")).unwrap_or_else(|e| panic!("{e}"));
+    let r = site.once();
+    assert_eq!(status(&r, "count:few"), "ok", "{}", message(&r, "count:few"));
+    assert_eq!(status(&r, "count:many"), "ok", "{}", message(&r, "count:many"));
+}
+
 #[test]
 fn flipping_one_byte_breaks_the_checksum() {
     let site = Site::new(

@@ -285,3 +285,29 @@ fn debug_and_verbose_change_what_stderr_shows() -> std::io::Result<()> {
     assert!(debug.contains("DEBUG") && debug.contains("Report written."), "{debug}");
     Ok(())
 }
+
+/// Zombies are counted (a path that had no test): three children of this test that exit
+/// unreaped are in `qmoi_zombie_processes` and reach a warning threshold of 3.
+#[test]
+fn zombie_processes_are_counted() -> std::io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let report = dir.path().join("logs/system_health_latest.json");
+    let once = |extra: &str| -> std::io::Result<serde_json::Value> {
+        write(dir.path(), "z.toml", &cfg(extra));
+        let out = sh(dir.path(), &["--once", "--config", "z.toml", "--report-dir", "logs", "--log-dir", "logs"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        read_json(&report).ok_or_else(|| std::io::Error::other("no report"))
+    };
+    // Children that exit and are not waited for stay zombies until reaped below.
+    let mut kids: Vec<std::process::Child> = (0..3).map(|_| Command::new("true").spawn()).collect::<Result<_, _>>()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let r = once("[zombies]\nwarning = 3\ncritical = 1000000\n")?;
+    let n = r["metrics"]["qmoi_zombie_processes"].as_f64().unwrap_or(0.0);
+    assert!(n >= 3.0, "{n} zombies with three unreaped children");
+    let c = r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == "zombies").cloned()).unwrap_or_default();
+    assert_eq!(c["status"], "warning", "{c}");
+    for k in &mut kids {
+        let _ = k.wait();
+    }
+    Ok(())
+}
