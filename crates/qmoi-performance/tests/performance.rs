@@ -351,3 +351,41 @@ fn bad_config_is_exit_2_naming_the_key() {
         assert!(err.contains(want), "{want} in {err}");
     }
 }
+
+/// PSI values (a path that had no test): with more runnable threads than cores for the
+/// whole sample, CPU pressure ("some") is above zero, and every resource of
+/// /proc/pressure is in the report. Skipped where the kernel has no PSI.
+#[test]
+fn cpu_pressure_shows_when_threads_wait_for_a_core() {
+    if !std::path::Path::new("/proc/pressure/cpu").exists() {
+        // The kernel's, not an install step: nothing to measure here.
+        eprintln!("skipped: no /proc/pressure (kernel without PSI, or psi=0)");
+        return;
+    }
+    let site = Site::new("");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let burners: Vec<_> = (0..cores * 3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+    let r = site.once();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in burners {
+        let _ = b.join();
+    }
+    let m = &r["metrics"];
+    for res in ["cpu", "io", "memory"] {
+        let key = format!("qmoi_perf_pressure_percent{{resource=\"{res}\",kind=\"some\",stat=\"avg\"}}");
+        assert!(m.get(&key).is_some(), "{key} missing: {m}");
+    }
+    let some = m["qmoi_perf_pressure_percent{resource=\"cpu\",kind=\"some\",stat=\"max\"}"].as_f64().unwrap_or(0.0);
+    assert!(some > 0.0, "CPU pressure with {} busy threads on {cores} cores: {some}", cores * 3);
+}
