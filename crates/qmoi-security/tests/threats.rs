@@ -336,3 +336,39 @@ fn a_missing_auth_log_is_said_plainly() {
     assert_eq!(status_of(&r, "auth_log").as_deref(), Some("ok"));
     assert!(message_of(&r, "auth_log").contains("not monitored: none of no/such.log exists"));
 }
+
+/// The connection-spike alert (a path that had no test): after five runs learn the usual
+/// count of established connections, 300 new loopback connections (600 sockets) are a
+/// spike; closed again, the warning clears.
+#[test]
+fn a_connection_spike_warns_and_clears() {
+    let mut site =
+        Site::new(&format!("{}[network]\nlearn = false\nspike_factor = 3\nspike_min = 100\n", only(&["network"])));
+    site.start(&["--interval", "1s"]);
+    let runs = |r: &serde_json::Value| r["generated_at"].as_str().map(str::to_string);
+    let seen = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    // Five samples of the usual count (the running average needs them).
+    site.wait_report(Duration::from_secs(30), "six reports", |r| {
+        if let Some(g) = runs(r) {
+            seen.borrow_mut().insert(g);
+        }
+        seen.borrow().len() >= 6
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let c = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));
+        let (s, _) = listener.accept().unwrap_or_else(|e| panic!("accept: {e}"));
+        conns.push((c, s));
+    }
+    let r = site.wait_report(Duration::from_secs(15), "the spike", |r| {
+        status_of(r, "network:connections").as_deref() == Some("warning")
+    });
+    let msg = message_of(&r, "network:connections");
+    assert!(msg.contains("established connections") && msg.contains("× the running average"), "{msg}");
+    drop(conns);
+    site.wait_report(Duration::from_secs(15), "the spike to clear", |r| {
+        status_of(r, "network:connections").as_deref() == Some("ok")
+    });
+}
