@@ -199,6 +199,34 @@ interval = 1
         }
         assert!(text.contains("acknowledged by browser-admin"), "alert state on the page: '{text}'");
 
+        // Silence it from the page (a path that had no test): the state says by which silence.
+        let silence = "tr[data-fingerprint='system_health/fake'] button.silence";
+        let mut clicked = Err("never tried".to_string());
+        for _ in 0..50 {
+            clicked = match client.find(Locator::Css(silence)).await {
+                Ok(b) => b.click().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if clicked.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        clicked.map_err(|e| format!("click silence: {e}"))?;
+        for _ in 0..50 {
+            text = text_of(&client, "tr[data-fingerprint='system_health/fake'] .alert-state").await;
+            if text.contains("silenced (#") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(text.contains("silenced (#"), "alert state after silencing: '{text}'");
+        let silences = http("GET", &addr, "/api/silences", &[("Authorization", &format!("Bearer {ADMIN}"))], None).json();
+        assert!(
+            silences["silences"].as_array().is_some_and(|a| a.iter().any(|x| x["fingerprint"] == "system_health/fake")),
+            "{silences}"
+        );
+
         // The notifier's dead letter, listed with the channel and the error.
         let mut dead = String::new();
         for _ in 0..150 {
