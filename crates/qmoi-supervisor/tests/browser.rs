@@ -80,7 +80,7 @@ interval = 1
 [monitoring_components.system_health]
 interval = 1
 command = "{f}"
-args = ["--mode", "warn", "--component", "system_health"]
+args = ["--mode", "warn", "--component", "system_health", "--metric", "qmoi_cpu_usage_ratio=0.42"]
 [monitoring_components.security]
 interval = 1
 command = "{f}"
@@ -271,6 +271,28 @@ interval = 1
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(cloud.contains("azure-prod (azure)") && cloud.contains("unreachable"), "cloud on the page: '{cloud}'");
+        // A trend chart (a path that had no test): the CPU series from the history. The
+        // page loads charts on start and on a range change: change the range until it is in.
+        let chart = "#charts .chart[data-metric='qmoi_cpu_usage_ratio']";
+        let mut legend = String::new();
+        for _ in 0..60 {
+            if client.find(Locator::Css(chart)).await.is_ok() {
+                legend = text_of(&client, &format!("{chart} .legend")).await;
+                break;
+            }
+            if let Ok(b) = client.find(Locator::Css(".ranges button")).await {
+                let _ = b.click().await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(legend.contains("system_health"), "CPU chart legend: '{legend}'");
+        let drawn = client
+            .execute(
+                &format!("const c = document.querySelector(\"{chart} canvas\"); return c ? c.toDataURL().length : 0;"),
+                vec![],
+            )
+            .await?;
+        assert!(drawn.as_u64().is_some_and(|n| n > 1000), "the chart's canvas is drawn: {drawn}");
         // The security panel lists findings (the fake monitor has none).
         let sec = text_of(&client, "#security-findings tbody").await;
         assert!(sec.contains("None: no change since the baselines."), "security on the page: '{sec}'");

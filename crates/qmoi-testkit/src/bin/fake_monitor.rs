@@ -45,6 +45,9 @@ struct Cli {
     /// Wait this long before the first run (a slow start)
     #[arg(long, value_parser = qmoi_core::cli::parse_duration)]
     start_delay: Option<ConfigDuration>,
+    /// A metric to put in every report, as NAME=VALUE (repeatable)
+    #[arg(long = "metric", value_name = "NAME=VALUE")]
+    metrics: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,6 +73,7 @@ impl MonitorConfig for FakeConfig {
 }
 
 struct Fake {
+    metrics: std::collections::BTreeMap<String, f64>,
     mode: Mode,
     runs: u32,
     start_delay: Option<Duration>,
@@ -99,7 +103,7 @@ impl Monitor for Fake {
             Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
             _ => CheckResult::ok("fake", format!("run {}", self.runs)),
         };
-        Outcome { checks: vec![check], ..Outcome::default() }
+        Outcome { checks: vec![check], metrics: self.metrics.clone(), ..Outcome::default() }
     }
 }
 
@@ -124,7 +128,19 @@ fn main() -> ExitCode {
     let info: &'static component::ComponentInfo = Box::leak(Box::new(component::ComponentInfo { id, ..base }));
     let mode = cli.mode;
     let start_delay = cli.start_delay.map(ConfigDuration::get);
+    let mut metrics = std::collections::BTreeMap::new();
+    for m in &cli.metrics {
+        match m.split_once('=').and_then(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?))) {
+            Some((k, v)) => {
+                metrics.insert(k, v);
+            }
+            None => {
+                eprintln!("qmoi-fake-monitor: configuration error: --metric '{m}' is not NAME=VALUE");
+                return ExitCode::from(2);
+            }
+        }
+    }
     qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |_| {
-        Ok(Fake { mode, runs: 0, start_delay, hoard: Vec::new() })
+        Ok(Fake { metrics, mode, runs: 0, start_delay, hoard: Vec::new() })
     })
 }
