@@ -73,6 +73,9 @@ fn main() -> ExitCode {
     // Password checks and big reports allocate blocks of megabytes: map each, so a burst
     // gives its memory back when it ends.
     qmoi_core::mem::map_large_allocations(1 << 20);
+    // The overview is built on a short-lived thread every second (off the async
+    // workers); with an arena per thread, glibc kept the pages of several arenas.
+    qmoi_core::mem::single_arena();
     let cli = Cli::parse_from(seed_aliases(std::env::args_os()));
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
