@@ -1,4 +1,4 @@
-//! Command-line arguments shared by every binary (DESIGN.md §6).
+//! Command-line arguments shared by every binary (each one's `--help` lists them).
 
 use crate::config::ConfigDuration;
 use std::path::PathBuf;

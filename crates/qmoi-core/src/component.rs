@@ -1,4 +1,4 @@
-//! The component table of DESIGN.md §3: ids, binaries, report and log file names, priorities.
+//! The component table: ids, binaries, report and log file names, priorities.
 //!
 //! Every process agrees on these names through this one table.
 
@@ -54,7 +54,7 @@ pub fn latest_report_name(id: &str) -> String {
 /// The supervisor's own id.
 pub const MASTER_MONITOR: &str = "master_monitor";
 
-/// Every component of the product, in the order of DESIGN.md §3.
+/// Every component of the product, in the order of the docs (README "Components").
 pub const COMPONENTS: &[ComponentInfo] = &[
     ComponentInfo {
         id: MASTER_MONITOR,

@@ -2,7 +2,7 @@
 //!
 //! The shared foundation of every QMOI binary:
 //!
-//! - [`report`]: the report wire format (schema_version 1, DESIGN.md §4), the atomic writer,
+//! - [`report`]: the report wire format (schema_version 1, docs/ARCHITECTURE.md), the atomic writer,
 //!   history files with pruning, and a reader that never panics on a bad file.
 //! - [`config`]: TOML/JSON config loading, `${ENV}` substitution, secrets, validation that
 //!   collects every problem and names the file, line/column and key.

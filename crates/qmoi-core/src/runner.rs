@@ -1,7 +1,7 @@
 //! The monitor run loop and the `main` every monitor binary shares.
 //!
 //! A monitor implements [`Monitor`]; its `main` is a few lines calling [`main`]. This gives
-//! every monitor the same behaviour (DESIGN.md §6): config loading with exit status 2 on
+//! every monitor the same behaviour (docs/ARCHITECTURE.md, "Invariants"): config loading with exit status 2 on
 //! errors, `--validate`, `--once`, `--check`, logging, the interval loop with jitter and no
 //! overlapping runs, and clean shutdown on SIGTERM/SIGINT.
 

@@ -1,7 +1,7 @@
 //! # qmoi-dashboard
 //!
 //! The dashboard page, REST API, live updates (SSE and WebSocket), metric history and
-//! Prometheus `/metrics`, served by the supervisor (DESIGN.md §8). The supervisor owns a
+//! Prometheus `/metrics`, served by the supervisor (docs/API.md). The supervisor owns a
 //! [`Dashboard`], feeds its [`Hub`] with each new overview, and starts, stops and restarts
 //! the HTTP [`Server`] (the monitors are never touched by a dashboard restart).
 //!

@@ -1,6 +1,6 @@
 //! `qmoi-notify`: turns the monitors' alerts into notifications, durably.
 //!
-//! A reader of reports (DESIGN.md §1, §4): it watches `logs/*_latest.json` (inotify through
+//! A reader of reports (docs/ARCHITECTURE.md, "The report"): it watches `logs/*_latest.json` (inotify through
 //! the `notify` crate, plus a periodic rescan), keeps every firing alert by fingerprint in
 //! `data/notification.db`, and sends a message when an alert starts firing, while it keeps
 //! firing (repeat interval, escalation) and when it resolves.

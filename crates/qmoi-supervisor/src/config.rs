@@ -31,7 +31,7 @@ pub struct ComponentConfig {
     pub enabled: bool,
     /// Seconds between the monitor's runs; passed to it as `--interval`.
     pub interval: ConfigDuration,
-    /// Overrides the component's priority from DESIGN.md §3.
+    /// Overrides the component's default priority (`qmoi_core::component::COMPONENTS`).
     pub priority: Option<Priority>,
     /// Components that must be *ready* (have written a fresh report) before this one starts.
     pub depends_on: Vec<String>,

@@ -1,6 +1,6 @@
 //! # qmoi-supervisor
 //!
-//! The master monitor (DESIGN.md §7): starts every enabled monitor in dependency order,
+//! The master monitor (docs/ARCHITECTURE.md, "The component state machine"): starts every enabled monitor in dependency order,
 //! watches and restarts them, aggregates their reports into the overall verdict in
 //! `master_monitor_latest.json`, and answers `status`, `restart-component`, `reset` and
 //! `restart-dashboard` on its control socket.

@@ -1,4 +1,4 @@
-//! The report: the one contract between QMOI processes (DESIGN.md §4, schema_version 1).
+//! The report: the one contract between QMOI processes (docs/ARCHITECTURE.md, "The report", schema_version 1).
 //!
 //! ```json
 //! {
@@ -492,7 +492,7 @@ mod tests {
 
     #[test]
     fn wire_format_matches_design_example() {
-        // Decoded with the test's own expectations of the JSON (DESIGN.md §4), so a
+        // Decoded with the test's own expectations of the JSON (docs/ARCHITECTURE.md, "The report"), so a
         // refactor of the types cannot silently change the wire format.
         let text = r#"{
           "schema_version": 1, "component": "system_health", "host": "web-01",
