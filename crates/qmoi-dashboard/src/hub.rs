@@ -167,18 +167,10 @@ impl Hub {
         let started: Vec<&FiringAlert> =
             firing.iter().filter(|f| !before_fps.contains(f.alert.fingerprint.as_str())).collect();
         let alerts_changed = before.len() != firing.len() || !started.is_empty();
-        let unknown: BTreeMap<&str, qmoi_core::report::Report> = reports
-            .iter()
-            .filter(|(id, _)| unusable.contains(id.as_str()))
-            .map(|(id, (_, r))| {
-                let mut rep = (*r.report).clone();
-                rep.status = qmoi_core::Status::Unknown;
-                (id.as_str(), rep)
-            })
-            .collect();
-        let metrics_text = Bytes::from(metrics::render(
-            reports.iter().map(|(id, (_, r))| (id.as_str(), unknown.get(id.as_str()).unwrap_or(r.report.as_ref()))),
-        ));
+        let metrics_text = Bytes::from(metrics::render(reports.iter().map(|(id, (_, r))| {
+            let status = if unusable.contains(id.as_str()) { qmoi_core::Status::Unknown } else { r.report.status };
+            (id.as_str(), r.report.as_ref(), status)
+        })));
         let past: Vec<PastAlert> = started
             .iter()
             .map(|f| PastAlert {

@@ -8,6 +8,7 @@
 //! `quantile` labels (its `<name>_sum` and `<name>_count` samples join it), `counter` for
 //! names ending in `_total`, as Prometheus' naming rules say, `gauge` otherwise.
 
+use qmoi_core::Status;
 use qmoi_core::report::Report;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -132,11 +133,12 @@ fn fmt_value(v: f64) -> String {
 }
 
 /// Render the reports, each under its component id (the name of its file, not what the
-/// file claims to be).
-pub fn render<'a>(reports: impl Iterator<Item = (&'a str, &'a Report)>) -> String {
+/// file claims to be) with the status to show for it (`unknown` when its file can no
+/// longer be read, whatever the last usable report said).
+pub fn render<'a>(reports: impl Iterator<Item = (&'a str, &'a Report, Status)>) -> String {
     // family name -> lines
     let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (id, r) in reports {
+    for (id, r, status) in reports {
         let master = id == qmoi_core::component::MASTER_MONITOR;
         let id_label = id.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         for (key, value) in &r.metrics {
@@ -159,7 +161,7 @@ pub fn render<'a>(reports: impl Iterator<Item = (&'a str, &'a Report)>) -> Strin
             families.entry(name.to_string()).or_default().push(format!("{name}{all} {}", fmt_value(*value)));
         }
         if !master {
-            let s = f64::from(r.status.exit_code());
+            let s = f64::from(status.exit_code());
             families
                 .entry("qmoi_report_status".into())
                 .or_default()
@@ -216,7 +218,7 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         r.component = "system_health".into();
-        let text = render([("system_health", &r)].into_iter());
+        let text = render([("system_health", &r, r.status)].into_iter());
         assert!(
             text.contains(
                 "# TYPE qmoi_disk_used_ratio gauge\nqmoi_disk_used_ratio{component=\"system_health\",mount=\"/\"} 0.5\n"
@@ -235,7 +237,7 @@ mod tests {
                         "qmoi_endpoint_latency_seconds_count{endpoint=\"a\"}": 100.0}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let text = render([("api_endpoints", &s)].into_iter());
+        let text = render([("api_endpoints", &s, s.status)].into_iter());
         assert!(text.contains("# TYPE qmoi_endpoint_latency_seconds summary\n"), "{text}");
         assert!(
             text.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"a\"} 100"),
@@ -262,7 +264,7 @@ mod tests {
             }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let text = render([("cloud_resources", &r)].into_iter());
+        let text = render([("cloud_resources", &r, r.status)].into_iter());
         assert!(!text.contains("qmoi_verdict"), "{text}");
         assert!(!text.contains("qmoi_component_up"), "{text}");
         assert!(!text.contains("qmoi_x") && !text.contains("qmoi_y") && !text.contains("qmoi_z"), "{text}");
@@ -276,7 +278,7 @@ mod tests {
             );
         }
         // The supervisor's own report keeps its component labels and the verdict.
-        let text = render([("master_monitor", &r)].into_iter());
+        let text = render([("master_monitor", &r, r.status)].into_iter());
         assert!(
             text.contains("\nqmoi_verdict{component=\"master_monitor\"} 0\n")
                 && text.contains("qmoi_component_up{component=\"security\"} 1")

@@ -247,15 +247,6 @@ format = "generic"
     env.stop();
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn flood_is_rate_limited_and_summarised() {
     let rx = Receiver::start();
@@ -316,7 +307,7 @@ rate_limit = {{ count = 10, per = "1m" }}
         (v >= summarised as f64).then_some(r)
     });
     assert_eq!(report["checks"].as_array().map(|c| c.iter().any(|c| c["name"] == "channel:hook")), Some(true));
-    let hwm = vm_hwm_kib(pid);
+    let hwm = qmoi_testkit::proc_status_kib(pid, "VmHWM");
     assert!(hwm > 0 && hwm < 64 * 1024, "notifier peak RSS {hwm} KiB during the flood: not bounded");
     env.stop();
 }

@@ -2,7 +2,7 @@
 //! port: every route, JSON shapes, CSV, auth by role, rate limiting, live updates over
 //! SSE and WebSocket, restart-dashboard, and `promtool check metrics` on `/metrics`.
 
-use qmoi_testkit::{HttpResponse, Stack, bin, http, read_json, wait_for};
+use qmoi_testkit::{HttpResponse, Stack, http, read_json, wait_for};
 use std::io::{Read, Write};
 use std::time::Duration;
 
@@ -10,10 +10,7 @@ const READ: &str = "read-token-0123456789";
 const ADMIN: &str = "admin-token-abcdefghijkl";
 
 fn fake(id: &str, mode: &str) -> String {
-    format!(
-        "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [\"--mode\", \"{mode}\", \"--component\", \"{id}\"]\n",
-        bin("qmoi-fake-monitor").display()
-    )
+    qmoi_testkit::fake_component(id, &["--mode", mode], "")
 }
 
 /// A stack with auth (a read token, an admin token from the environment, a basic-auth

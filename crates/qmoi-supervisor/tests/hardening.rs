@@ -1,23 +1,18 @@
 //! Attacks from an adversarial run against the real supervisor, each reproduced (bounded
 //! in count and time, loopback only) with the bound that now holds asserted.
 
-use qmoi_testkit::{Stack, bin, http};
+use qmoi_testkit::{Stack, http};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 fn fake(id: &str, mode: &str) -> String {
-    fake_with(id, &["--mode", mode])
+    qmoi_testkit::fake_component(id, &["--mode", mode], "")
 }
 
 /// A fake monitor with these arguments (and `--component id`).
 fn fake_with(id: &str, args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().chain(&["--component", id]).map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [{}]\n",
-        bin("qmoi-fake-monitor").display(),
-        args.join(", ")
-    )
+    qmoi_testkit::fake_component(id, args, "")
 }
 
 /// A raw request with the given extra header lines; the status code of the answer.
@@ -111,12 +106,7 @@ fn fifo_and_dev_zero_reports_do_not_wedge_or_bloat_the_supervisor() {
     let out = stack.run(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("verdict"), "{text}");
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
+    let rss_kib = qmoi_testkit::proc_status_kib(pid, "VmRSS");
     assert!(rss_kib < 200 * 1024, "supervisor RSS {rss_kib} KiB");
     let json = stack.run(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap_or_default();
@@ -154,13 +144,6 @@ fn foreign_host_and_origin_are_refused() {
         |origin: &str| raw_status(&addr, &format!("GET /ws HTTP/1.1\r\nHost: {addr}\r\n{ws}Origin: {origin}\r\n\r\n"));
     assert_eq!(ws_status("https://evil.example"), 403, "cross-site WebSocket");
     assert_eq!(ws_status(&format!("http://{addr}")), 101);
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
-        .unwrap_or(0)
 }
 
 fn threads(pid: u32) -> usize {
@@ -294,7 +277,7 @@ fn concurrent_basic_auth_guesses_are_bounded() {
         http("GET", &addr, "/api/monitor/status", &[("Authorization", &basic("correct horse battery"))], None).status,
         200
     );
-    let base = rss_kib(pid, "VmRSS:");
+    let base = qmoi_testkit::proc_status_kib(pid, "VmRSS");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(200));
     let clients: Vec<_> = (0..200)
         .map(|i| {
@@ -313,7 +296,7 @@ fn concurrent_basic_auth_guesses_are_bounded() {
             c.join().unwrap_or(0)
         })
         .collect();
-    let hwm = rss_kib(pid, "VmHWM:");
+    let hwm = qmoi_testkit::proc_status_kib(pid, "VmHWM");
     assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
     assert!(statuses.contains(&429), "a burst beyond the queue is refused: {statuses:?}");
     // Two checks of ~19 MiB at a time, mapped and unmapped (measured in release: +39 MiB).
@@ -442,7 +425,7 @@ fn what_held_keeps_holding() {
     assert_eq!(http("GET", &addr, "/healthz", &[], None).status, 200);
 
     // 1,000 SSE clients, then 1,000 WebSocket clients, all served at once.
-    let rss_before = rss_kib(pid, "VmRSS:");
+    let rss_before = qmoi_testkit::proc_status_kib(pid, "VmRSS");
     let open_many = |request: &str, expect: &str| {
         let mut held = Vec::new();
         for i in 0..clients {
@@ -463,7 +446,7 @@ fn what_held_keeps_holding() {
         ),
         "HTTP/1.1 200",
     );
-    let rss_sse = rss_kib(pid, "VmRSS:");
+    let rss_sse = qmoi_testkit::proc_status_kib(pid, "VmRSS");
     drop(sse);
     let ws = open_many(
         &format!(
@@ -471,7 +454,7 @@ fn what_held_keeps_holding() {
         ),
         "HTTP/1.1 101",
     );
-    let rss_ws = rss_kib(pid, "VmRSS:");
+    let rss_ws = qmoi_testkit::proc_status_kib(pid, "VmRSS");
     drop(ws);
     eprintln!(
         "supervisor RSS: {rss_before} KiB, with {clients} SSE clients {rss_sse} KiB, with {clients} WebSocket clients {rss_ws} KiB"

@@ -29,12 +29,7 @@ fn fake(id: &str, mode: &str, extra: &str) -> String {
 }
 
 fn fake_with_args(id: &str, args: &[&str], extra: &str) -> String {
-    let args: Vec<String> = args.iter().chain(&["--component", id]).map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [{}]\n{extra}\n",
-        bin("qmoi-fake-monitor").display(),
-        args.join(", ")
-    )
+    qmoi_testkit::fake_component(id, args, extra)
 }
 
 fn real_system_health() -> String {

@@ -79,6 +79,29 @@ pub fn basic_auth(user: &str, password: &str) -> String {
     out
 }
 
+/// A `[monitoring_components.<id>]` table that runs `qmoi-fake-monitor` as `id` every
+/// second with `args` (and `--component id`), plus `extra` lines.
+pub fn fake_component(id: &str, args: &[&str], extra: &str) -> String {
+    let args: Vec<String> = args.iter().chain(&["--component", id]).map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "[monitoring_components.{id}]\ninterval = 1\ncommand = \"{}\"\nargs = [{}]\n{extra}\n",
+        bin("qmoi-fake-monitor").display(),
+        args.join(", ")
+    )
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in KiB; 0 when unreadable.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// Send a signal to a process we started.
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     if let Ok(p) = i32::try_from(pid) {
