@@ -26,6 +26,9 @@ declare -A NEED=(
   [restic]=restic                 # qmoi-backup checks (and damages) a real restic repository …
   [borg]=borgbackup               # … and a real Borg repository
   [setpriv]=util-linux            # qmoi-security's unreadable-file test runs the monitor as nobody
+  [unshare]=util-linux            # tests in private network and mount namespaces …
+  [mount]=mount                   # … with bind mounts (interface error counters) …
+  [ip]=iproute2                   # … and their own interfaces
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -311,3 +311,97 @@ fn zombie_processes_are_counted() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Packet errors on an interface. No interface here makes errors on demand, so the test
+/// gives one the counters of a failing card: a veth interface in a private network and
+/// mount namespace, whose sysfs statistics files are bind-mounted from files the test
+/// writes. The binary, its sysfs reading and the rate it computes are real; only the
+/// numbers are the test's. Needs root (CI runs as root).
+#[test]
+fn interface_errors_are_a_check_with_their_rate() {
+    let tools = ["unshare", "ip", "mount"].iter().all(|t| {
+        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
+    });
+    if !nix::unistd::geteuid().is_root() || !tools {
+        assert!(
+            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
+            "the interface-errors test needs root and unshare, ip, mount (util-linux, iproute2)"
+        );
+        eprintln!("not root (or no unshare/ip/mount): interface errors are not exercised");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let stats = dir.path().join("stats");
+    std::fs::create_dir(&stats).unwrap_or_else(|e| panic!("{e}"));
+    let counters = |rx_packets: u64, rx_errors: u64| {
+        for (f, v) in [
+            ("rx_packets", rx_packets),
+            ("tx_packets", 500),
+            ("rx_errors", rx_errors),
+            ("tx_errors", 0),
+            ("rx_bytes", rx_packets * 100),
+            ("tx_bytes", 50_000),
+        ] {
+            std::fs::write(stats.join(f), format!("{v}\n")).unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    counters(1000, 0);
+    write(dir.path(), "c.toml", &cfg(""));
+    let binds: String = ["rx_packets", "tx_packets", "rx_errors", "tx_errors", "rx_bytes", "tx_bytes"]
+        .iter()
+        .map(|f| format!(" && mount --bind {0}/{f} /sys/class/net/qe0/statistics/{f}", stats.display()))
+        .collect();
+    let script = format!(
+        "ip link add qe0 type veth peer name qe1 && ip link set qe0 up && ip link set qe1 up && mount -t sysfs sysfs /sys{binds} && \
+         exec {} --config c.toml --interval 1s --report-dir logs --log-dir logs",
+        env!("CARGO_BIN_EXE_qmoi-system-health")
+    );
+    // unshare execs sh, which execs the monitor: the child's pid is the monitor's.
+    let mut child = Command::new("unshare")
+        .args(["--net", "--mount", "sh", "-c", &script])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let latest = dir.path().join("logs/system_health_latest.json");
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            signal(self.0.id(), Signal::SIGTERM);
+            let _ = self.0.wait();
+        }
+    }
+    let stop = Stop(&mut child);
+    let first = wait_for(Duration::from_secs(20), "a first report seeing qe0", || {
+        read_json(&latest).filter(|r| r["metrics"].get("qmoi_network_up{interface=\"qe0\"}").is_some())
+    });
+    assert!(
+        !first["checks"].as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "interface_errors:qe0")),
+        "no errors yet: {first}"
+    );
+    // 1000 more packets received, 100 of them errors, none sent: 10 % of the traffic since
+    // the last run, above the 5 % critical.
+    counters(2000, 100);
+    let r = wait_for(Duration::from_secs(20), "the interface_errors check", || {
+        read_json(&latest)
+            .filter(|r| r["checks"].as_array().is_some_and(|c| c.iter().any(|c| c["name"] == "interface_errors:qe0")))
+    });
+    let c = r["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "interface_errors:qe0")).cloned();
+    let c = c.unwrap_or_default();
+    assert_eq!(c["status"], "critical", "{c}");
+    assert!(c["message"].as_str().is_some_and(|m| m.contains("(100 errors in 1000 packets)")), "{c}");
+    assert_eq!(r["metrics"]["qmoi_network_receive_errors_total{interface=\"qe0\"}"], 100.0, "{r}");
+    let alert = r["alerts"].as_array().and_then(|a| {
+        a.iter().find(|a| a["level"] == "critical" && a["detail"].as_str().is_some_and(|d| d.contains("qe0")))
+    });
+    assert!(alert.is_some(), "a critical alert naming qe0: {r}");
+    // No more errors: the check is gone at the next run.
+    counters(3000, 100);
+    wait_for(Duration::from_secs(20), "the check to clear", || {
+        read_json(&latest).filter(|r| {
+            r["checks"].as_array().is_some_and(|c| !c.iter().any(|c| c["name"] == "interface_errors:qe0"))
+                && r["metrics"]["qmoi_network_receive_errors_total{interface=\"qe0\"}"] == 100.0
+        })
+    });
+    drop(stop);
+}
