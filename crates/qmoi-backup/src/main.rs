@@ -4,7 +4,7 @@ use clap::Parser;
 use qmoi_backup::{BackupConfig, BackupMonitor};
 use qmoi_core::cli::MonitorArgs;
 use qmoi_core::component;
-use qmoi_core::runner::{Monitor, RunContext};
+use qmoi_core::runner::{Mode, Monitor, RunContext};
 use qmoi_core::{Report, Status};
 use std::process::ExitCode;
 
@@ -71,8 +71,13 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     eprintln!("Verifying {target} (every configured level)…");
-    let outcome =
-        rt.block_on(monitor.run(&RunContext { check_timeout: timeout, since_last: None, woken: false, single: true }));
+    let outcome = rt.block_on(monitor.run(&RunContext {
+        check_timeout: timeout,
+        since_last: None,
+        woken: false,
+        single: true,
+        mode: Mode::Once,
+    }));
     let suffix = format!(":{target}");
     let checks: Vec<_> = outcome.checks.into_iter().filter(|c| c.name.ends_with(&suffix)).collect();
     let report = Report {

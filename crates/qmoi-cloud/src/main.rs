@@ -66,7 +66,7 @@ fn main() -> ExitCode {
         eprintln!("Listing {} ({})…", p.name, p.kind.as_str());
     }
     let mut runner = Runner::new(info, monitor, cfg.interval(), cfg.check_timeout());
-    let report = rt.block_on(runner.run_once());
+    let report = rt.block_on(runner.run_once(qmoi_core::runner::Mode::Check));
     print!("{}", inventory_tables(runner.monitor()));
     print!("{}", qmoi_core::runner::render_check(&report));
     ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3))

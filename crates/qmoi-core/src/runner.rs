@@ -79,6 +79,30 @@ impl Collected {
     }
 }
 
+/// What this process of a monitor does: one read-only run (`--check`), one run whose
+/// report is written (`--once`), or the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Check,
+    Once,
+    Daemon,
+}
+
+/// Resolves when the daemon is stopping: handed to a monitor's [`Monitor::background`].
+#[derive(Debug, Clone)]
+pub struct Stopping(tokio::sync::watch::Receiver<bool>);
+
+impl Stopping {
+    /// Wait until the daemon stops (at once if it has).
+    pub async fn wait(&mut self) {
+        // An error means the run loop is gone: stopping too.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Work a monitor does beside its runs, until [`Stopping`] resolves.
+pub type Background = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Per-run information handed to a monitor.
 #[derive(Debug, Clone)]
 pub struct RunContext {
@@ -91,6 +115,8 @@ pub struct RunContext {
     /// The only run of this process (`--once`, `--check`): nothing should keep working
     /// in the background after it.
     pub single: bool,
+    /// What the process does; `--check` must change nothing.
+    pub mode: Mode,
 }
 
 /// A monitor: runs its checks, returns what it found. Must not panic on what it observes:
@@ -105,6 +131,22 @@ pub trait Monitor: Send + 'static {
     ///
     /// [`Notify`]: tokio::sync::Notify
     fn waker(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// Called once before the first run: take what this mode needs (the notifier opens
+    /// its database and, unless it only reads, locks it against a second sender). An
+    /// error ends the process with status 3: a failure of the moment, restarted by the
+    /// supervisor, never a configuration error.
+    fn start(&mut self, _mode: Mode) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Work the daemon does between its runs, not on their schedule (the notifier
+    /// delivers as soon as an alert changes). Spawned when the run loop starts; once
+    /// `stopping` resolves it should finish within a few seconds, and the run loop waits
+    /// for it before it returns.
+    fn background(&mut self, _stopping: Stopping) -> Option<Background> {
         None
     }
 }
@@ -164,6 +206,11 @@ pub trait MonitorConfig: DeserializeOwned + Serialize + Validate + Default {
     fn interval(&self) -> Duration;
     fn check_timeout(&self) -> Duration;
     fn history(&self) -> HistorySettings;
+
+    /// What is valid but probably not meant (`--validate` prints these after "OK").
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Validate `interval` and `timeout` keys the same way in every monitor.
@@ -215,18 +262,19 @@ impl<M: Monitor> Runner<M> {
         &self.monitor
     }
 
-    /// One run: all checks, then the report.
-    pub async fn run_once(&mut self) -> Report {
-        self.run(false, true).await
+    /// One run (`--once` or `--check`): all checks, then the report.
+    pub async fn run_once(&mut self, mode: Mode) -> Report {
+        self.run(false, mode).await
     }
 
-    async fn run(&mut self, woken: bool, single: bool) -> Report {
+    async fn run(&mut self, woken: bool, mode: Mode) -> Report {
         let started = Instant::now();
         let ctx = RunContext {
             check_timeout: self.check_timeout,
             since_last: self.last_start.map(|t| started.duration_since(t)),
             woken,
-            single,
+            single: mode != Mode::Daemon,
+            mode,
         };
         self.last_start = Some(started);
         let outcome = self.monitor.run(&ctx).await;
@@ -255,7 +303,21 @@ impl<M: Monitor> Runner<M> {
     /// so that many monitors started together drift apart) after the previous one started,
     /// or at once when a run took longer than the interval. A shutdown during a run
     /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
+    /// The monitor's [`Monitor::background`] work runs beside the loop and is waited for
+    /// after the shutdown.
     pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let background = self.monitor.background(Stopping(stopping)).map(tokio::spawn);
+        self.scheduled(writer, shutdown).await;
+        let _ = stop.send(true);
+        if let Some(task) = background
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "The monitor's background work failed.");
+        }
+    }
+
+    async fn scheduled(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         LOW_PRIORITY_WORK.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut next = tokio::time::Instant::now();
@@ -277,7 +339,7 @@ impl<M: Monitor> Runner<M> {
                     tracing::info!("Shutdown during a run; abandoning it.");
                     break;
                 }
-                r = self.run(woken, false) => r,
+                r = self.run(woken, Mode::Daemon) => r,
             };
             match off_the_workers(|| writer.write(&report)) {
                 Ok(path) => {
@@ -480,7 +542,16 @@ where
         Err(code) => return code,
     };
     if args.validate {
+        // What only building the monitor finds (a CA file that cannot be read, a template
+        // that does not compile) is a configuration error too.
+        if let Err(e) = build(&cfg) {
+            eprintln!("{}: configuration error: {source}: {e}", info.binary);
+            return ExitCode::from(EXIT_CONFIG);
+        }
         println!("{}: configuration OK ({source})", info.binary);
+        for w in cfg.warnings() {
+            println!("  warning: {w}");
+        }
         return ExitCode::SUCCESS;
     }
     if args.print_config {
@@ -515,14 +586,40 @@ where
     // The monitor has what it needs; a large config (thousands of endpoints) is not kept twice.
     drop(cfg);
     runner.seed_alerts(&writer.latest_path());
+    let mode = if args.check {
+        Mode::Check
+    } else if args.once {
+        Mode::Once
+    } else {
+        Mode::Daemon
+    };
+    // One daemon per component and report folder: two would overwrite each other's
+    // reports (an orphan from a killed shell, or a unit and the supervisor at once).
+    let _lock = if mode == Mode::Daemon {
+        match lock_instance(writer.dir(), info.id) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                tracing::error!(error = %e, "Not starting.");
+                return ExitCode::from(3);
+            }
+        }
+    } else {
+        None
+    };
     rt.block_on(async move {
-        if args.check {
-            let report = runner.run_once().await;
+        if let Err(e) = runner.monitor.start(mode) {
+            eprintln!("{}: {e}", info.binary);
+            tracing::error!(error = %e, "Not starting.");
+            return ExitCode::from(3);
+        }
+        if mode == Mode::Check {
+            let report = runner.run_once(mode).await;
             print!("{}", render_check(&report));
             return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
         }
-        if args.once {
-            let report = runner.run_once().await;
+        if mode == Mode::Once {
+            let report = runner.run_once(mode).await;
             return match writer.write(&report) {
                 Ok(path) => {
                     println!("{}: {} — report written to {}", info.id, report.summary, path.display());
@@ -534,16 +631,6 @@ where
                 }
             };
         }
-        // One daemon per component and report folder: two would overwrite each other's
-        // reports (an orphan from a killed shell, or a unit and the supervisor at once).
-        let _lock = match lock_instance(writer.dir(), info.id) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("{}: {e}", info.binary);
-                tracing::error!(error = %e, "Not starting.");
-                return ExitCode::from(3);
-            }
-        };
         tracing::info!(
             config = %source,
             interval = %ConfigDuration(interval),
@@ -557,10 +644,13 @@ where
     })
 }
 
+/// An exclusive lock on a file, held while the value lives.
+pub type Lock = nix::fcntl::Flock<std::fs::File>;
+
 /// Take `<report_dir>/.<id>.lock` (flock, exclusive) for as long as the value lives. The
 /// kernel drops the lock when the process ends however it ends, so a crash or SIGKILL
 /// leaves nothing stale. Fails, naming the holder's pid, when another daemon holds it.
-pub fn lock_instance(report_dir: &Path, id: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+pub fn lock_instance(report_dir: &Path, id: &str) -> Result<Lock, String> {
     lock_file(
         &report_dir.join(format!(".{id}.lock")),
         &format!("{id} monitor"),
@@ -570,7 +660,7 @@ pub fn lock_instance(report_dir: &Path, id: &str) -> Result<nix::fcntl::Flock<st
 
 /// Take `path` (flock, exclusive, the holder's pid written in it) for as long as the value
 /// lives; `Err` names the holder: "another {who} (pid N) already {does}; stop it first".
-pub fn lock_file(path: &Path, who: &str, does: &str) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+pub fn lock_file(path: &Path, who: &str, does: &str) -> Result<Lock, String> {
     use std::io::{Read, Seek, Write};
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);

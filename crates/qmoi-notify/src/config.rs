@@ -686,6 +686,9 @@ impl MonitorConfig for NotifyConfig {
     fn history(&self) -> HistorySettings {
         self.history
     }
+    fn warnings(&self) -> Vec<String> {
+        self.unusable_channel_refs().into_iter().map(|(key, msg)| format!("{key}: {msg}")).collect()
+    }
 }
 
 #[cfg(test)]

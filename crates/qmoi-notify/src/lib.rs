@@ -28,8 +28,8 @@ use crate::policy::{Policy, PolicyReader};
 use crate::send::{Failure, Sender};
 use crate::store::{Cached, Ctx, Store, bump};
 use chrono::Utc;
-use qmoi_core::alerts::AlertTracker;
-use qmoi_core::report::{Alert, CheckResult, Report, ReportWriter};
+use qmoi_core::report::{Alert, CheckResult};
+use qmoi_core::runner::{Background, Mode, Monitor, Outcome, RunContext, Stopping};
 use qmoi_core::status::Status;
 use rusqlite::params;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -70,23 +70,81 @@ pub struct Notifier {
     unreadable: HashMap<String, String>,
     in_flight: HashSet<(String, i64)>,
     watch_note: Option<String>,
-    tracker: AlertTracker,
     /// Latency of the last successful delivery per channel (from entering the outbox).
     last_latency: BTreeMap<String, f64>,
-    report_every: Duration,
     /// Committed outbox rows of the last step, to send without reading them back.
     fresh: Vec<(i64, String, i64, Message)>,
 }
 
+/// The notifier as a monitor of the shared runner: building it compiles the templates and
+/// makes the sender (so `--validate` finds what they find); [`Monitor::start`] takes the
+/// database (and, unless it only reads, its lock); each run reports channels, backlog and
+/// dead letters; the deliveries themselves run in [`Monitor::background`], as alerts
+/// change, not on the report interval.
+pub struct NotifyMonitor {
+    cfg: Arc<NotifyConfig>,
+    sender: Arc<Sender>,
+    report_dir: PathBuf,
+    notifier: Option<Arc<tokio::sync::Mutex<Notifier>>>,
+    _db_lock: Option<qmoi_core::runner::Lock>,
+}
+
+impl NotifyMonitor {
+    pub fn new(cfg: &NotifyConfig, report_dir: &Path) -> Result<Self, String> {
+        let cfg = Arc::new(cfg.clone());
+        Ok(Self {
+            sender: Arc::new(make_sender(&cfg)?),
+            cfg,
+            report_dir: report_dir.to_path_buf(),
+            notifier: None,
+            _db_lock: None,
+        })
+    }
+}
+
+/// The templates (a directory's overrides, compiled) and the sender they go through.
+pub fn make_sender(cfg: &Arc<NotifyConfig>) -> Result<Sender, String> {
+    let dir = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
+    let templates = render::Templates::load(dir)?;
+    Sender::new(cfg.clone(), Arc::new(templates))
+}
+
+impl Monitor for NotifyMonitor {
+    fn start(&mut self, mode: Mode) -> Result<(), String> {
+        // One notifier per database: two sending from one outbox would deliver every
+        // message twice. `--check` only reads.
+        if mode != Mode::Check {
+            let lock = PathBuf::from(format!("{}.lock", self.cfg.database.path.as_str()));
+            let does = format!("sends from {}", self.cfg.database.path);
+            self._db_lock = Some(qmoi_core::runner::lock_file(&lock, "notifier", &does)?);
+        }
+        let n = Notifier::new(self.cfg.clone(), self.sender.clone(), &self.report_dir)?;
+        self.notifier = Some(Arc::new(tokio::sync::Mutex::new(n)));
+        Ok(())
+    }
+
+    async fn run(&mut self, ctx: &RunContext) -> Outcome {
+        let Some(n) = &self.notifier else {
+            let c = CheckResult::unknown("database", "the notifier was not started");
+            return Outcome { checks: vec![c], ..Outcome::default() };
+        };
+        let mut n = n.lock().await;
+        // `--once`: send what is due now, then report.
+        let attempted = if ctx.mode == Mode::Once { Some(n.once().await) } else { None };
+        n.outcome(attempted)
+    }
+
+    fn background(&mut self, stopping: Stopping) -> Option<Background> {
+        let n = self.notifier.clone()?;
+        Some(Box::pin(deliver(n, stopping)))
+    }
+}
+
 impl Notifier {
-    pub fn new(cfg: Arc<NotifyConfig>, report_dir: &Path) -> Result<Self, String> {
-        let dir = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
-        let templates = Arc::new(render::Templates::load(dir)?);
-        let sender = Arc::new(Sender::new(cfg.clone(), templates)?);
+    fn new(cfg: Arc<NotifyConfig>, sender: Arc<Sender>, report_dir: &Path) -> Result<Self, String> {
         let store =
             Store::open(Path::new(cfg.database.path.as_str()), cfg.database.synchronous).map_err(|e| e.to_string())?;
         let engine = Engine::new(cfg.clone(), qmoi_core::report::hostname());
-        let cfg_interval = cfg.interval.get();
         let policy_reader = PolicyReader::new(Path::new(cfg.dashboard_db.as_str()));
         Ok(Self {
             cfg,
@@ -101,20 +159,9 @@ impl Notifier {
             unreadable: HashMap::new(),
             in_flight: HashSet::new(),
             watch_note: None,
-            tracker: AlertTracker::new(),
             last_latency: BTreeMap::new(),
-            report_every: cfg_interval,
             fresh: Vec::new(),
         })
-    }
-
-    /// How often the daemon writes its own report (`--interval` overrides the config).
-    pub fn set_report_interval(&mut self, every: Duration) {
-        self.report_every = every;
-    }
-
-    pub fn sender(&self) -> Arc<Sender> {
-        self.sender.clone()
     }
 
     fn watched(&self, component: &str) -> bool {
@@ -400,15 +447,19 @@ impl Notifier {
         }
     }
 
-    /// Continue from the last report written: its alerts keep their `since`.
-    pub fn seed_alerts(&mut self, last: &Report) {
-        self.tracker.seed_from(last);
-    }
-
-    /// The notifier's own report: channel health, backlog, dead letters, recent history.
-    pub fn report(&mut self, started: Instant) -> Report {
+    /// What the notifier's own report says: channel health, backlog, dead letters, recent
+    /// history; `attempted`: what `--once` sent.
+    fn outcome(&self, attempted: Option<Result<usize, StoreError>>) -> Outcome {
         let now = Utc::now();
         let mut checks = Vec::new();
+        match attempted {
+            Some(Ok(n)) => checks.push(CheckResult::ok("delivery", format!("{n} delivery attempt(s) in this run"))),
+            Some(Err(e)) => checks.push(
+                CheckResult::unknown("delivery", format!("cannot deliver: {e}"))
+                    .with_title("The notifier cannot work through its outbox"),
+            ),
+            None => {}
+        }
         let mut metrics = BTreeMap::new();
         let store = &self.store;
         // A database that cannot be read is reported as such, never as "0 pending".
@@ -549,27 +600,12 @@ impl Notifier {
             "recent": recent,
             "database": self.store.path,
         }));
-        let alerts = self.tracker.update("notification", &checks, Vec::new(), now);
-        Report {
-            schema_version: qmoi_core::report::SCHEMA_VERSION,
-            component: "notification".into(),
-            host: qmoi_core::report::hostname(),
-            generated_at: now,
-            interval_s: self.report_every.as_secs(),
-            duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
-            status: Report::status_of(&checks),
-            summary: Report::summarize(&checks),
-            checks,
-            metrics,
-            alerts,
-            details,
-            streamed: Default::default(),
-        }
+        Outcome { checks, metrics, details, ..Outcome::default() }
     }
 
     /// `--once`: read every report, decide, send everything due now (one attempt each, no
     /// waiting for group_wait or backoff), and return the number of messages attempted.
-    pub async fn once(&mut self) -> Result<usize, StoreError> {
+    async fn once(&mut self) -> Result<usize, StoreError> {
         self.reload_policy();
         let changed = self.scan(None);
         self.step(&changed, now_ms(), true)?;
@@ -584,110 +620,107 @@ impl Notifier {
         }
         Ok(n)
     }
+}
 
-    /// The daemon: until `shutdown` resolves.
-    pub async fn run(mut self, writer: &mut ReportWriter, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let (ev_tx, mut ev_rx) = mpsc::channel::<String>(4096);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-        let _watcher = match watch(&self.report_dir, ev_tx) {
+/// The daemon's deliveries, until `stopping` resolves: each report change is decided at
+/// once, the timer (250 ms) drives repeats, escalations and group waits, and every due
+/// message is sent concurrently (one at a time per target). The lock on the notifier is
+/// held only between awaits, so the report runs see a consistent state.
+async fn deliver(shared: Arc<tokio::sync::Mutex<Notifier>>, mut stopping: Stopping) {
+    let (ev_tx, mut ev_rx) = mpsc::channel::<String>(4096);
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+    let (rescan, _watcher) = {
+        let mut n = shared.lock().await;
+        let watcher = match watch(&n.report_dir, ev_tx) {
             Ok(w) => Some(w),
             Err(e) => {
-                let note = format!("file-system events unavailable ({e}); rescanning every {}", self.cfg.watch.rescan);
+                let note = format!("file-system events unavailable ({e}); rescanning every {}", n.cfg.watch.rescan);
                 tracing::warn!("{note}");
-                self.watch_note = Some(note);
+                n.watch_note = Some(note);
                 None
             }
         };
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let rescan = self.cfg.watch.rescan.get();
-        let report_every = self.report_every;
-        let mut next_rescan = Instant::now();
-        let mut next_report = Instant::now();
-        let mut next_prune = Instant::now();
-        self.reload_policy();
-        loop {
-            let mut names: HashSet<String> = HashSet::new();
-            let mut full = false;
-            // Decisions are due on a report change and on the timer (repeats, escalation,
-            // group waits); a delivery result only frees its target for the next message.
-            let mut decide = false;
-            tokio::select! {
-                () = &mut shutdown => break,
-                Some(n) = ev_rx.recv() => {
-                    decide = true;
+        n.reload_policy();
+        (n.cfg.watch.rescan.get(), watcher)
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut next_rescan = Instant::now();
+    let mut next_prune = Instant::now();
+    loop {
+        let mut names: HashSet<String> = HashSet::new();
+        let mut full = false;
+        // Decisions are due on a report change and on the timer (repeats, escalation,
+        // group waits); a delivery result only frees its target for the next message.
+        let mut decide = false;
+        let mut results = Vec::new();
+        tokio::select! {
+            () = stopping.wait() => break,
+            Some(n) = ev_rx.recv() => {
+                decide = true;
+                names.insert(n);
+                while let Ok(n) = ev_rx.try_recv() {
                     names.insert(n);
-                    while let Ok(n) = ev_rx.try_recv() {
-                        names.insert(n);
-                    }
-                }
-                Some(d) = done_rx.recv() => {
-                    let mut batch = vec![d];
-                    while let Ok(d) = done_rx.try_recv() {
-                        batch.push(d);
-                    }
-                    for d in batch {
-                        if let Err(e) = self.complete(&d, now_ms()) {
-                            tracing::error!(error = %e, "Cannot record a delivery result; it will be sent again.");
-                            self.in_flight.remove(&(d.channel.clone(), d.target));
-                        }
-                    }
-                }
-                _ = tick.tick() => {
-                    decide = true;
-                    self.reload_policy();
-                    if Instant::now() >= next_rescan {
-                        full = true;
-                        next_rescan = Instant::now() + rescan;
-                    }
                 }
             }
-            let changed = if full {
-                self.scan(None)
-            } else if names.is_empty() {
-                Vec::new()
-            } else {
-                self.scan(Some(&names))
-            };
-            let now = now_ms();
-            if decide && let Err(e) = self.step(&changed, now, false) {
-                tracing::error!(error = %e, "Cannot record alert changes; will try again.");
-                // Read those reports again next time.
-                for (c, _, _) in &changed {
-                    self.seen.remove(c);
+            Some(d) = done_rx.recv() => {
+                results.push(d);
+                while let Ok(d) = done_rx.try_recv() {
+                    results.push(d);
                 }
             }
-            if let Err(e) = self.dispatch(now, &done_tx, names.is_empty() || full) {
-                tracing::error!(error = %e, "Cannot read the outbox.");
-            }
-            if Instant::now() >= next_prune {
-                self.prune(now);
-                next_prune = Instant::now() + Duration::from_secs(600);
-            }
-            if Instant::now() >= next_report {
-                next_report = Instant::now() + report_every;
-                let started = Instant::now();
-                let r = self.report(started);
-                if let Err(e) = writer.write(&r) {
-                    tracing::error!(error = %e, "Cannot write the notifier's report.");
+            _ = tick.tick() => {
+                decide = true;
+                if Instant::now() >= next_rescan {
+                    full = true;
+                    next_rescan = Instant::now() + rescan;
                 }
             }
         }
-        // Let deliveries in flight finish (and be recorded), so a polite stop sends no
-        // duplicate after restart; anything unfinished stays in the outbox.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.in_flight.is_empty() && Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await {
-                Ok(Some(d)) => {
-                    let _ = self.complete(&d, now_ms());
-                }
-                Ok(None) => break,
-                Err(_) => {}
+        let mut n = shared.lock().await;
+        for d in results {
+            if let Err(e) = n.complete(&d, now_ms()) {
+                tracing::error!(error = %e, "Cannot record a delivery result; it will be sent again.");
+                n.in_flight.remove(&(d.channel.clone(), d.target));
             }
         }
-        let r = self.report(Instant::now());
-        let _ = writer.write(&r);
+        if decide && names.is_empty() {
+            n.reload_policy();
+        }
+        let changed = if full {
+            n.scan(None)
+        } else if names.is_empty() {
+            Vec::new()
+        } else {
+            n.scan(Some(&names))
+        };
+        let now = now_ms();
+        if decide && let Err(e) = n.step(&changed, now, false) {
+            tracing::error!(error = %e, "Cannot record alert changes; will try again.");
+            // Read those reports again next time.
+            for (c, _, _) in &changed {
+                n.seen.remove(c);
+            }
+        }
+        if let Err(e) = n.dispatch(now, &done_tx, names.is_empty() || full) {
+            tracing::error!(error = %e, "Cannot read the outbox.");
+        }
+        if Instant::now() >= next_prune {
+            n.prune(now);
+            next_prune = Instant::now() + Duration::from_secs(600);
+        }
+    }
+    // Let deliveries in flight finish (and be recorded), so a polite stop sends no
+    // duplicate after restart; anything unfinished stays in the outbox.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !shared.lock().await.in_flight.is_empty() && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(100), done_rx.recv()).await {
+            Ok(Some(d)) => {
+                let _ = shared.lock().await.complete(&d, now_ms());
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
     }
 }
 

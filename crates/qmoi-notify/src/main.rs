@@ -3,17 +3,14 @@
 use clap::{Parser, ValueEnum};
 use qmoi_core::cli::MonitorArgs;
 use qmoi_core::component;
-use qmoi_core::config::ConfigDuration;
 use qmoi_core::human::escape_control as esc;
-use qmoi_core::report::ReportWriter;
-use qmoi_core::runner::{EXIT_CONFIG, MonitorConfig, render_check, shutdown_signal};
+use qmoi_core::runner::EXIT_CONFIG;
 use qmoi_notify::config::{ChannelKind, NotifyConfig};
 use qmoi_notify::store::Store;
-use qmoi_notify::{Notifier, send_test};
+use qmoi_notify::{NotifyMonitor, make_sender, send_test};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// QMOI notifier: watches the monitors' reports and turns their alerts into email,
 /// webhook (Slack, Discord, generic), SMS (Twilio), Alertmanager and internal
@@ -83,33 +80,23 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(info) = component::find("notification") else {
+        eprintln!("qmoi-notify: the component table has no 'notification'");
         return ExitCode::from(3);
     };
-    let args = &cli.args;
-    let (cfg, source) = match qmoi_core::runner::load_config::<NotifyConfig>(info, args) {
+    let testing = cli.test_email || cli.test_webhook || cli.test_sms || cli.test_alertmanager;
+    if testing || cli.status || cli.history || cli.retry_dead || cli.purge_dead {
+        return tool(info, &cli, testing);
+    }
+    let report_dir = cli.args.common.report_dir.clone();
+    qmoi_core::runner::main::<NotifyConfig, _>(info, cli.args, |cfg| NotifyMonitor::new(cfg, &report_dir))
+}
+
+/// The modes that act on the database or the channels and exit.
+fn tool(info: &component::ComponentInfo, cli: &Cli, testing: bool) -> ExitCode {
+    let (cfg, _) = match qmoi_core::runner::load_config::<NotifyConfig>(info, &cli.args) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if args.validate {
-        // What only building the notifier finds (a template that does not compile, an
-        // unreadable CA file) is a configuration error too; the database is not touched.
-        let cfg = Arc::new(cfg.clone());
-        let templates = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
-        if let Err(e) = qmoi_notify::render::Templates::load(templates)
-            .and_then(|t| qmoi_notify::send::Sender::new(cfg.clone(), Arc::new(t)))
-        {
-            eprintln!("{}: configuration error: {source}: {e}", info.binary);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        println!("{}: configuration OK ({source})", info.binary);
-        for (key, msg) in cfg.unusable_channel_refs() {
-            println!("  warning: {key}: {msg}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if args.print_config {
-        return qmoi_core::runner::print_config(info, &cfg);
-    }
     let db = PathBuf::from(cfg.database.path.as_str());
     if cli.status {
         return status(&db, cli.format, cli.limit.min(50));
@@ -117,7 +104,7 @@ fn main() -> ExitCode {
     if cli.history {
         return history(&db, cli.format, cli.limit);
     }
-    if cli.retry_dead || cli.purge_dead {
+    if !testing {
         let mut store = match Store::open_existing(&db) {
             Ok(s) => s,
             Err(e) => return fail(&e.to_string()),
@@ -137,106 +124,35 @@ fn main() -> ExitCode {
             Err(e) => fail(&e.to_string()),
         };
     }
-
-    let verbosity = qmoi_core::logging::Verbosity { debug: args.common.debug, verbose: args.common.verbose };
-    let testing = cli.test_email || cli.test_webhook || cli.test_sms || cli.test_alertmanager;
-    if !testing && let Some(note) = qmoi_core::logging::init(&args.common.log_dir, info.log_file, verbosity) {
-        eprintln!("{}: {note}", info.binary);
-    }
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
     let cfg = Arc::new(cfg);
-    if testing {
-        let kind = if cli.test_email {
-            ChannelKind::Email
-        } else if cli.test_webhook {
-            ChannelKind::Webhook
-        } else if cli.test_sms {
-            ChannelKind::Sms
-        } else {
-            ChannelKind::Alertmanager
-        };
-        let templates = if cfg.templates.as_str().is_empty() { None } else { Some(Path::new(cfg.templates.as_str())) };
-        let sender = match qmoi_notify::render::Templates::load(templates)
-            .and_then(|t| qmoi_notify::send::Sender::new(cfg.clone(), Arc::new(t)))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("{}: configuration error: {e}", info.binary);
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        };
-        return match rt.block_on(send_test(&cfg, &sender, kind, cli.channel.as_deref())) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => {
-                eprintln!("{}: {e}", info.binary);
-                ExitCode::from(EXIT_CONFIG)
-            }
-        };
-    }
-
-    // One notifier per report folder and per database: two sending from one outbox would
-    // deliver every message twice. `--check` only reads.
-    let _locks = if args.check {
-        None
+    let kind = if cli.test_email {
+        ChannelKind::Email
+    } else if cli.test_webhook {
+        ChannelKind::Webhook
+    } else if cli.test_sms {
+        ChannelKind::Sms
     } else {
-        let db_lock = PathBuf::from(format!("{}.lock", cfg.database.path.as_str()));
-        let locks = qmoi_core::runner::lock_instance(&args.common.report_dir, info.id).and_then(|a| {
-            qmoi_core::runner::lock_file(&db_lock, "notifier", &format!("sends from {}", cfg.database.path))
-                .map(|b| (a, b))
-        });
-        match locks {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("{}: {e}", info.binary);
-                return ExitCode::from(3);
-            }
-        }
+        ChannelKind::Alertmanager
     };
-    let mut notifier = match Notifier::new(cfg.clone(), &args.common.report_dir) {
-        Ok(n) => n,
+    let sender = match make_sender(&cfg) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("{}: {e}", info.binary);
+            eprintln!("{}: configuration error: {e}", info.binary);
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let interval = args.interval.map_or_else(|| cfg.interval(), ConfigDuration::get);
-    let mut writer = ReportWriter::new(&args.common.report_dir, info.id, cfg.history().policy());
-    // Its own alerts keep their `since` across restarts, as every monitor's do.
-    if let qmoi_core::report::ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
-        notifier.seed_alerts(&report);
+    match rt.block_on(send_test(&cfg, &sender, kind, cli.channel.as_deref())) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("{}: {e}", info.binary);
+            ExitCode::from(EXIT_CONFIG)
+        }
     }
-    rt.block_on(async move {
-        if args.check {
-            // Read-only: the state of channels, backlog and dead letters; sends nothing.
-            let report = notifier.report(Instant::now());
-            print!("{}", render_check(&report));
-            return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
-        }
-        if args.once {
-            let started = Instant::now();
-            let sent = match notifier.once().await {
-                Ok(n) => n,
-                Err(e) => return fail(&e.to_string()),
-            };
-            let report = notifier.report(started);
-            return match writer.write(&report) {
-                Ok(path) => {
-                    println!("notification: {sent} delivery attempt(s); {} — report written to {}", report.summary, path.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(&e.to_string()),
-            };
-        }
-        notifier.set_report_interval(interval);
-        tracing::info!(config = %source, database = %cfg.database.path, reports = %args.common.report_dir.display(), pid = std::process::id(), "Notifier started.");
-        notifier.run(&mut writer, shutdown_signal()).await;
-        tracing::info!("Notifier stopped.");
-        ExitCode::SUCCESS
-    })
 }
 
 fn fail(msg: &str) -> ExitCode {

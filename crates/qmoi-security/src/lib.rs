@@ -46,6 +46,9 @@ pub struct Options {
     pub full_first: bool,
     /// Folders this process writes (reports, logs): never watched.
     pub own_dirs: Vec<PathBuf>,
+    /// `--validate`: check what building finds (key file, rules, auth log) but create no
+    /// file, load no baseline and start no thread.
+    pub validate_only: bool,
 }
 
 pub struct SecurityMonitor {
@@ -81,9 +84,13 @@ impl SecurityMonitor {
         } else {
             cfg.hmac_key.clone()
         };
-        let key = Key::load(configured.expose(), &data_dir).map_err(|e| format!("baseline key: {e}"))?;
+        let key = if opts.validate_only { Key::load_existing } else { Key::load }(configured.expose(), &data_dir)
+            .map_err(|e| format!("baseline key: {e}"))?;
         let wake = opts.realtime.then(|| Arc::new(Notify::new()));
-        let integrity = if cfg.integrity.enabled {
+        let integrity = if opts.validate_only {
+            integrity::check_rules(&cfg.integrity)?;
+            None
+        } else if cfg.integrity.enabled {
             let mut own = opts.own_dirs.clone();
             own.push(data_dir.clone());
             let mut i = Integrity::new(&cfg.integrity, &data_dir, key.clone(), own, wake.clone())?;

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
         realtime: !(cli.args.once || cli.args.check),
         full_first: cli.full,
         own_dirs: vec![cli.args.common.report_dir.clone(), cli.args.common.log_dir.clone()],
+        validate_only: cli.args.validate,
     };
     qmoi_core::runner::main::<SecurityConfig, _>(info, cli.args, |cfg| SecurityMonitor::new(cfg, opts))
 }

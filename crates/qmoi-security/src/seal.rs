@@ -56,6 +56,15 @@ impl Key {
         }
     }
 
+    /// [`Key::load`] without creating the key file when it is missing (`--validate`): a
+    /// key that exists is checked, a missing one stands in as a key of no bytes.
+    pub fn load_existing(configured: &str, data_dir: &Path) -> Result<Self, String> {
+        if configured.is_empty() && !data_dir.join("security.key").exists() {
+            return Ok(Self(Vec::new()));
+        }
+        Self::load(configured, data_dir)
+    }
+
     fn create(path: &Path) -> Result<Self, String> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;

@@ -292,11 +292,19 @@ fn many_changes_become_one_summary_alert_beyond_max_alerts() {
 #[test]
 fn a_missing_hmac_key_file_is_a_configuration_error_naming_it() {
     let site = Site::new(&format!("hmac_key_file = \"secrets/none.key\"\n{}", only(&[])));
-    let out = site.run(&["--once"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("hmac_key_file") && err.contains("secrets/none.key"), "{err}");
+    // --validate finds it too: it builds the monitor (without creating anything).
+    for mode in ["--validate", "--once"] {
+        let out = site.run(&[mode]);
+        assert_eq!(out.status.code(), Some(2), "{mode}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("hmac_key_file") && err.contains("secrets/none.key"), "{mode}: {err}");
+    }
     assert!(!site.path("data/security.key").exists(), "no generated key when a key file is configured");
+    // A valid config: --validate says so and creates no key file, baseline or report.
+    let site = Site::new(&only(&[]));
+    let out = site.run(&["--validate"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!site.path("data").exists(), "--validate writes nothing under data/");
 }
 
 #[test]

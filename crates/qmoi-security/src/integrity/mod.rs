@@ -93,6 +93,11 @@ pub struct Finding {
     pub setid: bool,
 }
 
+/// The path rules compile (`--validate`, without building the watcher).
+pub fn check_rules(cfg: &IntegrityConfig) -> Result<(), String> {
+    Rules::compile(&cfg.paths).map(drop)
+}
+
 impl Integrity {
     /// `ignore`: folders this process writes (data, reports), never watched.
     pub fn new(
