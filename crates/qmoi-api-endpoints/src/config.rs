@@ -2,7 +2,7 @@
 
 use crate::conditions::Condition;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -314,14 +314,4 @@ impl Validate for EndpointsConfig {
     }
 }
 
-impl MonitorConfig for EndpointsConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(EndpointsConfig);

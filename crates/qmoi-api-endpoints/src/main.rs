@@ -78,9 +78,7 @@ fn main() -> ExitCode {
     if let Some(url) = &cli.probe {
         return ad_hoc(url, cli.probe_timeout.get());
     }
-    let Some(info) = component::find("api_endpoints") else {
-        return ExitCode::from(3);
-    };
+    let info = component::API_ENDPOINTS;
     // Probing thousands of endpoints a second is real work: two worker threads.
     qmoi_core::runner::main_with_threads::<EndpointsConfig, _>(info, cli.args, 2, |cfg| {
         EndpointsMonitor::new(cfg.clone())

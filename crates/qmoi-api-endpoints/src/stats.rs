@@ -4,6 +4,7 @@
 //! restarts in the state file.
 
 use crate::probe::ProbeResult;
+pub use qmoi_core::stats::percentile;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -439,15 +440,6 @@ impl ErrorWindow {
     pub fn error_rate(&self) -> Option<f64> {
         (self.len > 0).then(|| f64::from(self.failed.count_ones()) / f64::from(self.len) * 100.0)
     }
-}
-
-/// Nearest-rank percentile of sorted values.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[cfg(test)]

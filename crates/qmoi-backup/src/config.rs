@@ -2,7 +2,7 @@
 
 use crate::schedule::Schedule;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -257,17 +257,7 @@ impl Validate for BackupConfig {
     }
 }
 
-impl MonitorConfig for BackupConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(BackupConfig);
 
 #[cfg(test)]
 mod tests {

@@ -33,9 +33,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(info) = component::find("backup") else {
-        return ExitCode::from(3);
-    };
+    let info = component::BACKUP;
     if cli.verify.is_none() && !cli.list {
         // The daemon verifies in the background; --once and --check wait for the result.
         let daemon = !(cli.args.once || cli.args.check);

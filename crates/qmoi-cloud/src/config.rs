@@ -1,7 +1,7 @@
 //! `config/cloud_resources.toml`: every key, its default and its check.
 
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -235,26 +235,10 @@ pub fn credential_safe(url: &str) -> Result<(), String> {
 }
 
 pub fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => {
-            h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
-        }
-        None => false,
-    }
+    url.host_str().is_some_and(qmoi_core::net::is_loopback_host)
 }
 
-impl MonitorConfig for CloudConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(CloudConfig);
 
 impl Validate for CloudConfig {
     fn validate(&self, p: &mut Problems) {

@@ -34,9 +34,7 @@ fn main() -> ExitCode {
     // own, and keep its pages after a listing of thousands of instances.
     qmoi_core::mem::single_arena();
     let cli = Cli::parse();
-    let Some(info) = component::find("cloud_resources") else {
-        return ExitCode::from(3);
-    };
+    let info = component::CLOUD_RESOURCES;
     let only = cli.provider.clone();
     if !cli.args.check {
         return qmoi_core::runner::main::<CloudConfig, _>(info, cli.args, |cfg| {

@@ -165,13 +165,12 @@ impl Rest {
     }
 
     /// The wait before retry `attempt`: the server's `Retry-After` (capped), else
-    /// exponential backoff with jitter.
+    /// exponential backoff (at most 32 × the first wait) ±20 %.
     fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
             return d.min(MAX_WAIT);
         }
-        let base = self.backoff.saturating_mul(1 << attempt.min(6).saturating_sub(1));
-        base + base.mul_f64(fastrand::f64() * 0.5)
+        qmoi_core::retry::backoff(self.backoff, self.backoff.saturating_mul(32), attempt, 0.2)
     }
 }
 

@@ -106,6 +106,15 @@ pub const COMPONENTS: &[ComponentInfo] = &[
     },
 ];
 
+/// Each monitor's row, for its own binary (no lookup that could fail at start).
+pub const SYSTEM_HEALTH: &ComponentInfo = &COMPONENTS[1];
+pub const PERFORMANCE: &ComponentInfo = &COMPONENTS[2];
+pub const SECURITY: &ComponentInfo = &COMPONENTS[3];
+pub const BACKUP: &ComponentInfo = &COMPONENTS[4];
+pub const CLOUD_RESOURCES: &ComponentInfo = &COMPONENTS[5];
+pub const API_ENDPOINTS: &ComponentInfo = &COMPONENTS[6];
+pub const NOTIFICATION: &ComponentInfo = &COMPONENTS[7];
+
 /// Look a component up by id.
 pub fn find(id: &str) -> Option<&'static ComponentInfo> {
     COMPONENTS.iter().find(|c| c.id == id)
@@ -118,6 +127,24 @@ pub fn monitor_ids() -> impl Iterator<Item = &'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_constant_is_its_own_row() {
+        use super::*;
+        let named = [
+            (SYSTEM_HEALTH, "system_health"),
+            (PERFORMANCE, "performance"),
+            (SECURITY, "security"),
+            (BACKUP, "backup"),
+            (CLOUD_RESOURCES, "cloud_resources"),
+            (API_ENDPOINTS, "api_endpoints"),
+            (NOTIFICATION, "notification"),
+        ];
+        for (c, id) in named {
+            assert_eq!(c.id, id);
+        }
+        assert_eq!(named.len() + 1, COMPONENTS.len(), "every monitor has its constant");
+    }
+
     use super::*;
 
     #[test]

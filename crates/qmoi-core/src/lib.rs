@@ -27,13 +27,16 @@ pub mod follow;
 pub mod human;
 pub mod logging;
 pub mod mem;
+pub mod net;
 pub mod overview;
+pub mod procfs;
 pub mod report;
 pub mod retry;
 pub mod runner;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod statefile;
+pub mod stats;
 pub mod status;
 pub mod threshold;
 

@@ -1,4 +1,5 @@
-//! `Retry-After`, as servers send it: a number of seconds or an HTTP date.
+//! Waiting before trying again: exponential backoff with jitter, and `Retry-After` as
+//! servers send it (a number of seconds or an HTTP date).
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -21,9 +22,31 @@ fn retry_after_at(value: &str, cap: Duration, now: DateTime<Utc>) -> Option<Dura
     Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(cap))
 }
 
+/// The wait before try number `attempt` (1-based: the first retry waits `initial`), doubled
+/// each time up to `max`, then spread by `jitter` (0.2: ±20 %) so that clients that failed
+/// together do not come back together. Never more than `max` × (1 + `jitter`).
+pub fn backoff(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Duration {
+    let doubled = initial.saturating_mul(1u32 << attempt.clamp(1, 31).saturating_sub(1).min(30)).min(max);
+    let spread = 1.0 + jitter.clamp(0.0, 1.0) * (2.0 * fastrand::f64() - 1.0);
+    doubled.mul_f64(spread)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_within_its_jitter() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        let plain: Vec<u128> = (1..=6).map(|n| backoff(initial, max, n, 0.0).as_millis()).collect();
+        assert_eq!(plain, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff(initial, max, 0, 0.0), initial, "attempt 0 counts as the first");
+        assert_eq!(backoff(initial, max, u32::MAX, 0.0), max, "no overflow");
+        for _ in 0..1000 {
+            let d = backoff(initial, max, 3, 0.2).as_secs_f64();
+            assert!((0.32..=0.48).contains(&d), "{d}");
+        }
+    }
 
     /// Regression: the notifier parsed `u64::MAX` seconds uncapped (a wrap to "retry now",
     /// or a panic in debug builds).

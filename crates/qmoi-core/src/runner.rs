@@ -213,6 +213,27 @@ pub trait MonitorConfig: DeserializeOwned + Serialize + Validate + Default {
     }
 }
 
+/// `impl MonitorConfig` for a config with the usual `interval` and `timeout`
+/// ([`ConfigDuration`]) and `history` ([`HistorySettings`]) fields; more methods of the
+/// trait (`warnings`) may follow the type after a `;`.
+#[macro_export]
+macro_rules! monitor_config {
+    ($t:ty $(; $($more:tt)*)?) => {
+        impl $crate::runner::MonitorConfig for $t {
+            fn interval(&self) -> ::std::time::Duration {
+                self.interval.get()
+            }
+            fn check_timeout(&self) -> ::std::time::Duration {
+                self.timeout.get()
+            }
+            fn history(&self) -> $crate::runner::HistorySettings {
+                self.history
+            }
+            $($($more)*)?
+        }
+    };
+}
+
 /// Validate `interval` and `timeout` keys the same way in every monitor.
 pub fn validate_interval_timeout(interval: ConfigDuration, timeout: ConfigDuration, p: &mut Problems) {
     if interval.get() < Duration::from_secs(1) {

@@ -138,10 +138,7 @@ impl Default for HistoryRetention {
     }
 }
 
-/// Is `host` a loopback address (or `localhost`)?
-pub fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
+pub use qmoi_core::net::is_loopback_host as is_loopback;
 
 impl DashboardConfig {
     /// Record every problem under `dashboard.*`.

@@ -2,7 +2,7 @@
 //! written): channels, priorities, routes, grouping, retries and the outbox database.
 
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate, expand_env};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use qmoi_core::status::AlertLevel;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -629,7 +629,7 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
             }
             if c.security == Some(SmtpSecurity::Plain)
                 && let Some(h) = &c.smtp_server
-                && !is_loopback_host(h.as_str())
+                && !qmoi_core::net::is_loopback_host(h.as_str())
             {
                 p.push(
                     key("security"),
@@ -672,24 +672,11 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
     }
 }
 
-pub fn is_loopback_host(h: &str) -> bool {
-    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-impl MonitorConfig for NotifyConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
+qmoi_core::monitor_config!(NotifyConfig;
     fn warnings(&self) -> Vec<String> {
         self.unusable_channel_refs().into_iter().map(|(key, msg)| format!("{key}: {msg}")).collect()
     }
-}
+);
 
 #[cfg(test)]
 mod tests {

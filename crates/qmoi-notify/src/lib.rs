@@ -349,12 +349,10 @@ impl Notifier {
         Ok(n)
     }
 
+    /// Exponential backoff ±20 %, or the server's `Retry-After` when that is longer.
     fn backoff(cfg: &NotifyConfig, attempt: i64, after: Option<Duration>) -> Duration {
-        let initial = cfg.retry.backoff_initial.get().as_secs_f64();
-        let max = cfg.retry.backoff_max.get().as_secs_f64();
-        let exp = initial * 2f64.powi(i32::try_from(attempt.clamp(1, 30) - 1).unwrap_or(0));
-        let jittered = exp.min(max) * (0.8 + 0.4 * fastrand::f64());
-        let d = Duration::from_secs_f64(jittered.max(0.0));
+        let attempt = u32::try_from(attempt.clamp(1, 31)).unwrap_or(1);
+        let d = qmoi_core::retry::backoff(cfg.retry.backoff_initial.get(), cfg.retry.backoff_max.get(), attempt, 0.2);
         after.map_or(d, |a| a.max(d))
     }
 

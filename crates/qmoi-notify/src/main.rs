@@ -79,10 +79,7 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(info) = component::find("notification") else {
-        eprintln!("qmoi-notify: the component table has no 'notification'");
-        return ExitCode::from(3);
-    };
+    let info = component::NOTIFICATION;
     let testing = cli.test_email || cli.test_webhook || cli.test_sms || cli.test_alertmanager;
     if testing || cli.status || cli.history || cli.retry_dead || cli.purge_dead {
         return tool(info, &cli, testing);

@@ -1,7 +1,7 @@
 //! `config/performance.toml`: every key, its default and its check.
 
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -322,14 +322,4 @@ impl Validate for PerformanceConfig {
     }
 }
 
-impl MonitorConfig for PerformanceConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(PerformanceConfig);

@@ -22,9 +22,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(info) = component::find("performance") else {
-        return ExitCode::from(3);
-    };
+    let info = component::PERFORMANCE;
     qmoi_core::runner::main::<PerformanceConfig, _>(info, cli.args, PerfMonitor::new)
 }
 

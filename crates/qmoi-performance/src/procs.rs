@@ -6,19 +6,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// CPU times in `/proc` are in USER_HZ ticks (100 a second on every Linux ABI, asked
-/// anyway), RSS in pages (4 KiB on x86-64, up to 64 KiB on some arm64 kernels).
-fn ticks_per_second() -> f64 {
-    use nix::unistd::{SysconfVar, sysconf};
-    static T: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *T.get_or_init(|| sysconf(SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |v| v as f64))
-}
-
-fn page_size() -> u64 {
-    use nix::unistd::{SysconfVar, sysconf};
-    static P: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *P.get_or_init(|| sysconf(SysconfVar::PAGE_SIZE).ok().flatten().and_then(|v| u64::try_from(v).ok()).unwrap_or(4096))
-}
+use qmoi_core::procfs::{page_size, ticks_per_second};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Proc {
@@ -40,17 +28,9 @@ pub struct ProcTable {
 }
 
 fn read_proc(pid: u32) -> Option<(String, u64, u64, u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let name = stat[open + 1..close].to_string();
-    let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    // Fields after the name: state(0) … utime(11) stime(12) … num_threads(17) … starttime(19) vsize(20) rss(21).
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let threads = f.get(17)?.parse().ok()?;
-    let start = f.get(19)?.parse().ok()?;
-    let rss_pages: u64 = f.get(21)?.parse().ok()?;
-    Some((name, ticks, threads, start, rss_pages * page_size()))
+    let s = qmoi_core::procfs::stat(pid)?;
+    let (rss, ticks) = (s.rss_pages * page_size(), s.cpu_ticks());
+    Some((s.comm, ticks, s.num_threads, s.starttime, rss))
 }
 
 impl ProcTable {

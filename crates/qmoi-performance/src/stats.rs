@@ -1,6 +1,7 @@
 //! The statistics: interval summaries with percentiles, EWMA baselines, least-squares
 //! lines for predictions and trends.
 
+use qmoi_core::stats::percentile;
 use serde::{Deserialize, Serialize};
 
 /// min / avg / max / p50 / p95 / p99 of the samples of one interval.
@@ -29,21 +30,11 @@ impl Summary {
             min: samples[0],
             avg: sum / n as f64,
             max: samples[n - 1],
-            p50: percentile(samples, 50.0),
-            p95: percentile(samples, 95.0),
-            p99: percentile(samples, 99.0),
+            p50: percentile(samples, 0.5),
+            p95: percentile(samples, 0.95),
+            p99: percentile(samples, 0.99),
         })
     }
-}
-
-/// Nearest-rank percentile of sorted samples: the smallest value with at least p% of the
-/// samples at or below it.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// Exponentially weighted mean and mean absolute deviation.

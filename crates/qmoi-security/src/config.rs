@@ -2,7 +2,7 @@
 
 use qmoi_core::Status;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -379,14 +379,4 @@ impl Validate for SecurityConfig {
     }
 }
 
-impl MonitorConfig for SecurityConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(SecurityConfig);

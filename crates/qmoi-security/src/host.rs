@@ -285,8 +285,7 @@ fn hash_file(p: &Path) -> Option<blake3::Hash> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    qmoi_core::procfs::stat(pid).map(|s| s.ppid)
 }
 
 /// The processes of one executable that share one reason: one finding, whatever their

@@ -44,9 +44,7 @@ struct Cli {
 fn main() -> ExitCode {
     qmoi_core::mem::single_arena();
     let cli = Cli::parse();
-    let Some(info) = component::find("security") else {
-        return ExitCode::from(3);
-    };
+    let info = component::SECURITY;
     if cli.init_baseline || cli.accept.is_some() {
         return baseline_command(info, &cli);
     }

@@ -139,8 +139,7 @@ impl RestartConfig {
         if n <= 1 {
             return Duration::ZERO;
         }
-        let factor = 2u32.saturating_pow(n - 2);
-        self.backoff_initial.get().saturating_mul(factor).min(self.backoff_max.get())
+        qmoi_core::retry::backoff(self.backoff_initial.get(), self.backoff_max.get(), n - 1, 0.0)
     }
 }
 

@@ -89,28 +89,11 @@ pub struct ProcSample {
 
 /// Read `/proc/<pid>/stat` (CPU ticks) and `/proc/<pid>/statm` (resident pages).
 pub fn sample(pid: u32) -> Option<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(ProcSample { rss_bytes: pages * page_size(), cpu_ticks: utime + stime })
-}
-
-fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .unwrap_or(4096)
-}
-
-/// Clock ticks per second for `cpu_ticks`.
-pub fn ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().map_or(100.0, |v| v as f64)
+    use qmoi_core::procfs;
+    let cpu_ticks = procfs::stat(pid)?.cpu_ticks();
+    // statm's resident pages are current; stat's rss field can lag behind it.
+    let pages = procfs::statm_resident_pages(std::path::Path::new("/proc"), pid)?;
+    Some(ProcSample { rss_bytes: pages * procfs::page_size(), cpu_ticks })
 }
 
 #[cfg(test)]

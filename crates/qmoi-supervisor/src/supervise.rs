@@ -481,7 +481,7 @@ struct Watchdog {
 
 impl Watchdog {
     fn new(pid: Option<u32>) -> Self {
-        Self { pid, last: None, over_since: None, ticks_per_s: process::ticks_per_second() }
+        Self { pid, last: None, over_since: None, ticks_per_s: qmoi_core::procfs::ticks_per_second() }
     }
 
     /// A reason to restart, once a limit has been exceeded for the configured time.

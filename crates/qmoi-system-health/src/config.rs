@@ -1,7 +1,7 @@
 //! `config/system_health.toml`: every key, its default and its check.
 
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Validate};
-use qmoi_core::runner::{HistorySettings, MonitorConfig, validate_interval_timeout};
+use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use qmoi_core::threshold::Threshold;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -263,17 +263,7 @@ fn valid_host_port(s: &str) -> bool {
     }
 }
 
-impl MonitorConfig for SystemHealthConfig {
-    fn interval(&self) -> Duration {
-        self.interval.get()
-    }
-    fn check_timeout(&self) -> Duration {
-        self.timeout.get()
-    }
-    fn history(&self) -> HistorySettings {
-        self.history
-    }
-}
+qmoi_core::monitor_config!(SystemHealthConfig);
 
 #[cfg(test)]
 mod tests {

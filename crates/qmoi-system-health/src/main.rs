@@ -21,9 +21,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(info) = component::find("system_health") else {
-        return ExitCode::from(3);
-    };
+    let info = component::SYSTEM_HEALTH;
     qmoi_core::runner::main::<SystemHealthConfig, _>(info, cli.args, |cfg| Ok(SystemHealth::new(cfg.clone())))
 }
 

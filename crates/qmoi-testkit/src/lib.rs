@@ -40,10 +40,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
 
 /// Is `pid` alive? A zombie (exited, not yet reaped by whoever inherited it) is not.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next()) != Some("Z"),
-        Err(_) => false,
-    }
+    qmoi_core::procfs::alive(Path::new("/proc"), pid).unwrap_or(false)
 }
 
 /// An argon2id hash of `password` from `qmoi-supervisor hash-password` (for

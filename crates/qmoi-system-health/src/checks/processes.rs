@@ -7,12 +7,8 @@ use sysinfo::{ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System, Upda
 
 /// Is the process with this pid alive (and not a zombie)?
 pub fn pid_alive(pid: i32) -> Result<bool, String> {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the parenthesised command name.
-        Ok(s) => Ok(s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.to_string()),
-    }
+    let Ok(pid) = u32::try_from(pid) else { return Ok(false) };
+    qmoi_core::procfs::alive(std::path::Path::new("/proc"), pid).map_err(|e| e.to_string())
 }
 
 pub fn check(cfg: &SystemHealthConfig, sys: Option<&mut System>, out: &mut Collected) {
