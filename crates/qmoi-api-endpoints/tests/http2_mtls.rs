@@ -6,7 +6,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::check;
+use qmoi_testkit::check;
 use qmoi_testkit::read_json;
 use std::path::Path;
 use std::process::Command;
@@ -87,9 +87,7 @@ fn mtls_server(dir: &Path) -> std::net::SocketAddr {
 
 #[test]
 fn client_certificates_are_presented() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "openssl is required: apt-get install openssl");
-        eprintln!("SKIPPED: openssl not installed");
+    if !qmoi_testkit::require_tool(&["openssl"], "apt-get install openssl") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -6,7 +6,7 @@ mod common;
 
 use axum::Router;
 use axum::routing::get;
-use common::check;
+use qmoi_testkit::check;
 use qmoi_testkit::read_json;
 use std::io::{Read, Write};
 use std::process::Command;
@@ -145,10 +145,7 @@ fn endpoint<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 
 #[test]
 fn probes_real_servers_and_reports_every_condition() {
-    let have_openssl = Command::new("openssl").arg("version").output().is_ok();
-    if !have_openssl {
-        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "openssl is required: apt-get install openssl");
-    }
+    let have_openssl = qmoi_testkit::require_tool(&["openssl"], "apt-get install openssl");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let http = http_server();
     let banner = banner_server();
@@ -376,7 +373,7 @@ fn a_down_endpoint_alerts_and_a_recovered_one_clears() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let http = http_server();
     // A port that is closed now and will be opened later.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(1);
+    let port = qmoi_testkit::free_port();
     let cfg = format!(
         r#"
 interval = 1
@@ -509,10 +506,8 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
     // binary runs as nobody with no capabilities, in a private network namespace (its own
     // loopback and its own net.ipv4.ping_group_range), once with ping sockets opened to
     // every group (as systemd sets it) and once with the kernel's default (none).
-    let tools = ["unshare", "setpriv", "ip"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
-    });
-    if nix::unistd::geteuid().is_root() && tools {
+    let root = nix::unistd::geteuid().is_root();
+    if root && qmoi_testkit::require_tool(&["unshare", "setpriv", "ip"], "apt-get install util-linux iproute2") {
         use std::os::unix::fs::PermissionsExt;
         let nobody = dir.path().join("nobody");
         std::fs::create_dir(&nobody).unwrap_or_else(|e| panic!("{e}"));

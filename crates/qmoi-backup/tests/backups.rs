@@ -41,12 +41,7 @@ impl Site {
     }
 }
 
-fn check<'a>(r: &'a Value, name: &str) -> &'a Value {
-    r["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name} in {}", r["checks"]))
-}
+use qmoi_testkit::check;
 
 fn status(r: &Value, name: &str) -> String {
     check(r, name)["status"].as_str().unwrap_or_default().to_string()
@@ -390,15 +385,7 @@ fn bad_targets_are_configuration_errors() {
 }
 
 fn restic() -> bool {
-    let found = Command::new("restic").arg("version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "restic is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install restic"
-        );
-        eprintln!("NOTICE: restic not installed; skipping the repository test (scripts/test.sh installs it)");
-    }
-    found
+    qmoi_testkit::require_tool(&["restic"], "apt-get install restic")
 }
 
 #[test]
@@ -464,15 +451,7 @@ fn a_real_restic_repository_is_checked_and_a_deleted_pack_fails_the_check() {
 }
 
 fn borg() -> bool {
-    let found = Command::new("borg").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "borg is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install borgbackup"
-        );
-        eprintln!("NOTICE: borg not installed; skipping the Borg test (scripts/test.sh installs it)");
-    }
-    found
+    qmoi_testkit::require_tool(&["borg"], "apt-get install borgbackup")
 }
 
 #[test]

@@ -10,10 +10,8 @@ mod common;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{DomainType, InstanceType, ResourceType, Tag, TagSpecification};
 use chrono::{Datelike, NaiveDate, Utc};
-use common::{
-    Env, Kill, alert_fingerprints, alert_level, check, free_port, has_check, metric, names, require_external, status,
-};
-use qmoi_testkit::wait_for;
+use common::{Env, alert_fingerprints, alert_level, has_check, metric, names, status};
+use qmoi_testkit::{Kill, check, free_port, require_external, wait_for};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;

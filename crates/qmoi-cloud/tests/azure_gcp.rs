@@ -19,7 +19,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{Datelike, Utc};
-use common::{Env, alert_fingerprints, alert_level, check, has_check, metric, names, status};
+use common::{Env, alert_fingerprints, alert_level, has_check, metric, names, status};
+use qmoi_testkit::check;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -686,7 +687,7 @@ monthly_budget = 100.0
 #[test]
 fn gcp_missing_key_file_and_azure_unreachable_are_reported_per_provider() {
     let (fx, _) = start_fixture();
-    let closed = common::free_port();
+    let closed = qmoi_testkit::free_port();
     let env = Env::new(&format!(
         r#"
 request_timeout = "2s"

@@ -348,8 +348,7 @@ fn configuration_errors_and_seed_json() {
     assert!(!printed.contains("your-app-password") && !printed.contains("YOUR/SLACK"), "{printed}");
 
     // --test-webhook against a dead port: the exact error, exit 1.
-    let dead_port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
+    let dead_port = qmoi_testkit::free_port();
     let env = Env::new(&format!("[channels.webhook]\nurls = [\"http://127.0.0.1:{dead_port}/hook/SECRET\"]\n"));
     let out = env.run(&["--test-webhook"]);
     let text = String::from_utf8_lossy(&out.stdout);

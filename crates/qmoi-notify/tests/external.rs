@@ -5,29 +5,16 @@
 
 mod common;
 
-use common::{Env, Receiver, require_external, write_report};
+use common::{Env, Receiver, write_report};
+use qmoi_testkit::require_external;
 use qmoi_testkit::wait_for;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use qmoi_testkit::{Kill, free_port};
 
 fn python_with_aiosmtpd() -> Option<PathBuf> {
     let candidates: Vec<PathBuf> =

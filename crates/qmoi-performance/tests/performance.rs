@@ -60,9 +60,7 @@ impl Drop for Site {
     }
 }
 
-fn check<'a>(r: &'a Value, name: &str) -> Option<&'a Value> {
-    r["checks"].as_array()?.iter().find(|c| c["name"] == name)
-}
+use qmoi_testkit::find_check as check;
 
 /// A small HTTP/1.1 server on 127.0.0.1 that answers `/status/<code>/<ms>` with that status
 /// after sleeping that long, and appends an nginx combined line with `$request_time` to

@@ -3,7 +3,8 @@
 
 mod common;
 
-use common::{Site, check, message_of, names, only, status_of};
+use common::{Site, message_of, names, only, status_of};
+use qmoi_testkit::find_check as check;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;

@@ -22,20 +22,10 @@ impl Drop for Driver {
 }
 
 fn chromedriver() -> Option<Driver> {
-    let found = Command::new("chromedriver").arg("--version").output().is_ok_and(|o| o.status.success())
-        && std::path::Path::new("/usr/bin/chromium").exists();
-    if !found {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "chromium and chromium-driver are required (QMOI_REQUIRE_EXTERNAL is set): apt-get install chromium chromium-driver"
-        );
-        eprintln!(
-            "NOTICE: chromium/chromedriver not installed; skipping the browser test (scripts/test.sh installs them)"
-        );
+    if !qmoi_testkit::require_tool(&["chromedriver", "chromium"], "apt-get install chromium chromium-driver") {
         return None;
     }
-    let port =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9515);
+    let port = qmoi_testkit::free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -99,7 +89,7 @@ interval = 1
     let mut stack = Stack::new(&cfg);
     // The real notifier, with a webhook nobody listens on: its one attempt fails, the
     // notification lands in the dead letters, and the page lists it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(9);
+    let closed = qmoi_testkit::free_port();
     stack.write(
         "config/notification.toml",
         &format!(

@@ -353,13 +353,7 @@ fn live_updates_over_sse_and_websocket_and_restart_dashboard() {
 
 #[test]
 fn metrics_pass_promtool() {
-    let promtool = std::process::Command::new("promtool").arg("--version").output().is_ok();
-    if !promtool {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "promtool is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install prometheus"
-        );
-        eprintln!("NOTICE: promtool not installed; skipping (scripts/test.sh installs it)");
+    if !qmoi_testkit::require_tool(&["promtool"], "apt-get install prometheus") {
         return;
     }
     // system_health and api_endpoints (whose latency is a summary) both report.
@@ -409,13 +403,7 @@ fn metrics_pass_promtool() {
 /// a missing key file is a configuration error naming the file.
 #[test]
 fn tls_from_pem_files() {
-    let tools = ["openssl", "curl"].iter().all(|t| std::process::Command::new(t).arg("--version").output().is_ok());
-    if !tools {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "openssl and curl are required: apt-get install openssl curl"
-        );
-        eprintln!("NOTICE: openssl or curl missing; skipping the TLS test");
+    if !qmoi_testkit::require_tool(&["openssl", "curl"], "apt-get install openssl curl") {
         return;
     }
     let bad = Stack::new(

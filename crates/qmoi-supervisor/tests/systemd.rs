@@ -5,15 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn have_systemd_analyze() -> bool {
-    let found = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "systemd-analyze is required (QMOI_REQUIRE_EXTERNAL is set): apt-get install systemd"
-        );
-        eprintln!("NOTICE: systemd-analyze not installed; skipping unit verification (scripts/test.sh installs it)");
-    }
-    found
+    qmoi_testkit::require_tool(&["systemd-analyze"], "apt-get install systemd")
 }
 
 #[test]

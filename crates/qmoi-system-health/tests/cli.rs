@@ -319,15 +319,12 @@ fn zombie_processes_are_counted() -> std::io::Result<()> {
 /// numbers are the test's. Needs root (CI runs as root).
 #[test]
 fn interface_errors_are_a_check_with_their_rate() {
-    let tools = ["unshare", "ip", "mount"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
-    });
-    if !nix::unistd::geteuid().is_root() || !tools {
-        assert!(
-            std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(),
-            "the interface-errors test needs root and unshare, ip, mount (util-linux, iproute2)"
-        );
-        eprintln!("not root (or no unshare/ip/mount): interface errors are not exercised");
+    if !nix::unistd::geteuid().is_root() {
+        assert!(!qmoi_testkit::require_external(), "the interface-errors test needs root (CI runs as root)");
+        eprintln!("skipped: not root");
+        return;
+    }
+    if !qmoi_testkit::require_tool(&["unshare", "ip", "mount"], "apt-get install util-linux iproute2 mount") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -26,6 +26,66 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Are these tools on the PATH? When one is missing the test says so and returns false
+/// (skip), unless `QMOI_REQUIRE_EXTERNAL` is set (as `scripts/test.sh` and CI set it):
+/// then it fails, naming the tools and `install`, so a missing install step cannot hide
+/// behind a skipped test.
+pub fn require_tool(tools: &[&str], install: &str) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            !Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let what = format!("{} required ({install})", missing.join(", "));
+    assert!(!require_external(), "{what}; QMOI_REQUIRE_EXTERNAL is set, so this is a failure");
+    eprintln!("skipped: {what}");
+    false
+}
+
+/// Is `QMOI_REQUIRE_EXTERNAL` set (to anything but empty or 0)? Then a test whose outside
+/// tool or server is missing fails instead of skipping.
+pub fn require_external() -> bool {
+    std::env::var("QMOI_REQUIRE_EXTERNAL").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a server started right after gets it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// A child process killed (and reaped) when the test ends, however it ends.
+#[derive(Debug)]
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The check named `name` of a report, if it has one.
+pub fn find_check<'a>(report: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    report["checks"].as_array()?.iter().find(|c| c["name"] == name)
+}
+
+/// The check named `name` of a report, or a panic listing the checks it has.
+pub fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    find_check(report, name).unwrap_or_else(|| {
+        let names: Vec<&str> =
+            report["checks"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+        panic!("no check {name} in the report; it has: {}", names.join(", "))
+    })
+}
+
 /// Poll `f` every 20 ms until it returns `Some`, or panic with `what` after `timeout`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;

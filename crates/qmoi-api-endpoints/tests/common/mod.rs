@@ -61,8 +61,3 @@ pub fn tls_acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> tokio_
     let cfg = builder.with_single_cert(certs(cert), key).unwrap_or_else(|e| panic!("{e}"));
     tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
 }
-
-/// A check of a report by name (Null when absent).
-pub fn check<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    r["checks"].as_array().and_then(|a| a.iter().find(|c| c["name"] == name)).unwrap_or(&serde_json::Value::Null)
-}

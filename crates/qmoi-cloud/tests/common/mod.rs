@@ -4,28 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub fn require_external() -> bool {
-    std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_some()
-}
-
-/// A child process killed (and reaped) when the test ends, however it ends.
-pub struct Kill(pub Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use std::process::{Command, Output};
 
 /// A folder with a config, where `qmoi-cloud` writes its report, logs and data.
 pub struct Env {
@@ -111,14 +90,6 @@ impl Env {
     }
 }
 
-/// The check named `name`, or a panic listing the checks there are.
-pub fn check<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["checks"]
-        .as_array()
-        .and_then(|a| a.iter().find(|c| c["name"] == name))
-        .unwrap_or_else(|| panic!("no check {name} in {}", names(report)))
-}
-
 pub fn has_check(report: &serde_json::Value, name: &str) -> bool {
     report["checks"].as_array().is_some_and(|a| a.iter().any(|c| c["name"] == name))
 }
@@ -133,7 +104,7 @@ pub fn names(report: &serde_json::Value) -> String {
 }
 
 pub fn status<'a>(report: &'a serde_json::Value, name: &str) -> &'a str {
-    check(report, name)["status"].as_str().unwrap_or("")
+    qmoi_testkit::check(report, name)["status"].as_str().unwrap_or("")
 }
 
 pub fn metric(report: &serde_json::Value, key: &str) -> Option<f64> {

@@ -235,7 +235,3 @@ impl Drop for Env {
         self.kill9();
     }
 }
-
-pub fn require_external() -> bool {
-    std::env::var("QMOI_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1")
-}

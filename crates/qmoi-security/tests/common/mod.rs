@@ -2,7 +2,7 @@
 //! read its report with this test's own expectations of the JSON.
 #![allow(dead_code)]
 
-use qmoi_testkit::{bin, read_json, wait_for};
+use qmoi_testkit::{bin, find_check, read_json, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -84,17 +84,12 @@ impl Drop for Site {
     }
 }
 
-/// The check named `name`, if the report has it.
-pub fn check<'a>(report: &'a Value, name: &str) -> Option<&'a Value> {
-    report["checks"].as_array()?.iter().find(|c| c["name"] == name)
-}
-
 pub fn status_of(report: &Value, name: &str) -> Option<String> {
-    check(report, name).and_then(|c| c["status"].as_str()).map(str::to_string)
+    find_check(report, name).and_then(|c| c["status"].as_str()).map(str::to_string)
 }
 
 pub fn message_of(report: &Value, name: &str) -> String {
-    check(report, name).and_then(|c| c["message"].as_str()).unwrap_or_default().to_string()
+    find_check(report, name).and_then(|c| c["message"].as_str()).unwrap_or_default().to_string()
 }
 
 pub fn names(report: &Value) -> Vec<String> {
