@@ -77,10 +77,13 @@ pub fn load_plan_for_control(common: &CommonArgs) -> Result<Plan, Error> {
     qmoi_core::config::with_secrets_deferred(|| load_plan(common))
 }
 
-/// Ask each enabled component's binary to check its own config. Returns one message per
-/// problem.
+/// Ask each enabled component's binary to check its own config (`--validate`, which
+/// also builds the monitor: an unreadable key or CA file, a template that does not
+/// compile). Returns one message per problem.
 pub async fn validate_children(plan: &Plan) -> Vec<String> {
-    effective_configs(plan).await.err().unwrap_or_default()
+    let mut problems: Vec<String> = ask_each(plan, "--validate").await.into_values().filter_map(|r| r.err()).collect();
+    problems.sort();
+    problems
 }
 
 /// Each enabled component's effective configuration as the binary itself reads it
@@ -104,21 +107,37 @@ pub async fn effective_configs(plan: &Plan) -> Result<BTreeMap<String, serde_jso
 /// [`effective_configs`] per component: its effective config, or why the binary could
 /// not print it (invalid config, a crash, a hang), as `"<id>: <message>"`.
 pub async fn component_configs(plan: &Plan) -> BTreeMap<String, Result<serde_json::Value, String>> {
+    ask_each(plan, "--print-config")
+        .await
+        .into_iter()
+        .map(|(id, r)| {
+            let v = r.and_then(|out| {
+                serde_json::from_slice::<serde_json::Value>(&out)
+                    .map_err(|e| format!("{id}: --print-config printed no JSON: {e}"))
+            });
+            (id, v)
+        })
+        .collect()
+}
+
+/// Run each enabled component's binary with its `--config` and `flag`, all at once, each
+/// for at most 20 s: its standard output, or why it failed as `"<id>: <message>"` (its
+/// standard error, its exit status, a crash, a hang). A missing binary is left out: it
+/// is reported separately, and it is not a configuration error.
+async fn ask_each(plan: &Plan, flag: &'static str) -> BTreeMap<String, Result<Vec<u8>, String>> {
     let mut set = tokio::task::JoinSet::new();
     for spec in plan.components.iter().filter(|s| s.enabled) {
         let spec = spec.clone();
         set.spawn(async move {
-            // A missing binary is reported separately: it is not a configuration error.
             let bin = spec.binary.as_ref().ok()?.clone();
             let mut cmd = tokio::process::Command::new(&bin);
             if let Some(c) = &spec.config {
                 cmd.arg("--config").arg(c);
             }
-            cmd.arg("--print-config").stdin(std::process::Stdio::null()).kill_on_drop(true);
-            let what = format!("{} --print-config", bin.display());
+            cmd.arg(flag).stdin(std::process::Stdio::null()).kill_on_drop(true);
+            let what = format!("{} {flag}", bin.display());
             let r = match tokio::time::timeout(Duration::from_secs(20), cmd.output()).await {
-                Ok(Ok(out)) if out.status.success() => serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .map_err(|e| format!("{}: {what} printed no JSON: {e}", spec.id)),
+                Ok(Ok(out)) if out.status.success() => Ok(out.stdout),
                 Ok(Ok(out)) => {
                     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
                     Err(format!("{}: {}", spec.id, if err.is_empty() { out.status.to_string() } else { err }))

@@ -308,6 +308,24 @@ fn restart_counter_resets_after_a_healthy_period() {
     });
 }
 
+/// `validate` runs each monitor's own `--validate`, which builds the monitor: what only
+/// building finds (a missing `hmac_key_file`) fails the pre-flight as it would fail the
+/// start, and the pre-flight creates nothing.
+#[test]
+fn validate_finds_what_only_building_a_monitor_finds() {
+    let stack = Stack::new(&format!("{}[monitoring_components.security]\ninterval = 60\n", real_system_health()));
+    stack.write("config/system_health.toml", "connectivity = []\n");
+    stack.write("config/security.toml", "hmac_key_file = \"secrets/none.key\"\n");
+    let out = stack.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("security:") && err.contains("hmac_key_file") && err.contains("secrets/none.key"), "{err}");
+    stack.write("config/security.toml", "");
+    let out = stack.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!stack.path("data/security.key").exists(), "validate created the security monitor's key");
+}
+
 #[test]
 fn missing_binary_is_a_clear_failure_not_a_crash() {
     let cfg = format!(
