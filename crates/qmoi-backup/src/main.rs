@@ -78,21 +78,7 @@ fn main() -> ExitCode {
     }));
     let suffix = format!(":{target}");
     let checks: Vec<_> = outcome.checks.into_iter().filter(|c| c.name.ends_with(&suffix)).collect();
-    let report = Report {
-        schema_version: qmoi_core::report::SCHEMA_VERSION,
-        component: "backup".into(),
-        host: qmoi_core::report::hostname(),
-        generated_at: chrono::Utc::now(),
-        interval_s: 0,
-        duration_ms: 0,
-        status: Report::status_of(&checks),
-        summary: Report::summarize(&checks),
-        checks,
-        metrics: Default::default(),
-        alerts: Vec::new(),
-        details: Default::default(),
-        streamed: Default::default(),
-    };
+    let report = Report::from_checks(info.id, checks);
     print!("{}", qmoi_core::runner::render_check(&report));
     ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3))
 }

@@ -302,19 +302,15 @@ impl<M: Monitor> Runner<M> {
         let now = Utc::now();
         let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
         Report {
-            schema_version: crate::report::SCHEMA_VERSION,
-            component: self.info.id.to_string(),
             host: self.host.clone(),
             generated_at: now,
             interval_s: self.interval.as_secs(),
             duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
-            status: Report::status_of(&outcome.checks),
-            summary: Report::summarize(&outcome.checks),
-            checks: outcome.checks,
             metrics: outcome.metrics,
             alerts,
             details: outcome.details,
             streamed: outcome.streamed,
+            ..Report::from_checks(self.info.id, outcome.checks)
         }
     }
 

@@ -273,6 +273,26 @@ pub struct Alert {
 }
 
 impl Report {
+    /// A report of `component` on this host, generated now, from `checks` (status and
+    /// summary computed from them); metrics, alerts and details empty, to be filled in.
+    pub fn from_checks(component: &str, checks: Vec<CheckResult>) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            component: component.to_string(),
+            host: hostname(),
+            generated_at: chrono::Utc::now(),
+            interval_s: 0,
+            duration_ms: 0,
+            status: Self::status_of(&checks),
+            summary: Self::summarize(&checks),
+            checks,
+            metrics: BTreeMap::new(),
+            alerts: Vec::new(),
+            details: Details::default(),
+            streamed: Streamed::default(),
+        }
+    }
+
     /// Summarise checks the way operators read them:
     /// `"5 checks ok"` or `"4 checks ok, 1 warning: disk / at 86.1%"`.
     pub fn summarize(checks: &[CheckResult]) -> String {
