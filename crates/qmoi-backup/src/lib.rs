@@ -24,12 +24,11 @@ pub use config::BackupConfig;
 use chrono::{DateTime, Utc};
 use config::{Kind, Level, Target};
 use discover::Backup;
-use qmoi_core::report::metric_key;
-use qmoi_core::runner::{Monitor, Outcome, RunContext};
+use qmoi_core::runner::{Collected, Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use serde_json::json;
 use state::{State, Verification};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,24 +52,6 @@ pub struct BackupMonitor {
 impl std::fmt::Debug for BackupMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackupMonitor").field("targets", &self.cfg.targets.len()).finish()
-    }
-}
-
-/// What one run found.
-#[derive(Debug, Default)]
-struct Found {
-    checks: Vec<CheckResult>,
-    metrics: BTreeMap<String, f64>,
-    rows: Vec<serde_json::Value>,
-}
-
-impl Found {
-    fn metric(&mut self, name: &str, target: &str, extra: Option<(&str, &str)>, v: f64) {
-        let mut labels = vec![("target", target)];
-        labels.extend(extra);
-        if v.is_finite() {
-            self.metrics.insert(metric_key(name, &labels), v);
-        }
     }
 }
 
@@ -199,7 +180,7 @@ impl BackupMonitor {
         }
     }
 
-    async fn check_target(&mut self, i: usize, timeout: Duration, out: &mut Found) {
+    async fn check_target(&mut self, i: usize, timeout: Duration, out: &mut Collected) {
         let t = self.cfg.targets[i].clone();
         let name = t.name.clone();
         let now = Utc::now();
@@ -218,7 +199,10 @@ impl BackupMonitor {
                     CheckResult::unknown(format!("backup:{name}"), format!("{name}: cannot list {where_}: {e}"))
                         .with_title(format!("Backups of {name} cannot be listed")),
                 );
-                out.rows.push(json!({"name": name, "kind": t.kind, "where": where_, "error": e, "status": "unknown"}));
+                out.row(
+                    "targets",
+                    json!({"name": name, "kind": t.kind, "where": where_, "error": e, "status": "unknown"}),
+                );
                 return;
             }
         };
@@ -417,20 +401,17 @@ impl BackupMonitor {
                 out.checks.push(c);
                 out.metric(
                     "qmoi_backup_verification_ok",
-                    &name,
-                    Some(("level", level.as_str())),
+                    &[("target", name.as_str()), ("level", level.as_str())],
                     if v.status == Status::Ok { 1.0 } else { 0.0 },
                 );
                 out.metric(
                     "qmoi_backup_verification_duration_seconds",
-                    &name,
-                    Some(("level", level.as_str())),
+                    &[("target", name.as_str()), ("level", level.as_str())],
                     v.duration_ms as f64 / 1000.0,
                 );
                 out.metric(
                     "qmoi_backup_last_verified_timestamp_seconds",
-                    &name,
-                    Some(("level", level.as_str())),
+                    &[("target", name.as_str()), ("level", level.as_str())],
                     v.at.timestamp() as f64,
                 );
                 verif_rows.insert(key, serde_json::to_value(&v).unwrap_or_default());
@@ -439,32 +420,39 @@ impl BackupMonitor {
         self.force.remove(&name);
         let trend = self.state.targets.get(&name).map(|s| s.sizes.clone()).unwrap_or_default();
         if let Some(b) = &newest {
-            out.metric("qmoi_backup_age_seconds", &name, None, (now - b.time).num_milliseconds() as f64 / 1000.0);
-            out.metric("qmoi_backup_last_timestamp_seconds", &name, None, b.time.timestamp() as f64);
+            out.metric(
+                "qmoi_backup_age_seconds",
+                &[("target", name.as_str())],
+                (now - b.time).num_milliseconds() as f64 / 1000.0,
+            );
+            out.metric("qmoi_backup_last_timestamp_seconds", &[("target", name.as_str())], b.time.timestamp() as f64);
             if let Some(s) = b.size {
-                out.metric("qmoi_backup_size_bytes", &name, None, s as f64);
+                out.metric("qmoi_backup_size_bytes", &[("target", name.as_str())], s as f64);
             }
         }
-        out.metric("qmoi_backup_count", &name, None, backups.len() as f64);
+        out.metric("qmoi_backup_count", &[("target", name.as_str())], backups.len() as f64);
         let restore_command = t.restore_command.as_ref().map(|c| {
             let file = newest.as_ref().and_then(|b| b.path.as_ref()).map(|p| p.display().to_string());
             c.replace("{file}", file.as_deref().or(newest.as_ref().map(|b| b.name.as_str())).unwrap_or("{file}"))
         });
-        out.rows.push(json!({
-            "name": name,
-            "kind": t.kind,
-            "where": where_,
-            "status": Status::worst_of(statuses),
-            "newest": newest.as_ref().map(|b| json!({
-                "name": b.name, "path": b.path, "time": b.time, "size": b.size,
-                "age_s": (now - b.time).num_seconds(),
-            })),
-            "count": backups.len(),
-            "trend": trend,
-            "verification": verif_rows,
-            "restore_command": restore_command,
-            "labels": t.labels,
-        }));
+        out.row(
+            "targets",
+            json!({
+                "name": name,
+                "kind": t.kind,
+                "where": where_,
+                "status": Status::worst_of(statuses),
+                "newest": newest.as_ref().map(|b| json!({
+                    "name": b.name, "path": b.path, "time": b.time, "size": b.size,
+                    "age_s": (now - b.time).num_seconds(),
+                })),
+                "count": backups.len(),
+                "trend": trend,
+                "verification": verif_rows,
+                "restore_command": restore_command,
+                "labels": t.labels,
+            }),
+        );
     }
 
     fn save_state(&self) -> Option<String> {
@@ -688,8 +676,8 @@ fn newer(o: &verify::restore::Outcome) -> String {
 }
 
 impl BackupMonitor {
-    async fn check_all(&mut self, timeout: Duration) -> Found {
-        let mut out = Found::default();
+    async fn check_all(&mut self, timeout: Duration) -> Collected {
+        let mut out = Collected::default();
         for i in 0..self.cfg.targets.len() {
             if self.only.as_ref().is_some_and(|o| *o != self.cfg.targets[i].name) {
                 continue;
@@ -733,12 +721,9 @@ impl Monitor for BackupMonitor {
                     .with_title("Backup monitor state cannot be saved"),
             );
         }
-        Outcome {
-            checks: out.checks,
-            metrics: out.metrics,
-            alerts: Vec::new(),
-            streamed: Default::default(),
-            details: qmoi_core::report::Details::of(&json!({ "targets": out.rows })),
+        if !out.details.contains_key("targets") {
+            out.detail("targets", json!([]));
         }
+        out.into_outcome()
     }
 }

@@ -62,6 +62,16 @@ impl Collected {
         self.details.insert(key.to_string(), value);
     }
 
+    /// Append `row` to the list under `details[key]` (one row per target, per endpoint…).
+    pub fn row(&mut self, key: &str, row: serde_json::Value) {
+        let list = self.details.entry(key.to_string()).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(rows) = list {
+            rows.push(row);
+        } else {
+            *list = serde_json::Value::Array(vec![row]);
+        }
+    }
+
     pub fn extend(&mut self, other: Collected) {
         self.checks.extend(other.checks);
         self.metrics.extend(other.metrics);
@@ -715,6 +725,16 @@ pub fn unreadable(name: &str, what: &str, err: impl std::fmt::Display) -> CheckR
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rows_gather_under_their_section() {
+        let mut c = super::Collected::default();
+        c.row("targets", serde_json::json!({"name": "a"}));
+        c.row("targets", serde_json::json!({"name": "b"}));
+        c.metric("qmoi_x", &[("target", "a")], f64::NAN);
+        assert_eq!(c.details["targets"], serde_json::json!([{"name": "a"}, {"name": "b"}]));
+        assert!(c.metrics.is_empty(), "NaN is left out");
+    }
+
     #[test]
     fn a_second_instance_is_refused_and_the_lock_dies_with_its_holder() -> Result<(), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
