@@ -30,6 +30,7 @@ pub mod mem;
 pub mod net;
 pub mod overview;
 pub mod procfs;
+pub mod ratelimit;
 pub mod report;
 pub mod retry;
 pub mod runner;

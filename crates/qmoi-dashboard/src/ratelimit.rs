@@ -1,6 +1,7 @@
 //! Per-client token buckets: `per_second` sustained, `burst` at once; 429 beyond.
 
 use crate::config::RateLimitConfig;
+use qmoi_core::ratelimit::TokenBucket;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 pub struct RateLimiter {
     cfg: RateLimitConfig,
-    buckets: Mutex<Bounded<(f64, Instant)>>,
+    buckets: Mutex<Bounded<TokenBucket>>,
 }
 
 /// Clients tracked at most by each map.
@@ -45,6 +46,12 @@ impl<V> Bounded<V> {
     }
 }
 
+/// Seconds on a monotonic clock (since the first call), for the buckets.
+fn clock() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
         Self { cfg, buckets: Mutex::new(Bounded::new()) }
@@ -60,20 +67,12 @@ impl RateLimiter {
         if !self.cfg.enabled {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = clock();
         let (rate, burst) = (self.cfg.per_second, self.cfg.burst);
         let mut b = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A bucket that has refilled is the same as no bucket.
-        b.make_room(ip, |_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
-        let (tokens, at) = b.map.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((1.0 - *tokens) / rate)
-        }
+        b.make_room(ip, |_, bucket| !bucket.full_at(now));
+        b.map.entry(ip).or_insert_with(|| TokenBucket::full(burst, rate, now)).take(now)
     }
 }
 

@@ -25,29 +25,6 @@ use std::sync::Arc;
 
 type Res<T> = rusqlite::Result<T>;
 
-/// Token bucket per channel.
-#[derive(Debug, Clone)]
-struct Bucket {
-    tokens: f64,
-    capacity: f64,
-    per_ms: f64,
-    last: i64,
-}
-
-impl Bucket {
-    fn take(&mut self, now: i64) -> bool {
-        let elapsed = (now - self.last).max(0) as f64;
-        self.tokens = (self.tokens + elapsed * self.capacity / self.per_ms).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Where an alert goes.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
@@ -69,7 +46,8 @@ pub struct Engine {
     cfg: Arc<NotifyConfig>,
     routes: Vec<Option<regex::Regex>>,
     usable: BTreeMap<String, ChannelKind>,
-    buckets: HashMap<String, Bucket>,
+    /// A token bucket per rate-limited channel.
+    buckets: HashMap<String, qmoi_core::ratelimit::TokenBucket>,
     host: String,
     /// Events of this step for channels with nothing to wait for (no group_wait, no
     /// group_interval, no rate limit, no quiet hours): they become messages in `flush`
@@ -455,13 +433,13 @@ impl Engine {
 
     fn take_token(&mut self, channel: &str, now: i64) -> bool {
         let Some(rl) = self.cfg.channels.get(channel).and_then(|c| c.rate_limit) else { return true };
-        let b = self.buckets.entry(channel.to_string()).or_insert_with(|| Bucket {
-            tokens: f64::from(rl.count),
-            capacity: f64::from(rl.count),
-            per_ms: rl.per.get().as_millis().max(1) as f64,
-            last: now,
+        // `count` messages per `per`, all of them at once if need be; the clock in seconds.
+        let secs = now as f64 / 1000.0;
+        let per = rl.per.get().as_secs_f64().max(0.001);
+        let b = self.buckets.entry(channel.to_string()).or_insert_with(|| {
+            qmoi_core::ratelimit::TokenBucket::full(f64::from(rl.count), f64::from(rl.count) / per, secs)
         });
-        b.take(now)
+        b.take(secs).is_ok()
     }
 
     /// Turn due groups into messages (one per channel and group), honouring quiet hours
