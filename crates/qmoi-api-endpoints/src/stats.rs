@@ -464,7 +464,7 @@ mod tests {
         assert_eq!((all[0].t, all[0].ok), (1_790_040_000, false));
         let text = serde_json::to_string(&r).unwrap_or_default();
         assert!(text.starts_with(r#"[{"t":1790040000,"ms":"#) && text.ends_with(r#","ok":false}]"#), "{text}");
-        let back: Recent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let back: Recent = serde_json::from_str(&text).unwrap();
         assert_eq!(back.iter().collect::<Vec<_>>(), all);
     }
 

@@ -29,7 +29,7 @@ fn http2_prior_knowledge_is_spoken() {
         let app = Router::new().route("/v", get(|v: axum::http::Version| async move { format!("{v:?}") }));
         let _ = axum::serve(l, app).await;
     });
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let r = run_once(
         dir.path(),
         &format!(
@@ -90,7 +90,7 @@ fn client_certificates_are_presented() {
     if !qmoi_testkit::require_tool(&["openssl"], "apt-get install openssl") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // The server's certificate (trusted through ca_file), and a CA that signs the client's.
     qmoi_testkit::self_signed_cert(d, 2);
@@ -112,7 +112,7 @@ fn client_certificates_are_presented() {
         d.join("client.ext"),
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     openssl(
         d,
         &[
@@ -135,9 +135,9 @@ fn client_certificates_are_presented() {
     );
     let identity = [std::fs::read(d.join("client.crt")), std::fs::read(d.join("client.key"))]
         .into_iter()
-        .flat_map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+        .flat_map(|r| r.unwrap())
         .collect::<Vec<u8>>();
-    std::fs::write(d.join("client-identity.pem"), identity).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(d.join("client-identity.pem"), identity).unwrap();
     let addr = mtls_server(d);
     let r = run_once(
         d,

@@ -146,11 +146,10 @@ fn endpoint<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
 #[test]
 fn probes_real_servers_and_reports_every_condition() {
     let have_openssl = qmoi_testkit::require_tool(&["openssl"], "apt-get install openssl");
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let http = http_server();
     let banner = banner_server();
-    let closed =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap();
     let dns = dns_server();
     let mut tls_block = String::new();
     if have_openssl {
@@ -256,7 +255,7 @@ target = "nothing.test"
 server = "{dns}"
 {tls_block}"#
     );
-    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
     let run = || {
         let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -326,13 +325,13 @@ server = "{dns}"
 #[test]
 fn once_probes_each_endpoint_exactly_once() {
     let http = http_server();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "state_file = \"state.json\"\nprobe_interval = \"100ms\"\n\
          [[endpoints]]\nname = \"fast\"\nkind = \"http\"\nurl = \"http://{http}/ok\"\n\
          [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
     );
-    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
     let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let state = read_json(&dir.path().join("state.json")).unwrap_or_else(|| panic!("no state file"));
@@ -345,12 +344,12 @@ fn once_probes_each_endpoint_exactly_once() {
 
 #[test]
 fn bad_conditions_and_urls_are_config_errors() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("bad.toml"),
         "[[endpoints]]\nname = \"x\"\nkind = \"http\"\nurl = \"ftp://h/\"\nconditions = [\"status === 200\"]\n[[endpoints]]\nname = \"x\"\nkind = \"tcp\"\nconditions = [\"status == 200\"]\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let out = run_in(dir.path(), &["--validate", "--config", "bad.toml"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -370,7 +369,7 @@ fn bad_conditions_and_urls_are_config_errors() {
 /// is followed to its end.
 #[test]
 fn a_down_endpoint_alerts_and_a_recovered_one_clears() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let http = http_server();
     // A port that is closed now and will be opened later.
     let port = qmoi_testkit::free_port();
@@ -392,7 +391,7 @@ url = "http://{http}/redirect"
 conditions = ["status == 200", "body == \"ok\""]
 "#
     );
-    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
     let mut child = daemon_in(dir.path());
     let latest = dir.path().join("logs/api_endpoints_latest.json");
     // The binary re-executes itself with mimalloc's settings (same pid): they are in its
@@ -414,7 +413,7 @@ conditions = ["status == 200", "body == \"ok\""]
         read_json(&latest).filter(|r| has_alert(r))
     });
     assert_eq!(check(&down, "endpoint:chain")["status"], "ok", "redirect followed: {}", check(&down, "endpoint:chain"));
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let up = qmoi_testkit::wait_for(Duration::from_secs(10), "the alert to clear", || {
         read_json(&latest).filter(|r| !has_alert(r))
     });
@@ -451,12 +450,12 @@ fn a_slow_endpoint_is_never_probed_twice_at_once() {
         );
         let _ = axum::serve(l, app).await;
     });
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "interval = 1\nprobe_interval = \"100ms\"\nstate_file = \"state.json\"\n\
          [[endpoints]]\nname = \"slow\"\nkind = \"http\"\nurl = \"http://{http}/slow\"\n"
     );
-    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
     let mut child = daemon_in(dir.path());
     qmoi_testkit::wait_for(Duration::from_secs(15), "four probes of the slow endpoint", || {
         (total.load(Ordering::SeqCst) >= 4).then_some(())
@@ -477,7 +476,7 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
         .or_else(|_| Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)))
         .is_ok();
     let v6 = std::net::UdpSocket::bind("[::1]:0").is_ok();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let mut cfg = String::from(
         "state_file = \"state.json\"\n\
          [[endpoints]]\nname = \"v4\"\nkind = \"icmp\"\ntarget = \"127.0.0.1\"\n\
@@ -486,7 +485,7 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
     if v6 {
         cfg.push_str("[[endpoints]]\nname = \"v6\"\nkind = \"icmp\"\ntarget = \"::1\"\n");
     }
-    std::fs::write(dir.path().join("c.toml"), cfg).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
     let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"));
@@ -510,10 +509,10 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
     if root && qmoi_testkit::require_tool(&["unshare", "setpriv", "ip"], "apt-get install util-linux iproute2") {
         use std::os::unix::fs::PermissionsExt;
         let nobody = dir.path().join("nobody");
-        std::fs::create_dir(&nobody).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::copy(dir.path().join("c.toml"), nobody.join("c.toml")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(&nobody).unwrap();
+        std::fs::copy(dir.path().join("c.toml"), nobody.join("c.toml")).unwrap();
         for (p, mode) in [(dir.path().to_path_buf(), 0o755), (nobody.clone(), 0o777), (nobody.join("c.toml"), 0o644)] {
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         let as_nobody = |range: &str| {
             let script = format!(
@@ -521,11 +520,8 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
                  --inh-caps=-all --bounding-set=-all {} --check --config c.toml --report-dir logs",
                 env!("CARGO_BIN_EXE_qmoi-api-endpoints")
             );
-            let out = Command::new("unshare")
-                .args(["--net", "sh", "-c", &script])
-                .current_dir(&nobody)
-                .output()
-                .unwrap_or_else(|e| panic!("{e}"));
+            let out =
+                Command::new("unshare").args(["--net", "sh", "-c", &script]).current_dir(&nobody).output().unwrap();
             (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
         };
         let (code, text) = as_nobody("echo '0 2147483647' > /proc/sys/net/ipv4/ping_group_range &&");
@@ -542,7 +538,7 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
         dir.path().join("bad.toml"),
         "[[endpoints]]\nname = \"x\"\nkind = \"icmp\"\ntarget = \"127.0.0.1:80\"\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let bad = run_in(dir.path(), &["--validate", "--config", "bad.toml"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(
@@ -555,12 +551,8 @@ fn icmp_echo_to_loopback_or_a_clear_refusal() {
 #[test]
 fn ad_hoc_probe_prints_phases_and_exit_codes() {
     let http = http_server();
-    let run = |url: String| {
-        Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints"))
-            .args(["--probe", &url])
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
+    let run =
+        |url: String| Command::new(env!("CARGO_BIN_EXE_qmoi-api-endpoints")).args(["--probe", &url]).output().unwrap();
     let ok = run(format!("http://{http}/json"));
     let text = String::from_utf8_lossy(&ok.stdout);
     assert_eq!(ok.status.code(), Some(0), "{text}");
@@ -572,8 +564,7 @@ fn ad_hoc_probe_prints_phases_and_exit_codes() {
     let bad = run(format!("http://{http}/fail"));
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stdout).contains("FAILED: HTTP 503"));
-    let closed =
-        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap_or_else(|e| panic!("{e}"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap();
     let refused = run(format!("http://{closed}/"));
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("cannot connect"));

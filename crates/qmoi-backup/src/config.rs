@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> BackupConfig {
-        qmoi_core::config::parse_str(std::path::Path::new("backup.toml"), text).unwrap_or_else(|e| panic!("{e}"))
+        qmoi_core::config::parse_str(std::path::Path::new("backup.toml"), text).unwrap()
     }
 
     fn problems(text: &str) -> String {

@@ -193,7 +193,7 @@ fn retention_count_too_few_and_too_many_are_warnings() {
          [[targets]]\nname = \"many\"\npath = \"many\"\nmax_age = \"1d\"\nmax_count = 2\nverify = [\"metadata\"]\n",
     );
     for (dir, n) in [("few", 2), ("many", 3)] {
-        std::fs::create_dir_all(site.path(dir)).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(site.path(dir)).unwrap();
         for i in 0..n {
             write_archive(&site.path(&format!("{dir}/b-{i}.tar")), &files(), None);
         }
@@ -208,7 +208,7 @@ fn retention_count_too_few_and_too_many_are_warnings() {
         message(&r, "count:many")
     );
     write_archive(&site.path("few/b-2.tar"), &files(), None);
-    std::fs::remove_file(site.path("many/b-0.tar")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(site.path("many/b-0.tar")).unwrap();
     let r = site.once();
     assert_eq!(status(&r, "count:few"), "ok", "{}", message(&r, "count:few"));
     assert_eq!(status(&r, "count:many"), "ok", "{}", message(&r, "count:many"));
@@ -222,10 +222,9 @@ fn flipping_one_byte_breaks_the_checksum() {
     let file = site.path("backups/db-1.tar.gz");
     write_archive(&file, &files(), None);
     let data = std::fs::read(&file).unwrap_or_default();
-    std::fs::write(site.path("backups/db-1.tar.gz.sha256"), format!("{}  db-1.tar.gz\n", sha256_hex(&data)))
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(site.path("backups/logs")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(site.path("backups/logs/app.log.gz"), b"not checked by anything").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("backups/db-1.tar.gz.sha256"), format!("{}  db-1.tar.gz\n", sha256_hex(&data))).unwrap();
+    std::fs::create_dir_all(site.path("backups/logs")).unwrap();
+    std::fs::write(site.path("backups/logs/app.log.gz"), b"not checked by anything").unwrap();
     let r = site.once();
     assert_eq!(status(&r, "checksum:db"), "ok", "{}", message(&r, "checksum:db"));
     assert!(message(&r, "checksum:db").contains("sha256 of db-1.tar.gz matches db-1.tar.gz.sha256"));
@@ -233,7 +232,7 @@ fn flipping_one_byte_breaks_the_checksum() {
     let mut damaged = data.clone();
     let mid = damaged.len() / 2;
     damaged[mid] ^= 0x01;
-    std::fs::write(&file, &damaged).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, &damaged).unwrap();
     let r = site.once();
     assert_eq!(status(&r, "checksum:db"), "critical", "{}", message(&r, "checksum:db"));
     assert!(message(&r, "checksum:db").contains("changed or is damaged"));
@@ -254,7 +253,7 @@ fn truncated_archives_of_every_format_are_corrupt_and_intact_ones_pass() {
     big.push(("data/blob.bin".into(), (0..400_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()));
     for f in formats {
         let n = f.replace('.', "_");
-        std::fs::create_dir_all(site.path(&format!("backups/{n}"))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(site.path(&format!("backups/{n}"))).unwrap();
         write_archive(&site.path(&format!("backups/{n}/b-1.{f}")), &big, None);
         set_age(&site.path(&format!("backups/{n}/b-1.{f}")), Duration::from_secs(60));
     }
@@ -274,7 +273,7 @@ fn truncated_archives_of_every_format_are_corrupt_and_intact_ones_pass() {
         let p = site.path(&format!("backups/{n}/b-2.{f}"));
         write_archive(&p, &big, None);
         let data = std::fs::read(&p).unwrap_or_default();
-        std::fs::write(&p, &data[..data.len() * 6 / 10]).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&p, &data[..data.len() * 6 / 10]).unwrap();
     }
     let r = site.once();
     for f in formats {
@@ -315,7 +314,7 @@ archive_root = "data"
 "#,
     );
     for d in ["good", "incomplete", "source"] {
-        std::fs::create_dir_all(site.path(&format!("backups/{d}"))).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(site.path(&format!("backups/{d}"))).unwrap();
     }
     let all = files();
     write_archive(&site.path("backups/good/full.tar.gz"), &all, Some(&all));
@@ -324,8 +323,8 @@ archive_root = "data"
     // The source folder as it was when backed up (files older than the backup).
     for (n, d) in &all {
         let p = site.path(&format!("src/{}", n.trim_start_matches("data/")));
-        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&p, d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap();
+        std::fs::write(&p, d).unwrap();
         set_age(&p, Duration::from_secs(7200));
     }
     write_archive(&site.path("backups/source/s.zip"), &all, None);
@@ -346,7 +345,7 @@ archive_root = "data"
     let left = std::fs::read_dir(site.path("data/restore")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0, "restore folders are removed");
     // A file changed in the source after the backup is not a failure.
-    std::fs::write(site.path("src/table03.csv"), "changed later").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("src/table03.csv"), "changed later").unwrap();
     let out = site.run(&["--verify", "source"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
@@ -398,8 +397,8 @@ fn a_real_restic_repository_is_checked_and_a_deleted_pack_fails_the_check() {
     );
     for (n, d) in files() {
         let p = site.path(&format!("src/{n}"));
-        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&p, d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap();
+        std::fs::write(&p, d).unwrap();
     }
     let restic = |args: &[&str]| {
         let out = Command::new("restic")
@@ -409,7 +408,7 @@ fn a_real_restic_repository_is_checked_and_a_deleted_pack_fails_the_check() {
             .env("RESTIC_PASSWORD", "test-password")
             .env("RESTIC_CACHE_DIR", "cache")
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     restic(&["init"]);
@@ -428,7 +427,7 @@ fn a_real_restic_repository_is_checked_and_a_deleted_pack_fails_the_check() {
             .env("RESTIC_PASSWORD", "test-password")
             .env("RESTIC_CACHE_DIR", "cache")
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let mut data_pack = None;
@@ -465,8 +464,8 @@ fn a_real_borg_repository_is_listed_and_checked_and_a_damaged_segment_fails() {
     );
     for (n, d) in files() {
         let p = site.path(&format!("src/{n}"));
-        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&p, d).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(p.parent().unwrap_or(Path::new("."))).unwrap();
+        std::fs::write(&p, d).unwrap();
     }
     let borg = |args: &[&str]| {
         let out = Command::new("borg")
@@ -475,7 +474,7 @@ fn a_real_borg_repository_is_listed_and_checked_and_a_damaged_segment_fails() {
             .env("BORG_BASE_DIR", "borg-home")
             .env("BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK", "yes")
             .output()
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap();
         assert!(out.status.success(), "borg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     };
     borg(&["init", "--encryption=none", "repo"]);
@@ -499,10 +498,10 @@ fn a_real_borg_repository_is_listed_and_checked_and_a_damaged_segment_fails() {
         .max_by_key(|(_, p)| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         .map(|(_, p)| p.clone())
         .unwrap_or_else(|| panic!("no segment files"));
-    let mut data = std::fs::read(&victim).unwrap_or_else(|e| panic!("{e}"));
+    let mut data = std::fs::read(&victim).unwrap();
     let mid = data.len() / 2;
     data[mid] ^= 0xff;
-    std::fs::write(&victim, data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&victim, data).unwrap();
     let out = site.run(&["--verify", "borg"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{text}");
@@ -520,16 +519,11 @@ fn the_daemon_reports_while_a_slow_verification_runs_and_again_when_it_ends() {
     let script = format!(
         "#!/bin/sh\ncase \"$3\" in\n  snapshots) echo '[{{\"time\":\"{now}\",\"short_id\":\"abc123\"}}]' ;;\n  check) sleep 4; echo 'no errors were found' ;;\nesac\n"
     );
-    std::fs::write(site.path("slow-restic"), script).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("slow-restic"), script).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(site.path("slow-restic"), std::fs::Permissions::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut daemon = site
-        .cmd()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(site.path("slow-restic"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon =
+        site.cmd().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let started = std::time::Instant::now();
     let first = qmoi_testkit::wait_for(Duration::from_secs(10), "a report while the check runs", || {
         read_json(&site.path("logs/backup_latest.json"))

@@ -205,9 +205,8 @@ mod tests {
 
     #[test]
     fn the_jwt_assertion_verifies_with_the_public_key() {
-        let pair = aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let der = pair.as_der().unwrap_or_else(|e| panic!("{e}"));
+        let pair = aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der = pair.as_der().unwrap();
         let pem = format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
             base64::engine::general_purpose::STANDARD.encode(der.as_ref())
@@ -219,7 +218,7 @@ mod tests {
             project_id: None,
             private_key_id: Some("k1".into()),
         };
-        let jwt = key.assertion("https://oauth2.googleapis.com/token", 1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let jwt = key.assertion("https://oauth2.googleapis.com/token", 1_800_000_000).unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

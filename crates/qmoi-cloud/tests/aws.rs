@@ -384,9 +384,8 @@ endpoint_url = "http://127.0.0.1:{closed}"
         env.path("home/aws-credentials"),
         "[moto]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(env.path("home/aws-config"), "[profile moto]\nregion = us-east-1\n")
-        .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
+    std::fs::write(env.path("home/aws-config"), "[profile moto]\nregion = us-east-1\n").unwrap();
     let mut env = env;
     env.removed.extend(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"].map(String::from));
     let r = env.once();

@@ -643,7 +643,7 @@ monthly_budget = 100.0
         data = env.path("data").display(),
         base = fx.base
     );
-    std::fs::write(env.path("cloud.toml"), config).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(env.path("cloud.toml"), config).unwrap();
     let r = env.once();
     let all = names(&r);
     let seen = seen_now(&fx);
@@ -764,6 +764,6 @@ billing_table = "no-dots"
         .args(["--validate", "--config"])
         .arg(&shipped)
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

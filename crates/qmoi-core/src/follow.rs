@@ -137,19 +137,19 @@ mod tests {
     use std::io::Write;
 
     fn append(p: &Path, s: &str) {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap_or_else(|e| panic!("{e}"));
-        f.write_all(s.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p).unwrap();
+        f.write_all(s.as_bytes()).unwrap();
     }
 
     fn read(f: &mut Follower) -> Vec<String> {
         let mut v = Vec::new();
-        f.read_lines(|l| v.push(l.to_string())).unwrap_or_else(|e| panic!("{e}"));
+        f.read_lines(|l| v.push(l.to_string())).unwrap();
         v
     }
 
     #[test]
     fn follows_appends_partial_lines_rotation_and_truncation() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("access.log");
         append(&p, "old 1\nold 2\n");
         let mut f = Follower::new(&p, 0);
@@ -159,14 +159,14 @@ mod tests {
         append(&p, "c\n");
         assert_eq!(read(&mut f), vec!["bc"]);
         append(&p, "d\n");
-        std::fs::rename(&p, dir.path().join("access.log.1")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(&p, dir.path().join("access.log.1")).unwrap();
         append(&dir.path().join("access.log.1"), "e\n");
         append(&p, "f\n");
         assert_eq!(read(&mut f), vec!["d", "e", "f"]);
         assert_eq!(f.rotations, 1);
         append(&p, "a longer line\n");
         assert_eq!(read(&mut f), vec!["a longer line"]);
-        std::fs::write(&p, "g\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&p, "g\n").unwrap();
         assert_eq!(read(&mut f), vec!["g"], "truncated in place: read from the start");
         let mut tail = Follower::new(&p, 100);
         assert_eq!(read(&mut tail), vec!["g"], "initial_read covers the whole small file");

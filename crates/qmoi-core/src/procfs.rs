@@ -106,7 +106,7 @@ mod tests {
     /// A fixture tree: a normal process, one whose name holds ") (" and spaces, a zombie,
     /// and a truncated file.
     fn fixture() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let files = [
             (
                 "1",
@@ -118,10 +118,10 @@ mod tests {
         ];
         for (pid, text) in files {
             let p = dir.path().join(pid);
-            std::fs::create_dir(&p).unwrap_or_else(|e| panic!("{e}"));
-            std::fs::write(p.join("stat"), format!("{text}\n")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::create_dir(&p).unwrap();
+            std::fs::write(p.join("stat"), format!("{text}\n")).unwrap();
         }
-        std::fs::write(dir.path().join("1/statm"), "45000 3200 800 10 0 2000 0\n").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("1/statm"), "45000 3200 800 10 0 2000 0\n").unwrap();
         dir
     }
 

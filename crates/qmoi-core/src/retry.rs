@@ -54,7 +54,7 @@ mod tests {
     fn seconds_and_dates_are_read_and_capped() {
         let cap = Duration::from_secs(3600);
         let now = DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z").map(|t| t.with_timezone(&Utc));
-        let now = now.unwrap_or_else(|e| panic!("{e}"));
+        let now = now.unwrap();
         let at = |v: &str| retry_after_at(v, cap, now);
         assert_eq!(at("120"), Some(Duration::from_secs(120)));
         assert_eq!(at(" 1.5 "), Some(Duration::from_millis(1500)));

@@ -32,13 +32,13 @@ pub fn save<T: Serialize>(path: &Path, value: &T, pretty: bool) -> Result<(), St
 mod tests {
     #[test]
     fn missing_and_corrupt_files_are_the_default_and_saves_round_trip() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/state.json");
         let v: Vec<u32> = super::load(&p, "test state");
         assert!(v.is_empty());
-        super::save(&p, &vec![1u32, 2], true).unwrap_or_else(|e| panic!("{e}"));
+        super::save(&p, &vec![1u32, 2], true).unwrap();
         assert_eq!(super::load::<Vec<u32>>(&p, "test state"), vec![1, 2]);
-        std::fs::write(&p, "{not json").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&p, "{not json").unwrap();
         assert!(super::load::<Vec<u32>>(&p, "test state").is_empty());
     }
 }

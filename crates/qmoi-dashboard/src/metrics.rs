@@ -216,7 +216,7 @@ mod tests {
             "interval_s": 60, "duration_ms": 1, "status": "warning", "summary": "", "checks": [], "alerts": [], "details": {},
             "metrics": {"qmoi_disk_used_ratio{mount=\"/\"}": 0.5, "qmoi_load1": 0.25, "bad name": 1.0, "qmoi_network_receive_errors_total{interface=\"eth0\"}": 3.0}
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         r.component = "system_health".into();
         let text = render([("system_health", &r, r.status)].into_iter());
         assert!(
@@ -236,7 +236,7 @@ mod tests {
                         "qmoi_endpoint_latency_seconds_sum{endpoint=\"a\"}": 1.5,
                         "qmoi_endpoint_latency_seconds_count{endpoint=\"a\"}": 100.0}
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let text = render([("api_endpoints", &s, s.status)].into_iter());
         assert!(text.contains("# TYPE qmoi_endpoint_latency_seconds summary\n"), "{text}");
         assert!(
@@ -263,7 +263,7 @@ mod tests {
                 "qmoi_v{component=\"security\"}": 1.0
             }
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
         let text = render([("cloud_resources", &r, r.status)].into_iter());
         assert!(!text.contains("qmoi_verdict"), "{text}");
         assert!(!text.contains("qmoi_component_up"), "{text}");

@@ -495,8 +495,8 @@ mod tests {
     use super::*;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap();
         (dir, s)
     }
 
@@ -504,19 +504,18 @@ mod tests {
     /// newer QMOI is refused with a message.
     #[test]
     fn databases_of_the_previous_layout_open_and_newer_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("history.db");
         {
-            let c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            c.execute_batch(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
-            c.execute("INSERT INTO acks (fingerprint, by, at) VALUES ('x/y', 'ops', 1)", [])
-                .unwrap_or_else(|e| panic!("{e}"));
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute("INSERT INTO acks (fingerprint, by, at) VALUES ('x/y', 'ops', 1)", []).unwrap();
         }
-        let s = Store::open(&path, HistoryRetention::default()).unwrap_or_else(|e| panic!("{e}"));
+        let s = Store::open(&path, HistoryRetention::default()).unwrap();
         assert!(s.acks().is_ok_and(|a| a.contains_key("x/y")), "the old rows are there");
         let v: i64 = s.conn().pragma_query_value(None, "user_version", |r| r.get(0)).unwrap_or(-1);
         assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap_or(0));
-        s.conn().pragma_update(None, "user_version", 99).unwrap_or_else(|e| panic!("{e}"));
+        s.conn().pragma_update(None, "user_version", 99).unwrap();
         drop(s);
         let e = Store::open(&path, HistoryRetention::default()).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("history.db has schema version 99, newer than"), "{e}");

@@ -348,20 +348,19 @@ mod tests {
     /// must survive an upgrade); one from a newer QMOI is refused with a message.
     #[test]
     fn databases_of_the_previous_layout_open_and_newer_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notification.db");
         {
-            let c = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
-            c.execute_batch(SCHEMA).unwrap_or_else(|e| panic!("{e}"));
-            c.execute("INSERT INTO counters (channel, name, value) VALUES ('hook', 'sent', 7)", [])
-                .unwrap_or_else(|e| panic!("{e}"));
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute("INSERT INTO counters (channel, name, value) VALUES ('hook', 'sent', 7)", []).unwrap();
         }
-        let s = Store::open(&path, Sync::Normal).unwrap_or_else(|e| panic!("{e}"));
+        let s = Store::open(&path, Sync::Normal).unwrap();
         let counters = s.counters().unwrap_or_default();
         assert!(counters.contains(&("hook".into(), "sent".into(), 7)), "{counters:?}");
         let v: i64 = s.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap_or(-1);
         assert_eq!(v, i64::try_from(MIGRATIONS.len()).unwrap_or(0));
-        s.conn.pragma_update(None, "user_version", 99).unwrap_or_else(|e| panic!("{e}"));
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
         drop(s);
         let e = Store::open(&path, Sync::Normal).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("notification.db has schema version 99, newer than"), "{e}");

@@ -185,7 +185,7 @@ to = ["+15550002222", "+1999000"]
     assert!(csv.lines().any(|l| l.contains(",slack,") && l.contains(",sent,")), "{csv}");
     assert!(!csv.contains("SECRETTOKEN"), "{csv}");
     let hist = env.run(&["--history", "--format", "json"]);
-    let hist: serde_json::Value = serde_json::from_slice(&hist.stdout).unwrap_or_else(|e| panic!("{e}"));
+    let hist: serde_json::Value = serde_json::from_slice(&hist.stdout).unwrap();
     assert!(hist.as_array().is_some_and(|h| h.iter().any(|r| r["result"] == "dead")));
 
     // --retry-dead puts them back; the running notifier tries them again.
@@ -337,13 +337,12 @@ fn configuration_errors_and_seed_json() {
       },
       "priorities": {"critical": {"channels": ["email", "sms", "webhook"], "retry_attempts": 5}}
     }"#;
-    std::fs::write(env.path("notification_config.json"), seed).unwrap_or_else(|e| panic!("{e}"));
-    let out = env.command_with("notification_config.json").arg("--validate").output().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(env.path("notification_config.json"), seed).unwrap();
+    let out = env.command_with("notification_config.json").arg("--validate").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("priorities.critical.channels: channel 'sms' is not configured"), "{text}");
-    let out =
-        env.command_with("notification_config.json").arg("--print-config").output().unwrap_or_else(|e| panic!("{e}"));
+    let out = env.command_with("notification_config.json").arg("--print-config").output().unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(!printed.contains("your-app-password") && !printed.contains("YOUR/SLACK"), "{printed}");
 
@@ -408,7 +407,7 @@ fn one_sender_per_outbox_since_survives_restarts_and_validate_builds() {
         .current_dir(env.path(""))
         .args(["--config", "notification.toml", "--report-dir", "logs2", "--log-dir", "logs2", "--once"])
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("another notifier (pid {pid}) already sends from data/notification.db")), "{err}");
@@ -425,10 +424,10 @@ fn one_sender_per_outbox_since_survives_restarts_and_validate_builds() {
     env.stop();
 
     // A template that does not compile is a configuration error for --validate.
-    std::fs::create_dir_all(env.path("templates")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(env.path("templates/sms.txt"), "{{ alert.title ").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(env.path("bad.toml"), "templates = \"templates\"\n").unwrap_or_else(|e| panic!("{e}"));
-    let out = env.command_with("bad.toml").arg("--validate").output().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(env.path("templates")).unwrap();
+    std::fs::write(env.path("templates/sms.txt"), "{{ alert.title ").unwrap();
+    std::fs::write(env.path("bad.toml"), "templates = \"templates\"\n").unwrap();
+    let out = env.command_with("bad.toml").arg("--validate").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("template sms.txt"),

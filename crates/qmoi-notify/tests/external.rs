@@ -86,7 +86,7 @@ fn mails(folder: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn email_through_a_real_smtp_server() {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     let Some((_smtp, port, mail)) = start_smtp(tmp.path()) else { return };
     let mut env = Env::new(&format!(
         r#"
@@ -147,7 +147,7 @@ to = ["ops@example.test", "oncall@example.test"]
 
 #[test]
 fn email_over_starttls_and_implicit_tls() {
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     if Command::new("openssl").arg("version").output().is_err() {
         assert!(!require_external(), "openssl is required (scripts/test.sh installs it)");
@@ -217,7 +217,7 @@ fn forwarded_alerts_arrive_through_a_real_alertmanager() {
         return;
     }
     let rx = Receiver::start();
-    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let tmp = tempfile::tempdir().unwrap();
     let am_cfg = tmp.path().join("alertmanager.yml");
     std::fs::write(
         &am_cfg,
@@ -227,7 +227,7 @@ fn forwarded_alerts_arrive_through_a_real_alertmanager() {
             rx.url("/am-hook")
         ),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let port = free_port();
     let am = Kill(
         Command::new(am_bin)
@@ -236,9 +236,9 @@ fn forwarded_alerts_arrive_through_a_real_alertmanager() {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(tmp.path().join("am.log")).unwrap_or_else(|e| panic!("{e}"))))
+            .stderr(Stdio::from(std::fs::File::create(tmp.path().join("am.log")).unwrap()))
             .spawn()
-            .unwrap_or_else(|e| panic!("{e}")),
+            .unwrap(),
     );
     wait_for(WAIT, "Alertmanager ready", || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;

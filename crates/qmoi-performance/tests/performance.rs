@@ -175,7 +175,7 @@ fn the_access_log_is_followed_across_rotation() {
     let mut site = Site::new(
         "interval = 1\nsample_interval = \"250ms\"\n[[access_logs]]\nname = \"web\"\npath = \"access.log\"\n",
     );
-    std::fs::write(site.path("access.log"), "").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("access.log"), "").unwrap();
     let server = serve(site.path("access.log"));
     site.start();
     wait_for(Duration::from_secs(20), "the first report", || {
@@ -185,7 +185,7 @@ fn the_access_log_is_followed_across_rotation() {
         get(&server.addr, "/status/200/0");
     }
     // logrotate: rename, then the server reopens (nginx on USR1) and goes on.
-    std::fs::rename(site.path("access.log"), site.path("access.log.1")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(site.path("access.log"), site.path("access.log.1")).unwrap();
     for _ in 0..5 {
         get(&server.addr, "/status/200/0");
     }
@@ -213,7 +213,7 @@ fn a_process_that_allocates_steadily_is_a_possible_leak() {
     let mut site = Site::new(
         "interval = 1\nsample_interval = \"500ms\"\n[recommendations]\nleak_window = \"6s\"\nleak_mib_per_hour = 100\n[[services]]\nname = \"leaky\"\npidfile = \"leaky.pid\"\n",
     );
-    std::fs::write(site.path("leaky.pid"), child.id().to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("leaky.pid"), child.id().to_string()).unwrap();
     site.start();
     let r = wait_for(Duration::from_secs(30), "the leak recommendation", || {
         site.report().filter(|r| check(r, "recommendation:leak:service leaky").is_some())
@@ -238,9 +238,9 @@ impl Drop for Mount {
 
 #[test]
 fn a_tmpfs_filled_at_a_known_rate_is_predicted_to_fill() {
-    let site_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let site_dir = tempfile::tempdir().unwrap();
     let mnt = site_dir.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&mnt).unwrap();
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=48m", "tmpfs"])
         .arg(&mnt)
@@ -264,7 +264,7 @@ fn a_tmpfs_filled_at_a_known_rate_is_predicted_to_fill() {
     let name = format!("prediction:disk:{}", mnt.display());
     let mut report = None;
     for i in 0..40 {
-        std::fs::write(mnt.join(format!("f{i}")), &chunk).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(mnt.join(format!("f{i}")), &chunk).unwrap();
         std::thread::sleep(Duration::from_millis(250));
         if i >= 16
             && let Some(r) = site.report().filter(|r| check(r, &name).is_some())
@@ -342,7 +342,7 @@ command = "/nonexistent/qmoi-test-command"
 #[test]
 fn bad_config_is_exit_2_naming_the_key() {
     let site = Site::new("sample_interval = \"10ms\"\n[[services]]\nname = \"x\"\n[baseline]\nalpha = 2.0\n");
-    let out = site.cmd().arg("--validate").output().unwrap_or_else(|e| panic!("{e}"));
+    let out = site.cmd().arg("--validate").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     for want in ["sample_interval", "services[0]", "baseline.alpha", "performance.toml"] {

@@ -52,35 +52,27 @@ fn every_attribute_change_is_reported_with_old_and_new_values() {
     assert!(site.path("data/security_baseline.qmb").exists());
 
     let p = |rel: &str| site.path(rel);
-    std::fs::write(p("tree/content.txt"), "bbbb").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(p("tree/grow.log"), "line\nline 2\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(p("tree/content.txt"), "bbbb").unwrap();
+    std::fs::write(p("tree/grow.log"), "line\nline 2\n").unwrap();
     set_mode(&p("tree/mode.txt"), 0o600);
     set_mode(&p("tree/suid.bin"), 0o4755);
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(p("tree/mtime.txt"))
-        .and_then(|f| f.set_modified(old))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::File::options().write(true).open(p("tree/mtime.txt")).and_then(|f| f.set_modified(old)).unwrap();
     // Same content and mtime under a new inode (a replaced file).
-    let mtime = std::fs::metadata(p("tree/inode.txt")).and_then(|m| m.modified()).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(p("tree/inode.new"), "same content").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::File::options()
-        .write(true)
-        .open(p("tree/inode.new"))
-        .and_then(|f| f.set_modified(mtime))
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::fs::rename(p("tree/inode.new"), p("tree/inode.txt")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(p("tree/link")).unwrap_or_else(|e| panic!("{e}"));
-    std::os::unix::fs::symlink("mode.txt", p("tree/link")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::remove_file(p("tree/typed")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir(p("tree/typed")).unwrap_or_else(|e| panic!("{e}"));
+    let mtime = std::fs::metadata(p("tree/inode.txt")).and_then(|m| m.modified()).unwrap();
+    std::fs::write(p("tree/inode.new"), "same content").unwrap();
+    std::fs::File::options().write(true).open(p("tree/inode.new")).and_then(|f| f.set_modified(mtime)).unwrap();
+    std::fs::rename(p("tree/inode.new"), p("tree/inode.txt")).unwrap();
+    std::fs::remove_file(p("tree/link")).unwrap();
+    std::os::unix::fs::symlink("mode.txt", p("tree/link")).unwrap();
+    std::fs::remove_file(p("tree/typed")).unwrap();
+    std::fs::create_dir(p("tree/typed")).unwrap();
     if common::is_root() {
-        std::os::unix::fs::chown(p("tree/owner.txt"), Some(65534), Some(65534)).unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::chown(p("tree/owner.txt"), Some(65534), Some(65534)).unwrap();
     } else {
         eprintln!("NOTICE: not root: owner/group changes cannot be made by this test");
     }
-    std::fs::remove_file(p("tree/gone.txt")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(p("tree/gone.txt")).unwrap();
     site.write("tree/new.txt", "new");
 
     let r = site.once();
@@ -124,11 +116,11 @@ fn a_tampered_baseline_is_critical_until_recreated() {
     let site = tree_site("");
     site.once();
     let path = site.path("data/security_baseline.qmb");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let text = std::fs::read_to_string(&path).unwrap();
     // Hide a change: rewrite the recorded size of a file in the sealed body.
     let forged = text.replacen("\"s\":4,", "\"s\":5,", 1);
     assert_ne!(forged, text, "the baseline records sizes as \"s\"");
-    std::fs::write(&path, forged).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&path, forged).unwrap();
 
     let out = site.run(&["--check"]);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
@@ -195,7 +187,7 @@ fn a_write_is_reported_in_real_time_between_runs() {
     assert!(message_of(&r, &deep).contains("hash "), "{r}");
     assert!(r["details"]["integrity"]["realtime"]["events"].as_u64().unwrap_or(0) >= 1);
     // Restoring the content clears the finding, again without waiting for a run.
-    std::fs::write(site.path("tree/sub/deep.conf"), "x=1").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(site.path("tree/sub/deep.conf"), "x=1").unwrap();
     site.wait_report(Duration::from_secs(2), "the restored file to stop being a content change", |r| {
         !message_of(r, &deep).contains("hash ")
     });
@@ -204,16 +196,16 @@ fn a_write_is_reported_in_real_time_between_runs() {
 #[test]
 fn unreadable_special_and_looping_paths_are_reported_never_a_crash() {
     let site = tree_site("");
-    std::fs::create_dir_all(site.path("data")).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::create_dir_all(site.path("logs")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(site.path("data")).unwrap();
+    std::fs::create_dir_all(site.path("logs")).unwrap();
     site.write("tree/secret.txt", "s");
     site.write("tree/closed/inside.txt", "i");
     set_mode(&site.path("tree/secret.txt"), 0o000);
     set_mode(&site.path("tree/closed"), 0o000);
     nix::unistd::mkfifo(&site.path("tree/fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644))
         .unwrap_or_else(|e| panic!("mkfifo: {e}"));
-    std::os::unix::fs::symlink("loop-b", site.path("tree/loop-a")).unwrap_or_else(|e| panic!("{e}"));
-    std::os::unix::fs::symlink("loop-a", site.path("tree/loop-b")).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("loop-b", site.path("tree/loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", site.path("tree/loop-b")).unwrap();
     let mut cmd = site.cmd();
     if common::is_root() {
         // Root reads everything: run as nobody, as the monitor runs on a host without root.
@@ -228,7 +220,7 @@ fn unreadable_special_and_looping_paths_are_reported_never_a_crash() {
             .arg(exe)
             .args(args);
     }
-    let out = cmd.arg("--once").output().unwrap_or_else(|e| panic!("{e}"));
+    let out = cmd.arg("--once").output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r = site.report().unwrap_or_else(|| panic!("no report"));
     assert_eq!(status_of(&r, "integrity:scan").as_deref(), Some("ok"));
@@ -333,9 +325,9 @@ fn a_hundred_thousand_new_files_keep_alerts_and_memory_bounded() {
     site.once();
     for d in 0..10 {
         let dir = site.path(&format!("tree/d{d}"));
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(&dir).unwrap();
         for i in 0..10_000 {
-            std::fs::write(dir.join(format!("f{i:05}")), b"").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.join(format!("f{i:05}")), b"").unwrap();
         }
     }
     let r = site.once();

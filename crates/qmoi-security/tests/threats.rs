@@ -73,7 +73,7 @@ fn a_process_running_a_deleted_binary_from_a_temp_dir_is_flagged() {
         only(&["processes"])
     ));
     // tempfile puts the copy under $TMPDIR (normally /tmp); name the folder it is in.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("innocent-sleep");
     std::fs::copy("/bin/sleep", &copy).unwrap_or_else(|e| panic!("copy /bin/sleep: {e}"));
     // Another test thread forking while the copy's write descriptor is open gives that
@@ -88,7 +88,7 @@ fn a_process_running_a_deleted_binary_from_a_temp_dir_is_flagged() {
             r => break r.unwrap_or_else(|e| panic!("spawn: {e}")),
         }
     };
-    std::fs::remove_file(&copy).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(&copy).unwrap();
     let r = site.once();
     let _ = child.kill();
     let _ = child.wait();
@@ -140,7 +140,7 @@ fn qmoi_own_processes_are_not_findings_and_strangers_are_grouped() {
         "{}[processes]\nsuspicious_dirs = [\"/tmp\", \"/var/tmp\", \"/dev/shm\"]\n",
         only(&["processes"])
     ));
-    let root = tempfile::Builder::new().prefix("qmoi-own").tempdir_in("/tmp").unwrap_or_else(|e| panic!("{e}"));
+    let root = tempfile::Builder::new().prefix("qmoi-own").tempdir_in("/tmp").unwrap();
     let ours = root.path().join("clone/target/release");
     let second = root.path().join("second/bin");
     let stranger = root.path().join("stranger");
@@ -166,7 +166,7 @@ fn qmoi_own_processes_are_not_findings_and_strangers_are_grouped() {
         .args(["--config", "security.toml", "--report-dir", "logs", "--log-dir", "logs", "--once"])
         .env_remove("QMOI_SECURITY_KEY")
         .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     for c in &mut children {
         let _ = c.kill();
         let _ = c.wait();
@@ -203,9 +203,8 @@ fn account_group_and_sudoers_changes_are_critical_until_accepted() {
     let first = site.once();
     assert!(message_of(&first, "accounts").contains("2 accounts, 2 groups, 2 sudoers files"), "{first}");
     // A backdoor account with uid 0, alice into a new group, a password change, a sudoers drop-in.
-    let mut f =
-        std::fs::OpenOptions::new().append(true).open(site.path("etc/passwd")).unwrap_or_else(|e| panic!("{e}"));
-    writeln!(f, "toor:x:0:0::/root:/bin/sh").unwrap_or_else(|e| panic!("{e}"));
+    let mut f = std::fs::OpenOptions::new().append(true).open(site.path("etc/passwd")).unwrap();
+    writeln!(f, "toor:x:0:0::/root:/bin/sh").unwrap();
     site.write("etc/group", "root:x:0:\nsudo:x:27:alice,toor\n");
     site.write("etc/shadow", "root:$y$j9T$CHANGED:19001:0:99999:7:::\nalice:$y$j9T$def:19000:0:99999:7:::\n");
     site.write("etc/sudoers.d/toor", "toor ALL=(ALL) NOPASSWD: ALL\n");
@@ -313,7 +312,7 @@ fn ssh_brute_force_across_log_rotation_raises_then_clears() {
         r["metrics"]["qmoi_security_auth_failures"].as_f64() == Some(3.0)
     });
     let rotated = site.path("log/auth.log.1");
-    std::fs::rename(&log, &rotated).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(&log, &rotated).unwrap();
     append(&rotated, &sshd_lines("203.0.113.77", 1, 50010));
     append(&log, &sshd_lines("203.0.113.77", 2, 50020));
     let name = "auth:bruteforce:203.0.113.77";
@@ -355,8 +354,8 @@ fn a_connection_spike_warns_and_clears() {
         }
         seen.borrow().len() >= 6
     });
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
     let mut conns = Vec::new();
     for _ in 0..300 {
         let c = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect: {e}"));

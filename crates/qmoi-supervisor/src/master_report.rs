@@ -188,12 +188,12 @@ mod startup_tests {
     /// Regression: `monitoring_startup_*.json` were never pruned (one per start).
     #[test]
     fn only_the_newest_startup_reports_are_kept() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
         for i in 0..25 {
             let name = format!("monitoring_startup_20261206_1200{i:02}.json");
-            std::fs::write(dir.path().join(name), "{}").unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(dir.path().join(name), "{}").unwrap();
         }
-        std::fs::write(dir.path().join("system_health_latest.json"), "{}").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("system_health_latest.json"), "{}").unwrap();
         prune_startups(dir.path(), 20);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())

@@ -315,7 +315,7 @@ fn live_updates_over_sse_and_websocket_and_restart_dashboard() {
     stack.start();
     let addr = stack.dashboard_addr();
     // SSE: the current overview at once, then a report event when the monitor writes again.
-    let mut s = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
     let _ = s.write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes());
     let text = read_until(&mut s, 10, "an SSE report event", |t| t.contains("\"type\":\"report\""));
     assert!(text.starts_with("HTTP/1.1 200") && text.contains("content-type: text/event-stream"), "{text}");
@@ -325,7 +325,7 @@ fn live_updates_over_sse_and_websocket_and_restart_dashboard() {
     assert!(v["data"]["verdict"]["overall"].is_string(), "{first}");
 
     // WebSocket: handshake, then the overview as the first text frame.
-    let mut w = std::net::TcpStream::connect(&addr).unwrap_or_else(|e| panic!("{e}"));
+    let mut w = std::net::TcpStream::connect(&addr).unwrap();
     let _ = w.write_all(
         format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -357,14 +357,11 @@ fn metrics_pass_promtool() {
         return;
     }
     // system_health and api_endpoints (whose latency is a summary) both report.
-    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let cfg = "[dashboard]\nport = 0\n[report]\ninterval = 1\n[monitoring_components.system_health]\ninterval = 1\n\
                [monitoring_components.api_endpoints]\ninterval = 1\n";
     let stack_cfg = Stack::new(cfg);
-    let ep = format!(
-        "[[endpoints]]\nname = \"held\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
-        target.local_addr().unwrap_or_else(|e| panic!("{e}"))
-    );
+    let ep = format!("[[endpoints]]\nname = \"held\"\nkind = \"tcp\"\ntarget = \"{}\"\n", target.local_addr().unwrap());
     stack_cfg.write("config/api_endpoints.toml", &ep);
     let mut stack = stack_cfg;
     stack.start();
@@ -387,9 +384,9 @@ fn metrics_pass_promtool() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let _ = p.stdin.take().map(|mut i| i.write_all(text.body.as_bytes()));
-    let out = p.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let out = p.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}",
@@ -420,7 +417,7 @@ fn tls_from_pem_files() {
     let mut stack = Stack::new(
         "[dashboard]\nport = 0\n[dashboard.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n[monitoring_components.system_health]\ninterval = 60\n",
     );
-    std::fs::create_dir_all(stack.path("tls")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(stack.path("tls")).unwrap();
     qmoi_testkit::self_signed_cert(&stack.path("tls"), 1);
     stack.start();
     let url = wait_for(Duration::from_secs(10), "run/dashboard.addr", || {
@@ -434,13 +431,13 @@ fn tls_from_pem_files() {
             .args(extra)
             .arg(format!("{url}healthz"))
             .output()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
     };
     let out = curl(&[]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", String::from_utf8_lossy(&out.stderr));
     // Plain HTTP to the TLS port gets no answer.
     let addr = url.trim_start_matches("https://").trim_end_matches('/');
-    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
     let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     s.set_read_timeout(Some(Duration::from_secs(3))).ok();
     let mut buf = Vec::new();

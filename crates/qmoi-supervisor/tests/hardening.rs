@@ -88,12 +88,11 @@ fn fifo_and_dev_zero_reports_do_not_wedge_or_bloat_the_supervisor() {
         fake_with("cloud_resources", &["--start-delay", "1h"])
     );
     let mut stack = Stack::new(&cfg);
-    std::fs::create_dir_all(stack.path("logs")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(stack.path("logs")).unwrap();
     let fifo = stack.path("logs/backup_latest.json");
     let ok = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
     assert!(ok, "mkfifo");
-    std::os::unix::fs::symlink("/dev/zero", stack.path("logs/cloud_resources_latest.json"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("/dev/zero", stack.path("logs/cloud_resources_latest.json")).unwrap();
     let pid = stack.start();
     let addr = stack.dashboard_addr();
     for _ in 0..3 {
@@ -180,8 +179,7 @@ fn commands_of_monitors_die_with_the_supervisor() {
     // is also a regression: the default of a repository target failed validation.
     let fake_restic = stack.path("fake-restic");
     stack.write("fake-restic", &format!("#!/bin/sh\necho $$ > {}\nexec sleep 300\n", restic_pid.display()));
-    std::fs::set_permissions(&fake_restic, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&fake_restic, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     stack.write(
         "config/backup.toml",
         &format!(

@@ -421,7 +421,7 @@ fn an_unusable_report_never_reads_as_healthy() {
     let mut report = read_json(&path).unwrap_or_default();
     report["schema_version"] = 2.into();
     stack.write("logs/security_latest.json.tmp", &report.to_string());
-    std::fs::rename(stack.path("logs/security_latest.json.tmp"), &path).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::rename(stack.path("logs/security_latest.json.tmp"), &path).unwrap();
 
     let c = wait_for(Duration::from_secs(10), "security unknown", || {
         let c = stack.component("security");
@@ -503,8 +503,7 @@ fn one_broken_monitor_never_takes_the_stack_down() {
     // Hangs for --print-config as for a run.
     stack.write("hang.sh", "#!/bin/sh\nexec sleep 60\n");
     let hang = stack.path("hang.sh");
-    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::set_permissions(&hang, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     // validate first, without the hanging one (it would wait out its 20 s timeout).
     let without_backup = cfg.replace("[monitoring_components.backup]\ninterval = 1\ncommand = \"hang.sh\"\n", "");
     stack.write("config/master_monitor.toml", &without_backup);
@@ -543,7 +542,7 @@ fn one_broken_monitor_never_takes_the_stack_down() {
 fn seed_commands_and_config_work_as_written() {
     let fake = bin("qmoi-fake-monitor").display().to_string();
     let mut stack = Stack::new("");
-    std::fs::remove_file(stack.path("config/master_monitor.toml")).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_file(stack.path("config/master_monitor.toml")).unwrap();
     let comp = |id: &str| {
         format!(r#""{id}": {{"enabled": true, "interval": 1, "command": "{fake}", "args": ["--component", "{id}"]}}"#)
     };

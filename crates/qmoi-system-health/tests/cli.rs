@@ -327,9 +327,9 @@ fn interface_errors_are_a_check_with_their_rate() {
     if !qmoi_testkit::require_tool(&["unshare", "ip", "mount"], "apt-get install util-linux iproute2 mount") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let stats = dir.path().join("stats");
-    std::fs::create_dir(&stats).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&stats).unwrap();
     let counters = |rx_packets: u64, rx_errors: u64| {
         for (f, v) in [
             ("rx_packets", rx_packets),
@@ -339,7 +339,7 @@ fn interface_errors_are_a_check_with_their_rate() {
             ("rx_bytes", rx_packets * 100),
             ("tx_bytes", 50_000),
         ] {
-            std::fs::write(stats.join(f), format!("{v}\n")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(stats.join(f), format!("{v}\n")).unwrap();
         }
     };
     counters(1000, 0);
@@ -359,7 +359,7 @@ fn interface_errors_are_a_check_with_their_rate() {
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let latest = dir.path().join("logs/system_health_latest.json");
     struct Stop<'a>(&'a mut std::process::Child);
     impl Drop for Stop<'_> {

@@ -433,7 +433,7 @@ mod tests {
         };
         let text = |r: &Report| {
             let mut v = Vec::new();
-            r.write_json(&mut v).unwrap_or_else(|e| panic!("{e}"));
+            r.write_json(&mut v).unwrap();
             String::from_utf8(v).unwrap_or_default()
         };
         assert!(text(&r).contains("\n  \"component\""), "small: pretty");
@@ -442,7 +442,7 @@ mod tests {
         }
         let big = text(&r);
         assert_eq!(big.lines().count(), 1, "large: one line");
-        let back: Report = serde_json::from_str(&big).unwrap_or_else(|e| panic!("{e}"));
+        let back: Report = serde_json::from_str(&big).unwrap();
         assert_eq!(back.metrics.len(), 2001);
     }
 
@@ -475,7 +475,7 @@ mod tests {
             streamed: Streamed::new(Parts),
         };
         let mut v = Vec::new();
-        r.write_json(&mut v).unwrap_or_else(|e| panic!("{e}"));
+        r.write_json(&mut v).unwrap();
         let back: Report =
             serde_json::from_slice(&v).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&v)));
         assert_eq!(back.metrics.get("qmoi_x{a=\"b\"}"), Some(&1.5));

@@ -45,29 +45,25 @@ struct H {
 
 impl H {
     fn new(cfg: Arc<NotifyConfig>) -> Self {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store =
-            Store::open(&dir.path().join("n.db"), crate::config::Sync::Normal).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("n.db"), crate::config::Sync::Normal).unwrap();
         Self { store, engine: Engine::new(cfg, "h".into()), policy: Policy::default(), _dir: dir }
     }
 
     /// One step like the daemon's; returns the messages that entered the outbox.
     fn step(&mut self, component: &str, alerts: Option<&[Alert]>, now: i64) -> Vec<Message> {
         let before: i64 = self.max_outbox();
-        let tx = self.store.conn.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let tx = self.store.conn.transaction().unwrap();
         if let Some(a) = alerts {
-            self.engine.observe(&tx, component, "h", a, now).unwrap_or_else(|e| panic!("{e}"));
+            self.engine.observe(&tx, component, "h", a, now).unwrap();
         }
-        self.engine.tick(&tx, &self.policy, now, None).unwrap_or_else(|e| panic!("{e}"));
-        self.engine.flush(&tx, now, false).unwrap_or_else(|e| panic!("{e}"));
-        tx.commit().unwrap_or_else(|e| panic!("{e}"));
-        let mut st = self
-            .store
-            .conn
-            .prepare("SELECT message FROM outbox WHERE id > ?1 AND target = 0 ORDER BY id")
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.engine.tick(&tx, &self.policy, now, None).unwrap();
+        self.engine.flush(&tx, now, false).unwrap();
+        tx.commit().unwrap();
+        let mut st =
+            self.store.conn.prepare("SELECT message FROM outbox WHERE id > ?1 AND target = 0 ORDER BY id").unwrap();
         st.query_map([before], |r| r.get::<_, String>(0))
-            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap()
             .filter_map(|r| r.ok())
             .filter_map(|s| serde_json::from_str(&s).ok())
             .collect()
