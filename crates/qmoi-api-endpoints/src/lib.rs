@@ -339,7 +339,7 @@ impl Monitor for EndpointsMonitor {
     async fn run(&mut self, ctx: &RunContext) -> Outcome {
         if !self.started {
             self.started = true;
-            self.start_probing(ctx.single);
+            self.start_probing(ctx.single());
             // Let the first probes land before the first report, rather than reporting
             // every endpoint as "not probed yet".
             let wait =

@@ -73,7 +73,6 @@ fn main() -> ExitCode {
         check_timeout: timeout,
         since_last: None,
         woken: false,
-        single: true,
         mode: Mode::Once,
     }));
     let suffix = format!(":{target}");

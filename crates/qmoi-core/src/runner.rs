@@ -122,11 +122,16 @@ pub struct RunContext {
     pub since_last: Option<Duration>,
     /// This run was asked for by the monitor's [`Monitor::waker`], not by the schedule.
     pub woken: bool,
-    /// The only run of this process (`--once`, `--check`): nothing should keep working
-    /// in the background after it.
-    pub single: bool,
     /// What the process does; `--check` must change nothing.
     pub mode: Mode,
+}
+
+impl RunContext {
+    /// The only run of this process (`--once`, `--check`): nothing should keep working in
+    /// the background after it.
+    pub fn single(&self) -> bool {
+        self.mode != Mode::Daemon
+    }
 }
 
 /// A monitor: runs its checks, returns what it found. Must not panic on what it observes:
@@ -260,22 +265,13 @@ pub struct Runner<M: Monitor> {
     monitor: M,
     interval: Duration,
     check_timeout: Duration,
-    host: String,
     tracker: AlertTracker,
     last_start: Option<Instant>,
 }
 
 impl<M: Monitor> Runner<M> {
     pub fn new(info: &'static ComponentInfo, monitor: M, interval: Duration, check_timeout: Duration) -> Self {
-        Self {
-            info,
-            monitor,
-            interval,
-            check_timeout,
-            host: crate::report::hostname(),
-            tracker: AlertTracker::new(),
-            last_start: None,
-        }
+        Self { info, monitor, interval, check_timeout, tracker: AlertTracker::new(), last_start: None }
     }
 
     /// Keep `since` of alerts that were firing before this process started.
@@ -304,7 +300,6 @@ impl<M: Monitor> Runner<M> {
             check_timeout: self.check_timeout,
             since_last: self.last_start.map(|t| started.duration_since(t)),
             woken,
-            single: mode != Mode::Daemon,
             mode,
         };
         self.last_start = Some(started);
@@ -312,7 +307,6 @@ impl<M: Monitor> Runner<M> {
         let now = Utc::now();
         let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
         Report {
-            host: self.host.clone(),
             generated_at: now,
             interval_s: self.interval.as_secs(),
             duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),

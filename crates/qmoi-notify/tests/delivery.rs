@@ -423,6 +423,17 @@ fn one_sender_per_outbox_since_survives_restarts_and_validate_builds() {
     assert_eq!(again["alerts"][0]["since"], since, "{again}");
     env.stop();
 
+    // --once works through the outbox and says how many it attempted; --check only reads.
+    let out = env.command_with("notification.toml").arg("--once").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let once = read_json(&latest).unwrap_or_default();
+    let delivery = once["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "delivery")).cloned();
+    let message = delivery.as_ref().and_then(|c| c["message"].as_str()).unwrap_or_default().to_string();
+    assert!(message.ends_with("delivery attempt(s) in this run"), "{once}");
+    let out = env.command_with("notification.toml").arg("--check").output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("routing") && !table.contains("delivery"), "{table}");
+
     // A template that does not compile is a configuration error for --validate.
     std::fs::create_dir_all(env.path("templates")).unwrap();
     std::fs::write(env.path("templates/sms.txt"), "{{ alert.title ").unwrap();

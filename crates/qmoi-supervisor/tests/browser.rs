@@ -41,6 +41,36 @@ fn chromedriver() -> Option<Driver> {
 
 /// The text of the element matching `css`, looked up afresh (the page re-renders parts of
 /// itself on live events, which makes held element handles stale); empty if not there.
+/// Click the element at `css`, looking it up again on each try (live events re-render
+/// the page, so a handle goes stale), for up to 5 s.
+async fn click(client: &fantoccini::Client, css: &str) -> Result<(), String> {
+    let mut clicked = Err("never tried".to_string());
+    for _ in 0..50 {
+        clicked = match client.find(Locator::Css(css)).await {
+            Ok(b) => b.click().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if clicked.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    clicked
+}
+
+/// The text at `css` once it contains `want`, or the last text seen after 5 s.
+async fn text_until(client: &fantoccini::Client, css: &str, want: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = text_of(client, css).await;
+        if text.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text
+}
+
 async fn text_of(client: &fantoccini::Client, css: &str) -> String {
     for _ in 0..10 {
         if let Ok(el) = client.find(Locator::Css(css)).await
@@ -167,49 +197,15 @@ interval = 1
         // elements are looked up again on every try instead of holding a stale handle.
         let ack = "tr[data-fingerprint='system_health/fake'] button.ack";
         wait().for_element(Locator::Css(ack)).await?;
-        let mut clicked = Err("never tried".to_string());
-        for _ in 0..50 {
-            clicked = match client.find(Locator::Css(ack)).await {
-                Ok(b) => b.click().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if clicked.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        clicked.map_err(|e| format!("click acknowledge: {e}"))?;
-        let mut text = String::new();
-        for _ in 0..50 {
-            text = text_of(&client, "tr[data-fingerprint='system_health/fake'] .alert-state").await;
-            if text.contains("acknowledged by browser-admin") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        click(&client, ack).await.map_err(|e| format!("click acknowledge: {e}"))?;
+        let state = "tr[data-fingerprint='system_health/fake'] .alert-state";
+        let text = text_until(&client, state, "acknowledged by browser-admin").await;
         assert!(text.contains("acknowledged by browser-admin"), "alert state on the page: '{text}'");
 
         // Silence it from the page (a path that had no test): the state says by which silence.
         let silence = "tr[data-fingerprint='system_health/fake'] button.silence";
-        let mut clicked = Err("never tried".to_string());
-        for _ in 0..50 {
-            clicked = match client.find(Locator::Css(silence)).await {
-                Ok(b) => b.click().await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if clicked.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        clicked.map_err(|e| format!("click silence: {e}"))?;
-        for _ in 0..50 {
-            text = text_of(&client, "tr[data-fingerprint='system_health/fake'] .alert-state").await;
-            if text.contains("silenced (#") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        click(&client, silence).await.map_err(|e| format!("click silence: {e}"))?;
+        let text = text_until(&client, state, "silenced (#").await;
         assert!(text.contains("silenced (#"), "alert state after silencing: '{text}'");
         let silences = http("GET", &addr, "/api/silences", &[("Authorization", &format!("Bearer {ADMIN}"))], None).json();
         assert!(
