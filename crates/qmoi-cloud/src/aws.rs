@@ -2,101 +2,143 @@
 //! `DescribeAddresses`) per region, CPU from CloudWatch `GetMetricData`, cost from Cost
 //! Explorer `GetCostAndUsage`. Credentials come from the SDK's default chain (environment,
 //! profile incl. SSO / assume-role / credential_process, web identity, instance role).
+//!
+//! The calls go through [`Rest`], the HTTP client of every provider (retries, backoff,
+//! bounded answers, error classification), signed with Signature Version 4
+//! ([`crate::sigv4`]): EC2 and CloudWatch speak the Query protocol (a form POST answered in
+//! XML, read by [`crate::xml::walk`] without building a tree), Cost Explorer JSON. The
+//! SDK's generated service crates are not used: they were most of the workspace's build
+//! time for four list calls and two queries.
 
 use crate::config::Provider;
 use crate::model::{
     ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, StatusCheck, Volume,
 };
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use crate::rest::{Call, RequestAuth, Rest};
+use crate::sigv4::{Scope, Signer};
+use aws_config::{BehaviorVersion, Region};
 use chrono::{DateTime, NaiveDate, Utc};
+use reqwest::Method;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// CloudWatch accepts at most 500 metric queries per `GetMetricData` call.
 const QUERIES_PER_CALL: usize = 500;
-/// Instances and volumes per page: the SDK holds a whole answer (and its parsed form) in
-/// memory, and regions are listed at once; 500 keeps a 5,000-instance inventory under
-/// 40 MiB for a few more round trips.
-const PAGE: i32 = 500;
+/// Instances and volumes per page: a whole answer is held in memory while it is read, and
+/// regions are listed at once; 500 keeps a 5,000-instance inventory under 40 MiB for a
+/// few more round trips.
+const PAGE: u32 = 500;
 /// `GetMetricData` calls in flight at once.
 const METRIC_CALLS_AT_ONCE: usize = 2;
+const EC2_VERSION: &str = "2016-11-15";
+const CLOUDWATCH_VERSION: &str = "2010-08-01";
+/// Cost Explorer has one endpoint, in us-east-1.
+const COST_REGION: &str = "us-east-1";
 
 #[derive(Debug)]
 pub struct Aws {
-    name: String,
     regions: Vec<String>,
-    sdk: SdkConfig,
-    limit: Arc<Semaphore>,
+    /// `endpoint_url` of the provider (an emulator, a VPC endpoint): every service there.
+    endpoint: Option<String>,
+    signer: Signer,
+    pub rest: Rest,
     /// One `DescribeInstances` page at a time across regions: a page of 500 instances is
-    /// ~5 MB of XML plus its parsed form, held by the SDK until we have read it.
+    /// ~5 MB of XML, held until it is read.
     pages: Semaphore,
-    requests: std::sync::atomic::AtomicU64,
+}
+
+/// One page of a paginated answer: what was read and the token of the next page.
+struct Page<T> {
+    items: T,
+    next: Option<String>,
 }
 
 impl Aws {
-    pub async fn new(p: &Provider, request_timeout: Duration, concurrency: usize) -> Self {
+    pub async fn new(p: &Provider, request_timeout: Duration, concurrency: usize) -> Result<Self, ApiError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(p.regions.first().cloned().unwrap_or_else(|| "us-east-1".into())))
-            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(4))
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(request_timeout.min(Duration::from_secs(10)))
-                    .operation_attempt_timeout(request_timeout)
-                    .build(),
-            );
+            .region(Region::new(p.regions.first().cloned().unwrap_or_else(|| "us-east-1".into())));
         if let Some(profile) = &p.profile {
             loader = loader.profile_name(profile);
         }
-        if let Some(url) = &p.endpoint_url {
-            loader = loader.endpoint_url(url.as_str());
-        }
-        Self {
-            name: p.name.clone(),
+        let sdk = loader.load().await;
+        let rest = Rest::new(request_timeout, concurrency).map_err(|message| ApiError {
+            api: "setup".into(),
+            scope: p.name.clone(),
+            kind: ErrorKind::Failed,
+            message,
+        })?;
+        Ok(Self {
             regions: p.regions.clone(),
-            sdk: loader.load().await,
-            limit: Arc::new(Semaphore::new(concurrency.max(1))),
+            endpoint: p
+                .endpoint_url
+                .as_ref()
+                .map(|u| u.as_str().to_string())
+                .or_else(|| sdk.endpoint_url().map(str::to_string)),
+            signer: Signer::new(&sdk),
+            rest,
             pages: Semaphore::new(1),
-            requests: Default::default(),
+        })
+    }
+
+    /// The service's regional endpoint (`https://ec2.eu-west-1.amazonaws.com/`), or the
+    /// configured one.
+    fn url(&self, service: &str, region: &str) -> String {
+        match &self.endpoint {
+            Some(e) => e.clone(),
+            None if region.starts_with("cn-") => format!("https://{service}.{region}.amazonaws.com.cn/"),
+            None => format!("https://{service}.{region}.amazonaws.com/"),
         }
     }
 
-    pub fn requests(&self) -> u64 {
-        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    /// A Query-protocol call (EC2, CloudWatch): `params` as a signed form, the answer's XML.
+    async fn query(&self, service: &str, api: &str, region: &str, params: &[(&str, &str)]) -> Result<String, ApiError> {
+        let call =
+            Call { method: Method::POST, form: Some(params), ..Call::get(self.url(service, region), api, region) };
+        let body = self.rest.send(&call, RequestAuth::Aws(&self.signer, Scope { region, service })).await?;
+        String::from_utf8(body).map_err(|_| unreadable(api, region, "the answer is not UTF-8".into()))
     }
 
-    fn ec2(&self, region: &str) -> aws_sdk_ec2::Client {
-        aws_sdk_ec2::Client::from_conf(
-            aws_sdk_ec2::config::Builder::from(&self.sdk).region(Region::new(region.to_string())).build(),
-        )
-    }
-
-    fn cloudwatch(&self, region: &str) -> aws_sdk_cloudwatch::Client {
-        aws_sdk_cloudwatch::Client::from_conf(
-            aws_sdk_cloudwatch::config::Builder::from(&self.sdk).region(Region::new(region.to_string())).build(),
-        )
-    }
-
-    async fn permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
-        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.limit.acquire().await.ok()
+    /// An EC2 `Describe…` call, one page: `read` takes each closed element.
+    async fn describe<T: Default>(
+        &self,
+        action: &str,
+        region: &str,
+        page_size: Option<u32>,
+        token: Option<&str>,
+        mut read: impl FnMut(&mut T, &[&str], &str),
+    ) -> Result<Page<T>, ApiError> {
+        let api = format!("ec2:{action}");
+        let size = page_size.map(|n| n.to_string());
+        let mut params = vec![("Action", action), ("Version", EC2_VERSION)];
+        if let Some(n) = &size {
+            params.push(("MaxResults", n));
+        }
+        if let Some(t) = token {
+            params.push(("NextToken", t));
+        }
+        let xml = self.query("ec2", &api, region, &params).await?;
+        let mut page = Page { items: T::default(), next: None };
+        crate::xml::walk(&xml, |path, text| match path {
+            [_, "nextToken"] => page.next = Some(text.to_string()).filter(|t| !t.is_empty()),
+            _ => read(&mut page.items, path, text),
+        })
+        .map_err(|e| unreadable(&api, region, e))?;
+        Ok(page)
     }
 
     /// Every region concurrently; within a region the four listings concurrently.
     pub async fn inventory(&self, p: &Provider) -> Inventory {
         let per_region = futures_util::future::join_all(self.regions.iter().map(|r| self.region(p, r))).await;
-        Inventory::merge(self.regions.clone(), per_region, self.requests())
+        Inventory::merge(self.regions.clone(), per_region, self.rest.requests())
     }
 
     async fn region(&self, p: &Provider, region: &str) -> Inventory {
-        let ec2 = self.ec2(region);
         let (instances, statuses, volumes, ips) = tokio::join!(
-            self.instances(&ec2, p, region),
-            self.statuses(&ec2, region),
-            self.volumes(&ec2, p, region),
-            self.addresses(&ec2, p, region)
+            self.instances(p, region),
+            self.statuses(region),
+            self.volumes(p, region),
+            self.addresses(p, region)
         );
         let mut inv = Inventory::default();
         let mut statuses = statuses.unwrap_or_else(|e| {
@@ -123,146 +165,167 @@ impl Aws {
         inv
     }
 
-    async fn instances(
-        &self,
-        ec2: &aws_sdk_ec2::Client,
-        p: &Provider,
-        region: &str,
-    ) -> Result<Vec<Instance>, ApiError> {
+    async fn instances(&self, p: &Provider, region: &str) -> Result<Vec<Instance>, ApiError> {
+        let account = p.profile.clone().unwrap_or_default();
         let mut out = Vec::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
             let _one_page = self.pages.acquire().await;
-            let page = {
-                let _p = self.permit().await;
-                ec2.describe_instances().max_results(PAGE).set_next_token(token).send().await
-            }
-            .map_err(|e| sdk_error("ec2:DescribeInstances", region, &e))?;
-            for res in page.reservations() {
-                for i in res.instances() {
-                    let Some(id) = i.instance_id() else { continue };
-                    let tags: HashMap<&str, &str> =
-                        i.tags().iter().filter_map(|t| Some((t.key()?, t.value().unwrap_or("")))).collect();
-                    let name = tags.get("Name").copied().unwrap_or("").to_string();
-                    let raw = i.state().and_then(|s| s.name()).map_or("unknown", |n| n.as_str()).to_string();
-                    out.push(Instance {
-                        critical: p.is_critical(id, &name) || tags.get("qmoi-critical").is_some_and(|v| *v == "true"),
-                        id: id.to_string(),
-                        name,
-                        account: p.profile.clone().unwrap_or_default(),
-                        region: region.to_string(),
-                        zone: i.placement().and_then(|pl| pl.availability_zone()).unwrap_or("").to_string(),
-                        itype: i.instance_type().map_or("", |t| t.as_str()).to_string(),
-                        state: state(&raw),
-                        raw_state: raw,
-                        launched: i.launch_time().and_then(smithy_time),
-                        resource: String::new(),
-                        status_check: None,
-                    });
-                }
-            }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            let mut cur = RawInstance::default();
+            let page = self
+                .describe(
+                    "DescribeInstances",
+                    region,
+                    Some(PAGE),
+                    token.as_deref(),
+                    |list: &mut Vec<Instance>, path, text| {
+                        let [_, "reservationSet", "item", "instancesSet", "item", field @ ..] = path else { return };
+                        match field {
+                            ["instanceId"] => cur.id = text.to_string(),
+                            ["instanceType"] => cur.itype = text.to_string(),
+                            ["launchTime"] => cur.launched = time(text),
+                            ["placement", "availabilityZone"] => cur.zone = text.to_string(),
+                            ["instanceState", "name"] => cur.state = text.to_string(),
+                            ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
+                            ["tagSet", "item", "value"] => cur.tag_value = text.to_string(),
+                            ["tagSet", "item"] => {
+                                match cur.tag_key.as_str() {
+                                    "Name" => cur.name = std::mem::take(&mut cur.tag_value),
+                                    "qmoi-critical" => cur.critical_tag = cur.tag_value == "true",
+                                    _ => {}
+                                }
+                                cur.tag_key.clear();
+                                cur.tag_value.clear();
+                            }
+                            [] => {
+                                let i = std::mem::take(&mut cur);
+                                if !i.id.is_empty() {
+                                    list.push(i.into_instance(p, &account, region));
+                                }
+                            }
+                            _ => {}
+                        }
+                    },
+                )
+                .await?;
+            out.extend(page.items);
+            token = page.next;
             if token.is_none() {
                 return Ok(out);
             }
         }
     }
 
-    async fn statuses(
-        &self,
-        ec2: &aws_sdk_ec2::Client,
-        region: &str,
-    ) -> Result<HashMap<String, StatusCheck>, ApiError> {
+    async fn statuses(&self, region: &str) -> Result<HashMap<String, StatusCheck>, ApiError> {
         let mut out = HashMap::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
-            let page = {
-                let _p = self.permit().await;
-                ec2.describe_instance_status().max_results(1000).set_next_token(token).send().await
-            }
-            .map_err(|e| sdk_error("ec2:DescribeInstanceStatus", region, &e))?;
-            for s in page.instance_statuses() {
-                let Some(id) = s.instance_id() else { continue };
-                let word = |x: Option<&aws_sdk_ec2::types::InstanceStatusSummary>| {
-                    x.and_then(|x| x.status()).map_or("unknown", |v| v.as_str()).to_string()
-                };
-                out.insert(
-                    id.to_string(),
-                    StatusCheck { instance: word(s.instance_status()), system: word(s.system_status()) },
-                );
-            }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
-    async fn volumes(&self, ec2: &aws_sdk_ec2::Client, p: &Provider, region: &str) -> Result<Vec<Volume>, ApiError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = {
-                let _p = self.permit().await;
-                ec2.describe_volumes().max_results(PAGE).set_next_token(token).send().await
-            }
-            .map_err(|e| sdk_error("ec2:DescribeVolumes", region, &e))?;
-            for v in page.volumes() {
-                let Some(id) = v.volume_id() else { continue };
-                let attached_to =
-                    v.attachments().iter().find_map(|a| a.instance_id()).filter(|s| !s.is_empty()).map(str::to_string);
-                let in_use = v.state().is_some_and(|s| s.as_str() == "in-use");
-                out.push(Volume {
-                    id: id.to_string(),
-                    name: v
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == Some("Name"))
-                        .and_then(|t| t.value())
-                        .unwrap_or("")
-                        .to_string(),
-                    account: p.profile.clone().unwrap_or_default(),
-                    region: region.to_string(),
-                    size_gb: v.size().map(f64::from),
-                    attached: in_use || attached_to.is_some(),
-                    attached_to,
-                    created: v.create_time().and_then(smithy_time),
-                });
-            }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
-    }
-
-    async fn addresses(
-        &self,
-        ec2: &aws_sdk_ec2::Client,
-        p: &Provider,
-        region: &str,
-    ) -> Result<Vec<PublicIp>, ApiError> {
-        let page = {
-            let _p = self.permit().await;
-            ec2.describe_addresses().send().await
-        }
-        .map_err(|e| sdk_error("ec2:DescribeAddresses", region, &e))?;
-        Ok(page
-            .addresses()
-            .iter()
-            .filter_map(|a| {
-                let address = a.public_ip()?.to_string();
-                let attached_to = present(a.instance_id()).or(present(a.network_interface_id())).map(str::to_string);
-                Some(PublicIp {
-                    id: present(a.allocation_id()).unwrap_or(&address).to_string(),
-                    address,
-                    account: p.profile.clone().unwrap_or_default(),
-                    region: region.to_string(),
-                    associated: present(a.association_id()).is_some() || attached_to.is_some(),
-                    attached_to,
+            let (mut id, mut check) = (String::new(), StatusCheck { instance: String::new(), system: String::new() });
+            let page = self
+                .describe("DescribeInstanceStatus", region, Some(1000), token.as_deref(), |_: &mut (), path, text| {
+                    let [_, "instanceStatusSet", "item", field @ ..] = path else { return };
+                    match field {
+                        ["instanceId"] => id = text.to_string(),
+                        ["instanceStatus", "status"] => check.instance = text.to_string(),
+                        ["systemStatus", "status"] => check.system = text.to_string(),
+                        [] => {
+                            let c = std::mem::replace(
+                                &mut check,
+                                StatusCheck { instance: String::new(), system: String::new() },
+                            );
+                            if !id.is_empty() {
+                                out.insert(
+                                    std::mem::take(&mut id),
+                                    StatusCheck { instance: or_unknown(c.instance), system: or_unknown(c.system) },
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
                 })
+                .await?;
+            token = page.next;
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn volumes(&self, p: &Provider, region: &str) -> Result<Vec<Volume>, ApiError> {
+        let account = p.profile.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut cur = RawVolume::default();
+            let page = self
+                .describe(
+                    "DescribeVolumes",
+                    region,
+                    Some(PAGE),
+                    token.as_deref(),
+                    |list: &mut Vec<Volume>, path, text| {
+                        let [_, "volumeSet", "item", field @ ..] = path else { return };
+                        match field {
+                            ["volumeId"] => cur.id = text.to_string(),
+                            ["size"] => cur.size_gb = text.parse().ok(),
+                            ["status"] => cur.in_use = text == "in-use",
+                            ["createTime"] => cur.created = time(text),
+                            ["attachmentSet", "item", "instanceId"] if cur.attached_to.is_none() => {
+                                cur.attached_to = Some(text.to_string()).filter(|s| !s.is_empty());
+                            }
+                            ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
+                            ["tagSet", "item", "value"] if cur.tag_key == "Name" => cur.name = text.to_string(),
+                            [] => {
+                                let v = std::mem::take(&mut cur);
+                                if !v.id.is_empty() {
+                                    list.push(Volume {
+                                        id: v.id,
+                                        name: v.name,
+                                        account: account.clone(),
+                                        region: region.to_string(),
+                                        size_gb: v.size_gb,
+                                        attached: v.in_use || v.attached_to.is_some(),
+                                        attached_to: v.attached_to,
+                                        created: v.created,
+                                    });
+                                }
+                            }
+                            _ => {}
+                        }
+                    },
+                )
+                .await?;
+            out.extend(page.items);
+            token = page.next;
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn addresses(&self, p: &Provider, region: &str) -> Result<Vec<PublicIp>, ApiError> {
+        let account = p.profile.clone().unwrap_or_default();
+        let mut cur = RawAddress::default();
+        let page = self
+            .describe("DescribeAddresses", region, None, None, |list: &mut Vec<PublicIp>, path, text| {
+                let [_, "addressesSet", "item", field @ ..] = path else { return };
+                let slot = match field {
+                    ["publicIp"] => &mut cur.public_ip,
+                    ["allocationId"] => &mut cur.allocation_id,
+                    ["associationId"] => &mut cur.association_id,
+                    ["instanceId"] => &mut cur.instance_id,
+                    ["networkInterfaceId"] => &mut cur.interface_id,
+                    [] => {
+                        let a = std::mem::take(&mut cur);
+                        list.extend(a.into_ip(&account, region));
+                        return;
+                    }
+                    _ => return,
+                };
+                *slot = text.to_string();
             })
-            .collect())
+            .await?;
+        Ok(page.items)
     }
 
     /// CloudWatch `CPUUtilization` (Average, `period`) of `instances` over the last
@@ -307,56 +370,55 @@ impl Aws {
         end: DateTime<Utc>,
         period: Duration,
     ) -> Result<CpuSeries, ApiError> {
-        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-        let cw = self.cloudwatch(region);
-        let queries: Vec<MetricDataQuery> = ids
-            .iter()
-            .enumerate()
-            .map(|(n, id)| {
-                MetricDataQuery::builder()
-                    .id(format!("q{n}"))
-                    .metric_stat(
-                        MetricStat::builder()
-                            .metric(
-                                Metric::builder()
-                                    .namespace("AWS/EC2")
-                                    .metric_name("CPUUtilization")
-                                    .dimensions(Dimension::builder().name("InstanceId").value(*id).build())
-                                    .build(),
-                            )
-                            .period(i32::try_from(period.as_secs()).unwrap_or(300))
-                            .stat("Average")
-                            .build(),
-                    )
-                    .return_data(true)
-                    .build()
-            })
-            .collect();
+        const API: &str = "cloudwatch:GetMetricData";
+        let (start, end) = (rfc3339(start), rfc3339(end));
+        let period = u32::try_from(period.as_secs()).unwrap_or(300).to_string();
+        // MetricDataQueries.member.N.…, N from 1; the id "qN" maps an answer back.
+        let mut owned: Vec<(String, String)> = Vec::with_capacity(ids.len() * 7);
+        for (n, id) in ids.iter().enumerate() {
+            let q = format!("MetricDataQueries.member.{}", n + 1);
+            owned.push((format!("{q}.Id"), format!("q{n}")));
+            owned.push((format!("{q}.MetricStat.Metric.Namespace"), "AWS/EC2".into()));
+            owned.push((format!("{q}.MetricStat.Metric.MetricName"), "CPUUtilization".into()));
+            owned.push((format!("{q}.MetricStat.Metric.Dimensions.member.1.Name"), "InstanceId".into()));
+            owned.push((format!("{q}.MetricStat.Metric.Dimensions.member.1.Value"), (*id).to_string()));
+            owned.push((format!("{q}.MetricStat.Period"), period.clone()));
+            owned.push((format!("{q}.MetricStat.Stat"), "Average".into()));
+        }
         let mut out = CpuSeries::new();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
-            let page = {
-                let _p = self.permit().await;
-                cw.get_metric_data()
-                    .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(start.timestamp()))
-                    .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(end.timestamp()))
-                    .set_metric_data_queries(Some(queries.clone()))
-                    .set_next_token(token)
-                    .send()
-                    .await
+            let mut params: Vec<(&str, &str)> = vec![
+                ("Action", "GetMetricData"),
+                ("Version", CLOUDWATCH_VERSION),
+                ("StartTime", &start),
+                ("EndTime", &end),
+            ];
+            params.extend(owned.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if let Some(t) = &token {
+                params.push(("NextToken", t));
             }
-            .map_err(|e| sdk_error("cloudwatch:GetMetricData", region, &e))?;
-            for r in page.metric_data_results() {
-                let Some(n) = r.id().and_then(|q| q.strip_prefix('q')).and_then(|n| n.parse::<usize>().ok()) else {
-                    continue;
-                };
-                if let Some(id) = ids.get(n) {
-                    out.entry((*id).to_string())
-                        .or_default()
-                        .extend(r.values().iter().copied().filter(|v| v.is_finite()));
-                }
-            }
-            token = page.next_token().filter(|t| !t.is_empty()).map(str::to_string);
+            let xml = self.query("monitoring", API, region, &params).await?;
+            let (mut query, mut values, mut next) = (None::<usize>, Vec::new(), None);
+            crate::xml::walk(&xml, |path, text| match path {
+                [_, "GetMetricDataResult", "NextToken"] => next = Some(text.to_string()).filter(|t| !t.is_empty()),
+                [_, "GetMetricDataResult", "MetricDataResults", "member", field @ ..] => match field {
+                    ["Id"] => query = text.strip_prefix('q').and_then(|n| n.parse().ok()),
+                    ["Values", "member"] => {
+                        values.extend(text.trim().parse::<f64>().ok().filter(|v| v.is_finite()));
+                    }
+                    [] => {
+                        let v = std::mem::take(&mut values);
+                        if let Some(id) = query.take().and_then(|n| ids.get(n)) {
+                            out.entry((*id).to_string()).or_default().extend(v);
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            })
+            .map_err(|e| unreadable(API, region, e))?;
+            token = next;
             if token.is_none() {
                 return Ok(out);
             }
@@ -365,49 +427,45 @@ impl Aws {
 
     /// Cost Explorer: unblended cost per day from `from` to `to` (both included).
     pub async fn cost(&self, from: NaiveDate, to: NaiveDate) -> Result<CostData, ApiError> {
-        use aws_sdk_costexplorer::types::{DateInterval, Granularity};
-        // Cost Explorer has one endpoint, in us-east-1.
-        let ce = aws_sdk_costexplorer::Client::from_conf(
-            aws_sdk_costexplorer::config::Builder::from(&self.sdk).region(Region::new("us-east-1")).build(),
-        );
-        let period = DateInterval::builder()
-            .start(from.format("%Y-%m-%d").to_string())
-            .end((to + chrono::Days::new(1)).format("%Y-%m-%d").to_string())
-            .build()
-            .map_err(|e| ApiError {
-                api: "ce:GetCostAndUsage".into(),
-                scope: self.name.clone(),
-                kind: ErrorKind::Failed,
-                message: e.to_string(),
-            })?;
+        const API: &str = "ce:GetCostAndUsage";
+        let url = self.url("ce", COST_REGION);
+        let headers = [
+            ("X-Amz-Target", "AWSInsightsIndexService.GetCostAndUsage"),
+            ("Content-Type", "application/x-amz-json-1.1"),
+        ];
         let mut data = CostData::default();
-        let mut token = None;
+        let mut token: Option<String> = None;
         loop {
-            let page = {
-                let _p = self.permit().await;
-                ce.get_cost_and_usage()
-                    .time_period(period.clone())
-                    .granularity(Granularity::Daily)
-                    .metrics("UnblendedCost")
-                    .set_next_page_token(token)
-                    .send()
-                    .await
+            let mut body = serde_json::json!({
+                "TimePeriod": {
+                    "Start": from.format("%Y-%m-%d").to_string(),
+                    "End": (to + chrono::Days::new(1)).format("%Y-%m-%d").to_string(),
+                },
+                "Granularity": "DAILY",
+                "Metrics": ["UnblendedCost"],
+            });
+            if let Some(t) = &token {
+                body["NextPageToken"] = t.clone().into();
             }
-            .map_err(|e| sdk_error("ce:GetCostAndUsage", "us-east-1", &e))?;
-            for r in page.results_by_time() {
-                let Some(day) = r.time_period().and_then(|t| NaiveDate::parse_from_str(t.start(), "%Y-%m-%d").ok())
-                else {
+            let call = Call { headers: &headers, ..Call::post_json(url.clone(), &body, API, COST_REGION) };
+            let page: CostPage = self
+                .rest
+                .json(&call, RequestAuth::Aws(&self.signer, Scope { region: COST_REGION, service: "ce" }))
+                .await?;
+            for r in page.results_by_time {
+                let Some(day) = r.time_period.and_then(|t| NaiveDate::parse_from_str(&t.start, "%Y-%m-%d").ok()) else {
                     continue;
                 };
-                let Some(v) = r.total().and_then(|t| t.get("UnblendedCost")) else { continue };
-                if let Some(amount) = v.amount().and_then(|a| a.parse::<f64>().ok()).filter(|a| a.is_finite()) {
+                let Some(v) = r.total.get("UnblendedCost") else { continue };
+                if let Some(amount) = v.amount.as_deref().and_then(|a| a.parse::<f64>().ok()).filter(|a| a.is_finite())
+                {
                     data.days.push((day, amount));
                     if data.currency.is_empty() {
-                        data.currency = v.unit().filter(|u| !u.is_empty()).unwrap_or("USD").to_string();
+                        data.currency = v.unit.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| "USD".into());
                     }
                 }
             }
-            token = page.next_page_token().filter(|t| !t.is_empty()).map(str::to_string);
+            token = page.next_page_token.filter(|t| !t.is_empty());
             if token.is_none() {
                 break;
             }
@@ -420,13 +478,129 @@ impl Aws {
     }
 }
 
-/// Some endpoints (moto) send empty strings for absent values.
-fn present(v: Option<&str>) -> Option<&str> {
-    v.filter(|s| !s.is_empty())
+/// What `DescribeInstances` says of one instance, as it is read.
+#[derive(Default)]
+struct RawInstance {
+    id: String,
+    name: String,
+    itype: String,
+    zone: String,
+    state: String,
+    launched: Option<DateTime<Utc>>,
+    critical_tag: bool,
+    tag_key: String,
+    tag_value: String,
 }
 
-fn smithy_time(t: &aws_sdk_ec2::primitives::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+impl RawInstance {
+    fn into_instance(self, p: &Provider, account: &str, region: &str) -> Instance {
+        let raw = if self.state.is_empty() { "unknown".to_string() } else { self.state };
+        Instance {
+            critical: p.is_critical(&self.id, &self.name) || self.critical_tag,
+            id: self.id,
+            name: self.name,
+            account: account.to_string(),
+            region: region.to_string(),
+            zone: self.zone,
+            itype: self.itype,
+            state: state(&raw),
+            raw_state: raw,
+            launched: self.launched,
+            resource: String::new(),
+            status_check: None,
+        }
+    }
+}
+
+/// What `DescribeVolumes` says of one volume, as it is read.
+#[derive(Default)]
+struct RawVolume {
+    id: String,
+    name: String,
+    size_gb: Option<f64>,
+    in_use: bool,
+    attached_to: Option<String>,
+    created: Option<DateTime<Utc>>,
+    tag_key: String,
+}
+
+/// What `DescribeAddresses` says of one Elastic IP.
+#[derive(Default)]
+struct RawAddress {
+    public_ip: String,
+    allocation_id: String,
+    association_id: String,
+    instance_id: String,
+    interface_id: String,
+}
+
+impl RawAddress {
+    fn into_ip(self, account: &str, region: &str) -> Option<PublicIp> {
+        // Some endpoints (moto) send empty elements for absent values.
+        let present = |s: String| Some(s).filter(|s| !s.is_empty());
+        let address = present(self.public_ip)?;
+        let attached_to = present(self.instance_id).or(present(self.interface_id));
+        Some(PublicIp {
+            id: present(self.allocation_id).unwrap_or_else(|| address.clone()),
+            address,
+            account: account.to_string(),
+            region: region.to_string(),
+            associated: !self.association_id.is_empty() || attached_to.is_some(),
+            attached_to,
+        })
+    }
+}
+
+/// The part of a `GetCostAndUsage` answer the monitor reads.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CostPage {
+    #[serde(default)]
+    results_by_time: Vec<CostResult>,
+    next_page_token: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CostResult {
+    time_period: Option<CostPeriod>,
+    #[serde(default)]
+    total: HashMap<String, CostAmount>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CostPeriod {
+    start: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CostAmount {
+    amount: Option<String>,
+    unit: Option<String>,
+}
+
+fn unreadable(api: &str, scope: &str, message: String) -> ApiError {
+    ApiError {
+        api: api.to_string(),
+        scope: scope.to_string(),
+        kind: ErrorKind::Failed,
+        message: format!("unreadable answer: {}", qmoi_core::human::clip(&message, 400)),
+    }
+}
+
+/// An AWS timestamp (`2026-12-01T10:00:00.000Z`).
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn or_unknown(s: String) -> String {
+    if s.is_empty() { "unknown".into() } else { s }
 }
 
 fn state(raw: &str) -> State {
@@ -438,43 +612,4 @@ fn state(raw: &str) -> State {
         "terminated" => State::Terminated,
         _ => State::Other,
     }
-}
-
-/// An SDK error as an [`ApiError`]: the service's code and message when it answered,
-/// else the whole error chain (no credentials, connection refused, timeout).
-fn sdk_error<E>(api: &str, scope: &str, e: &E) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let code = e.code().unwrap_or("");
-    let kind = match code {
-        "AuthFailure"
-        | "InvalidClientTokenId"
-        | "SignatureDoesNotMatch"
-        | "ExpiredToken"
-        | "ExpiredTokenException"
-        | "UnrecognizedClientException"
-        | "InvalidAccessKeyId" => ErrorKind::Credentials,
-        "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" | "OptInRequired" => ErrorKind::Denied,
-        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "LimitExceededException" => {
-            ErrorKind::Throttled
-        }
-        "" => {
-            let text = DisplayErrorContext(e).to_string().to_lowercase();
-            if text.contains("credential") {
-                ErrorKind::Credentials
-            } else if text.contains("dispatch failure") || text.contains("timeout") || text.contains("connect") {
-                ErrorKind::Unreachable
-            } else {
-                ErrorKind::Failed
-            }
-        }
-        _ => ErrorKind::Failed,
-    };
-    let message = match (e.code(), e.message()) {
-        (Some(c), Some(m)) => format!("{c}: {m}"),
-        (Some(c), None) => c.to_string(),
-        _ => DisplayErrorContext(e).to_string(),
-    };
-    ApiError { api: api.to_string(), scope: scope.to_string(), kind, message: qmoi_core::human::clip(&message, 500) }
 }

@@ -4,7 +4,7 @@
 
 use crate::config::{self, Auth, Provider};
 use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, Volume};
-use crate::rest::{Call, Rest, same_origin};
+use crate::rest::{Call, RequestAuth, Rest, same_origin};
 use crate::token::{Grant, TokenSource};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -237,7 +237,7 @@ impl Azure {
         let mut out = Vec::new();
         let mut url = first;
         loop {
-            let page: Page<T> = self.rest.json(&Call::get(url, api, scope), Some(&self.token)).await?;
+            let page: Page<T> = self.rest.json(&Call::get(url, api, scope), RequestAuth::Bearer(&self.token)).await?;
             out.extend(page.value);
             match page.next_link.filter(|l| !l.is_empty()) {
                 Some(link) => {
@@ -353,7 +353,7 @@ impl Azure {
                 self.base, i.resource
             );
             async move {
-                let r: Result<Metrics, ApiError> = self.rest.json(&Call::get(url, "monitor:metrics", &i.account), Some(&self.token)).await;
+                let r: Result<Metrics, ApiError> = self.rest.json(&Call::get(url, "monitor:metrics", &i.account), RequestAuth::Bearer(&self.token)).await;
                 (i.id.clone(), r)
             }
         });
@@ -413,7 +413,10 @@ impl Azure {
             loop {
                 let answer: CostAnswer = self
                     .rest
-                    .json(&Call::post_json(url.clone(), &body, "costmanagement:query", sub), Some(&self.token))
+                    .json(
+                        &Call::post_json(url.clone(), &body, "costmanagement:query", sub),
+                        RequestAuth::Bearer(&self.token),
+                    )
                     .await?;
                 let col = |name: &str| answer.properties.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name));
                 let (Some(c_cost), Some(c_day)) = (col("Cost").or_else(|| col("PreTaxCost")), col("UsageDate")) else {

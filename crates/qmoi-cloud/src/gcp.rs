@@ -4,7 +4,7 @@
 
 use crate::config::{self, Auth, Provider};
 use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, Volume};
-use crate::rest::{Call, Rest};
+use crate::rest::{Call, RequestAuth, Rest};
 use crate::token::{GcpKey, Grant, TokenSource};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -237,7 +237,7 @@ impl Gcp {
                 url.query_pairs_mut().append_pair("pageToken", t);
             }
             let page: Aggregated<T> =
-                self.rest.json(&Call::get(url.to_string(), api, project), Some(&self.token)).await?;
+                self.rest.json(&Call::get(url.to_string(), api, project), RequestAuth::Bearer(&self.token)).await?;
             for (scope, s) in page.items {
                 let scope = scope.rsplit('/').next().unwrap_or(&scope).to_string();
                 out.extend(s.list.into_iter().map(|x| (scope.clone(), x)));
@@ -389,7 +389,10 @@ impl Gcp {
                 }
                 let page: SeriesPage = self
                     .rest
-                    .json(&Call::get(url.to_string(), "monitoring:timeSeries", project), Some(&self.token))
+                    .json(
+                        &Call::get(url.to_string(), "monitoring:timeSeries", project),
+                        RequestAuth::Bearer(&self.token),
+                    )
                     .await?;
                 for s in page.time_series {
                     let Some(id) = s.resource.labels.get("instance_id") else { continue };
@@ -457,8 +460,10 @@ impl Gcp {
             ],
         });
         let url = format!("{}/bigquery/v2/projects/{billing_project}/queries", self.bigquery);
-        let mut answer: QueryAnswer =
-            self.rest.json(&Call::post_json(url, &body, api, billing_project), Some(&self.token)).await?;
+        let mut answer: QueryAnswer = self
+            .rest
+            .json(&Call::post_json(url, &body, api, billing_project), RequestAuth::Bearer(&self.token))
+            .await?;
         let mut per_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
         let mut currency = String::new();
         let mut polls = 0;
@@ -504,7 +509,10 @@ impl Gcp {
             let keep = answer.job_reference.take();
             answer = self
                 .rest
-                .json(&Call::get(url.to_string(), "bigquery:getQueryResults", billing_project), Some(&self.token))
+                .json(
+                    &Call::get(url.to_string(), "bigquery:getQueryResults", billing_project),
+                    RequestAuth::Bearer(&self.token),
+                )
                 .await?;
             if answer.job_reference.is_none() {
                 answer.job_reference = keep;

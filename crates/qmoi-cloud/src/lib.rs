@@ -28,7 +28,9 @@ pub mod findings;
 pub mod gcp;
 pub mod model;
 pub mod rest;
+pub mod sigv4;
 pub mod token;
+pub mod xml;
 
 pub use config::CloudConfig;
 
@@ -57,7 +59,7 @@ impl Client {
     pub async fn connect(p: &Provider, cfg: &CloudConfig) -> Result<Self, ApiError> {
         let (t, n) = (cfg.request_timeout.get(), cfg.max_concurrency);
         Ok(match p.kind {
-            Kind::Aws => Client::Aws(Box::new(aws::Aws::new(p, t, n).await)),
+            Kind::Aws => Client::Aws(Box::new(aws::Aws::new(p, t, n).await?)),
             Kind::Azure => Client::Azure(azure::Azure::new(p, t, n)?),
             Kind::Gcp => Client::Gcp(gcp::Gcp::new(p, t, n)?),
         })
@@ -100,7 +102,7 @@ impl Client {
 
     fn requests(&self) -> u64 {
         match self {
-            Client::Aws(c) => c.requests(),
+            Client::Aws(c) => c.rest.requests(),
             Client::Azure(c) => c.rest.requests(),
             Client::Gcp(c) => c.rest.requests(),
         }

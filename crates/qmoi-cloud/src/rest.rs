@@ -1,8 +1,10 @@
-//! The HTTP side of the Azure and GCP clients: bearer tokens, bounded concurrency,
-//! retries with backoff (honouring `Retry-After`), one token refresh on 401, bounded
+//! The HTTP side of every provider's client: bearer tokens (Azure, GCP) or AWS
+//! signatures, bounded concurrency, retries with backoff (honouring `Retry-After`) on
+//! throttling and server errors, one credential refresh when they are rejected, bounded
 //! answers, and the providers' error bodies turned into one-line messages.
 
 use crate::model::{ApiError, ErrorKind};
+use crate::sigv4::{Scope, Signer};
 use crate::token::TokenSource;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -40,6 +42,17 @@ pub struct Call<'a> {
     pub headers: &'a [(&'a str, &'a str)],
 }
 
+/// How a request proves who sends it.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestAuth<'a> {
+    /// Token endpoints and instance metadata.
+    None,
+    /// `Authorization: Bearer` with a token from the source (Azure, GCP).
+    Bearer(&'a TokenSource),
+    /// AWS Signature Version 4 for the scope.
+    Aws(&'a Signer, Scope<'a>),
+}
+
 impl<'a> Call<'a> {
     pub fn get(url: impl Into<String>, api: &'a str, scope: &'a str) -> Self {
         Self { method: Method::GET, url: url.into(), api, scope, json: None, form: None, headers: &[] }
@@ -71,26 +84,25 @@ impl Rest {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// Send `call` with a bearer token from `token` (none for token endpoints) and parse
-    /// the JSON answer.
-    pub async fn json<T: DeserializeOwned>(&self, call: &Call<'_>, token: Option<&TokenSource>) -> Result<T, ApiError> {
-        let body = self.send(call, token).await?;
+    /// Send `call` with `auth` and parse the JSON answer.
+    pub async fn json<T: DeserializeOwned>(&self, call: &Call<'_>, auth: RequestAuth<'_>) -> Result<T, ApiError> {
+        let body = self.send(call, auth).await?;
         serde_json::from_slice(&body).map_err(|e| err(call, ErrorKind::Failed, format!("unreadable answer: {e}")))
     }
 
-    pub async fn send(&self, call: &Call<'_>, token: Option<&TokenSource>) -> Result<Vec<u8>, ApiError> {
+    pub async fn send(&self, call: &Call<'_>, auth: RequestAuth<'_>) -> Result<Vec<u8>, ApiError> {
         let mut attempt = 0u32;
         let mut refreshed = false;
         let mut rejected: Option<String> = None;
         loop {
-            let bearer = match token {
+            let bearer = match auth {
                 // Boxed: the token endpoint is itself called through `send` (without a token).
-                Some(t) => Some(Box::pin(t.get(self, rejected.as_deref())).await.map_err(|mut e| {
+                RequestAuth::Bearer(t) => Some(Box::pin(t.get(self, rejected.as_deref())).await.map_err(|mut e| {
                     e.api = format!("{} (token for {})", e.api, call.api);
                     e.scope = call.scope.to_string();
                     e
                 })?),
-                None => None,
+                _ => None,
             };
             let mut req = self.client.request(call.method.clone(), &call.url);
             if let Some(b) = &bearer {
@@ -105,9 +117,13 @@ impl Rest {
             if let Some(f) = call.form {
                 req = req.form(f);
             }
+            let mut req = req.build().map_err(|e| err(call, ErrorKind::Failed, describe(&e)))?;
+            if let RequestAuth::Aws(signer, scope) = auth {
+                signer.sign(&mut req, scope, refreshed).await.map_err(|m| err(call, ErrorKind::Credentials, m))?;
+            }
             let permit = self.limit.acquire().await;
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let result = match req.send().await {
+            let result = match self.client.execute(req).await {
                 Ok(resp) => read(resp).await,
                 Err(e) => Err(e),
             };
@@ -126,40 +142,39 @@ impl Rest {
             if status.is_success() {
                 return Ok(body);
             }
-            let message = provider_message(status, &body);
-            match status {
-                StatusCode::UNAUTHORIZED if token.is_some() && !refreshed => {
-                    // An expired or revoked token: get a new one once.
+            let answer = provider_error(status, &body);
+            let kind = answer.kind(status, &body);
+            let retryable = kind == ErrorKind::Throttled
+                || matches!(
+                    status,
+                    StatusCode::BAD_GATEWAY
+                        | StatusCode::SERVICE_UNAVAILABLE
+                        | StatusCode::GATEWAY_TIMEOUT
+                        | StatusCode::INTERNAL_SERVER_ERROR
+                );
+            let message = answer.message;
+            match auth {
+                RequestAuth::Bearer(_) | RequestAuth::Aws(..) if kind == ErrorKind::Credentials && !refreshed => {
+                    // Expired or revoked credentials: get new ones once.
                     refreshed = true;
                     rejected = bearer.clone();
-                    tracing::debug!("{} {}: 401 ({message}); refreshing the token", call.api, call.scope);
+                    tracing::debug!("{} {}: {message}; refreshing the credentials", call.api, call.scope);
                 }
-                StatusCode::UNAUTHORIZED => return Err(err(call, ErrorKind::Credentials, message)),
-                StatusCode::FORBIDDEN => return Err(err(call, ErrorKind::Denied, message)),
-                StatusCode::BAD_REQUEST if is_oauth_credential_error(&body) => {
-                    return Err(err(call, ErrorKind::Credentials, message));
-                }
-                StatusCode::TOO_MANY_REQUESTS
-                | StatusCode::BAD_GATEWAY
-                | StatusCode::SERVICE_UNAVAILABLE
-                | StatusCode::GATEWAY_TIMEOUT
-                | StatusCode::INTERNAL_SERVER_ERROR
-                    if attempt < RETRIES =>
-                {
+                _ if retryable && attempt < RETRIES => {
                     attempt += 1;
                     let wait = self.delay(attempt, retry_after(&headers));
                     tracing::info!(
-                        "{} {}: {status}, retry {attempt}/{RETRIES} in {:.1}s",
+                        "{} {}: {message}, retry {attempt}/{RETRIES} in {:.1}s",
                         call.api,
                         call.scope,
                         wait.as_secs_f64()
                     );
                     tokio::time::sleep(wait).await;
                 }
-                StatusCode::TOO_MANY_REQUESTS => {
-                    return Err(err(call, ErrorKind::Throttled, format!("{message} (after {RETRIES} retries)")));
+                _ if retryable => {
+                    return Err(err(call, kind, format!("{message} (after {RETRIES} retries)")));
                 }
-                _ => return Err(err(call, ErrorKind::Failed, message)),
+                _ => return Err(err(call, kind, message)),
             }
         }
     }
@@ -233,32 +248,106 @@ fn is_oauth_credential_error(body: &[u8]) -> bool {
         })
 }
 
-/// The provider's error in one line: Azure `{"error":{"code","message"}}`, Google
-/// `{"error":{"code","status","message"}}`, OAuth `{"error","error_description"}`, or
-/// the start of the body.
-pub fn provider_message(status: StatusCode, body: &[u8]) -> String {
-    let v: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-    let text = v.as_ref().and_then(|v| {
-        let e = v.get("error")?;
-        if let Some(s) = e.as_str() {
-            let d = v.get("error_description").and_then(|d| d.as_str()).unwrap_or("");
-            return Some(format!("{s}: {}", d.lines().next().unwrap_or("")));
+/// A provider's error answer: its code when it names one, and the error in one line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProviderError {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// AWS error codes, by what they mean for the operator.
+const AWS_CREDENTIAL_CODES: &[&str] = &[
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "MissingAuthenticationToken",
+];
+const AWS_DENIED_CODES: &[&str] = &["UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "OptInRequired"];
+const AWS_THROTTLE_CODES: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "LimitExceededException",
+    "TooManyRequestsException",
+];
+
+impl ProviderError {
+    /// What the failure means: the AWS code when there is one, else the HTTP status.
+    fn kind(&self, status: StatusCode, body: &[u8]) -> ErrorKind {
+        let code = self.code.as_deref().unwrap_or("");
+        if AWS_CREDENTIAL_CODES.contains(&code) {
+            ErrorKind::Credentials
+        } else if AWS_DENIED_CODES.contains(&code) {
+            ErrorKind::Denied
+        } else if AWS_THROTTLE_CODES.contains(&code) || status == StatusCode::TOO_MANY_REQUESTS {
+            ErrorKind::Throttled
+        } else if status == StatusCode::UNAUTHORIZED
+            || (status == StatusCode::BAD_REQUEST && is_oauth_credential_error(body))
+        {
+            ErrorKind::Credentials
+        } else if status == StatusCode::FORBIDDEN {
+            ErrorKind::Denied
+        } else {
+            ErrorKind::Failed
         }
-        let code = e.get("status").or_else(|| e.get("code")).map(|c| match c {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        });
-        let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
-        Some(match code {
-            Some(c) => format!("{c}: {msg}"),
-            None => msg.to_string(),
-        })
-    });
+    }
+}
+
+/// The provider's error: Azure `{"error":{"code","message"}}`, Google
+/// `{"error":{"code","status","message"}}`, OAuth `{"error","error_description"}`, AWS
+/// JSON `{"__type","message"}`, AWS XML `<Error><Code/><Message/></Error>`, or the start
+/// of the body.
+pub fn provider_error(status: StatusCode, body: &[u8]) -> ProviderError {
+    let (code, text) = json_error(body).or_else(|| aws_xml_error(body)).map_or((None, None), |(c, t)| (c, Some(t)));
     let text = text.unwrap_or_else(|| {
         let s = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().replace(['\n', '\r'], " ");
         if s.is_empty() { status.canonical_reason().unwrap_or("").to_string() } else { s }
     });
-    format!("HTTP {}: {}", status.as_u16(), qmoi_core::human::clip(&text, 400))
+    ProviderError { code, message: format!("HTTP {}: {}", status.as_u16(), qmoi_core::human::clip(&text, 400)) }
+}
+
+fn json_error(body: &[u8]) -> Option<(Option<String>, String)> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if let Some(t) = v.get("__type").and_then(|t| t.as_str()) {
+        // "com.amazon.coral.service#ThrottlingException" or "ThrottlingException:http://…"
+        let code = t.rsplit('#').next().unwrap_or(t).split(':').next().unwrap_or(t).to_string();
+        let msg = v.get("message").or_else(|| v.get("Message")).and_then(|m| m.as_str()).unwrap_or("");
+        return Some((Some(code.clone()), if msg.is_empty() { code } else { format!("{code}: {msg}") }));
+    }
+    let e = v.get("error")?;
+    if let Some(s) = e.as_str() {
+        let d = v.get("error_description").and_then(|d| d.as_str()).unwrap_or("");
+        return Some((Some(s.to_string()), format!("{s}: {}", d.lines().next().unwrap_or(""))));
+    }
+    let code = e.get("status").or_else(|| e.get("code")).map(|c| match c {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
+    let text = match &code {
+        Some(c) => format!("{c}: {msg}"),
+        None => msg.to_string(),
+    };
+    Some((code, text))
+}
+
+fn aws_xml_error(body: &[u8]) -> Option<(Option<String>, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (mut code, mut message) = (None, String::new());
+    crate::xml::walk(text, |path, t| match path {
+        [.., "Error", "Code"] if code.is_none() => code = Some(t.to_string()),
+        [.., "Error", "Message"] if message.is_empty() => message = t.to_string(),
+        _ => {}
+    })
+    .ok()?;
+    let c = code?;
+    let line = if message.is_empty() { c.clone() } else { format!("{c}: {message}") };
+    Some((Some(c), line))
 }
 
 /// Follow a `nextLink` only when it points at the same origin as `base`: a token is
@@ -278,6 +367,10 @@ pub fn same_origin(base: &str, link: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn provider_message(status: StatusCode, body: &[u8]) -> String {
+        provider_error(status, body).message
+    }
+
     #[test]
     fn provider_errors_read_as_one_line() {
         let az = br#"{"error":{"code":"AuthorizationFailed","message":"The client 'x' does not have authorization"}}"#;
@@ -296,6 +389,44 @@ mod tests {
             "HTTP 401: invalid_client: AADSTS7000215: Invalid client secret."
         );
         assert_eq!(provider_message(StatusCode::BAD_GATEWAY, b""), "HTTP 502: Bad Gateway");
+    }
+
+    #[test]
+    fn aws_errors_are_read_and_classified_by_code() {
+        let ec2 = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r-1</RequestID></Response>"#;
+        let e = provider_error(StatusCode::SERVICE_UNAVAILABLE, ec2);
+        assert_eq!(e.message, "HTTP 503: RequestLimitExceeded: Request limit exceeded.");
+        assert_eq!(e.kind(StatusCode::SERVICE_UNAVAILABLE, ec2), ErrorKind::Throttled);
+        let cw = br#"<ErrorResponse xmlns="http://monitoring.amazonaws.com/doc/2010-08-01/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::1:user/x is not authorized</Message></Error></ErrorResponse>"#;
+        let e = provider_error(StatusCode::FORBIDDEN, cw);
+        assert_eq!(e.code.as_deref(), Some("AccessDenied"));
+        assert_eq!(e.kind(StatusCode::FORBIDDEN, cw), ErrorKind::Denied);
+        // CloudWatch throttles with 400, not 429.
+        let throttled =
+            b"<ErrorResponse><Error><Code>Throttling</Code><Message>Rate exceeded</Message></Error></ErrorResponse>";
+        assert_eq!(
+            provider_error(StatusCode::BAD_REQUEST, throttled).kind(StatusCode::BAD_REQUEST, throttled),
+            ErrorKind::Throttled
+        );
+        let ce = br#"{"__type":"com.amazon.coral.service#ExpiredTokenException","message":"The security token included in the request is expired"}"#;
+        let e = provider_error(StatusCode::BAD_REQUEST, ce);
+        assert_eq!(e.message, "HTTP 400: ExpiredTokenException: The security token included in the request is expired");
+        assert_eq!(e.kind(StatusCode::BAD_REQUEST, ce), ErrorKind::Credentials);
+        let auth = b"<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate the provided access credentials</Message></Error></Errors></Response>";
+        assert_eq!(
+            provider_error(StatusCode::UNAUTHORIZED, auth).kind(StatusCode::UNAUTHORIZED, auth),
+            ErrorKind::Credentials
+        );
+        // A status without a known code still counts.
+        assert_eq!(
+            provider_error(StatusCode::TOO_MANY_REQUESTS, b"").kind(StatusCode::TOO_MANY_REQUESTS, b""),
+            ErrorKind::Throttled
+        );
+        assert_eq!(
+            provider_error(StatusCode::NOT_FOUND, b"<html>").kind(StatusCode::NOT_FOUND, b"<html>"),
+            ErrorKind::Failed
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   (header `Metadata-Flavor: Google`).
 
 use crate::model::{ApiError, ErrorKind};
-use crate::rest::{Call, Rest};
+use crate::rest::{Call, RequestAuth, Rest};
 use base64::Engine;
 use qmoi_core::config::Secret;
 use reqwest::Method;
@@ -158,11 +158,11 @@ impl TokenSource {
                 ];
                 let call =
                     Call { form: Some(&form), method: Method::POST, ..Call::get(url.clone(), "oauth2:token", "") };
-                rest.json(&call, None).await
+                rest.json(&call, RequestAuth::None).await
             }
             Grant::AzureIdentity { url } => {
                 let call = Call { headers: &[("Metadata", "true")], ..Call::get(url.clone(), "imds:token", "") };
-                rest.json(&call, None).await
+                rest.json(&call, RequestAuth::None).await
             }
             Grant::GcpKey { key, token_url } => {
                 let now = chrono::Utc::now().timestamp();
@@ -179,12 +179,12 @@ impl TokenSource {
                     method: Method::POST,
                     ..Call::get(token_url.clone(), "oauth2:token", "")
                 };
-                rest.json(&call, None).await
+                rest.json(&call, RequestAuth::None).await
             }
             Grant::GcpMetadata { url } => {
                 let call =
                     Call { headers: &[("Metadata-Flavor", "Google")], ..Call::get(url.clone(), "metadata:token", "") };
-                rest.json(&call, None).await
+                rest.json(&call, RequestAuth::None).await
             }
         }
         .map_err(|mut e| {

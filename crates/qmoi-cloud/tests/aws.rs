@@ -1,14 +1,12 @@
 //! The cloud monitor against the moto AWS emulator (PyPI `moto[server]`; scripts/test.sh
 //! creates its venv and sets QMOI_TEST_PYTHON), started on a loopback port by each test:
-//! resources are created through the emulator with the AWS SDK, CloudWatch is seeded with
-//! PutMetricData and Cost Explorer through moto's `/moto-api/static/ce/…` endpoint, then
-//! the real `qmoi-cloud` binary runs against it. Without moto the tests say so and skip,
+//! resources are created through the emulator with boto3 (tests/common/moto_seed.py),
+//! CloudWatch is seeded with PutMetricData and Cost Explorer through moto's
+//! `/moto-api/static/ce/…` endpoint, then the real `qmoi-cloud` binary runs against it. Without moto the tests say so and skip,
 //! unless QMOI_REQUIRE_EXTERNAL=1 makes that a failure.
 
 mod common;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::types::{DomainType, InstanceType, ResourceType, Tag, TagSpecification};
 use chrono::{Datelike, NaiveDate, Utc};
 use common::{Env, alert_fingerprints, alert_level, has_check, metric, names, status};
 use qmoi_testkit::{Kill, check, free_port, require_external, wait_for};
@@ -19,6 +17,7 @@ use std::time::Duration;
 struct Moto {
     _child: Kill,
     url: String,
+    python: PathBuf,
 }
 
 fn python_with_moto() -> Option<PathBuf> {
@@ -36,7 +35,7 @@ fn start_moto() -> Option<Moto> {
         return None;
     };
     let port = free_port();
-    let child = Command::new(py)
+    let child = Command::new(&py)
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -44,85 +43,33 @@ fn start_moto() -> Option<Moto> {
         .unwrap_or_else(|e| panic!("{e}"));
     let child = Kill(child);
     wait_for(Duration::from_secs(60), "moto listening", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-    Some(Moto { _child: child, url: format!("http://127.0.0.1:{port}") })
+    Some(Moto { _child: child, url: format!("http://127.0.0.1:{port}"), python: py })
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn sdk(url: &str, region: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .endpoint_url(url)
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await
-}
-
-/// Launch one instance named `name` (with extra tags) and return its id.
-async fn launch(ec2: &aws_sdk_ec2::Client, name: &str, extra: &[(&str, &str)]) -> String {
-    let ami = ec2
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .images()
-        .first()
-        .and_then(|i| i.image_id())
-        .unwrap_or_else(|| panic!("moto lists no amazon image"))
-        .to_string();
-    let mut tags = TagSpecification::builder()
-        .resource_type(ResourceType::Instance)
-        .tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in extra {
-        tags = tags.tags(Tag::builder().key(*k).value(*v).build());
+impl Moto {
+    /// Run `steps` (tests/common/moto_seed.py: boto3 against the emulator) and return
+    /// what they saved.
+    fn seed(&self, steps: serde_json::Value) -> serde_json::Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/moto_seed.py");
+        let mut child = Command::new(&self.python)
+            .args([script, &self.url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            std::io::Write::write_all(&mut stdin, steps.to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("writing to moto_seed.py: {e}"));
+        }
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("moto_seed.py: {e}"));
+        assert!(out.status.success(), "seeding moto failed: {steps}");
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("moto_seed.py: {e}"))
     }
-    let out = ec2
-        .run_instances()
-        .image_id(ami)
-        .min_count(1)
-        .max_count(1)
-        .instance_type(InstanceType::T3Micro)
-        .tag_specifications(tags.build())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
-    out.instances().first().and_then(|i| i.instance_id()).unwrap_or_default().to_string()
 }
 
-/// CPUUtilization datapoints for `id`: `value` every `step` over the last `span`.
-async fn put_cpu(
-    cw: &aws_sdk_cloudwatch::Client,
-    id: &str,
-    value: f64,
-    span: chrono::Duration,
-    step: chrono::Duration,
-) {
-    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    let now = Utc::now();
-    let mut data = Vec::new();
-    let mut t = now - span;
-    while t <= now {
-        data.push(
-            MetricDatum::builder()
-                .metric_name("CPUUtilization")
-                .dimensions(Dimension::builder().name("InstanceId").value(id).build())
-                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_secs(t.timestamp()))
-                .value(value)
-                .build(),
-        );
-        t += step;
-    }
-    for chunk in data.chunks(500) {
-        cw.put_metric_data()
-            .namespace("AWS/EC2")
-            .set_metric_data(Some(chunk.to_vec()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-    }
+/// A saved id of a seeding.
+fn id(saved: &serde_json::Value, name: &str) -> String {
+    saved[name].as_str().unwrap_or_else(|| panic!("no {name} in {saved}")).to_string()
 }
 
 /// Seed Cost Explorer: one result of daily unblended costs.
@@ -152,77 +99,26 @@ fn seed_cost(moto: &str, days: &[(NaiveDate, f64)]) {
 #[test]
 fn inventory_states_utilisation_waste_and_cost_from_moto() {
     let Some(moto) = start_moto() else { return };
-    let rt = rt();
     let today = Utc::now().date_naive();
-    struct Ids {
-        web: String,
-        idle: String,
-        busy: String,
-        eu: String,
-        loose_volume: String,
-        free_ip: String,
-        used_ip: String,
-    }
-    let ids = rt.block_on(async {
-        let us = sdk(&moto.url, "us-east-1").await;
-        let ec2 = aws_sdk_ec2::Client::new(&us);
-        let web = launch(&ec2, "web-1", &[("qmoi-critical", "true")]).await;
-        let idle = launch(&ec2, "idle-1", &[]).await;
-        let busy = launch(&ec2, "busy-1", &[]).await;
-        ec2.stop_instances().instance_ids(&web).send().await.unwrap_or_else(|e| panic!("{e:?}"));
-        let loose = ec2
-            .create_volume()
-            .size(50)
-            .availability_zone("us-east-1a")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let used = ec2
-            .create_volume()
-            .size(10)
-            .availability_zone("us-east-1a")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        ec2.attach_volume()
-            .volume_id(used.volume_id().unwrap_or_default())
-            .instance_id(&busy)
-            .device("/dev/sdf")
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let free_ip = ec2.allocate_address().domain(DomainType::Vpc).send().await.unwrap_or_else(|e| panic!("{e:?}"));
-        let used_ip = ec2.allocate_address().domain(DomainType::Vpc).send().await.unwrap_or_else(|e| panic!("{e:?}"));
-        ec2.associate_address()
-            .allocation_id(used_ip.allocation_id().unwrap_or_default())
-            .instance_id(&busy)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        let cw = aws_sdk_cloudwatch::Client::new(&us);
+    let (hour, day, min5) = (3600, 86_400, 300);
+    let ids = moto.seed(serde_json::json!([
+        {"op": "launch", "name": "web-1", "tags": {"qmoi-critical": "true"}, "as": "web"},
+        {"op": "launch", "name": "idle-1", "as": "idle"},
+        {"op": "launch", "name": "busy-1", "as": "busy"},
+        {"op": "stop", "id": "$web"},
+        {"op": "volume", "size": 50, "zone": "us-east-1a", "as": "loose_volume"},
+        {"op": "volume", "size": 10, "zone": "us-east-1a", "as": "used_volume"},
+        {"op": "attach", "volume": "$used_volume", "instance": "$busy"},
+        {"op": "address", "as": "free_ip"},
+        {"op": "address", "as": "used_ip"},
+        {"op": "associate", "allocation": "$used_ip", "instance": "$busy"},
         // idle-1: 2% for 8 days; busy-1: 99% over the last hour.
-        put_cpu(&cw, &idle, 2.0, chrono::Duration::days(8), chrono::Duration::hours(1)).await;
-        put_cpu(&cw, &busy, 99.0, chrono::Duration::minutes(55), chrono::Duration::minutes(5)).await;
-        let eu = sdk(&moto.url, "eu-west-1").await;
-        let eu_id = launch(&aws_sdk_ec2::Client::new(&eu), "eu-1", &[]).await;
-        put_cpu(
-            &aws_sdk_cloudwatch::Client::new(&eu),
-            &eu_id,
-            40.0,
-            chrono::Duration::minutes(55),
-            chrono::Duration::minutes(5),
-        )
-        .await;
-        Ids {
-            web,
-            idle,
-            busy,
-            eu: eu_id,
-            loose_volume: loose.volume_id().unwrap_or_default().to_string(),
-            free_ip: free_ip.allocation_id().unwrap_or_default().to_string(),
-            used_ip: used_ip.allocation_id().unwrap_or_default().to_string(),
-        }
-    });
+        {"op": "cpu", "id": "$idle", "value": 2.0, "span": 8 * day, "step": hour},
+        {"op": "cpu", "id": "$busy", "value": 99.0, "span": 55 * 60, "step": min5},
+        {"op": "launch", "region": "eu-west-1", "name": "eu-1", "as": "eu"},
+        {"op": "cpu", "region": "eu-west-1", "id": "$eu", "value": 40.0, "span": 55 * 60, "step": min5},
+    ]));
+    let (web, busy, eu) = (id(&ids, "web"), id(&ids, "busy"), id(&ids, "eu"));
     // 10 a day for 30 days, 45 yesterday (an anomaly), 3 so far today.
     let days: Vec<(NaiveDate, f64)> = (0..=31u64)
         .rev()
@@ -263,15 +159,15 @@ monthly_budget = 200.0
     assert_eq!(r["status"], "critical", "{all}");
     assert_eq!(status(&r, "provider:aws"), "ok", "{all}");
     // The stopped critical instance (tagged qmoi-critical) is critical.
-    let web = check(&r, &format!("instance:aws:{}", ids.web));
-    assert_eq!(web["status"], "critical", "{all}");
-    assert!(web["message"].as_str().unwrap_or("").contains("web-1"), "{web}");
+    let web_check = check(&r, &format!("instance:aws:{web}"));
+    assert_eq!(web_check["status"], "critical", "{all}");
+    assert!(web_check["message"].as_str().unwrap_or("").contains("web-1"), "{web_check}");
     // CPU: busy-1 at 99% is critical; eu-1 at 40% raises nothing.
-    let busy = check(&r, &format!("cpu:aws:{}", ids.busy));
-    assert_eq!(busy["status"], "critical");
-    assert!((busy["value"].as_f64().unwrap_or(0.0) - 99.0).abs() < 0.5, "{busy}");
-    assert!(!has_check(&r, &format!("cpu:aws:{}", ids.eu)), "{all}");
-    let eu_cpu = metric(&r, &format!("qmoi_cloud_instance_cpu_percent{{provider=\"aws\",instance=\"{}\"}}", ids.eu));
+    let busy_cpu = check(&r, &format!("cpu:aws:{busy}"));
+    assert_eq!(busy_cpu["status"], "critical");
+    assert!((busy_cpu["value"].as_f64().unwrap_or(0.0) - 99.0).abs() < 0.5, "{busy_cpu}");
+    assert!(!has_check(&r, &format!("cpu:aws:{}", eu)), "{all}");
+    let eu_cpu = metric(&r, &format!("qmoi_cloud_instance_cpu_percent{{provider=\"aws\",instance=\"{}\"}}", eu));
     assert!(eu_cpu.is_some_and(|v| (v - 40.0).abs() < 0.5), "{eu_cpu:?}");
     // Counts per region and state.
     let count = |region: &str, state: &str| {
@@ -284,11 +180,15 @@ monthly_budget = 200.0
     // the attached volume, the associated address or the busy instance.
     let fps = alert_fingerprints(&r);
     let waste = |kind: &str, id: &str| format!("cloud_resources/waste:aws:{kind}:{id}");
-    assert_eq!(alert_level(&r, &waste("unattached_volume", &ids.loose_volume)).as_deref(), Some("info"), "{fps:?}");
-    assert_eq!(alert_level(&r, &waste("unassociated_ip", &ids.free_ip)).as_deref(), Some("info"), "{fps:?}");
-    assert_eq!(alert_level(&r, &waste("idle_instance", &ids.idle)).as_deref(), Some("info"), "{fps:?}");
-    assert!(!fps.contains(&waste("unassociated_ip", &ids.used_ip)), "{fps:?}");
-    assert!(!fps.contains(&waste("idle_instance", &ids.busy)), "{fps:?}");
+    assert_eq!(
+        alert_level(&r, &waste("unattached_volume", &id(&ids, "loose_volume"))).as_deref(),
+        Some("info"),
+        "{fps:?}"
+    );
+    assert_eq!(alert_level(&r, &waste("unassociated_ip", &id(&ids, "free_ip"))).as_deref(), Some("info"), "{fps:?}");
+    assert_eq!(alert_level(&r, &waste("idle_instance", &id(&ids, "idle"))).as_deref(), Some("info"), "{fps:?}");
+    assert!(!fps.contains(&waste("unassociated_ip", &id(&ids, "used_ip"))), "{fps:?}");
+    assert!(!fps.contains(&waste("idle_instance", &busy)), "{fps:?}");
     assert_eq!(fps.iter().filter(|f| f.contains("/waste:")).count(), 3, "{fps:?}");
     // Cost: month to date, the budget (forecast well above 200) and yesterday's anomaly.
     let mtd = metric(&r, "qmoi_cloud_cost_month_to_date{provider=\"aws\"}").unwrap_or(-1.0);
@@ -300,7 +200,7 @@ monthly_budget = 200.0
     // The inventory table.
     let rows = r["details"]["instances"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 4);
-    let web_row = rows.iter().find(|x| x["id"] == ids.web.as_str()).unwrap_or_else(|| panic!("no row for web-1"));
+    let web_row = rows.iter().find(|x| x["id"] == web.as_str()).unwrap_or_else(|| panic!("no row for web-1"));
     assert_eq!(web_row["name"], "web-1");
     assert_eq!(web_row["state"], "stopped");
     assert_eq!(web_row["critical"], true);
@@ -316,13 +216,10 @@ monthly_budget = 200.0
         d.1 = 1000.0;
     }
     seed_cost(&moto.url, &changed);
-    rt.block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk(&moto.url, "us-east-1").await);
-        ec2.start_instances().instance_ids(&ids.web).send().await.unwrap_or_else(|e| panic!("{e:?}"));
-    });
+    moto.seed(serde_json::json!([{"op": "start", "id": web}]));
     let r2 = env.once();
-    assert_eq!(status(&r2, &format!("instance:aws:{}", ids.web)), "ok", "{}", names(&r2));
-    assert!(!alert_fingerprints(&r2).contains(&format!("cloud_resources/instance:aws:{}", ids.web)));
+    assert_eq!(status(&r2, &format!("instance:aws:{}", web)), "ok", "{}", names(&r2));
+    assert!(!alert_fingerprints(&r2).contains(&format!("cloud_resources/instance:aws:{}", web)));
     let mtd2 = metric(&r2, "qmoi_cloud_cost_month_to_date{provider=\"aws\"}").unwrap_or(-1.0);
     assert!((mtd2 - month_to_date).abs() < 0.01, "the cached cost was not used: {mtd2}");
     let cache = qmoi_testkit::read_json(&env.path("data/cloud_cost_cache.json")).unwrap_or_default();
@@ -346,11 +243,7 @@ monthly_budget = 200.0
 #[test]
 fn missing_credentials_and_a_dead_endpoint_are_errors_of_their_provider_only() {
     let Some(moto) = start_moto() else { return };
-    let rt = rt();
-    let id = rt.block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk(&moto.url, "us-east-1").await);
-        launch(&ec2, "app-1", &[]).await
-    });
+    let app = id(&moto.seed(serde_json::json!([{"op": "launch", "name": "app-1", "as": "app"}])), "app");
     let closed = free_port();
     let env = Env::new(&format!(
         r#"
@@ -394,7 +287,7 @@ endpoint_url = "http://127.0.0.1:{closed}"
     let good = check(&r, "provider:good");
     assert_eq!(good["status"], "ok", "{all}");
     assert!(good["message"].as_str().unwrap_or("").contains("1 instance"), "{good}");
-    assert!(r["details"]["instances"].as_array().is_some_and(|a| a.iter().any(|i| i["id"] == id.as_str())));
+    assert!(r["details"]["instances"].as_array().is_some_and(|a| a.iter().any(|i| i["id"] == app.as_str())));
     // No credentials: the provider is unknown and says why.
     let nocreds = check(&r, "provider:nocreds");
     assert_eq!(nocreds["status"], "unknown", "{all}");
