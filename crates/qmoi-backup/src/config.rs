@@ -171,6 +171,11 @@ fn default_max_restore() -> u64 {
 }
 
 impl Target {
+    /// The status of a problem with this target: critical for a `critical` target.
+    pub fn bad(&self) -> qmoi_core::Status {
+        if self.critical { qmoi_core::Status::Critical } else { qmoi_core::Status::Warning }
+    }
+
     pub fn critical_age(&self) -> Duration {
         self.critical_age.map_or(self.max_age.get() * 2, ConfigDuration::get)
     }

@@ -12,6 +12,7 @@
 //! It never modifies or deletes a backup: files are only opened for reading, and the
 //! only writes are its state file and the restore test's temp folder, always removed.
 
+pub mod checks;
 pub mod config;
 pub mod discover;
 pub mod repo;
@@ -36,7 +37,8 @@ use verify::archive::Format;
 
 pub struct BackupMonitor {
     cfg: BackupConfig,
-    patterns: Vec<Option<globset::GlobMatcher>>,
+    /// Per target, what its config says parsed once.
+    parsed: Vec<Parsed>,
     state_path: PathBuf,
     state: State,
     /// Targets whose heavy verification runs now whatever the schedule (`--verify`).
@@ -57,23 +59,12 @@ impl std::fmt::Debug for BackupMonitor {
 
 impl BackupMonitor {
     pub fn new(cfg: &BackupConfig) -> Result<Self, String> {
-        let patterns = cfg
-            .targets
-            .iter()
-            .map(|t| {
-                t.pattern
-                    .as_deref()
-                    .map(|p| {
-                        globset::Glob::new(p).map(|g| g.compile_matcher()).map_err(|e| format!("pattern '{p}': {e}"))
-                    })
-                    .transpose()
-            })
-            .collect::<Result<_, _>>()?;
+        let parsed = cfg.targets.iter().map(Parsed::new).collect::<Result<_, _>>()?;
         let state_path = Path::new(cfg.data_dir.as_str()).join("backup_state.json");
         let state = State::load(&state_path);
         Ok(Self {
             cfg: cfg.clone(),
-            patterns,
+            parsed,
             state_path,
             state,
             force: HashSet::new(),
@@ -165,7 +156,7 @@ impl BackupMonitor {
         match t.kind {
             Kind::Folder => {
                 let dir = PathBuf::from(t.path.as_ref().map(|p| p.as_str()).unwrap_or_default());
-                let pattern = self.patterns[i].clone();
+                let pattern = self.parsed[i].pattern.clone();
                 let listing = tokio::task::spawn_blocking(move || discover::list_folder(&dir, pattern.as_ref()));
                 match tokio::time::timeout(timeout, listing).await {
                     Ok(Ok(r)) => r,
@@ -180,6 +171,7 @@ impl BackupMonitor {
         }
     }
 
+    /// The checks, metrics and row of target `i`.
     async fn check_target(&mut self, i: usize, timeout: Duration, out: &mut Collected) {
         let t = self.cfg.targets[i].clone();
         let name = t.name.clone();
@@ -206,217 +198,23 @@ impl BackupMonitor {
                 return;
             }
         };
-        let bad = if t.critical { Status::Critical } else { Status::Warning };
         let newest = backups.first().cloned();
+        let ts = self.state.targets.entry(name.clone()).or_default();
+        let light = [
+            Some(checks::freshness(&t, newest.as_ref(), &where_, now)),
+            checks::schedule(&t, self.parsed[i].schedule.as_ref(), newest.as_ref(), now),
+            checks::size(&t, ts, newest.as_ref()),
+            checks::count(&t, backups.len()),
+        ];
         let mut statuses = Vec::new();
-        // Freshness.
-        let fresh = match &newest {
-            None => CheckResult::new(
-                format!("backup:{name}"),
-                Status::Critical,
-                format!("{name}: no backup found in {where_}"),
-            )
-            .with_title(format!("Backup missing: {name}")),
-            Some(b) => {
-                let age = (now - b.time).to_std().unwrap_or_default();
-                let (status, what) = if age > t.critical_age() {
-                    (Status::Critical, format!("older than {}", qmoi_core::config::ConfigDuration(t.critical_age())))
-                } else if age > t.max_age.get() {
-                    (bad, format!("older than {}", t.max_age))
-                } else {
-                    (Status::Ok, format!("max age {}", t.max_age))
-                };
-                CheckResult::new(
-                    format!("backup:{name}"),
-                    status,
-                    format!(
-                        "{name}: newest backup {} is {} old ({what})",
-                        b.name,
-                        qmoi_core::human::duration(age.as_secs_f64())
-                    ),
-                )
-                .with_value(age.as_secs_f64(), "seconds")
-                .with_title(format!("Backup stale: {name}"))
-            }
-        };
-        statuses.push(fresh.status);
-        out.checks.push(fresh);
-        // The scheduled run: the latest one whose grace is over.
-        if let (Some(s), Some(b)) = (t.schedule.as_deref().and_then(|s| schedule::Schedule::parse(s).ok()), &newest)
-            && let Some(due) = s.judged_run(now, chrono::Duration::from_std(t.grace.get()).unwrap_or_default())
-        {
-            let missed = b.time < due;
-            let local = due.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M %Z");
-            let c = if missed {
-                CheckResult::new(
-                    format!("schedule:{name}"),
-                    bad,
-                    format!(
-                        "{name}: the run due at {local} produced no backup within {} (newest is from before it)",
-                        t.grace
-                    ),
-                )
-                .with_title(format!("Scheduled backup missed: {name}"))
-            } else {
-                CheckResult::ok(format!("schedule:{name}"), format!("{name}: the run due at {local} happened"))
-            };
+        for c in light.into_iter().flatten() {
             statuses.push(c.status);
             out.checks.push(c);
         }
-        // Size and shrink (files; restic reports the bytes processed).
-        let ts = self.state.targets.entry(name.clone()).or_default();
-        if let Some(b) = &newest
-            && let Some(size) = b.size
-        {
-            ts.observe(&b.name, b.time, size);
-            let mut problems = Vec::new();
-            if let Some(min) = t.min_size
-                && size < min
-            {
-                problems.push(format!(
-                    "{} is smaller than min_size {}",
-                    qmoi_core::human::bytes(size as f64),
-                    qmoi_core::human::bytes(min as f64)
-                ));
-            }
-            if let (Some(limit), Some(prev)) = (t.max_shrink_percent, ts.previous())
-                && prev.size > 0
-            {
-                let shrink = (1.0 - size as f64 / prev.size as f64) * 100.0;
-                if shrink > limit {
-                    problems.push(format!(
-                        "{shrink:.0}% smaller than the previous backup {} ({} → {}; limit {limit}%)",
-                        prev.name,
-                        qmoi_core::human::bytes(prev.size as f64),
-                        qmoi_core::human::bytes(size as f64)
-                    ));
-                }
-            }
-            if t.min_size.is_some() || t.max_shrink_percent.is_some() {
-                let c = if problems.is_empty() {
-                    CheckResult::ok(
-                        format!("size:{name}"),
-                        format!("{name}: {} {}", b.name, qmoi_core::human::bytes(size as f64)),
-                    )
-                } else {
-                    CheckResult::new(
-                        format!("size:{name}"),
-                        Status::Warning,
-                        format!("{name}: {} {}", b.name, problems.join("; ")),
-                    )
-                    .with_title(format!("Backup shrunk or too small: {name}"))
-                };
-                statuses.push(c.status);
-                out.checks.push(c.with_value(size as f64, "bytes"));
-            }
-        }
-        // Count against the retention.
-        if t.min_count.is_some() || t.max_count.is_some() {
-            let n = backups.len();
-            let c = match (t.min_count, t.max_count) {
-                (Some(min), _) if n < min => CheckResult::new(
-                    format!("count:{name}"),
-                    Status::Warning,
-                    format!("{name}: {n} backups, fewer than min_count {min}"),
-                )
-                .with_title(format!("Too few backups: {name}")),
-                (_, Some(max)) if n > max => CheckResult::new(
-                    format!("count:{name}"),
-                    Status::Warning,
-                    format!("{name}: {n} backups, more than max_count {max} (is pruning running?)"),
-                )
-                .with_title(format!("Too many backups: {name}")),
-                _ => CheckResult::ok(format!("count:{name}"), format!("{name}: {n} backups")),
-            };
-            statuses.push(c.status);
-            out.checks.push(c.with_value(n as f64, "backups"));
-        }
-        // Heavy verification of the newest backup.
-        let mut verif_rows = serde_json::Map::new();
-        if let Some(b) = &newest {
-            let forced = self.force.contains(&name);
-            for level in [Level::Checksum, Level::Archive, Level::Restore] {
-                if !t.verifies(level) {
-                    continue;
-                }
-                let key = level.as_str().to_string();
-                let last = self.state.targets.get(&name).and_then(|s| s.verified.get(&key)).cloned();
-                let stale = last.as_ref().is_none_or(|v| {
-                    v.identity != b.identity()
-                        || (now - v.at).to_std().unwrap_or_default() >= self.cfg.verify_interval.get()
-                });
-                let restore_dir = PathBuf::from(self.cfg.restore_dir.as_str());
-                let mut running_note = None;
-                let v = if (forced || stale) && self.background.is_none() {
-                    let v = verify_one(&t, b, level, restore_dir).await;
-                    tracing::info!(target = %name, level = level.as_str(), status = %v.status, ms = v.duration_ms, "Verification done.");
-                    if let Some(ts) = self.state.targets.get_mut(&name) {
-                        ts.verified.insert(key.clone(), v.clone());
-                    }
-                    v
-                } else {
-                    if forced || stale {
-                        running_note = Some(self.start_in_background(&t, b, level, restore_dir));
-                    }
-                    match (last, &running_note) {
-                        (Some(v), _) => v,
-                        (None, Some((what, since))) => Verification {
-                            backup: b.name.clone(),
-                            identity: String::new(),
-                            at: *since,
-                            status: Status::Unknown,
-                            message: format!(
-                                "first {} verification of {what} running since {}",
-                                level.as_str(),
-                                since.format("%H:%M:%S UTC")
-                            ),
-                            duration_ms: 0,
-                            bytes: None,
-                            details: None,
-                        },
-                        (None, None) => continue,
-                    }
-                };
-                let v = match (&running_note, v.identity.is_empty()) {
-                    (Some((what, since)), false) => Verification {
-                        message: format!(
-                            "{} (verification of {what} running since {})",
-                            v.message,
-                            since.format("%H:%M:%S UTC")
-                        ),
-                        ..v
-                    },
-                    _ => v,
-                };
-                let title = match (level, v.status) {
-                    (Level::Checksum, _) => format!("Backup checksum mismatch: {name}"),
-                    (Level::Archive, _) if t.kind != Kind::Folder => format!("Backup repository check failed: {name}"),
-                    (Level::Archive, _) => format!("Backup archive corrupt: {name}"),
-                    (Level::Restore, _) => format!("Backup restore test failed: {name}"),
-                    _ => String::new(),
-                };
-                let c = CheckResult::new(format!("{key}:{name}"), v.status, format!("{name}: {}", v.message))
-                    .with_title(title);
-                statuses.push(c.status);
-                out.checks.push(c);
-                out.metric(
-                    "qmoi_backup_verification_ok",
-                    &[("target", name.as_str()), ("level", level.as_str())],
-                    if v.status == Status::Ok { 1.0 } else { 0.0 },
-                );
-                out.metric(
-                    "qmoi_backup_verification_duration_seconds",
-                    &[("target", name.as_str()), ("level", level.as_str())],
-                    v.duration_ms as f64 / 1000.0,
-                );
-                out.metric(
-                    "qmoi_backup_last_verified_timestamp_seconds",
-                    &[("target", name.as_str()), ("level", level.as_str())],
-                    v.at.timestamp() as f64,
-                );
-                verif_rows.insert(key, serde_json::to_value(&v).unwrap_or_default());
-            }
-        }
+        let verifications = match &newest {
+            Some(b) => self.verifications(&t, b, now, out, &mut statuses).await,
+            None => serde_json::Map::new(),
+        };
         self.force.remove(&name);
         let trend = self.state.targets.get(&name).map(|s| s.sizes.clone()).unwrap_or_default();
         if let Some(b) = &newest {
@@ -448,11 +246,98 @@ impl BackupMonitor {
                 })),
                 "count": backups.len(),
                 "trend": trend,
-                "verification": verif_rows,
+                "verification": verifications,
                 "restore_command": restore_command,
                 "labels": t.labels,
             }),
         );
+    }
+
+    /// The heavy verifications of the newest backup `b` that `t` asks for: run now when
+    /// due (inline), started in the background (the daemon), or the last result. Returns
+    /// the report row's `verification` object.
+    async fn verifications(
+        &mut self,
+        t: &Target,
+        b: &Backup,
+        now: DateTime<Utc>,
+        out: &mut Collected,
+        statuses: &mut Vec<Status>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let name = t.name.as_str();
+        let mut rows = serde_json::Map::new();
+        let forced = self.force.contains(name);
+        for level in [Level::Checksum, Level::Archive, Level::Restore] {
+            if !t.verifies(level) {
+                continue;
+            }
+            let key = level.as_str().to_string();
+            let last = self.state.targets.get(name).and_then(|s| s.verified.get(&key)).cloned();
+            let stale = last.as_ref().is_none_or(|v| {
+                v.identity != b.identity()
+                    || (now - v.at).to_std().unwrap_or_default() >= self.cfg.verify_interval.get()
+            });
+            let restore_dir = PathBuf::from(self.cfg.restore_dir.as_str());
+            let mut running_note = None;
+            let v = if (forced || stale) && self.background.is_none() {
+                let v = verify_one(t, b, level, restore_dir).await;
+                tracing::info!(target = %name, level = level.as_str(), status = %v.status, ms = v.duration_ms, "Verification done.");
+                if let Some(ts) = self.state.targets.get_mut(name) {
+                    ts.verified.insert(key.clone(), v.clone());
+                }
+                v
+            } else {
+                if forced || stale {
+                    running_note = Some(self.start_in_background(t, b, level, restore_dir));
+                }
+                match (last, &running_note) {
+                    (Some(v), _) => v,
+                    (None, Some((what, since))) => Verification {
+                        backup: b.name.clone(),
+                        identity: String::new(),
+                        at: *since,
+                        status: Status::Unknown,
+                        message: format!(
+                            "first {} verification of {what} running since {}",
+                            level.as_str(),
+                            since.format("%H:%M:%S UTC")
+                        ),
+                        duration_ms: 0,
+                        bytes: None,
+                        details: None,
+                    },
+                    (None, None) => continue,
+                }
+            };
+            let v = match (&running_note, v.identity.is_empty()) {
+                (Some((what, since)), false) => Verification {
+                    message: format!(
+                        "{} (verification of {what} running since {})",
+                        v.message,
+                        since.format("%H:%M:%S UTC")
+                    ),
+                    ..v
+                },
+                _ => v,
+            };
+            let title = match level {
+                Level::Checksum => format!("Backup checksum mismatch: {name}"),
+                Level::Archive if t.kind != Kind::Folder => format!("Backup repository check failed: {name}"),
+                Level::Archive => format!("Backup archive corrupt: {name}"),
+                Level::Restore => format!("Backup restore test failed: {name}"),
+                Level::Metadata => String::new(),
+            };
+            let c =
+                CheckResult::new(format!("{key}:{name}"), v.status, format!("{name}: {}", v.message)).with_title(title);
+            statuses.push(c.status);
+            out.checks.push(c);
+            let labels = [("target", name), ("level", level.as_str())];
+            out.metric("qmoi_backup_verification_ok", &labels, if v.status == Status::Ok { 1.0 } else { 0.0 });
+            out.metric("qmoi_backup_verification_duration_seconds", &labels, v.duration_ms as f64 / 1000.0);
+            out.metric("qmoi_backup_last_verified_timestamp_seconds", &labels, v.at.timestamp() as f64);
+            rows.insert(key, serde_json::to_value(&v).unwrap_or_default());
+        }
+        rows
     }
 
     fn save_state(&self) -> Option<String> {
@@ -491,6 +376,29 @@ async fn verify_one(t: &Target, b: &Backup, level: Level, restore_dir: PathBuf) 
 }
 
 type Running = (String, DateTime<Utc>);
+
+/// What a target's config says, parsed once (validation has already refused what does not
+/// parse).
+struct Parsed {
+    pattern: Option<globset::GlobMatcher>,
+    schedule: Option<schedule::Schedule>,
+}
+
+impl Parsed {
+    fn new(t: &Target) -> Result<Self, String> {
+        let pattern = t
+            .pattern
+            .as_deref()
+            .map(|p| globset::Glob::new(p).map(|g| g.compile_matcher()).map_err(|e| format!("pattern '{p}': {e}")))
+            .transpose()?;
+        let schedule = t
+            .schedule
+            .as_deref()
+            .map(|s| schedule::Schedule::parse(s).map_err(|e| format!("schedule: {e}")))
+            .transpose()?;
+        Ok(Self { pattern, schedule })
+    }
+}
 
 /// Heavy verifications of the daemon run as tasks, one at a time, so that a restore test
 /// of a large archive does not hold up the report (which the supervisor would then find
@@ -682,7 +590,9 @@ impl BackupMonitor {
             if self.only.as_ref().is_some_and(|o| *o != self.cfg.targets[i].name) {
                 continue;
             }
+            let since = Instant::now();
             self.check_target(i, timeout, &mut out).await;
+            out.took(&format!("target:{}", self.cfg.targets[i].name), since.elapsed());
         }
         out
     }

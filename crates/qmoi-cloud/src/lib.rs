@@ -277,10 +277,13 @@ impl Monitor for CloudMonitor {
         let results = futures_util::future::join_all(self.slots.iter_mut().map(|slot| {
             let cached = cache.providers.get(&slot.provider.name).cloned();
             async move {
-                match tokio::time::timeout(timeout, collect(slot, cfg, cached, now)).await {
+                let since = std::time::Instant::now();
+                let (mut c, update) = match tokio::time::timeout(timeout, collect(slot, cfg, cached, now)).await {
                     Ok(r) => r,
                     Err(_) => (Collection { timed_out: true, ..Collection::default() }, None),
-                }
+                };
+                c.duration = since.elapsed();
+                (c, update)
             }
         }))
         .await;
@@ -315,6 +318,7 @@ impl Monitor for CloudMonitor {
             let p = &slot.provider;
             let f = findings::analyze(&self.cfg, p, c, self.cache.providers.get(&p.name), now);
             out.extend(f.out);
+            out.took(&format!("provider:{}", p.name), c.duration);
             alerts.extend(f.alerts);
             summaries.push(f.summary);
             let cpu = c.cpu.as_ref().map(|(_, s)| s.as_ref());

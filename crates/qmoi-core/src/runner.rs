@@ -36,6 +36,9 @@ pub struct Outcome {
     pub streamed: crate::report::Streamed,
 }
 
+/// The metric of [`Collected::took`].
+pub const CHECK_DURATION: &str = "qmoi_check_duration_seconds";
+
 /// What the checks of one run found so far: check results, metrics and one `details`
 /// section per concern. Monitors fill it module by module, then turn it into an
 /// [`Outcome`].
@@ -70,6 +73,21 @@ impl Collected {
         } else {
             *list = serde_json::Value::Array(vec![row]);
         }
+    }
+
+    /// Record how long one concern's checks took this run, as
+    /// `qmoi_check_duration_seconds{concern="…"}`: a slow check is visible in the report
+    /// and on `/metrics`, not only as a late report.
+    pub fn took(&mut self, concern: &str, duration: Duration) {
+        self.metric(CHECK_DURATION, &[("concern", concern)], duration.as_secs_f64());
+    }
+
+    /// Run one concern's (synchronous) checks and record how long they took.
+    pub fn timed<T>(&mut self, concern: &str, f: impl FnOnce(&mut Self) -> T) -> T {
+        let since = Instant::now();
+        let r = f(self);
+        self.took(concern, since.elapsed());
+        r
     }
 
     pub fn extend(&mut self, other: Collected) {
@@ -727,6 +745,22 @@ mod tests {
         c.metric("qmoi_x", &[("target", "a")], f64::NAN);
         assert_eq!(c.details["targets"], serde_json::json!([{"name": "a"}, {"name": "b"}]));
         assert!(c.metrics.is_empty(), "NaN is left out");
+    }
+
+    #[test]
+    fn each_concern_reports_how_long_it_took() {
+        let mut c = super::Collected::default();
+        let n = c.timed("disk", |c| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            c.check(crate::CheckResult::ok("disk:/", "fine"));
+            7
+        });
+        assert_eq!(n, 7);
+        c.took("target:db", std::time::Duration::from_millis(1500));
+        let disk = c.metrics["qmoi_check_duration_seconds{concern=\"disk\"}"];
+        assert!(disk >= 0.02, "{disk}");
+        assert_eq!(c.metrics["qmoi_check_duration_seconds{concern=\"target:db\"}"], 1.5);
+        assert_eq!(c.checks.len(), 1);
     }
 
     #[test]

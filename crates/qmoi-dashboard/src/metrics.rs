@@ -43,6 +43,7 @@ fn help(name: &str) -> &'static str {
         "qmoi_file_descriptors_open" => "Open file descriptors, system-wide.",
         "qmoi_file_descriptors_max" => "fs.file-max.",
         "qmoi_uptime_seconds" => "Seconds since boot.",
+        "qmoi_check_duration_seconds" => "Time one concern's checks took in the monitor's last run.",
         "qmoi_temperature_celsius" => "Sensor temperature.",
         "qmoi_component_up" => "1 when the supervisor sees the component running with fresh reports.",
         "qmoi_component_restarts_total" => "Restarts of the component since the supervisor started.",

@@ -156,7 +156,9 @@ impl SecurityMonitor {
                 (None, true) => None,
                 (None, false) => Some(&empty),
             };
-            let seen = network::check(&self.cfg.network, &mut self.net_state, known, &self.allow, &self.deny, &mut out);
+            let seen = out.timed("network", |out| {
+                network::check(&self.cfg.network, &mut self.net_state, known, &self.allow, &self.deny, out)
+            });
             if self.host.listeners.is_none() && self.cfg.network.learn && !seen.listeners.is_empty() {
                 self.host.listeners = Some(seen.listeners.iter().map(|(s, _)| s.listener_key()).collect());
                 learned = true;
@@ -164,16 +166,20 @@ impl SecurityMonitor {
         }
         if self.cfg.accounts.enabled {
             let k = self.key.derive32("qmoi-security accounts");
-            host::check_accounts(&self.cfg.accounts, &k, &mut self.host, &mut learned, &mut out);
+            out.timed("accounts", |out| {
+                host::check_accounts(&self.cfg.accounts, &k, &mut self.host, &mut learned, out)
+            });
         }
         if self.cfg.processes.enabled {
-            host::check_processes(&self.cfg.processes, &mut out);
+            out.timed("processes", |out| host::check_processes(&self.cfg.processes, out));
         }
         if self.cfg.kernel_modules.enabled {
-            host::check_modules(&self.cfg.kernel_modules, &mut self.host, &mut learned, &mut out);
+            out.timed("kernel_modules", |out| {
+                host::check_modules(&self.cfg.kernel_modules, &mut self.host, &mut learned, out);
+            });
         }
         if let Some(a) = self.auth.as_mut() {
-            a.check(&mut out);
+            out.timed("auth_log", |out| a.check(out));
         }
         if learned && self.host_tamper.is_none() {
             if let Err(e) = self.host.save(&self.host_path, &self.key) {
@@ -282,7 +288,9 @@ impl Monitor for SecurityMonitor {
     async fn run(&mut self, ctx: &RunContext) -> Outcome {
         let mut out = Collected::default();
         if let Some(i) = self.integrity.as_mut() {
+            let since = std::time::Instant::now();
             i.run(&mut out).await;
+            out.took("integrity", since.elapsed());
         }
         if !ctx.woken || self.scheduled.is_none() {
             self.scheduled = Some(self.scheduled_checks());

@@ -183,6 +183,12 @@ fn change_key(o: &Overview) -> String {
     k
 }
 
+/// The dashboard and its running server (both `None` when the dashboard is disabled).
+type DashboardParts = (Option<Arc<qmoi_dashboard::Dashboard>>, Option<qmoi_dashboard::Server>);
+/// Each component's command sender, by id, and the tasks that run them.
+type Monitors = (HashMap<String, mpsc::Sender<Cmd>>, tokio::task::JoinSet<()>);
+
+/// Run the stack until a shutdown signal: start-up, the aggregation loop, shutdown.
 pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     // The supervisor's own configuration was checked before this (exit 2). Each monitor's
     // own is not waited for: one monitor that is broken (a config error, a crash or a hang
@@ -202,22 +208,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
 
     // The dashboard binds before any monitor starts: a port in use is reported at once.
     let backend = Arc::new(DashboardBackend(OnceLock::new()));
-    let (dashboard, server) = if plan.config.dashboard.enabled {
-        let d = qmoi_dashboard::Dashboard::open(
-            &plan.config.dashboard,
-            &plan.config.paths.data,
-            &common.report_dir,
-            &common.log_dir,
-            backend.clone(),
-        )
-        .map_err(Error::Runtime)?;
-        let l = qmoi_dashboard::bind(&plan.config.dashboard).await.map_err(Error::Config)?;
-        let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
-        d.spawn_pruner();
-        (Some(Arc::new(d)), Some(server))
-    } else {
-        (None, None)
-    };
+    let (dashboard, server) = start_dashboard(&plan, &common, backend.clone()).await?;
     let dashboard_url = server.as_ref().map(qmoi_dashboard::Server::url);
     let addr_file = plan.config.paths.run.join("dashboard.addr");
     let started_at = chrono::Utc::now();
@@ -232,41 +223,10 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         }
     }
 
-    let spawner = Arc::new(
-        process::Spawner::start(tokio::runtime::Handle::current())
-            .map_err(|e| Error::Runtime(format!("cannot start the spawner thread: {e}")))?,
-    );
     let shared = Shared::default();
     let changed = Arc::new(Notify::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
-    let mut cmds = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for spec in &plan.components {
-        shared.lock().insert(
-            spec.id.clone(),
-            ComponentStatus::new(&spec.id, spec.priority, spec.interval.as_secs(), spec.stale_after.as_secs()),
-        );
-        let (ready_tx, ready_rx) = watch::channel(false);
-        let deps = spec.depends_on.iter().filter_map(|d| ready.get(d).map(|rx| (d.clone(), rx.clone()))).collect();
-        ready.insert(spec.id.clone(), ready_rx);
-        let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        cmds.insert(spec.id.clone(), cmd_tx);
-        let task = Task::new(
-            spec.clone(),
-            plan.config.restart.clone(),
-            plan.config.alerts.auto_restart,
-            shared.clone(),
-            spawner.clone(),
-            (common.report_dir.clone(), common.log_dir.clone()),
-            deps,
-            ready_tx,
-            cmd_rx,
-            shutdown_rx.clone(),
-            changed.clone(),
-        );
-        tasks.spawn(task.run());
-    }
+    let (cmds, mut tasks) = start_monitors(&plan, &common, &shared, &changed, &shutdown_rx)?;
     let info = SupervisorInfo {
         pid: std::process::id(),
         started_at,
@@ -291,33 +251,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         server: tokio::sync::Mutex::new(server),
     });
     let _ = backend.0.set(Arc::downgrade(&control));
-    {
-        // Each monitor's effective config, for the dashboard's config view.
-        let (control, plan) = (Arc::downgrade(&control), plan.clone());
-        tokio::spawn(async move {
-            let checks = crate::component_configs(&plan).await;
-            let components: serde_json::Map<String, serde_json::Value> = checks
-                .into_iter()
-                .map(|(id, r)| {
-                    let file = plan.components.iter().find(|c| c.id == id).and_then(|c| c.config.as_ref());
-                    let file = file.map(|p| p.display().to_string());
-                    let v = match r {
-                        Ok(v) => serde_json::json!({"file": file, "effective": v}),
-                        Err(e) => {
-                            tracing::warn!(component = %id, error = %e, "The monitor cannot print its configuration.");
-                            serde_json::json!({"file": file, "error": e})
-                        }
-                    };
-                    (id, v)
-                })
-                .collect();
-            if let Some(c) = control.upgrade()
-                && let Ok(mut view) = c.config_view.write()
-            {
-                view["components"] = serde_json::Value::Object(components);
-            }
-        });
-    }
+    fill_config_view(Arc::downgrade(&control), plan.clone());
     // The API has an answer before anyone is told where it is.
     if let Some(h) = hub.clone() {
         let o = control.overview();
@@ -345,48 +279,9 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         dashboard = dashboard_url.as_deref().unwrap_or("disabled"),
         "Supervisor started."
     );
-
-    // Aggregate reports into the master report (and the dashboard) until shutdown.
-    let mut writer = ReportWriter::new(&common.report_dir, MASTER_MONITOR, plan.config.report.history.policy());
-    let mut tracker = AlertTracker::new();
-    if let ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
-        tracker.seed_from(&report);
-    }
     let interval = plan.config.report.interval.get();
-    let mut agg_shutdown = shutdown_rx.clone();
-    let agg_control = control.clone();
-    let agg_host = host.clone();
-    let aggregator = tokio::spawn(async move {
-        let mut last_key = String::new();
-        let mut last_write: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                () = changed.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = agg_shutdown.changed() => break,
-            }
-            // Reading reports and fsyncing the master report: off the async workers, so
-            // the control socket and the dashboard answer meanwhile.
-            let o = qmoi_core::runner::off_the_workers(|| {
-                let o = agg_control.overview();
-                let key = change_key(&o);
-                if key != last_key || last_write.is_none_or(|t| t.elapsed() >= interval) {
-                    let report = master_report::build(&o, &mut tracker, &agg_host, interval.as_secs());
-                    if let Err(e) = writer.write(&report) {
-                        tracing::error!(error = %e, "Cannot write the master report.");
-                    }
-                    last_key = key;
-                    last_write = Some(Instant::now());
-                }
-                o
-            });
-            if let Some(h) = hub.clone() {
-                // File and database IO: off the async worker threads.
-                let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;
-            }
-        }
-        (writer, tracker)
-    });
+    let aggregator = Aggregator::new(&plan, &common, control.clone(), host.clone());
+    let aggregation = tokio::spawn(aggregator.run(changed, hub, shutdown_rx.clone()));
 
     qmoi_core::runner::shutdown_signal().await;
     if let Some(s) = control.server.lock().await.take() {
@@ -403,10 +298,11 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         while tasks.join_next().await.is_some() {}
     }
     let _ = control_task.await;
-    if let Ok((mut writer, mut tracker)) = aggregator.await {
+    if let Ok(mut a) = aggregation.await {
+        // The final word: every monitor stopped.
         let o = control.overview();
-        let report = master_report::build(&o, &mut tracker, &host, interval.as_secs());
-        if let Err(e) = writer.write(&report) {
+        let report = master_report::build(&o, &mut a.tracker, &host, interval.as_secs());
+        if let Err(e) = a.writer.write(&report) {
             tracing::error!(error = %e, "Cannot write the final master report.");
         }
     }
@@ -416,4 +312,160 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     }
     tracing::info!("Supervisor stopped.");
     Ok(())
+}
+
+/// Open the dashboard's database and bind its listener (a port in use is an error now).
+async fn start_dashboard(
+    plan: &Plan,
+    common: &CommonArgs,
+    backend: Arc<DashboardBackend>,
+) -> Result<DashboardParts, Error> {
+    if !plan.config.dashboard.enabled {
+        return Ok((None, None));
+    }
+    let d = qmoi_dashboard::Dashboard::open(
+        &plan.config.dashboard,
+        &plan.config.paths.data,
+        &common.report_dir,
+        &common.log_dir,
+        backend,
+    )
+    .map_err(Error::Runtime)?;
+    let l = qmoi_dashboard::bind(&plan.config.dashboard).await.map_err(Error::Config)?;
+    let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
+    d.spawn_pruner();
+    Ok((Some(Arc::new(d)), Some(server)))
+}
+
+/// One task per component (started in dependency order by the tasks themselves): the
+/// command senders by component id, and the tasks.
+fn start_monitors(
+    plan: &Plan,
+    common: &CommonArgs,
+    shared: &Shared,
+    changed: &Arc<Notify>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Monitors, Error> {
+    let spawner = Arc::new(
+        process::Spawner::start(tokio::runtime::Handle::current())
+            .map_err(|e| Error::Runtime(format!("cannot start the spawner thread: {e}")))?,
+    );
+    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
+    let mut cmds = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in &plan.components {
+        shared.lock().insert(
+            spec.id.clone(),
+            ComponentStatus::new(&spec.id, spec.priority, spec.interval.as_secs(), spec.stale_after.as_secs()),
+        );
+        let (ready_tx, ready_rx) = watch::channel(false);
+        let deps = spec.depends_on.iter().filter_map(|d| ready.get(d).map(|rx| (d.clone(), rx.clone()))).collect();
+        ready.insert(spec.id.clone(), ready_rx);
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        cmds.insert(spec.id.clone(), cmd_tx);
+        let task = Task::new(
+            spec.clone(),
+            plan.config.restart.clone(),
+            plan.config.alerts.auto_restart,
+            shared.clone(),
+            spawner.clone(),
+            (common.report_dir.clone(), common.log_dir.clone()),
+            deps,
+            ready_tx,
+            cmd_rx,
+            shutdown.clone(),
+            changed.clone(),
+        );
+        tasks.spawn(task.run());
+    }
+    Ok((cmds, tasks))
+}
+
+/// Each monitor's effective config, for the dashboard's config view: asked of every
+/// monitor (`--print-config`) in the background, filled in when all have answered.
+fn fill_config_view(control: Weak<Control>, plan: Plan) {
+    tokio::spawn(async move {
+        let checks = crate::component_configs(&plan).await;
+        let components: serde_json::Map<String, serde_json::Value> = checks
+            .into_iter()
+            .map(|(id, r)| {
+                let file = plan.components.iter().find(|c| c.id == id).and_then(|c| c.config.as_ref());
+                let file = file.map(|p| p.display().to_string());
+                let v = match r {
+                    Ok(v) => serde_json::json!({"file": file, "effective": v}),
+                    Err(e) => {
+                        tracing::warn!(component = %id, error = %e, "The monitor cannot print its configuration.");
+                        serde_json::json!({"file": file, "error": e})
+                    }
+                };
+                (id, v)
+            })
+            .collect();
+        if let Some(c) = control.upgrade()
+            && let Ok(mut view) = c.config_view.write()
+        {
+            view["components"] = serde_json::Value::Object(components);
+        }
+    });
+}
+
+/// The aggregation loop's state: it writes the master report when what matters changes
+/// (or every report interval), and refreshes the dashboard.
+struct Aggregator {
+    writer: ReportWriter,
+    tracker: AlertTracker,
+    control: Arc<Control>,
+    host: String,
+    interval: Duration,
+}
+
+impl Aggregator {
+    fn new(plan: &Plan, common: &CommonArgs, control: Arc<Control>, host: String) -> Self {
+        let writer = ReportWriter::new(&common.report_dir, MASTER_MONITOR, plan.config.report.history.policy());
+        let mut tracker = AlertTracker::new();
+        // Alerts keep their `since` across a restart of the supervisor.
+        if let ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
+            tracker.seed_from(&report);
+        }
+        Self { writer, tracker, control, host, interval: plan.config.report.interval.get() }
+    }
+
+    /// Until shutdown: on every change a monitor task signals, and at least every second.
+    /// Returns itself for the final report.
+    async fn run(
+        mut self,
+        changed: Arc<Notify>,
+        hub: Option<Arc<qmoi_dashboard::Hub>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let mut last_key = String::new();
+        let mut last_write: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => break,
+            }
+            // Reading reports and fsyncing the master report: off the async workers, so
+            // the control socket and the dashboard answer meanwhile.
+            let o = qmoi_core::runner::off_the_workers(|| {
+                let o = self.control.overview();
+                let key = change_key(&o);
+                if key != last_key || last_write.is_none_or(|t| t.elapsed() >= self.interval) {
+                    let report = master_report::build(&o, &mut self.tracker, &self.host, self.interval.as_secs());
+                    if let Err(e) = self.writer.write(&report) {
+                        tracing::error!(error = %e, "Cannot write the master report.");
+                    }
+                    last_key = key;
+                    last_write = Some(Instant::now());
+                }
+                o
+            });
+            if let Some(h) = hub.clone() {
+                // File and database IO: off the async worker threads.
+                let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;
+            }
+        }
+        self
+    }
 }

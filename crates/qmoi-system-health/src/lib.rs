@@ -56,17 +56,22 @@ impl Monitor for SystemHealth {
         let elapsed = self.sampled_at.elapsed();
         self.sampled_at = Instant::now();
         let mut out = Collected::default();
-        checks::cpu::check(&self.cfg, self.sys.as_mut(), &mut out);
-        checks::load::check(&self.cfg, self.sys.as_ref(), &mut out);
-        checks::memory::check(&self.cfg, self.sys.as_mut(), &mut out);
-        checks::disk::check(&self.cfg, ctx.check_timeout, &mut out).await;
-        checks::network::check(&self.cfg, self.networks.as_mut(), elapsed, &mut out);
-        checks::connectivity::check(&self.cfg, ctx.check_timeout, &mut out).await;
-        checks::processes::check(&self.cfg, self.sys.as_mut(), &mut out);
-        checks::fds::check(&self.cfg, &mut out);
-        checks::uptime::check(&mut out);
-        if self.cfg.temperature.enabled {
-            checks::temperature::check(&self.cfg, self.components.as_mut(), &mut out);
+        let cfg = &self.cfg;
+        out.timed("cpu", |out| checks::cpu::check(cfg, self.sys.as_mut(), out));
+        out.timed("load", |out| checks::load::check(cfg, self.sys.as_ref(), out));
+        out.timed("memory", |out| checks::memory::check(cfg, self.sys.as_mut(), out));
+        let since = Instant::now();
+        checks::disk::check(cfg, ctx.check_timeout, &mut out).await;
+        out.took("disk", since.elapsed());
+        out.timed("network", |out| checks::network::check(cfg, self.networks.as_mut(), elapsed, out));
+        let since = Instant::now();
+        checks::connectivity::check(cfg, ctx.check_timeout, &mut out).await;
+        out.took("connectivity", since.elapsed());
+        out.timed("processes", |out| checks::processes::check(cfg, self.sys.as_mut(), out));
+        out.timed("fds", |out| checks::fds::check(cfg, out));
+        out.timed("uptime", checks::uptime::check);
+        if cfg.temperature.enabled {
+            out.timed("temperature", |out| checks::temperature::check(cfg, self.components.as_mut(), out));
         }
         out.into_outcome()
     }

@@ -113,6 +113,11 @@ fn once_writes_a_report_in_the_documented_shape() -> std::io::Result<()> {
     assert_eq!(alert["level"], "warning");
     assert!(r["metrics"]["qmoi_disk_used_ratio{mount=\"/\"}"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v)));
     assert!(r["metrics"]["qmoi_memory_used_ratio"].is_number());
+    // Each concern says how long it took.
+    for concern in ["cpu", "load", "memory", "disk", "network", "connectivity", "processes", "fds", "uptime"] {
+        let key = format!("qmoi_check_duration_seconds{{concern=\"{concern}\"}}");
+        assert!(r["metrics"][&key].as_f64().is_some_and(|v| v >= 0.0), "{key} in {}", r["metrics"]);
+    }
     assert!(r["details"]["disks"][0]["mount"] == "/");
     // A history copy is written beside it.
     let hist = std::fs::read_dir(dir.path().join("out"))?

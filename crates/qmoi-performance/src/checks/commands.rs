@@ -1,0 +1,75 @@
+//! Timed commands: the configured probes of what users wait for.
+
+use crate::PerfMonitor;
+use qmoi_core::CheckResult;
+use qmoi_core::Status;
+use qmoi_core::runner::Collected;
+use serde_json::json;
+use std::time::Instant;
+
+impl PerfMonitor {
+    pub(crate) async fn commands(&mut self, out: &mut Collected) {
+        let mut rows = Vec::new();
+        for (i, c) in self.cfg.commands.clone().iter().enumerate() {
+            let due = self.commands[i].0.is_none_or(|t| t.elapsed() >= c.every.get());
+            if due {
+                let started = Instant::now();
+                let mut cmd = tokio::process::Command::new(&c.command);
+                cmd.args(&c.args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped());
+                // Tied to this monitor's life: a probe never outlives it (or the supervisor).
+                let result = match qmoi_core::child::spawn(cmd).await {
+                    Err(e) => (f64::NAN, format!("cannot run {}: {e}", c.command), Status::Unknown),
+                    Ok(child) => match tokio::time::timeout(c.timeout.get(), child.wait_with_output()).await {
+                        Err(_) => (
+                            c.timeout.as_secs_f64(),
+                            format!("did not finish within {} (killed)", c.timeout),
+                            Status::Warning,
+                        ),
+                        Ok(Err(e)) => (f64::NAN, e.to_string(), Status::Unknown),
+                        Ok(Ok(o)) => {
+                            let secs = started.elapsed().as_secs_f64();
+                            if o.status.success() {
+                                let slow = c.warning.is_some_and(|w| secs > w.as_secs_f64());
+                                (
+                                    secs,
+                                    format!("took {}", fmt_secs(secs)),
+                                    if slow { Status::Warning } else { Status::Ok },
+                                )
+                            } else {
+                                let err = String::from_utf8_lossy(&o.stderr);
+                                (
+                                    secs,
+                                    format!(
+                                        "failed ({}) after {}: {}",
+                                        o.status,
+                                        fmt_secs(secs),
+                                        err.lines().last().unwrap_or("")
+                                    ),
+                                    Status::Warning,
+                                )
+                            }
+                        }
+                    },
+                };
+                self.commands[i] = (Some(Instant::now()), Some(result));
+            }
+            if let Some((secs, msg, status)) = &self.commands[i].1 {
+                out.metric("qmoi_perf_command_duration_seconds", &[("command", &c.name)], *secs);
+                let warn = c.warning.map_or_else(String::new, |w| format!(" (warning above {w})"));
+                out.checks.push(
+                    CheckResult::new(format!("command:{}", c.name), *status, format!("{}: {msg}{warn}", c.name))
+                        .with_title(format!("Command {} slow or failing", c.name)),
+                );
+                rows.push(json!({"name": c.name, "seconds": secs, "result": msg}));
+            }
+        }
+        out.details.insert("commands".into(), json!(rows));
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    if s < 1.0 { format!("{:.0} ms", s * 1000.0) } else { format!("{s:.2} s") }
+}
