@@ -218,98 +218,105 @@ impl Validate for EndpointsConfig {
             } else if !names.insert(e.name.as_str()) {
                 p.push(format!("{key}.name"), format!("'{}' is used twice; names must be unique", e.name));
             }
-            match e.kind {
-                Kind::Http => match e.url.as_ref().map(|u| reqwest::Url::parse(u.as_str())) {
-                    None => p.push(format!("{key}.url"), "an http endpoint needs a url"),
-                    Some(Err(err)) => p.push(
-                        format!("{key}.url"),
-                        format!("'{}' is not a URL: {err}", e.url.as_ref().map(EnvString::as_str).unwrap_or("")),
-                    ),
-                    Some(Ok(u)) if !["http", "https"].contains(&u.scheme()) => {
-                        p.push(format!("{key}.url"), format!("scheme must be http or https, got '{}'", u.scheme()));
-                    }
-                    Some(Ok(_)) => {}
-                },
-                Kind::Tcp | Kind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
-                    Some((h, Some(port))) if !h.is_empty() && port > 0 => {}
-                    _ => p.push(format!("{key}.target"), "needs host:port, e.g. '127.0.0.1:443'"),
-                },
-                Kind::Icmp => match e.target.as_ref().map(|t| t.as_str().trim()) {
-                    None | Some("") => {
-                        p.push(format!("{key}.target"), "an icmp endpoint needs a host name or address as target")
-                    }
-                    Some(t)
-                        if t.parse::<std::net::SocketAddr>().is_ok()
-                            || (t.matches(':').count() == 1 && !t.starts_with('[')) =>
-                    {
-                        p.push(format!("{key}.target"), format!("an icmp target is a host, without a port: got '{t}'"))
-                    }
-                    Some(_) => {}
-                },
-                Kind::Dns => {
-                    if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {
-                        p.push(format!("{key}.target"), "a dns endpoint needs the name to resolve as target");
-                    }
-                    if let Some(s) = &e.server
-                        && s.as_str().parse::<std::net::SocketAddr>().is_err()
-                    {
-                        p.push(format!("{key}.server"), format!("must be ip:port (e.g. '127.0.0.53:53'), got '{s}'"));
-                    }
-                    if let Some(t) = &e.record_type {
-                        if crate::probe::dns::type_code(t).is_none() {
-                            p.push(
-                                format!("{key}.record_type"),
-                                format!("must be A, AAAA, CNAME, NS, MX or TXT, got '{t}'"),
-                            );
-                        } else if e.server.is_none() && !["A", "AAAA"].contains(&t.to_ascii_uppercase().as_str()) {
-                            p.push(
-                                format!("{key}.record_type"),
-                                "other types than A/AAAA need a `server` (the system resolver only gives addresses)",
-                            );
-                        }
-                    }
+            validate_target(p, &key, e);
+            validate_endpoint(p, &key, e);
+        }
+    }
+}
+
+/// What an endpoint of its kind must name: a URL, host:port, a host, a name to resolve.
+fn validate_target(p: &mut Problems, key: &str, e: &Endpoint) {
+    match e.kind {
+        Kind::Http => match e.url.as_ref().map(|u| reqwest::Url::parse(u.as_str())) {
+            None => p.push(format!("{key}.url"), "an http endpoint needs a url"),
+            Some(Err(err)) => p.push(
+                format!("{key}.url"),
+                format!("'{}' is not a URL: {err}", e.url.as_ref().map(EnvString::as_str).unwrap_or("")),
+            ),
+            Some(Ok(u)) if !["http", "https"].contains(&u.scheme()) => {
+                p.push(format!("{key}.url"), format!("scheme must be http or https, got '{}'", u.scheme()));
+            }
+            Some(Ok(_)) => {}
+        },
+        Kind::Tcp | Kind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
+            Some((h, Some(port))) if !h.is_empty() && port > 0 => {}
+            _ => p.push(format!("{key}.target"), "needs host:port, e.g. '127.0.0.1:443'"),
+        },
+        Kind::Icmp => match e.target.as_ref().map(|t| t.as_str().trim()) {
+            None | Some("") => {
+                p.push(format!("{key}.target"), "an icmp endpoint needs a host name or address as target")
+            }
+            Some(t)
+                if t.parse::<std::net::SocketAddr>().is_ok()
+                    || (t.matches(':').count() == 1 && !t.starts_with('[')) =>
+            {
+                p.push(format!("{key}.target"), format!("an icmp target is a host, without a port: got '{t}'"))
+            }
+            Some(_) => {}
+        },
+        Kind::Dns => {
+            if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {
+                p.push(format!("{key}.target"), "a dns endpoint needs the name to resolve as target");
+            }
+            if let Some(s) = &e.server
+                && s.as_str().parse::<std::net::SocketAddr>().is_err()
+            {
+                p.push(format!("{key}.server"), format!("must be ip:port (e.g. '127.0.0.53:53'), got '{s}'"));
+            }
+            if let Some(t) = &e.record_type {
+                if crate::probe::dns::type_code(t).is_none() {
+                    p.push(format!("{key}.record_type"), format!("must be A, AAAA, CNAME, NS, MX or TXT, got '{t}'"));
+                } else if e.server.is_none() && !["A", "AAAA"].contains(&t.to_ascii_uppercase().as_str()) {
+                    p.push(
+                        format!("{key}.record_type"),
+                        "other types than A/AAAA need a `server` (the system resolver only gives addresses)",
+                    );
                 }
             }
-            if reqwest::Method::from_bytes(e.method.as_bytes()).is_err() {
-                p.push(format!("{key}.method"), format!("'{}' is not an HTTP method", e.method));
-            }
-            if e.kind != Kind::Http && !e.conditions.is_empty() {
-                // Silently ignored conditions would look like checks that pass.
-                p.push(
-                    format!("{key}.conditions"),
-                    "conditions apply to http endpoints only (tcp: send/expect; dns: expect; tls: cert_expiry_warning_days)",
-                );
-            }
-            for (j, c) in e.conditions.iter().enumerate() {
-                if let Err(err) = Condition::parse(c) {
-                    p.push(format!("{key}.conditions[{j}]"), err);
-                }
-            }
-            if e.failure_threshold == 0 || e.success_threshold == 0 {
-                p.push(key.clone(), "failure_threshold and success_threshold must be at least 1");
-            }
-            if let Some(t) = e.timeout
-                && t.get() < Duration::from_millis(10)
-            {
-                p.push(format!("{key}.timeout"), format!("must be at least 10ms, got '{t}'"));
-            }
-            if let Some(i) = e.interval
-                && i.get() < Duration::from_millis(100)
-            {
-                p.push(format!("{key}.interval"), format!("must be at least 100ms, got '{i}'"));
-            }
-            if let Some(r) = e.error_rate_warning
-                && !(0.0..=100.0).contains(&r)
-            {
-                p.push(format!("{key}.error_rate_warning"), format!("must be a percentage, got '{r}'"));
-            }
-            for (what, f) in [("ca_file", &e.ca_file), ("client_identity", &e.client_identity)] {
-                if let Some(f) = f
-                    && std::fs::metadata(f.as_str()).is_err()
-                {
-                    p.push(format!("{key}.{what}"), format!("cannot read '{f}'"));
-                }
-            }
+        }
+    }
+}
+
+/// The rest of an endpoint: method, conditions, thresholds, timings, files.
+fn validate_endpoint(p: &mut Problems, key: &str, e: &Endpoint) {
+    if reqwest::Method::from_bytes(e.method.as_bytes()).is_err() {
+        p.push(format!("{key}.method"), format!("'{}' is not an HTTP method", e.method));
+    }
+    if e.kind != Kind::Http && !e.conditions.is_empty() {
+        // Silently ignored conditions would look like checks that pass.
+        p.push(
+            format!("{key}.conditions"),
+            "conditions apply to http endpoints only (tcp: send/expect; dns: expect; tls: cert_expiry_warning_days)",
+        );
+    }
+    for (j, c) in e.conditions.iter().enumerate() {
+        if let Err(err) = Condition::parse(c) {
+            p.push(format!("{key}.conditions[{j}]"), err);
+        }
+    }
+    if e.failure_threshold == 0 || e.success_threshold == 0 {
+        p.push(key.to_string(), "failure_threshold and success_threshold must be at least 1");
+    }
+    if let Some(t) = e.timeout
+        && t.get() < Duration::from_millis(10)
+    {
+        p.push(format!("{key}.timeout"), format!("must be at least 10ms, got '{t}'"));
+    }
+    if let Some(i) = e.interval
+        && i.get() < Duration::from_millis(100)
+    {
+        p.push(format!("{key}.interval"), format!("must be at least 100ms, got '{i}'"));
+    }
+    if let Some(r) = e.error_rate_warning
+        && !(0.0..=100.0).contains(&r)
+    {
+        p.push(format!("{key}.error_rate_warning"), format!("must be a percentage, got '{r}'"));
+    }
+    for (what, f) in [("ca_file", &e.ca_file), ("client_identity", &e.client_identity)] {
+        if let Some(f) = f
+            && std::fs::metadata(f.as_str()).is_err()
+        {
+            p.push(format!("{key}.{what}"), format!("cannot read '{f}'"));
         }
     }
 }

@@ -444,134 +444,146 @@ fn verify_file(
     taken: std::time::SystemTime,
 ) -> Result<Verified, String> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let started = Instant::now();
-    let rate = |bytes: u64| {
-        let s = started.elapsed().as_secs_f64().max(0.001);
-        format!(
-            "{} in {:.1} s, {}/s",
-            qmoi_core::human::bytes(bytes as f64),
-            s,
-            qmoi_core::human::bytes(bytes as f64 / s)
-        )
-    };
+    let rate = Rate(Instant::now());
     match level {
         Level::Metadata => Ok((Status::Ok, "exists".into(), None, None)),
-        Level::Checksum => {
-            use verify::checksum;
-            let Some(exp) = checksum::expected(path)? else {
-                return Ok((
-                    Status::Unknown,
-                    format!("no checksum for {name} (looked for {name}.sha256, {name}.b3, SHA256SUMS, B3SUMS)"),
-                    None,
-                    None,
-                ));
-            };
-            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            let got =
-                checksum::hash_file(path, exp.algo).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let src = exp.source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if got == exp.hex {
-                Ok((
-                    Status::Ok,
-                    format!("{} of {name} matches {src} ({})", exp.algo.as_str(), rate(size)),
-                    Some(size),
-                    None,
-                ))
-            } else {
-                Ok((
-                    Status::Critical,
-                    format!(
-                        "{} of {name} is {}…, {src} says {}…: the file changed or is damaged",
-                        exp.algo.as_str(),
-                        &got[..16],
-                        &exp.hex[..16]
-                    ),
-                    Some(size),
-                    None,
-                ))
-            }
-        }
-        Level::Archive => {
-            let Some(format) = Format::detect(&name) else {
-                return Ok((
-                    Status::Unknown,
-                    format!("{name} is not an archive format qmoi-backup reads ({})", verify::archive::FORMATS),
-                    None,
-                    None,
-                ));
-            };
-            match verify::archive::verify(path, format) {
-                Ok(stats) => Ok((
-                    Status::Ok,
-                    format!(
-                        "{name}: {} {} entries read and decompressed, {}",
-                        format.as_str(),
-                        stats.entries,
-                        rate(stats.bytes)
-                    ),
-                    Some(stats.bytes),
-                    Some(json!(stats)),
-                )),
-                Err(e) => Ok((Status::Critical, format!("{name} is corrupt: {e}"), None, None)),
-            }
-        }
-        Level::Restore => {
-            let Some(format) = Format::detect(&name) else {
-                return Ok((
-                    Status::Unknown,
-                    format!("{name} is not an archive format qmoi-backup can restore ({})", verify::archive::FORMATS),
-                    None,
-                    None,
-                ));
-            };
-            let reference = match (&t.manifest, &t.compare_with) {
-                (Some(m), _) => verify::restore::Reference::Manifest(m.clone()),
-                (None, Some(dir)) => verify::restore::Reference::Source {
-                    dir: PathBuf::from(dir.as_str()),
-                    root: t.archive_root.clone().unwrap_or_default(),
-                    sample: t.sample,
-                    taken,
-                },
-                (None, None) => {
-                    return Ok((Status::Unknown, "restore needs `manifest` or `compare_with`".into(), None, None));
-                }
-            };
-            match verify::restore::restore_test(path, format, &reference, restore_dir, t.max_restore_bytes) {
-                Ok(o) if o.problem_count == 0 && o.compared > 0 => Ok((
-                    Status::Ok,
-                    format!(
-                        "restored {} files ({}), {} compared, all match{}",
-                        o.files,
-                        rate(o.bytes),
-                        o.compared,
-                        newer(&o)
-                    ),
-                    Some(o.bytes),
-                    Some(json!(o)),
-                )),
-                Ok(o) if o.compared == 0 => Ok((
-                    Status::Critical,
-                    format!("restored {} files but none could be compared{}", o.files, newer(&o)),
-                    Some(o.bytes),
-                    Some(json!(o)),
-                )),
-                Ok(o) => Ok((
-                    Status::Critical,
-                    format!(
-                        "restore test failed: {} of {} compared files wrong: {}",
-                        o.problem_count,
-                        o.compared,
-                        o.problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
-                    ),
-                    Some(o.bytes),
-                    Some(json!(o)),
-                )),
-                Err(e) if e.contains("max_restore_bytes") => {
-                    Ok((Status::Warning, format!("restore test skipped: {e}"), None, None))
-                }
-                Err(e) => Ok((Status::Critical, format!("restore test failed: {e}"), None, None)),
-            }
-        }
+        Level::Checksum => verify_checksum(path, &name, &rate),
+        Level::Archive => Ok(verify_archive(path, &name, &rate)),
+        Level::Restore => Ok(verify_restore(t, path, &name, restore_dir, taken, &rate)),
+    }
+}
+
+/// Throughput since a start, for the verification messages.
+struct Rate(Instant);
+
+impl Rate {
+    fn of(&self, bytes: u64) -> String {
+        let s = self.0.elapsed().as_secs_f64().max(0.001);
+        format!(
+            "{} in {s:.1} s, {}/s",
+            qmoi_core::human::bytes(bytes as f64),
+            qmoi_core::human::bytes(bytes as f64 / s)
+        )
+    }
+}
+
+/// The file's hash against its sidecar or the folder's manifest.
+fn verify_checksum(path: &Path, name: &str, rate: &Rate) -> Result<Verified, String> {
+    use verify::checksum;
+    let Some(exp) = checksum::expected(path)? else {
+        return Ok((
+            Status::Unknown,
+            format!("no checksum for {name} (looked for {name}.sha256, {name}.b3, SHA256SUMS, B3SUMS)"),
+            None,
+            None,
+        ));
+    };
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let got = checksum::hash_file(path, exp.algo).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let src = exp.source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(if got == exp.hex {
+        (Status::Ok, format!("{} of {name} matches {src} ({})", exp.algo.as_str(), rate.of(size)), Some(size), None)
+    } else {
+        (
+            Status::Critical,
+            format!(
+                "{} of {name} is {}…, {src} says {}…: the file changed or is damaged",
+                exp.algo.as_str(),
+                &got[..16],
+                &exp.hex[..16]
+            ),
+            Some(size),
+            None,
+        )
+    })
+}
+
+/// The whole archive read and decompressed.
+fn verify_archive(path: &Path, name: &str, rate: &Rate) -> Verified {
+    let Some(format) = Format::detect(name) else {
+        return (
+            Status::Unknown,
+            format!("{name} is not an archive format qmoi-backup reads ({})", verify::archive::FORMATS),
+            None,
+            None,
+        );
+    };
+    match verify::archive::verify(path, format) {
+        Ok(stats) => (
+            Status::Ok,
+            format!(
+                "{name}: {} {} entries read and decompressed, {}",
+                format.as_str(),
+                stats.entries,
+                rate.of(stats.bytes)
+            ),
+            Some(stats.bytes),
+            Some(json!(stats)),
+        ),
+        Err(e) => (Status::Critical, format!("{name} is corrupt: {e}"), None, None),
+    }
+}
+
+/// Extract into a temp folder and compare with the manifest or the source.
+fn verify_restore(
+    t: &Target,
+    path: &Path,
+    name: &str,
+    restore_dir: &Path,
+    taken: std::time::SystemTime,
+    rate: &Rate,
+) -> Verified {
+    use verify::restore::{Reference, RestoreError};
+    let Some(format) = Format::detect(name) else {
+        return (
+            Status::Unknown,
+            format!("{name} is not an archive format qmoi-backup can restore ({})", verify::archive::FORMATS),
+            None,
+            None,
+        );
+    };
+    let reference = match (&t.manifest, &t.compare_with) {
+        (Some(m), _) => Reference::Manifest(m.clone()),
+        (None, Some(dir)) => Reference::Source {
+            dir: PathBuf::from(dir.as_str()),
+            root: t.archive_root.clone().unwrap_or_default(),
+            sample: t.sample,
+            taken,
+        },
+        (None, None) => return (Status::Unknown, "restore needs `manifest` or `compare_with`".into(), None, None),
+    };
+    match verify::restore::restore_test(path, format, &reference, restore_dir, t.max_restore_bytes) {
+        Ok(o) if o.problem_count == 0 && o.compared > 0 => (
+            Status::Ok,
+            format!(
+                "restored {} files ({}), {} compared, all match{}",
+                o.files,
+                rate.of(o.bytes),
+                o.compared,
+                newer(&o)
+            ),
+            Some(o.bytes),
+            Some(json!(o)),
+        ),
+        Ok(o) if o.compared == 0 => (
+            Status::Critical,
+            format!("restored {} files but none could be compared{}", o.files, newer(&o)),
+            Some(o.bytes),
+            Some(json!(o)),
+        ),
+        Ok(o) => (
+            Status::Critical,
+            format!(
+                "restore test failed: {} of {} compared files wrong: {}",
+                o.problem_count,
+                o.compared,
+                o.problems.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+            Some(o.bytes),
+            Some(json!(o)),
+        ),
+        Err(RestoreError::TooLarge(e)) => (Status::Warning, format!("restore test skipped: {e}"), None, None),
+        Err(RestoreError::Failed(e)) => (Status::Critical, format!("restore test failed: {e}"), None, None),
     }
 }
 

@@ -321,24 +321,12 @@ impl Monitor for CloudMonitor {
             out.took(&format!("provider:{}", p.name), c.duration);
             alerts.extend(f.alerts);
             summaries.push(f.summary);
-            let cpu = c.cpu.as_ref().map(|(_, s)| s.as_ref());
-            let idle = c.idle.as_ref().map(|(_, s)| s.as_ref());
             n_instances += c.inventory.instances.len();
             n_volumes += c.inventory.volumes.len();
             n_ips += c.inventory.ips.len();
             // Rows borrow the inventory: serialized straight to the report's JSON text,
             // never built as a tree of values (thousands of instances).
-            for i in c.inventory.instances.iter().take(max.saturating_sub(instance_rows.len())) {
-                instance_rows.push(InstanceRow {
-                    provider: &p.name,
-                    instance: i,
-                    cpu: cpu
-                        .and_then(|s| s.get(&i.id))
-                        .and_then(|v| findings::mean(v))
-                        .map(|v| (v * 10.0).round() / 10.0),
-                    idle: idle.is_some_and(|s| s.contains_key(&i.id)),
-                });
-            }
+            instance_rows.extend(rows_of_instances(&p.name, c, max.saturating_sub(instance_rows.len())));
             volume_rows.extend(
                 c.inventory
                     .volumes
@@ -379,6 +367,19 @@ impl Monitor for CloudMonitor {
         outcome.alerts = alerts;
         outcome
     }
+}
+
+/// At most `room` inventory rows of one provider's instances, with their CPU and whether
+/// they are idle.
+fn rows_of_instances<'a>(provider: &'a str, c: &'a Collection, room: usize) -> impl Iterator<Item = InstanceRow<'a>> {
+    let cpu = c.cpu.as_ref().map(|(_, s)| s.as_ref());
+    let idle = c.idle.as_ref().map(|(_, s)| s.as_ref());
+    c.inventory.instances.iter().take(room).map(move |i| InstanceRow {
+        provider,
+        instance: i,
+        cpu: cpu.and_then(|s| s.get(&i.id)).and_then(|v| findings::mean(v)).map(|v| (v * 10.0).round() / 10.0),
+        idle: idle.is_some_and(|s| s.contains_key(&i.id)),
+    })
 }
 
 /// The report's `details`.

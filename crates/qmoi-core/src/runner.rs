@@ -581,17 +581,7 @@ where
         Err(code) => return code,
     };
     if args.validate {
-        // What only building the monitor finds (a CA file that cannot be read, a template
-        // that does not compile) is a configuration error too.
-        if let Err(e) = build(&cfg) {
-            eprintln!("{}: configuration error: {source}: {e}", info.binary);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        println!("{}: configuration OK ({source})", info.binary);
-        for w in cfg.warnings() {
-            println!("  warning: {w}");
-        }
-        return ExitCode::SUCCESS;
+        return validate(info, &cfg, &source, build);
     }
     if args.print_config {
         return print_config(info, &cfg);
@@ -646,41 +636,72 @@ where
     } else {
         None
     };
-    rt.block_on(async move {
-        if let Err(e) = runner.monitor.start(mode) {
-            eprintln!("{}: {e}", info.binary);
-            tracing::error!(error = %e, "Not starting.");
-            return ExitCode::from(3);
-        }
-        if mode == Mode::Check {
-            let report = runner.run_once(mode).await;
-            print!("{}", render_check(&report));
-            return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
-        }
-        if mode == Mode::Once {
-            let report = runner.run_once(mode).await;
-            return match writer.write(&report) {
-                Ok(path) => {
-                    println!("{}: {} — report written to {}", info.id, report.summary, path.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", info.binary);
-                    ExitCode::from(3)
-                }
-            };
-        }
-        tracing::info!(
-            config = %source,
-            interval = %ConfigDuration(interval),
-            report = %writer.latest_path().display(),
-            pid = std::process::id(),
-            "Monitor started."
-        );
-        runner.run_loop(&mut writer, shutdown_signal()).await;
-        tracing::info!("Monitor stopped.");
-        ExitCode::SUCCESS
-    })
+    rt.block_on(run_mode(info, runner, &mut writer, mode, &source, interval))
+}
+
+/// `--validate`: load and build the monitor (what only building finds, a CA file that
+/// cannot be read or a template that does not compile, is a configuration error too),
+/// say so, and list the warnings.
+fn validate<C: MonitorConfig, M>(
+    info: &ComponentInfo,
+    cfg: &C,
+    source: &impl std::fmt::Display,
+    build: impl FnOnce(&C) -> Result<M, String>,
+) -> ExitCode {
+    if let Err(e) = build(cfg) {
+        eprintln!("{}: configuration error: {source}: {e}", info.binary);
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    println!("{}: configuration OK ({source})", info.binary);
+    for w in cfg.warnings() {
+        println!("  warning: {w}");
+    }
+    ExitCode::SUCCESS
+}
+
+/// Start the monitor and run it in `mode`: one run printed (`--check`), one run written
+/// (`--once`), or the daemon's loop until a shutdown signal.
+async fn run_mode<M: Monitor>(
+    info: &ComponentInfo,
+    mut runner: Runner<M>,
+    writer: &mut ReportWriter,
+    mode: Mode,
+    source: &impl std::fmt::Display,
+    interval: Duration,
+) -> ExitCode {
+    if let Err(e) = runner.monitor.start(mode) {
+        eprintln!("{}: {e}", info.binary);
+        tracing::error!(error = %e, "Not starting.");
+        return ExitCode::from(3);
+    }
+    if mode == Mode::Check {
+        let report = runner.run_once(mode).await;
+        print!("{}", render_check(&report));
+        return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
+    }
+    if mode == Mode::Once {
+        let report = runner.run_once(mode).await;
+        return match writer.write(&report) {
+            Ok(path) => {
+                println!("{}: {} — report written to {}", info.id, report.summary, path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", info.binary);
+                ExitCode::from(3)
+            }
+        };
+    }
+    tracing::info!(
+        config = %source,
+        interval = %ConfigDuration(interval),
+        report = %writer.latest_path().display(),
+        pid = std::process::id(),
+        "Monitor started."
+    );
+    runner.run_loop(writer, shutdown_signal()).await;
+    tracing::info!("Monitor stopped.");
+    ExitCode::SUCCESS
 }
 
 /// An exclusive lock on a file, held while the value lives.

@@ -105,23 +105,16 @@ impl Hub {
         self.read().firing.clone()
     }
 
-    /// Take in a new overview: re-read changed reports, record history, diff alerts, and
-    /// publish what changed. Blocking (file and database IO): call it off the async threads.
-    ///
-    /// Everything is computed before the cache's write lock is taken, and the lock is held
-    /// only to swap the results in: a report with 100,000 alerts must not stall the readers
-    /// of `/api/monitor/status` (it did, for 9.6 s, when the diff ran under the lock).
-    pub fn refresh(&self, overview: Overview) {
-        let mut ids: Vec<String> =
-            overview.components.iter().filter(|c| c.state != State::Disabled).map(|c| c.id.clone()).collect();
-        ids.push(MASTER_MONITOR.to_string());
-        let (known, mut reports, before) = {
-            let c = self.read();
-            let known: BTreeMap<String, SystemTime> = c.reports.iter().map(|(k, (m, _))| (k.clone(), *m)).collect();
-            (known, c.reports.clone(), c.firing.clone())
-        };
+    /// Read the reports of `ids` whose file changed since `known`, record their metrics in
+    /// the history and put them in `reports`; returns the fresh ones.
+    fn read_changed(
+        &self,
+        ids: &[String],
+        known: &BTreeMap<String, SystemTime>,
+        reports: &mut BTreeMap<String, (SystemTime, CachedReport)>,
+    ) -> Vec<(String, CachedReport)> {
         let mut fresh: Vec<(String, CachedReport)> = Vec::new();
-        for id in &ids {
+        for id in ids {
             let path = self.report_dir.join(component::latest_report_name(id));
             let Ok(mtime) = std::fs::metadata(&path).and_then(|m| m.modified()) else { continue };
             if known.get(id) == Some(&mtime) {
@@ -140,6 +133,60 @@ impl Hub {
                 Err(reason) => tracing::debug!(component = %id, %reason, "Report unusable."),
             }
         }
+        fresh
+    }
+
+    /// Record the alerts that started and ended in the history, and tell the event
+    /// streams: alerts fired and resolved, fresh reports.
+    fn record_and_publish(
+        &self,
+        past: &[PastAlert],
+        started_events: Vec<Arc<str>>,
+        firing: &[FiringAlert],
+        fresh: &[(String, CachedReport)],
+    ) {
+        if let Err(e) = self.store.alerts_started(past) {
+            tracing::warn!(error = %e, "Cannot record alert history.");
+        }
+        for ev in started_events {
+            let _ = self.events.send(ev);
+        }
+        let active: HashSet<&str> = firing.iter().map(|f| f.alert.fingerprint.as_str()).collect();
+        match self.store.alerts_resolved_except(&active, unix_now()) {
+            Ok(ended) => {
+                for fp in ended {
+                    self.publish("alert", &serde_json::json!({"action": "resolved", "fingerprint": fp}));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Cannot record alert history."),
+        }
+        for (id, r) in fresh {
+            if id != MASTER_MONITOR {
+                let r = &r.report;
+                self.publish(
+                    "report",
+                    &serde_json::json!({"component": id, "generated_at": r.generated_at, "status": r.status, "summary": r.summary}),
+                );
+            }
+        }
+    }
+
+    /// Take in a new overview: re-read changed reports, record history, diff alerts, and
+    /// publish what changed. Blocking (file and database IO): call it off the async threads.
+    ///
+    /// Everything is computed before the cache's write lock is taken, and the lock is held
+    /// only to swap the results in: a report with 100,000 alerts must not stall the readers
+    /// of `/api/monitor/status` (it did, for 9.6 s, when the diff ran under the lock).
+    pub fn refresh(&self, overview: Overview) {
+        let mut ids: Vec<String> =
+            overview.components.iter().filter(|c| c.state != State::Disabled).map(|c| c.id.clone()).collect();
+        ids.push(MASTER_MONITOR.to_string());
+        let (known, mut reports, before) = {
+            let c = self.read();
+            let known: BTreeMap<String, SystemTime> = c.reports.iter().map(|(k, (m, _))| (k.clone(), *m)).collect();
+            (known, c.reports.clone(), c.firing.clone())
+        };
+        let fresh = self.read_changed(&ids, &known, &mut reports);
         reports.retain(|id, _| ids.contains(id));
         let status_json = Bytes::from(serde_json::to_vec(&overview).unwrap_or_default());
         let overview_changed = self.read().status_json != status_json;
@@ -197,30 +244,7 @@ impl Hub {
             cache.overview = Some(Arc::new(overview));
         }
 
-        if let Err(e) = self.store.alerts_started(&past) {
-            tracing::warn!(error = %e, "Cannot record alert history.");
-        }
-        for ev in started_events {
-            let _ = self.events.send(ev);
-        }
-        let active: HashSet<&str> = firing.iter().map(|f| f.alert.fingerprint.as_str()).collect();
-        match self.store.alerts_resolved_except(&active, unix_now()) {
-            Ok(ended) => {
-                for fp in ended {
-                    self.publish("alert", &serde_json::json!({"action": "resolved", "fingerprint": fp}));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "Cannot record alert history."),
-        }
-        for (id, r) in &fresh {
-            if id != MASTER_MONITOR {
-                let r = &r.report;
-                self.publish(
-                    "report",
-                    &serde_json::json!({"component": id, "generated_at": r.generated_at, "status": r.status, "summary": r.summary}),
-                );
-            }
-        }
+        self.record_and_publish(&past, started_events, &firing, &fresh);
         if overview_changed || alerts_changed {
             if let Some(o) = self.overview() {
                 self.publish("overview", o.as_ref());

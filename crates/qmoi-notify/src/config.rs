@@ -555,7 +555,21 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
     {
         p.push(key("quiet_hours"), e);
     }
-    // Keys that belong to another type are mistakes worth naming.
+    foreign_keys(p, name, c, kind);
+    if !c.enabled {
+        return;
+    }
+    match kind {
+        ChannelKind::Email => validate_email(p, name, c),
+        ChannelKind::Webhook | ChannelKind::Alertmanager => validate_urls(p, name, c, kind),
+        ChannelKind::Sms => validate_sms(p, name, c),
+        ChannelKind::Internal => {}
+    }
+}
+
+/// Keys that belong to another type of channel are mistakes worth naming.
+fn foreign_keys(p: &mut Problems, name: &str, c: &ChannelConfig, kind: ChannelKind) {
+    let key = |k: &str| format!("channels.{name}.{k}");
     let foreign: Vec<&str> = [
         ("smtp_server", c.smtp_server.is_some(), kind == ChannelKind::Email),
         ("smtp_port", c.smtp_port.is_some(), kind == ChannelKind::Email),
@@ -580,95 +594,90 @@ fn validate_channel(p: &mut Problems, name: &str, c: &ChannelConfig) {
     for k in foreign {
         p.push(key(k), format!("is not a key of channels of type {}", kind.as_str()));
     }
-    if !c.enabled {
-        return;
+}
+
+fn validate_email(p: &mut Problems, name: &str, c: &ChannelConfig) {
+    let key = |k: &str| format!("channels.{name}.{k}");
+    if c.smtp_server.as_ref().is_none_or(|s| s.as_str().is_empty()) {
+        p.push(key("smtp_server"), "is required for an email channel");
     }
-    match kind {
-        ChannelKind::Email => {
-            if c.smtp_server.as_ref().is_none_or(|s| s.as_str().is_empty()) {
-                p.push(key("smtp_server"), "is required for an email channel");
-            }
-            if c.from.is_none() && c.username.is_none() {
-                p.push(key("from"), "is required (or `username`, used as the sender)");
-            }
-            if c.to.is_empty() && c.username.is_none() {
-                p.push(key("to"), "must list at least one recipient (or set `username`, who then gets the mail)");
-            }
-            // Checked as the sender will parse them: an invalid address here made every
-            // email a dead letter while `--validate` said OK.
-            let sender = c.from.as_ref().map(|f| ("from", f)).or(c.username.as_ref().map(|u| ("username", u)));
-            if let Some((k, a)) = sender
-                && let Err(e) = a.as_str().parse::<lettre::message::Mailbox>()
-            {
-                p.push(
-                    key(k),
-                    format!(
-                        "'{a}' is not a valid sender address ({e}); use name@example.org or \"Name <name@example.org>\""
-                    ),
-                );
-            }
-            if c.to.is_empty()
-                && c.from.is_some()
-                && let Some(u) = &c.username
-                && let Err(e) = u.as_str().parse::<lettre::message::Mailbox>()
-            {
-                p.push(
-                    key("username"),
-                    format!("'{u}' receives the mail (`to` is empty) but is not an email address ({e})"),
-                );
-            }
-            for (i, t) in c.to.iter().enumerate() {
-                if let Err(e) = t.as_str().parse::<lettre::message::Mailbox>() {
-                    p.push(format!("channels.{name}.to[{i}]"), format!("'{t}' is not a valid email address ({e})"));
-                }
-            }
-            if let Some(ca) = &c.ca_file
-                && let Err(e) = std::fs::read(ca.as_str())
-            {
-                p.push(key("ca_file"), format!("cannot read '{ca}': {e}"));
-            }
-            if c.security == Some(SmtpSecurity::Plain)
-                && let Some(h) = &c.smtp_server
-                && !qmoi_core::net::is_loopback_host(h.as_str())
-            {
-                p.push(
-                    key("security"),
-                    format!("\"plain\" sends passwords and mail unencrypted; allowed only for a relay on loopback, not '{h}'"),
-                );
-            }
+    if c.from.is_none() && c.username.is_none() {
+        p.push(key("from"), "is required (or `username`, used as the sender)");
+    }
+    if c.to.is_empty() && c.username.is_none() {
+        p.push(key("to"), "must list at least one recipient (or set `username`, who then gets the mail)");
+    }
+    // Checked as the sender will parse them: an invalid address here made every
+    // email a dead letter while `--validate` said OK.
+    let sender = c.from.as_ref().map(|f| ("from", f)).or(c.username.as_ref().map(|u| ("username", u)));
+    if let Some((k, a)) = sender
+        && let Err(e) = a.as_str().parse::<lettre::message::Mailbox>()
+    {
+        p.push(
+            key(k),
+            format!("'{a}' is not a valid sender address ({e}); use name@example.org or \"Name <name@example.org>\""),
+        );
+    }
+    if c.to.is_empty()
+        && c.from.is_some()
+        && let Some(u) = &c.username
+        && let Err(e) = u.as_str().parse::<lettre::message::Mailbox>()
+    {
+        p.push(key("username"), format!("'{u}' receives the mail (`to` is empty) but is not an email address ({e})"));
+    }
+    for (i, t) in c.to.iter().enumerate() {
+        if let Err(e) = t.as_str().parse::<lettre::message::Mailbox>() {
+            p.push(format!("channels.{name}.to[{i}]"), format!("'{t}' is not a valid email address ({e})"));
         }
-        ChannelKind::Webhook | ChannelKind::Alertmanager => {
-            if c.urls.is_empty() {
-                p.push(key("urls"), format!("must list at least one URL for a {} channel", kind.as_str()));
-            }
-            for (i, u) in c.urls.iter().enumerate() {
-                validate_url(p, &format!("channels.{name}.urls[{i}]"), u.url.expose());
-            }
-            if kind == ChannelKind::Alertmanager && c.resend_interval.is_some_and(|d| d.get() < Duration::from_secs(1))
-            {
-                p.push(key("resend_interval"), "must be at least 1 second");
-            }
+    }
+    if let Some(ca) = &c.ca_file
+        && let Err(e) = std::fs::read(ca.as_str())
+    {
+        p.push(key("ca_file"), format!("cannot read '{ca}': {e}"));
+    }
+    if c.security == Some(SmtpSecurity::Plain)
+        && let Some(h) = &c.smtp_server
+        && !qmoi_core::net::is_loopback_host(h.as_str())
+    {
+        p.push(
+            key("security"),
+            format!("\"plain\" sends passwords and mail unencrypted; allowed only for a relay on loopback, not '{h}'"),
+        );
+    }
+}
+
+/// A webhook or Alertmanager channel.
+fn validate_urls(p: &mut Problems, name: &str, c: &ChannelConfig, kind: ChannelKind) {
+    let key = |k: &str| format!("channels.{name}.{k}");
+    if c.urls.is_empty() {
+        p.push(key("urls"), format!("must list at least one URL for a {} channel", kind.as_str()));
+    }
+    for (i, u) in c.urls.iter().enumerate() {
+        validate_url(p, &format!("channels.{name}.urls[{i}]"), u.url.expose());
+    }
+    if kind == ChannelKind::Alertmanager && c.resend_interval.is_some_and(|d| d.get() < Duration::from_secs(1)) {
+        p.push(key("resend_interval"), "must be at least 1 second");
+    }
+}
+
+fn validate_sms(p: &mut Problems, name: &str, c: &ChannelConfig) {
+    let key = |k: &str| format!("channels.{name}.{k}");
+    for (k, v) in [
+        ("account_sid", c.account_sid.as_ref().map(EnvString::as_str)),
+        ("from", c.from.as_ref().map(EnvString::as_str)),
+    ] {
+        if v.is_none_or(str::is_empty) {
+            p.push(key(k), "is required for an sms channel");
         }
-        ChannelKind::Sms => {
-            for (k, v) in [
-                ("account_sid", c.account_sid.as_ref().map(EnvString::as_str)),
-                ("from", c.from.as_ref().map(EnvString::as_str)),
-            ] {
-                if v.is_none_or(str::is_empty) {
-                    p.push(key(k), "is required for an sms channel");
-                }
-            }
-            if c.auth_token.as_ref().is_none_or(Secret::is_empty) {
-                p.push(key("auth_token"), "is required for an sms channel");
-            }
-            if c.to.is_empty() {
-                p.push(key("to"), "must list at least one phone number");
-            }
-            if let Some(b) = &c.base_url {
-                validate_url(p, &key("base_url"), b.as_str());
-            }
-        }
-        ChannelKind::Internal => {}
+    }
+    if c.auth_token.as_ref().is_none_or(Secret::is_empty) {
+        p.push(key("auth_token"), "is required for an sms channel");
+    }
+    if c.to.is_empty() {
+        p.push(key("to"), "must list at least one phone number");
+    }
+    if let Some(b) = &c.base_url {
+        validate_url(p, &key("base_url"), b.as_str());
     }
 }
 

@@ -470,60 +470,11 @@ impl Notifier {
         let queued = store.count("queue").map_err(|e| got("the group queue", &e)).ok();
         let firing = Engine::firing_counts(&store.conn).map_err(|e| got("the alert states", &e)).ok();
         let (pending_rows, dead_rows) = (pending.as_deref().unwrap_or(&[]), dead.as_deref().unwrap_or(&[]));
-        let count =
-            |ch: &str, name: &str| counters.iter().find(|(c, n, _)| c == ch && n == name).map_or(0, |(_, _, v)| *v);
         let mut channels = Vec::new();
         for (name, c) in &self.cfg.channels {
-            let kind = c.kind_for(name).map_or("?", ChannelKind::as_str);
-            let targets: Vec<String> =
-                (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
-            let retrying: Vec<&store::PendingRow> =
-                pending_rows.iter().filter(|p| &p.channel == name && p.attempts > 0).collect();
-            let dead_n = dead_rows.iter().filter(|d| &d.channel == name).count();
-            let (sent, failed, suppressed) = (count(name, "sent"), count(name, "failed"), count(name, "suppressed"));
-            let check_name = format!("channel:{name}");
-            let check = if !c.enabled {
-                CheckResult::ok(check_name, format!("{name} ({kind}) disabled"))
-            } else if dead_n > 0 {
-                let last =
-                    dead_rows.iter().find(|d| &d.channel == name).map_or(String::new(), |d| d.last_error.clone());
-                CheckResult::new(
-                    check_name,
-                    Status::Critical,
-                    format!("{name} ({kind}): {dead_n} notification(s) in the dead letters; last error: {last}"),
-                )
-                .with_title(format!("Notifications to channel {name} failed for good"))
-            } else if let Some(r) = retrying.first() {
-                CheckResult::new(
-                    check_name,
-                    Status::Warning,
-                    format!(
-                        "{name} ({kind}): {} notification(s) retrying; last error: {}",
-                        retrying.len(),
-                        r.last_error
-                    ),
-                )
-                .with_title(format!("Channel {name} is failing; retrying"))
-            } else {
-                CheckResult::ok(
-                    check_name,
-                    format!("{name} ({kind}): {sent} sent, {failed} failed attempts, {suppressed} suppressed"),
-                )
-            };
+            let (check, row) = self.channel_health(name, c, pending_rows, dead_rows, &counters, &mut metrics);
             checks.push(check);
-            for (m, v) in
-                [("sent", sent), ("failed", failed), ("suppressed", suppressed), ("dead", count(name, "dead"))]
-            {
-                metrics.insert(format!("qmoi_notify_messages_total{{channel=\"{name}\",result=\"{m}\"}}"), v as f64);
-            }
-            if let Some(l) = self.last_latency.get(name) {
-                metrics.insert(format!("qmoi_notify_last_delivery_seconds{{channel=\"{name}\"}}"), *l);
-            }
-            channels.push(serde_json::json!({
-                "name": name, "type": kind, "enabled": c.enabled, "targets": targets,
-                "sent": sent, "failed_attempts": failed, "suppressed": suppressed, "dead_letters": dead_n,
-                "retrying": retrying.len(),
-            }));
+            channels.push(row);
         }
         let refs = self.cfg.unusable_channel_refs();
         checks.push(if refs.is_empty() {
@@ -599,6 +550,62 @@ impl Notifier {
             "database": self.store.path,
         }));
         Outcome { checks, metrics, details, ..Outcome::default() }
+    }
+
+    /// One channel's check, metrics and `details.channels` row: dead letters (critical),
+    /// retries (warning), else its counts.
+    fn channel_health(
+        &self,
+        name: &str,
+        c: &config::ChannelConfig,
+        pending_rows: &[store::PendingRow],
+        dead_rows: &[store::DeadRow],
+        counters: &[(String, String, u64)],
+        metrics: &mut BTreeMap<String, f64>,
+    ) -> (CheckResult, serde_json::Value) {
+        let count = |what: &str| counters.iter().find(|(c, n, _)| c == name && n == what).map_or(0, |(_, _, v)| *v);
+        let kind = c.kind_for(name).map_or("?", ChannelKind::as_str);
+        let targets: Vec<String> = (0..self.engine.targets(name)).map(|i| self.engine.target_label(name, i)).collect();
+        let retrying: Vec<&store::PendingRow> =
+            pending_rows.iter().filter(|p| p.channel == name && p.attempts > 0).collect();
+        let dead_n = dead_rows.iter().filter(|d| d.channel == name).count();
+        let (sent, failed, suppressed) = (count("sent"), count("failed"), count("suppressed"));
+        let check_name = format!("channel:{name}");
+        let check = if !c.enabled {
+            CheckResult::ok(check_name, format!("{name} ({kind}) disabled"))
+        } else if dead_n > 0 {
+            let last = dead_rows.iter().find(|d| d.channel == name).map_or(String::new(), |d| d.last_error.clone());
+            CheckResult::new(
+                check_name,
+                Status::Critical,
+                format!("{name} ({kind}): {dead_n} notification(s) in the dead letters; last error: {last}"),
+            )
+            .with_title(format!("Notifications to channel {name} failed for good"))
+        } else if let Some(r) = retrying.first() {
+            CheckResult::new(
+                check_name,
+                Status::Warning,
+                format!("{name} ({kind}): {} notification(s) retrying; last error: {}", retrying.len(), r.last_error),
+            )
+            .with_title(format!("Channel {name} is failing; retrying"))
+        } else {
+            CheckResult::ok(
+                check_name,
+                format!("{name} ({kind}): {sent} sent, {failed} failed attempts, {suppressed} suppressed"),
+            )
+        };
+        for (m, v) in [("sent", sent), ("failed", failed), ("suppressed", suppressed), ("dead", count("dead"))] {
+            metrics.insert(format!("qmoi_notify_messages_total{{channel=\"{name}\",result=\"{m}\"}}"), v as f64);
+        }
+        if let Some(l) = self.last_latency.get(name) {
+            metrics.insert(format!("qmoi_notify_last_delivery_seconds{{channel=\"{name}\"}}"), *l);
+        }
+        let row = serde_json::json!({
+            "name": name, "type": kind, "enabled": c.enabled, "targets": targets,
+            "sent": sent, "failed_attempts": failed, "suppressed": suppressed, "dead_letters": dead_n,
+            "retrying": retrying.len(),
+        });
+        (check, row)
     }
 
     /// `--once`: read every report, decide, send everything due now (one attempt each, no

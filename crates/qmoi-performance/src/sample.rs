@@ -63,8 +63,25 @@ impl Sampler {
     pub fn sample(&mut self) {
         let now = Instant::now();
         let mut c = Counters { at: Some(now), ..Counters::default() };
-        let read = |path: &str| std::fs::read_to_string(path);
-        match read("/proc/stat") {
+        self.read_stat(&mut c);
+        self.read_pressure(&mut c);
+        self.read_memory();
+        Self::read_vmstat(&mut c);
+        self.read_disks(&mut c);
+        self.read_nets(&mut c);
+        Self::read_tcp(&mut c);
+        let prev = std::mem::take(&mut self.prev);
+        if let Some(prev_at) = prev.at {
+            let dt = now.duration_since(prev_at).as_secs_f64().max(1e-3);
+            self.rates(&prev, &c, dt);
+            self.samples += 1;
+        }
+        self.prev = c;
+    }
+
+    /// `/proc/stat`: CPU ticks, context switches, runnable and blocked processes.
+    fn read_stat(&mut self, c: &mut Counters) {
+        match std::fs::read_to_string("/proc/stat") {
             Ok(stat) => {
                 for line in stat.lines() {
                     let mut f = line.split_whitespace();
@@ -87,8 +104,12 @@ impl Sampler {
                 self.missing.insert("cpu", format!("/proc/stat: {e}"));
             }
         }
+    }
+
+    /// `/proc/pressure/*`: PSI totals (a kernel without PSI is noted once).
+    fn read_pressure(&mut self, c: &mut Counters) {
         for res in ["cpu", "memory", "io"] {
-            match read(&format!("/proc/pressure/{res}")) {
+            match std::fs::read_to_string(format!("/proc/pressure/{res}")) {
                 Ok(text) => {
                     for line in text.lines() {
                         let kind = if line.starts_with("some") { "some" } else { "full" };
@@ -102,7 +123,11 @@ impl Sampler {
                 }
             }
         }
-        if let Ok(meminfo) = read("/proc/meminfo") {
+    }
+
+    /// `/proc/meminfo`: memory in use.
+    fn read_memory(&mut self) {
+        if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
             let field = |name: &str| {
                 meminfo
                     .lines()
@@ -116,7 +141,11 @@ impl Sampler {
                 self.push("qmoi_perf_memory_used_percent", vec![], (1.0 - avail / total) * 100.0);
             }
         }
-        if let Ok(vmstat) = read("/proc/vmstat") {
+    }
+
+    /// `/proc/vmstat`: pages swapped in and out.
+    fn read_vmstat(c: &mut Counters) {
+        if let Ok(vmstat) = std::fs::read_to_string("/proc/vmstat") {
             for line in vmstat.lines() {
                 let mut f = line.split_whitespace();
                 match (f.next(), f.next().and_then(|v| v.parse::<u64>().ok())) {
@@ -126,7 +155,11 @@ impl Sampler {
                 }
             }
         }
-        if let Ok(ds) = read("/proc/diskstats") {
+    }
+
+    /// `/proc/diskstats`: whole devices only (partitions would count the same I/O twice).
+    fn read_disks(&self, c: &mut Counters) {
+        if let Ok(ds) = std::fs::read_to_string("/proc/diskstats") {
             for line in ds.lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() < 14 {
@@ -148,7 +181,11 @@ impl Sampler {
                 c.disks.insert(dev.to_string(), [n(3) + n(7), n(5), n(9), n(6) + n(10), n(12), 0]);
             }
         }
-        if let Ok(nd) = read("/proc/net/dev") {
+    }
+
+    /// `/proc/net/dev`: bytes and errors per interface.
+    fn read_nets(&self, c: &mut Counters) {
+        if let Ok(nd) = std::fs::read_to_string("/proc/net/dev") {
             for line in nd.lines().skip(2) {
                 let Some((name, rest)) = line.split_once(':') else { continue };
                 let name = name.trim();
@@ -161,7 +198,11 @@ impl Sampler {
                 }
             }
         }
-        if let Ok(snmp) = read("/proc/net/snmp") {
+    }
+
+    /// `/proc/net/snmp`: TCP segments sent and retransmitted.
+    fn read_tcp(c: &mut Counters) {
+        if let Ok(snmp) = std::fs::read_to_string("/proc/net/snmp") {
             let tcp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Tcp:")).collect();
             if tcp.len() == 2 {
                 let names: Vec<&str> = tcp[0].split_whitespace().collect();
@@ -171,13 +212,6 @@ impl Sampler {
                 c.tcp = (get("OutSegs").unwrap_or(0), get("RetransSegs").unwrap_or(0));
             }
         }
-        let prev = std::mem::take(&mut self.prev);
-        if let Some(prev_at) = prev.at {
-            let dt = now.duration_since(prev_at).as_secs_f64().max(1e-3);
-            self.rates(&prev, &c, dt);
-            self.samples += 1;
-        }
-        self.prev = c;
     }
 
     fn rates(&mut self, p: &Counters, c: &Counters, dt: f64) {

@@ -327,9 +327,56 @@ pub fn check(
     }
     seen.listeners.sort_by_key(|(s, _)| s.listener_key());
     seen.listeners.dedup_by_key(|(s, _)| s.listener_key());
-    // Listeners: new ones are findings.
+    let (listener_rows, new_count) = listeners(cfg, &seen, known, allow, out);
+    denied_destinations(&denied, out);
+    for (ip, n) in &per_remote {
+        if *n > cfg.max_per_remote {
+            out.check(
+                CheckResult::new(
+                    format!("network:remote:{ip}"),
+                    Status::Warning,
+                    format!("{n} established connections with {ip} (more than {})", cfg.max_per_remote),
+                )
+                .with_title(format!("Many connections with {ip}")),
+            );
+        }
+    }
+    connections(cfg, state, established, out);
+    out.metric("qmoi_security_listeners", &[], seen.listeners.len() as f64);
+    out.metric("qmoi_security_new_listeners", &[], f64::from(new_count));
+    out.metric("qmoi_security_established_connections", &[], established as f64);
+    out.metric("qmoi_security_denied_connections", &[], denied.len() as f64);
+    let top = |m: BTreeMap<String, usize>| {
+        let mut v: Vec<(String, usize)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(cfg.top);
+        v.into_iter().map(|(k, n)| json!({"name": k, "connections": n})).collect::<Vec<_>>()
+    };
+    out.detail(
+        "network",
+        json!({
+            "listeners": listener_rows,
+            "established": established,
+            "running_average": state.avg,
+            "top_remotes": top(per_remote.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+            "top_processes": top(per_process),
+            "denied": denied.iter().map(|(s, r, o)| json!({"remote": s.remote_ip, "port": s.remote_port, "rule": r.text, "pid": o.as_ref().map(|o| o.pid)})).collect::<Vec<_>>(),
+        }),
+    );
+    seen
+}
+
+/// Listening sockets: one finding per listener not in the baseline or the allow list.
+/// Returns the `details.network.listeners` rows and how many were new.
+fn listeners(
+    cfg: &NetworkConfig,
+    seen: &Seen,
+    known: Option<&BTreeSet<String>>,
+    allow: &[AllowRule],
+    out: &mut Collected,
+) -> (Vec<serde_json::Value>, u32) {
     let mut listener_rows = Vec::new();
-    let mut new_count = 0;
+    let mut new_count = 0u32;
     for (s, owner) in &seen.listeners {
         let key = s.listener_key();
         // No baseline yet: this run learns it, nothing is new.
@@ -359,12 +406,16 @@ pub fn check(
         "network:listeners",
         format!("{} listening sockets, {} not in the baseline", seen.listeners.len(), new_count),
     ));
-    // One finding per denied destination, however many connections (and processes) go
-    // there: its name, and so its alert, survives reconnections.
+    (listener_rows, new_count)
+}
+
+/// One finding per denied destination, however many connections (and processes) go
+/// there: its name, and so its alert, survives reconnections.
+fn denied_destinations(denied: &[(&Socket, &DenyRule, Option<Owner>)], out: &mut Collected) {
     // (connection, deny rule, "pid N process") per destination.
     type Denied<'a> = Vec<(&'a Socket, &'a str, Option<String>)>;
     let mut per_denied: BTreeMap<(IpAddr, u16), Denied> = BTreeMap::new();
-    for (s, rule, owner) in &denied {
+    for (s, rule, owner) in denied {
         let who = owner.as_ref().map(|o| format!("pid {} {}", o.pid, o.process));
         per_denied.entry((canonical(s.remote_ip), s.remote_port)).or_default().push((s, rule.text.as_str(), who));
     }
@@ -388,19 +439,11 @@ pub fn check(
             .with_title(format!("Connection to denied address {ip}:{port}")),
         );
     }
-    for (ip, n) in &per_remote {
-        if *n > cfg.max_per_remote {
-            out.check(
-                CheckResult::new(
-                    format!("network:remote:{ip}"),
-                    Status::Warning,
-                    format!("{n} established connections with {ip} (more than {})", cfg.max_per_remote),
-                )
-                .with_title(format!("Many connections with {ip}")),
-            );
-        }
-    }
-    // Spike: against the running average of earlier runs (EWMA, α = 0.2).
+}
+
+/// The established connections against the running average of earlier runs (EWMA,
+/// α = 0.2): a spike is a warning.
+fn connections(cfg: &NetworkConfig, state: &mut NetworkState, established: usize, out: &mut Collected) {
     let avg = state.avg;
     let spike = avg
         .filter(|_| state.samples >= 5)
@@ -422,28 +465,6 @@ pub fn check(
     out.check(conn_check.with_value(established as f64, "connections"));
     state.avg = Some(avg.map_or(established as f64, |a| 0.8 * a + 0.2 * established as f64));
     state.samples = state.samples.saturating_add(1);
-    out.metric("qmoi_security_listeners", &[], seen.listeners.len() as f64);
-    out.metric("qmoi_security_new_listeners", &[], f64::from(new_count));
-    out.metric("qmoi_security_established_connections", &[], established as f64);
-    out.metric("qmoi_security_denied_connections", &[], denied.len() as f64);
-    let top = |m: BTreeMap<String, usize>| {
-        let mut v: Vec<(String, usize)> = m.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        v.truncate(cfg.top);
-        v.into_iter().map(|(k, n)| json!({"name": k, "connections": n})).collect::<Vec<_>>()
-    };
-    out.detail(
-        "network",
-        json!({
-            "listeners": listener_rows,
-            "established": established,
-            "running_average": state.avg,
-            "top_remotes": top(per_remote.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "top_processes": top(per_process),
-            "denied": denied.iter().map(|(s, r, o)| json!({"remote": s.remote_ip, "port": s.remote_port, "rule": r.text, "pid": o.as_ref().map(|o| o.pid)})).collect::<Vec<_>>(),
-        }),
-    );
-    seen
 }
 
 #[cfg(test)]

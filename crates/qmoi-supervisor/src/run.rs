@@ -189,6 +189,9 @@ type DashboardParts = (Option<Arc<qmoi_dashboard::Dashboard>>, Option<qmoi_dashb
 type Monitors = (HashMap<String, mpsc::Sender<Cmd>>, tokio::task::JoinSet<()>);
 
 /// Run the stack until a shutdown signal: start-up, the aggregation loop, shutdown.
+/// Kept as one sequence on purpose (~110 lines): the order is the contract (socket, then
+/// the dashboard bound, then the monitors, then the control socket served, and only then
+/// the address file written) and reads top to bottom; each step is its own function.
 pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     // The supervisor's own configuration was checked before this (exit 2). Each monitor's
     // own is not waited for: one monitor that is broken (a config error, a crash or a hang
@@ -226,7 +229,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let shared = Shared::default();
     let changed = Arc::new(Notify::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (cmds, mut tasks) = start_monitors(&plan, &common, &shared, &changed, &shutdown_rx)?;
+    let (cmds, tasks) = start_monitors(&plan, &common, &shared, &changed, &shutdown_rx)?;
     let info = SupervisorInfo {
         pid: std::process::id(),
         started_at,
@@ -284,19 +287,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let aggregation = tokio::spawn(aggregator.run(changed, hub, shutdown_rx.clone()));
 
     qmoi_core::runner::shutdown_signal().await;
-    if let Some(s) = control.server.lock().await.take() {
-        s.stop().await;
-    }
-    tracing::info!("Stopping every monitor.");
-    let _ = shutdown_tx.send(true);
-    let grace = plan.config.restart.stop_timeout.get() + Duration::from_secs(2);
-    let all_stopped = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if all_stopped.is_err() {
-        // Dropping the tasks drops their `Child` handles, which SIGKILLs them (kill_on_drop).
-        tracing::warn!("Some monitors did not stop in time; killing them.");
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
-    }
+    stop_monitors(&control, &shutdown_tx, tasks, plan.config.restart.stop_timeout.get()).await;
     let _ = control_task.await;
     if let Ok(mut a) = aggregation.await {
         // The final word: every monitor stopped.
@@ -312,6 +303,29 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     }
     tracing::info!("Supervisor stopped.");
     Ok(())
+}
+
+/// Shutdown: the dashboard stops answering, every monitor task is told to stop and given
+/// `stop_timeout` (and 2 s) to do so; what is left is killed.
+async fn stop_monitors(
+    control: &Control,
+    shutdown: &watch::Sender<bool>,
+    mut tasks: tokio::task::JoinSet<()>,
+    stop_timeout: Duration,
+) {
+    if let Some(s) = control.server.lock().await.take() {
+        s.stop().await;
+    }
+    tracing::info!("Stopping every monitor.");
+    let _ = shutdown.send(true);
+    let grace = stop_timeout + Duration::from_secs(2);
+    let all_stopped = tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if all_stopped.is_err() {
+        // Dropping the tasks drops their `Child` handles, which SIGKILLs them (kill_on_drop).
+        tracing::warn!("Some monitors did not stop in time; killing them.");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Open the dashboard's database and bind its listener (a port in use is an error now).

@@ -60,6 +60,16 @@ pub struct Task {
     window: VecDeque<Instant>,
 }
 
+/// One start of a monitor.
+enum Attempt {
+    /// It ran and ended so, with these last lines of its stderr.
+    Ran(Ended, Vec<String>),
+    /// It could not start for lack of resources: try again.
+    Retry,
+    /// The supervisor is stopping.
+    Shutdown,
+}
+
 enum Ended {
     Exited(ExitStatus),
     Stale(String),
@@ -190,52 +200,10 @@ impl Task {
             };
             let bin_str = binary.display().to_string();
             self.set(|c| c.binary = Some(bin_str));
-            let args = self.spec.args(&self.report_dir, &self.log_dir);
-            let spawned_at = SystemTime::now();
-            let (ended, tail) = match process::spawn_monitor(&self.spawner, &binary, &args).await {
-                Ok(mut child) => {
-                    let pid = child.id();
-                    tracing::info!(component = %self.spec.id, pid, binary = %binary.display(), "Started.");
-                    self.set(|c| {
-                        c.state = State::Starting;
-                        c.pid = pid;
-                        c.started_at = Some(Utc::now());
-                        c.ready = false;
-                        c.note = None;
-                        // The previous run's last lines stay until this run ends: in a
-                        // crash loop they say why (the verdict quotes them).
-                    });
-                    let (tail, reader) = collect_stderr(&self.spec.id, &mut child);
-                    let ended = self.watch(&mut child, spawned_at).await;
-                    self.set_ready(false);
-                    let how = match &ended {
-                        Ended::Exited(s) => describe_exit(*s),
-                        _ => process::stop(&mut child, self.restart.stop_timeout.get()).await,
-                    };
-                    // The last lines usually say why it ended: let the reader reach EOF
-                    // (at once, unless a grandchild still holds the pipe open).
-                    let _ = tokio::time::timeout(Duration::from_millis(100), reader).await;
-                    let lines: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
-                    self.set(|c| {
-                        c.pid = None;
-                        c.ready = false;
-                        c.last_exit = Some(how.clone());
-                        c.stderr_tail = lines.clone();
-                    });
-                    (ended, lines)
-                }
-                Err(e) if qmoi_core::child::is_resource_exhaustion(&e) => {
-                    // Out of descriptors, processes or memory (a client flood, a busy host):
-                    // nothing is wrong with the monitor, so this is not one of its crashes
-                    // and must not lead to `failed`. Try again in a second.
-                    tracing::warn!(component = %self.spec.id, error = %e, "Cannot start the monitor for lack of resources; retrying.");
-                    self.set(|c| c.note = Some(format!("cannot start: {e} (retrying; not counted as a crash)")));
-                    match self.pause(Some(Duration::from_secs(1))).await {
-                        Wait::Shutdown => return,
-                        _ => continue,
-                    }
-                }
-                Err(e) => (Ended::Stale(format!("cannot start {}: {e}", binary.display())), Vec::new()),
+            let (ended, tail) = match self.start_and_watch(&binary).await {
+                Attempt::Ran(ended, tail) => (ended, tail),
+                Attempt::Retry => continue,
+                Attempt::Shutdown => return,
             };
             let reason = match ended {
                 Ended::Shutdown => {
@@ -300,6 +268,59 @@ impl Task {
                 Wait::Command(Cmd::Reset | Cmd::Restart) => self.clear_counters(),
                 Wait::Elapsed => {}
             }
+        }
+    }
+
+    /// Start the monitor once and watch it until it ends: how it ended and the last lines
+    /// of its stderr. A start that fails for lack of resources waits a second and asks for
+    /// another try (not one of the monitor's crashes).
+    async fn start_and_watch(&mut self, binary: &std::path::Path) -> Attempt {
+        let args = self.spec.args(&self.report_dir, &self.log_dir);
+        let spawned_at = SystemTime::now();
+        match process::spawn_monitor(&self.spawner, binary, &args).await {
+            Ok(mut child) => {
+                let pid = child.id();
+                tracing::info!(component = %self.spec.id, pid, binary = %binary.display(), "Started.");
+                self.set(|c| {
+                    c.state = State::Starting;
+                    c.pid = pid;
+                    c.started_at = Some(Utc::now());
+                    c.ready = false;
+                    c.note = None;
+                    // The previous run's last lines stay until this run ends: in a
+                    // crash loop they say why (the verdict quotes them).
+                });
+                let (tail, reader) = collect_stderr(&self.spec.id, &mut child);
+                let ended = self.watch(&mut child, spawned_at).await;
+                self.set_ready(false);
+                let how = match &ended {
+                    Ended::Exited(s) => describe_exit(*s),
+                    _ => process::stop(&mut child, self.restart.stop_timeout.get()).await,
+                };
+                // The last lines usually say why it ended: let the reader reach EOF
+                // (at once, unless a grandchild still holds the pipe open).
+                let _ = tokio::time::timeout(Duration::from_millis(100), reader).await;
+                let lines: Vec<String> = tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default();
+                self.set(|c| {
+                    c.pid = None;
+                    c.ready = false;
+                    c.last_exit = Some(how.clone());
+                    c.stderr_tail = lines.clone();
+                });
+                Attempt::Ran(ended, lines)
+            }
+            Err(e) if qmoi_core::child::is_resource_exhaustion(&e) => {
+                // Out of descriptors, processes or memory (a client flood, a busy host):
+                // nothing is wrong with the monitor, so this is not one of its crashes
+                // and must not lead to `failed`. Try again in a second.
+                tracing::warn!(component = %self.spec.id, error = %e, "Cannot start the monitor for lack of resources; retrying.");
+                self.set(|c| c.note = Some(format!("cannot start: {e} (retrying; not counted as a crash)")));
+                match self.pause(Some(Duration::from_secs(1))).await {
+                    Wait::Shutdown => Attempt::Shutdown,
+                    _ => Attempt::Retry,
+                }
+            }
+            Err(e) => Attempt::Ran(Ended::Stale(format!("cannot start {}: {e}", binary.display())), Vec::new()),
         }
     }
 

@@ -44,13 +44,25 @@ impl Drop for TempDir {
     }
 }
 
+/// Why a restore test did not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The archive holds more than `max_restore_bytes`: the test was stopped, nothing is
+    /// known to be wrong with the backup.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The archive could not be read or restored, or the comparison could not run.
+    #[error("{0}")]
+    Failed(String),
+}
+
 pub fn restore_test(
     path: &Path,
     format: Format,
     reference: &Reference,
     restore_dir: &Path,
     max_bytes: u64,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, RestoreError> {
     let name = format!(
         "{}-{}-{}",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -58,12 +70,13 @@ pub fn restore_test(
         chrono::Utc::now().timestamp_millis()
     );
     let dir = restore_dir.join(name);
-    fs_err::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    fs_err::create_dir_all(&dir).map_err(|e| RestoreError::Failed(e.to_string()))?;
     let guard = TempDir(dir);
     let root = guard.0.clone();
     let mut out = Outcome::default();
     let mut written = 0u64;
-    archive::each_entry(path, format, |mut e| {
+    let mut too_large = false;
+    let restored = archive::each_entry(path, format, |mut e| {
         let Some(rel) = safe_relative(&e.path) else {
             out.skipped += 1;
             return archive::drain(&mut e, |_| Ok(()));
@@ -82,6 +95,7 @@ pub fn restore_test(
                 let n = archive::drain(&mut e, |chunk| {
                     written += chunk.len() as u64;
                     if written > max_bytes {
+                        too_large = true;
                         return Err(format!(
                             "the restore would exceed max_restore_bytes ({}); raise it to test this archive",
                             qmoi_core::human::bytes(max_bytes as f64)
@@ -99,13 +113,17 @@ pub fn restore_test(
                 archive::drain(&mut e, |_| Ok(()))
             }
         }
-    })?;
+    });
+    if let Err(e) = restored {
+        return Err(if too_large { RestoreError::TooLarge(e) } else { RestoreError::Failed(e) });
+    }
     match reference {
-        Reference::Manifest(m) => compare_manifest(&root, m, &mut out)?,
+        Reference::Manifest(m) => compare_manifest(&root, m, &mut out),
         Reference::Source { dir, root: inner, sample, taken } => {
-            compare_source(&root.join(inner), dir, *sample, *taken, &mut out)?
+            compare_source(&root.join(inner), dir, *sample, *taken, &mut out)
         }
     }
+    .map_err(RestoreError::Failed)?;
     drop(guard);
     Ok(out)
 }

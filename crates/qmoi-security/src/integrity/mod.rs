@@ -509,88 +509,9 @@ impl Integrity {
     fn report(&mut self, out: &mut Collected) {
         let findings = self.findings();
         let max_alerts = self.cfg.max_alerts;
-        // Baseline state.
-        match (&self.tamper, &self.base, &self.save_error) {
-            (Some(t), _, _) => out.check(
-                CheckResult::new("integrity:baseline", Status::Critical, format!("baseline cannot be trusted: {t}"))
-                    .with_title("File integrity baseline was tampered with"),
-            ),
-            (None, _, Some(e)) => out.check(
-                CheckResult::new("integrity:baseline", Status::Warning, format!("cannot save the baseline: {e}"))
-                    .with_title("File integrity baseline cannot be saved"),
-            ),
-            (None, Some(b), None) => out.check(CheckResult::ok(
-                "integrity:baseline",
-                if self.created_now {
-                    format!("baseline created with {} paths (sealed, {})", b.files.len(), b.algorithm.as_str())
-                } else {
-                    format!(
-                        "baseline of {} paths from {} (sealed, {})",
-                        b.files.len(),
-                        b.updated_at.format("%Y-%m-%d %H:%M UTC"),
-                        b.algorithm.as_str()
-                    )
-                },
-            )),
-            (None, None, None) => out.check(CheckResult::unknown("integrity:baseline", "no baseline yet")),
-        }
         let unreadable = self.unreadable();
-        if let Some(scan) = &self.last_scan {
-            let mut msg = format!(
-                "{} paths, last {} scan {} ms ago took {} ms",
-                scan.files,
-                scan.mode,
-                (Utc::now() - scan.at).num_milliseconds().max(0),
-                scan.duration_ms
-            );
-            if !unreadable.is_empty() || !self.walk_errors.is_empty() {
-                msg.push_str(&format!(
-                    "; {} unreadable (run as root to cover them)",
-                    unreadable.len() + self.walk_errors.len()
-                ));
-            }
-            out.check(CheckResult::ok("integrity:scan", msg));
-        }
-        match (&self.realtime, &self.realtime_error) {
-            (Some(rt), _) if rt.failed.is_empty() => {}
-            (Some(rt), _) => {
-                let list: Vec<String> = rt.failed.iter().take(3).map(|(p, e)| format!("{p}: {e}")).collect();
-                out.check(
-                    CheckResult::new(
-                        "integrity:realtime",
-                        Status::Warning,
-                        format!("{} path(s) not watched in real time: {}", rt.failed.len(), list.join("; ")),
-                    )
-                    .with_title("Some watched paths have no real-time watch"),
-                );
-            }
-            (None, Some(e)) => out.check(
-                CheckResult::new("integrity:realtime", Status::Warning, format!("real-time watching is off: {e}"))
-                    .with_title("File integrity real-time watching unavailable"),
-            ),
-            (None, None) => {}
-        }
-        for f in findings.iter().take(max_alerts) {
-            out.check(finding_check(f));
-        }
-        if findings.len() > max_alerts {
-            let rest = &findings[max_alerts..];
-            let level = rest.iter().map(|f| f.level).max().unwrap_or_default();
-            let names: Vec<&str> = rest.iter().take(5).map(|f| f.path.as_str()).collect();
-            out.check(
-                CheckResult::new(
-                    "integrity:more",
-                    level.status(),
-                    format!(
-                        "{} more changed paths: {}{}",
-                        rest.len(),
-                        names.join(", "),
-                        if rest.len() > 5 { ", …" } else { "" }
-                    ),
-                )
-                .with_title(format!("{} more files changed", rest.len())),
-            );
-        }
+        self.health_checks(unreadable.len(), out);
+        finding_checks(&findings, max_alerts, out);
         let count = |kind: &str| findings.iter().filter(|f| f.change == kind).count();
         let (added, removed, modified) = (count("added"), count("removed"), count("modified"));
         let files = self.base.as_ref().map_or(0, |b| b.files.len());
@@ -640,6 +561,70 @@ impl Integrity {
         self.created_now = false;
     }
 
+    /// The monitor's own state: the baseline (trusted, saved), the last scan, real-time
+    /// watching. `unreadable`: baseline paths whose content cannot be read now.
+    fn health_checks(&self, unreadable: usize, out: &mut Collected) {
+        match (&self.tamper, &self.base, &self.save_error) {
+            (Some(t), _, _) => out.check(
+                CheckResult::new("integrity:baseline", Status::Critical, format!("baseline cannot be trusted: {t}"))
+                    .with_title("File integrity baseline was tampered with"),
+            ),
+            (None, _, Some(e)) => out.check(
+                CheckResult::new("integrity:baseline", Status::Warning, format!("cannot save the baseline: {e}"))
+                    .with_title("File integrity baseline cannot be saved"),
+            ),
+            (None, Some(b), None) => out.check(CheckResult::ok(
+                "integrity:baseline",
+                if self.created_now {
+                    format!("baseline created with {} paths (sealed, {})", b.files.len(), b.algorithm.as_str())
+                } else {
+                    format!(
+                        "baseline of {} paths from {} (sealed, {})",
+                        b.files.len(),
+                        b.updated_at.format("%Y-%m-%d %H:%M UTC"),
+                        b.algorithm.as_str()
+                    )
+                },
+            )),
+            (None, None, None) => out.check(CheckResult::unknown("integrity:baseline", "no baseline yet")),
+        }
+        if let Some(scan) = &self.last_scan {
+            let mut msg = format!(
+                "{} paths, last {} scan {} ms ago took {} ms",
+                scan.files,
+                scan.mode,
+                (Utc::now() - scan.at).num_milliseconds().max(0),
+                scan.duration_ms
+            );
+            if unreadable > 0 || !self.walk_errors.is_empty() {
+                msg.push_str(&format!(
+                    "; {} unreadable (run as root to cover them)",
+                    unreadable + self.walk_errors.len()
+                ));
+            }
+            out.check(CheckResult::ok("integrity:scan", msg));
+        }
+        match (&self.realtime, &self.realtime_error) {
+            (Some(rt), _) if rt.failed.is_empty() => {}
+            (Some(rt), _) => {
+                let list: Vec<String> = rt.failed.iter().take(3).map(|(p, e)| format!("{p}: {e}")).collect();
+                out.check(
+                    CheckResult::new(
+                        "integrity:realtime",
+                        Status::Warning,
+                        format!("{} path(s) not watched in real time: {}", rt.failed.len(), list.join("; ")),
+                    )
+                    .with_title("Some watched paths have no real-time watch"),
+                );
+            }
+            (None, Some(e)) => out.check(
+                CheckResult::new("integrity:realtime", Status::Warning, format!("real-time watching is off: {e}"))
+                    .with_title("File integrity real-time watching unavailable"),
+            ),
+            (None, None) => {}
+        }
+    }
+
     /// Paths whose content could not be read, now.
     fn unreadable(&self) -> Vec<(&str, &str)> {
         let Some(base) = &self.base else { return Vec::new() };
@@ -669,6 +654,32 @@ fn known_hash(
         None => base.files.get(path)?,
     };
     (!meta.looks_changed(prev) && prev.hash.is_some()).then_some(prev.hash)
+}
+
+/// One check per finding, up to `max`; the rest summed up in `integrity:more` at the
+/// level of the worst of them.
+fn finding_checks(findings: &[Finding], max: usize, out: &mut Collected) {
+    for f in findings.iter().take(max) {
+        out.check(finding_check(f));
+    }
+    if findings.len() > max {
+        let rest = &findings[max..];
+        let level = rest.iter().map(|f| f.level).max().unwrap_or_default();
+        let names: Vec<&str> = rest.iter().take(5).map(|f| f.path.as_str()).collect();
+        out.check(
+            CheckResult::new(
+                "integrity:more",
+                level.status(),
+                format!(
+                    "{} more changed paths: {}{}",
+                    rest.len(),
+                    names.join(", "),
+                    if rest.len() > 5 { ", …" } else { "" }
+                ),
+            )
+            .with_title(format!("{} more files changed", rest.len())),
+        );
+    }
 }
 
 fn finding_check(f: &Finding) -> CheckResult {
