@@ -165,8 +165,9 @@ fn fourteen() -> f64 {
 }
 
 impl Endpoint {
-    pub fn conditions(&self) -> Vec<Condition> {
-        self.conditions.iter().filter_map(|c| Condition::parse(c).ok()).collect()
+    /// The conditions, parsed (validation has named every one that does not parse).
+    pub fn conditions(&self) -> Result<Vec<Condition>, String> {
+        self.conditions.iter().map(|c| Condition::parse(c)).collect()
     }
 
     /// The host a per-host concurrency cap applies to.

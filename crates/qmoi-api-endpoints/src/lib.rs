@@ -57,6 +57,9 @@ pub struct EndpointsMonitor {
     cfg: EndpointsConfig,
     endpoints: Vec<Arc<Endpoint>>,
     probers: Vec<Arc<Prober>>,
+    /// Each endpoint's conditions, parsed once (endpoints with the same conditions, usually
+    /// most of them, share one list).
+    conditions: Vec<Arc<[Condition]>>,
     states: States,
     sched: Arc<Mutex<SchedulerStats>>,
     started: bool,
@@ -103,8 +106,19 @@ impl EndpointsMonitor {
         let mut http_clients: HashMap<String, reqwest::Client> = HashMap::new();
         let mut tls_configs: HashMap<Option<String>, Arc<tokio_rustls::rustls::ClientConfig>> = HashMap::new();
         let mut probers = Vec::with_capacity(cfg.endpoints.len());
+        let mut parsed: HashMap<&[String], Arc<[Condition]>> = HashMap::new();
+        let mut conditions = Vec::with_capacity(cfg.endpoints.len());
         for e in &cfg.endpoints {
             let named = |err: String| format!("endpoint '{}': {err}", e.name);
+            let c = match parsed.get(e.conditions.as_slice()) {
+                Some(c) => c.clone(),
+                None => {
+                    let c: Arc<[Condition]> = e.conditions().map_err(named)?.into();
+                    parsed.insert(&e.conditions, c.clone());
+                    c
+                }
+            };
+            conditions.push(c);
             let p = match e.kind {
                 Kind::Http => {
                     let key = probe::http::client_key(e);
@@ -136,6 +150,7 @@ impl EndpointsMonitor {
             cfg,
             endpoints,
             probers,
+            conditions,
             states: slots,
             sched: Arc::default(),
             started: false,
@@ -151,15 +166,14 @@ impl EndpointsMonitor {
     fn start_probing(&self, single: bool) {
         let global = Arc::new(Semaphore::new(self.cfg.concurrency));
         let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        // Endpoints with the same conditions (usually most of them) share one parsed list.
-        let mut parsed: HashMap<Vec<String>, Arc<[Condition]>> = HashMap::new();
         let mut jobs = Vec::with_capacity(self.endpoints.len());
-        for (e, p) in self.endpoints.iter().cloned().zip(self.probers.iter().cloned()) {
+        for ((e, p), conditions) in
+            self.endpoints.iter().cloned().zip(self.probers.iter().cloned()).zip(self.conditions.iter().cloned())
+        {
             let host = per_host
                 .entry(e.host())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.cfg.per_host_concurrency)))
                 .clone();
-            let conditions = parsed.entry(e.conditions.clone()).or_insert_with(|| e.conditions().into()).clone();
             jobs.push(Job {
                 interval: e.interval.unwrap_or(self.cfg.probe_interval).get(),
                 timeout: e.timeout.unwrap_or(self.cfg.timeout).get(),
