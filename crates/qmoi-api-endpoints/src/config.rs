@@ -49,7 +49,7 @@ impl Default for EndpointsConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum ProbeKind {
     Http,
     Tcp,
     Tls,
@@ -73,7 +73,7 @@ pub enum HttpVersion {
 pub struct Endpoint {
     /// Unique; names the checks, alerts and metrics of this endpoint.
     pub name: String,
-    pub kind: Kind,
+    pub kind: ProbeKind,
     /// http: the URL.
     #[serde(default)]
     pub url: Option<EnvString>,
@@ -173,13 +173,13 @@ impl Endpoint {
     /// The host a per-host concurrency cap applies to.
     pub fn host(&self) -> String {
         match self.kind {
-            Kind::Http => self
+            ProbeKind::Http => self
                 .url
                 .as_ref()
                 .and_then(|u| reqwest::Url::parse(u.as_str()).ok())
                 .and_then(|u| u.host_str().map(str::to_string))
                 .unwrap_or_default(),
-            Kind::Icmp => {
+            ProbeKind::Icmp => {
                 self.target.as_ref().map(|t| t.as_str().trim_matches(['[', ']']).to_string()).unwrap_or_default()
             }
             _ => self.target.as_ref().map(|t| split_host_port(t.as_str()).0.to_string()).unwrap_or_default(),
@@ -228,7 +228,7 @@ impl Validate for EndpointsConfig {
 /// What an endpoint of its kind must name: a URL, host:port, a host, a name to resolve.
 fn validate_target(p: &mut Problems, key: &str, e: &Endpoint) {
     match e.kind {
-        Kind::Http => match e.url.as_ref().map(|u| reqwest::Url::parse(u.as_str())) {
+        ProbeKind::Http => match e.url.as_ref().map(|u| reqwest::Url::parse(u.as_str())) {
             None => p.push(format!("{key}.url"), "an http endpoint needs a url"),
             Some(Err(err)) => p.push(
                 format!("{key}.url"),
@@ -239,11 +239,11 @@ fn validate_target(p: &mut Problems, key: &str, e: &Endpoint) {
             }
             Some(Ok(_)) => {}
         },
-        Kind::Tcp | Kind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
+        ProbeKind::Tcp | ProbeKind::Tls => match e.target.as_ref().map(|t| split_host_port(t.as_str())) {
             Some((h, Some(port))) if !h.is_empty() && port > 0 => {}
             _ => p.push(format!("{key}.target"), "needs host:port, e.g. '127.0.0.1:443'"),
         },
-        Kind::Icmp => match e.target.as_ref().map(|t| t.as_str().trim()) {
+        ProbeKind::Icmp => match e.target.as_ref().map(|t| t.as_str().trim()) {
             None | Some("") => {
                 p.push(format!("{key}.target"), "an icmp endpoint needs a host name or address as target")
             }
@@ -255,7 +255,7 @@ fn validate_target(p: &mut Problems, key: &str, e: &Endpoint) {
             }
             Some(_) => {}
         },
-        Kind::Dns => {
+        ProbeKind::Dns => {
             if e.target.as_ref().is_none_or(|t| t.as_str().trim().is_empty()) {
                 p.push(format!("{key}.target"), "a dns endpoint needs the name to resolve as target");
             }
@@ -283,7 +283,7 @@ fn validate_endpoint(p: &mut Problems, key: &str, e: &Endpoint) {
     if reqwest::Method::from_bytes(e.method.as_bytes()).is_err() {
         p.push(format!("{key}.method"), format!("'{}' is not an HTTP method", e.method));
     }
-    if e.kind != Kind::Http && !e.conditions.is_empty() {
+    if e.kind != ProbeKind::Http && !e.conditions.is_empty() {
         // Silently ignored conditions would look like checks that pass.
         p.push(
             format!("{key}.conditions"),

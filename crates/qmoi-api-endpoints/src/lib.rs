@@ -14,7 +14,7 @@ pub mod probe;
 pub mod stats;
 
 use conditions::Condition;
-use config::{Endpoint, Kind};
+use config::{Endpoint, ProbeKind};
 use probe::ProbeResult;
 use qmoi_core::runner::{Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
@@ -120,7 +120,7 @@ impl EndpointsMonitor {
             };
             conditions.push(c);
             let p = match e.kind {
-                Kind::Http => {
+                ProbeKind::Http => {
                     let key = probe::http::client_key(e);
                     if !http_clients.contains_key(&key) {
                         let c = probe::http::client(e, cfg.reuse_connections).map_err(named)?;
@@ -128,7 +128,7 @@ impl EndpointsMonitor {
                     }
                     Prober::Http(http_clients[&key].clone())
                 }
-                Kind::Tls => {
+                ProbeKind::Tls => {
                     let key = e.ca_file.as_ref().map(|c| c.as_str().to_string());
                     if !tls_configs.contains_key(&key) {
                         let c = probe::tls::verifying_config(e).map_err(named)?;
@@ -136,9 +136,9 @@ impl EndpointsMonitor {
                     }
                     Prober::Tls(tls_configs[&key].clone())
                 }
-                Kind::Tcp => Prober::Tcp,
-                Kind::Dns => Prober::Dns,
-                Kind::Icmp => Prober::Icmp,
+                ProbeKind::Tcp => Prober::Tcp,
+                ProbeKind::Dns => Prober::Dns,
+                ProbeKind::Icmp => Prober::Icmp,
             };
             probers.push(Arc::new(p));
         }
@@ -432,7 +432,7 @@ impl Summary {
 #[derive(serde::Serialize)]
 struct EndpointRow<'a> {
     name: &'a str,
-    kind: crate::config::Kind,
+    kind: crate::config::ProbeKind,
     target: Option<&'a str>,
     group: &'a Option<String>,
     labels: &'a std::collections::BTreeMap<String, String>,

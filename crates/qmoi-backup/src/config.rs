@@ -41,7 +41,7 @@ impl Default for BackupConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum TargetKind {
     /// Files in a folder matching a pattern.
     #[default]
     Folder,
@@ -54,7 +54,7 @@ pub enum Kind {
 /// Verification levels, from cheapest to most thorough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Level {
+pub enum VerifyLevel {
     /// Exists, age, size, count (every interval).
     Metadata,
     /// Sidecar `.sha256` / `.b3` files or a `SHA256SUMS` / `B3SUMS` manifest, recomputed.
@@ -66,13 +66,13 @@ pub enum Level {
     Restore,
 }
 
-impl Level {
+impl VerifyLevel {
     pub fn as_str(self) -> &'static str {
         match self {
-            Level::Metadata => "metadata",
-            Level::Checksum => "checksum",
-            Level::Archive => "archive",
-            Level::Restore => "restore",
+            VerifyLevel::Metadata => "metadata",
+            VerifyLevel::Checksum => "checksum",
+            VerifyLevel::Archive => "archive",
+            VerifyLevel::Restore => "restore",
         }
     }
 }
@@ -83,7 +83,7 @@ pub struct Target {
     /// Names the checks (`backup:<name>`, `archive:<name>` …), alerts and metrics.
     pub name: String,
     #[serde(default)]
-    pub kind: Kind,
+    pub kind: TargetKind,
     /// folder: the folder holding the backups.
     #[serde(default)]
     pub path: Option<EnvString>,
@@ -131,7 +131,7 @@ pub struct Target {
     /// checksum and archive for a folder; metadata and archive (the tool's own check) for
     /// a repository, which has no checksum files.
     #[serde(default)]
-    pub verify: Option<Vec<Level>>,
+    pub verify: Option<Vec<VerifyLevel>>,
     /// restore: the file inside the archive listing `sha256  path` lines to compare with.
     #[serde(default)]
     pub manifest: Option<String>,
@@ -181,16 +181,16 @@ impl Target {
     }
 
     /// The configured verification levels, or the default of the target's kind.
-    pub fn verify_levels(&self) -> &[Level] {
+    pub fn verify_levels(&self) -> &[VerifyLevel] {
         match (&self.verify, self.kind) {
             (Some(v), _) => v,
-            (None, Kind::Folder) => &[Level::Metadata, Level::Checksum, Level::Archive],
-            (None, Kind::Restic | Kind::Borg) => &[Level::Metadata, Level::Archive],
+            (None, TargetKind::Folder) => &[VerifyLevel::Metadata, VerifyLevel::Checksum, VerifyLevel::Archive],
+            (None, TargetKind::Restic | TargetKind::Borg) => &[VerifyLevel::Metadata, VerifyLevel::Archive],
         }
     }
 
-    pub fn verifies(&self, level: Level) -> bool {
-        level == Level::Metadata || self.verify_levels().contains(&level)
+    pub fn verifies(&self, level: VerifyLevel) -> bool {
+        level == VerifyLevel::Metadata || self.verify_levels().contains(&level)
     }
 }
 
@@ -208,7 +208,7 @@ impl Validate for BackupConfig {
                 p.push(format!("{key}.name"), format!("'{}' is used twice; names must be unique", t.name));
             }
             match t.kind {
-                Kind::Folder => {
+                TargetKind::Folder => {
                     if t.path.as_ref().is_none_or(|p| p.as_str().trim().is_empty()) {
                         p.push(format!("{key}.path"), "a folder target needs `path` (the folder holding the backups)");
                     }
@@ -216,11 +216,11 @@ impl Validate for BackupConfig {
                         p.push(format!("{key}.repository"), "only for kind = \"restic\" or \"borg\"");
                     }
                 }
-                Kind::Restic | Kind::Borg => {
+                TargetKind::Restic | TargetKind::Borg => {
                     if t.repository.is_none() {
                         p.push(format!("{key}.repository"), "a restic/borg target needs `repository`");
                     }
-                    if t.verifies(Level::Checksum) || t.verifies(Level::Restore) {
+                    if t.verifies(VerifyLevel::Checksum) || t.verifies(VerifyLevel::Restore) {
                         p.push(
                             format!("{key}.verify"),
                             "a repository target verifies with `archive` (its own check command); checksum and restore are for folder targets",
@@ -252,7 +252,7 @@ impl Validate for BackupConfig {
             {
                 p.push(format!("{key}.min_count"), format!("({a}) must be at most max_count ({b})"));
             }
-            if t.verifies(Level::Restore) && t.manifest.is_none() && t.compare_with.is_none() {
+            if t.verifies(VerifyLevel::Restore) && t.manifest.is_none() && t.compare_with.is_none() {
                 p.push(
                     format!("{key}.verify"),
                     "`restore` needs `manifest` (a checksum list inside the archive) or `compare_with` (the source folder)",
@@ -288,9 +288,9 @@ mod tests {
         let borg = repo.replace("restic", "borg");
         assert_eq!(problems(&borg), "");
         let cfg = parse(repo);
-        assert_eq!(cfg.targets[0].verify_levels(), &[Level::Metadata, Level::Archive]);
+        assert_eq!(cfg.targets[0].verify_levels(), &[VerifyLevel::Metadata, VerifyLevel::Archive]);
         let folder = parse("[[targets]]\nname = \"f\"\npath = \"/srv/b\"\nmax_age = \"1d\"\n");
-        assert!(folder.targets[0].verifies(Level::Checksum));
+        assert!(folder.targets[0].verifies(VerifyLevel::Checksum));
         // Asked for explicitly, checksum on a repository is still refused.
         assert!(problems(&format!("{repo}verify = [\"checksum\"]\n")).contains("targets[0].verify"));
     }

@@ -23,12 +23,12 @@ pub mod verify;
 pub use config::BackupConfig;
 
 use chrono::{DateTime, Utc};
-use config::{Kind, Level, Target};
+use config::{Target, TargetKind, VerifyLevel};
 use discover::Backup;
 use qmoi_core::runner::{Collected, Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use serde_json::json;
-use state::{State, Verification};
+use state::{BackupState, Verification};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -40,7 +40,7 @@ pub struct BackupMonitor {
     /// Per target, what its config says parsed once.
     parsed: Vec<Parsed>,
     state_path: PathBuf,
-    state: State,
+    state: BackupState,
     /// Targets whose heavy verification runs now whatever the schedule (`--verify`).
     force: HashSet<String>,
     /// `--verify`: look at this target only.
@@ -61,7 +61,7 @@ impl BackupMonitor {
     pub fn new(cfg: &BackupConfig) -> Result<Self, String> {
         let parsed = cfg.targets.iter().map(Parsed::new).collect::<Result<_, _>>()?;
         let state_path = Path::new(cfg.data_dir.as_str()).join("backup_state.json");
-        let state = State::load(&state_path);
+        let state = BackupState::load(&state_path);
         Ok(Self {
             cfg: cfg.clone(),
             parsed,
@@ -92,7 +92,7 @@ impl BackupMonitor {
         &mut self,
         t: &Target,
         b: &Backup,
-        level: Level,
+        level: VerifyLevel,
         restore_dir: PathBuf,
     ) -> (String, DateTime<Utc>) {
         let Some(bg) = self.background.clone() else { return (b.name.clone(), Utc::now()) };
@@ -154,7 +154,7 @@ impl BackupMonitor {
     pub async fn list(&self, i: usize, timeout: Duration) -> Result<Vec<Backup>, String> {
         let t = &self.cfg.targets[i];
         match t.kind {
-            Kind::Folder => {
+            TargetKind::Folder => {
                 let dir = PathBuf::from(t.path.as_ref().map(|p| p.as_str()).unwrap_or_default());
                 let pattern = self.parsed[i].pattern.clone();
                 let listing = tokio::task::spawn_blocking(move || discover::list_folder(&dir, pattern.as_ref()));
@@ -167,7 +167,7 @@ impl BackupMonitor {
                     )),
                 }
             }
-            Kind::Restic | Kind::Borg => repo::list(t, timeout).await,
+            TargetKind::Restic | TargetKind::Borg => repo::list(t, timeout).await,
         }
     }
 
@@ -177,7 +177,7 @@ impl BackupMonitor {
         let name = t.name.clone();
         let now = Utc::now();
         let where_ = match t.kind {
-            Kind::Folder => format!(
+            TargetKind::Folder => format!(
                 "{}{}",
                 t.path.as_ref().map(|p| p.as_str()).unwrap_or_default(),
                 t.pattern.as_ref().map(|p| format!("/{p}")).unwrap_or_default()
@@ -267,7 +267,7 @@ impl BackupMonitor {
         let name = t.name.as_str();
         let mut rows = serde_json::Map::new();
         let forced = self.force.contains(name);
-        for level in [Level::Checksum, Level::Archive, Level::Restore] {
+        for level in [VerifyLevel::Checksum, VerifyLevel::Archive, VerifyLevel::Restore] {
             if !t.verifies(level) {
                 continue;
             }
@@ -321,11 +321,13 @@ impl BackupMonitor {
                 _ => v,
             };
             let title = match level {
-                Level::Checksum => format!("Backup checksum mismatch: {name}"),
-                Level::Archive if t.kind != Kind::Folder => format!("Backup repository check failed: {name}"),
-                Level::Archive => format!("Backup archive corrupt: {name}"),
-                Level::Restore => format!("Backup restore test failed: {name}"),
-                Level::Metadata => String::new(),
+                VerifyLevel::Checksum => format!("Backup checksum mismatch: {name}"),
+                VerifyLevel::Archive if t.kind != TargetKind::Folder => {
+                    format!("Backup repository check failed: {name}")
+                }
+                VerifyLevel::Archive => format!("Backup archive corrupt: {name}"),
+                VerifyLevel::Restore => format!("Backup restore test failed: {name}"),
+                VerifyLevel::Metadata => String::new(),
             };
             let c =
                 CheckResult::new(format!("{key}:{name}"), v.status, format!("{name}: {}", v.message)).with_title(title);
@@ -346,29 +348,32 @@ impl BackupMonitor {
 }
 
 /// One heavy verification of `b`, off the async thread.
-async fn verify_one(t: &Target, b: &Backup, level: Level, restore_dir: PathBuf) -> Verification {
+async fn verify_one(t: &Target, b: &Backup, level: VerifyLevel, restore_dir: PathBuf) -> Verification {
     {
         let started = Instant::now();
         let at = Utc::now();
-        let result: Result<(Status, String, Option<u64>, Option<serde_json::Value>), String> = if t.kind != Kind::Folder
-        {
-            // A repository verifies with its own check command (level archive).
-            repo::check(t).await.map(|m| (Status::Ok, format!("repository check passed: {m}"), None, None))
-        } else {
-            let Some(path) = b.path.clone() else {
-                return verification(b, at, started, Status::Unknown, "no file to verify".into(), None, None);
+        let result: Result<(Status, String, Option<u64>, Option<serde_json::Value>), String> =
+            if t.kind != TargetKind::Folder {
+                // A repository verifies with its own check command (level archive).
+                repo::check(t).await.map(|m| (Status::Ok, format!("repository check passed: {m}"), None, None))
+            } else {
+                let Some(path) = b.path.clone() else {
+                    return verification(b, at, started, Status::Unknown, "no file to verify".into(), None, None);
+                };
+                let t = t.clone();
+                let taken = std::time::SystemTime::from(b.time);
+                tokio::task::spawn_blocking(move || verify_file(&t, &path, level, &restore_dir, taken))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("verification crashed: {e}")))
             };
-            let t = t.clone();
-            let taken = std::time::SystemTime::from(b.time);
-            tokio::task::spawn_blocking(move || verify_file(&t, &path, level, &restore_dir, taken))
-                .await
-                .unwrap_or_else(|e| Err(format!("verification crashed: {e}")))
-        };
         match result {
             Ok((status, msg, bytes, details)) => verification(b, at, started, status, msg, bytes, details),
             Err(e) => {
-                let status =
-                    if t.kind != Kind::Folder || level != Level::Checksum { Status::Critical } else { Status::Unknown };
+                let status = if t.kind != TargetKind::Folder || level != VerifyLevel::Checksum {
+                    Status::Critical
+                } else {
+                    Status::Unknown
+                };
                 verification(b, at, started, status, e, None, None)
             }
         }
@@ -439,17 +444,17 @@ type Verified = (Status, String, Option<u64>, Option<serde_json::Value>);
 fn verify_file(
     t: &Target,
     path: &Path,
-    level: Level,
+    level: VerifyLevel,
     restore_dir: &Path,
     taken: std::time::SystemTime,
 ) -> Result<Verified, String> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let rate = Rate(Instant::now());
     match level {
-        Level::Metadata => Ok((Status::Ok, "exists".into(), None, None)),
-        Level::Checksum => verify_checksum(path, &name, &rate),
-        Level::Archive => Ok(verify_archive(path, &name, &rate)),
-        Level::Restore => Ok(verify_restore(t, path, &name, restore_dir, taken, &rate)),
+        VerifyLevel::Metadata => Ok((Status::Ok, "exists".into(), None, None)),
+        VerifyLevel::Checksum => verify_checksum(path, &name, &rate),
+        VerifyLevel::Archive => Ok(verify_archive(path, &name, &rate)),
+        VerifyLevel::Restore => Ok(verify_restore(t, path, &name, restore_dir, taken, &rate)),
     }
 }
 
@@ -587,7 +592,7 @@ fn verify_restore(
     }
 }
 
-fn newer(o: &verify::restore::Outcome) -> String {
+fn newer(o: &verify::restore::RestoreOutcome) -> String {
     if o.newer_in_source > 0 {
         format!(" ({} source files changed since the backup, not compared)", o.newer_in_source)
     } else {

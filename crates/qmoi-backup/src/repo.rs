@@ -3,7 +3,7 @@
 //! command has a timeout and is killed when it passes; the environment (passwords) comes
 //! from config and is never printed.
 
-use crate::config::{Kind, Target};
+use crate::config::{Target, TargetKind};
 use crate::discover::Backup;
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use std::process::Stdio;
@@ -12,11 +12,12 @@ use std::time::Duration;
 /// Run the tool with `args`; stdout on success, or a message with the exit status and the
 /// last lines of stderr.
 async fn run(t: &Target, args: &[&str], timeout: Duration) -> Result<String, String> {
-    let exe = t.command.clone().unwrap_or_else(|| if t.kind == Kind::Borg { "borg".into() } else { "restic".into() });
+    let exe =
+        t.command.clone().unwrap_or_else(|| if t.kind == TargetKind::Borg { "borg".into() } else { "restic".into() });
     let repo = t.repository.as_ref().map(|r| r.as_str().to_string()).unwrap_or_default();
     let mut cmd = tokio::process::Command::new(&exe);
     match t.kind {
-        Kind::Borg => {
+        TargetKind::Borg => {
             cmd.args(args).arg(&repo);
         }
         _ => {
@@ -62,7 +63,7 @@ async fn run(t: &Target, args: &[&str], timeout: Duration) -> Result<String, Str
 /// The snapshots / archives, newest first.
 pub async fn list(t: &Target, timeout: Duration) -> Result<Vec<Backup>, String> {
     match t.kind {
-        Kind::Borg => {
+        TargetKind::Borg => {
             let text = run(t, &["list", "--json"], timeout).await?;
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("borg list --json: {e}"))?;
             let mut out: Vec<Backup> = v["archives"]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct State {
+pub struct BackupState {
     #[serde(default)]
     pub targets: BTreeMap<String, TargetState>,
 }
@@ -48,7 +48,7 @@ pub struct Verification {
 /// Points kept per target.
 pub const TREND: usize = 30;
 
-impl State {
+impl BackupState {
     /// A missing file is an empty state; an unreadable or corrupt one is logged and
     /// replaced (it only holds history the next runs rebuild).
     pub fn load(path: &Path) -> Self {

@@ -12,7 +12,7 @@
 
 use crate::config::Provider;
 use crate::model::{
-    ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, StatusCheck, Volume,
+    ApiError, CostData, CpuSeries, ErrorKind, Instance, InstanceState, Inventory, PublicIp, StatusCheck, Volume,
 };
 use crate::rest::{Call, RequestAuth, Rest};
 use crate::sigv4::{Scope, Signer};
@@ -603,13 +603,13 @@ fn or_unknown(s: String) -> String {
     if s.is_empty() { "unknown".into() } else { s }
 }
 
-fn state(raw: &str) -> State {
+fn state(raw: &str) -> InstanceState {
     match raw {
-        "running" => State::Running,
-        "pending" => State::Pending,
-        "stopping" | "shutting-down" => State::Stopping,
-        "stopped" => State::Stopped,
-        "terminated" => State::Terminated,
-        _ => State::Other,
+        "running" => InstanceState::Running,
+        "pending" => InstanceState::Pending,
+        "stopping" | "shutting-down" => InstanceState::Stopping,
+        "stopped" => InstanceState::Stopped,
+        "terminated" => InstanceState::Terminated,
+        _ => InstanceState::Other,
     }
 }

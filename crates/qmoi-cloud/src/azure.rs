@@ -3,7 +3,7 @@
 //! metrics, cost from the Cost Management query API.
 
 use crate::config::{self, Auth, Provider};
-use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, Volume};
+use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, InstanceState, Inventory, PublicIp, Volume};
 use crate::rest::{Call, RequestAuth, Rest, same_origin};
 use crate::token::{Grant, TokenSource};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -471,11 +471,11 @@ fn instance(p: &Provider, sub: &str, v: Vm) -> Instance {
     let statuses = v.properties.instance_view.map(|iv| iv.statuses).unwrap_or_default();
     let power = statuses.iter().find_map(|s| s.code.strip_prefix("PowerState/")).unwrap_or("unknown").to_string();
     let state = match power.as_str() {
-        "running" => State::Running,
-        "starting" => State::Pending,
-        "stopping" | "deallocating" => State::Stopping,
-        "stopped" | "deallocated" => State::Stopped,
-        _ => State::Other,
+        "running" => InstanceState::Running,
+        "starting" => InstanceState::Pending,
+        "stopping" | "deallocating" => InstanceState::Stopping,
+        "stopped" | "deallocated" => InstanceState::Stopped,
+        _ => InstanceState::Other,
     };
     let critical = p.is_critical(&v.name, &v.name)
         || v.properties.vm_id.as_deref().is_some_and(|id| p.is_critical(id, ""))

@@ -83,18 +83,18 @@ impl Default for CloudConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum ProviderKind {
     Aws,
     Azure,
     Gcp,
 }
 
-impl Kind {
+impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Aws => "aws",
-            Kind::Azure => "azure",
-            Kind::Gcp => "gcp",
+            ProviderKind::Aws => "aws",
+            ProviderKind::Azure => "azure",
+            ProviderKind::Gcp => "gcp",
         }
     }
 }
@@ -120,7 +120,7 @@ pub struct Provider {
     /// Names the checks (`provider:<name>`, `budget:<name>` …) and metric labels.
     pub name: String,
     #[serde(rename = "type")]
-    pub kind: Kind,
+    pub kind: ProviderKind,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// AWS: regions to list (required). Azure: locations, GCP: regions to keep (empty:
@@ -314,7 +314,7 @@ impl Provider {
             }
         };
         match self.kind {
-            Kind::Aws => {
+            ProviderKind::Aws => {
                 if self.regions.is_empty() {
                     p.push(format!("{key}.regions"), "AWS needs at least one region (e.g. [\"us-east-1\"])");
                 }
@@ -325,7 +325,7 @@ impl Provider {
                 wrong(p, "credentials_file", self.credentials_file.is_some());
                 wrong(p, "billing_table", self.billing_table.is_some());
             }
-            Kind::Azure => {
+            ProviderKind::Azure => {
                 if self.subscriptions.is_empty() {
                     p.push(format!("{key}.subscriptions"), "Azure needs at least one subscription id");
                 }
@@ -338,7 +338,7 @@ impl Provider {
                 wrong(p, "credentials_file", self.credentials_file.is_some());
                 wrong(p, "billing_table", self.billing_table.is_some());
             }
-            Kind::Gcp => {
+            ProviderKind::Gcp => {
                 if self.projects.is_empty() && self.auth == Auth::Metadata {
                     p.push(format!("{key}.projects"), "with auth = \"metadata\" the projects must be listed");
                 }

@@ -3,7 +3,7 @@
 //! `timeSeries`, cost from a BigQuery billing export table.
 
 use crate::config::{self, Auth, Provider};
-use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, Inventory, PublicIp, State, Volume};
+use crate::model::{ApiError, CostData, CpuSeries, ErrorKind, Instance, InstanceState, Inventory, PublicIp, Volume};
 use crate::rest::{Call, RequestAuth, Rest};
 use crate::token::{GcpKey, Grant, TokenSource};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -274,11 +274,11 @@ impl Gcp {
                         continue;
                     }
                     let state = match i.status.as_str() {
-                        "RUNNING" => State::Running,
-                        "PROVISIONING" | "STAGING" => State::Pending,
-                        "STOPPING" | "SUSPENDING" => State::Stopping,
-                        "TERMINATED" | "STOPPED" | "SUSPENDED" => State::Stopped,
-                        _ => State::Other,
+                        "RUNNING" => InstanceState::Running,
+                        "PROVISIONING" | "STAGING" => InstanceState::Pending,
+                        "STOPPING" | "SUSPENDING" => InstanceState::Stopping,
+                        "TERMINATED" | "STOPPED" | "SUSPENDED" => InstanceState::Stopped,
+                        _ => InstanceState::Other,
                     };
                     inv.instances.push(Instance {
                         critical: p.is_critical(&i.id, &i.name)

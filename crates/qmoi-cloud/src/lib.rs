@@ -35,7 +35,7 @@ pub mod xml;
 pub use config::CloudConfig;
 
 use chrono::{DateTime, Utc};
-use config::{Kind, Provider};
+use config::{Provider, ProviderKind};
 use findings::{Collection, InstanceRow};
 use model::{ApiError, CostData, CpuSeries, Instance, Inventory};
 use qmoi_core::runner::{Monitor, Outcome, RunContext};
@@ -59,9 +59,9 @@ impl Client {
     pub async fn connect(p: &Provider, cfg: &CloudConfig) -> Result<Self, ApiError> {
         let (t, n) = (cfg.request_timeout.get(), cfg.max_concurrency);
         Ok(match p.kind {
-            Kind::Aws => Client::Aws(Box::new(aws::Aws::new(p, t, n).await?)),
-            Kind::Azure => Client::Azure(azure::Azure::new(p, t, n)?),
-            Kind::Gcp => Client::Gcp(gcp::Gcp::new(p, t, n)?),
+            ProviderKind::Aws => Client::Aws(Box::new(aws::Aws::new(p, t, n).await?)),
+            ProviderKind::Azure => Client::Azure(azure::Azure::new(p, t, n)?),
+            ProviderKind::Gcp => Client::Gcp(gcp::Gcp::new(p, t, n)?),
         })
     }
 
@@ -216,7 +216,8 @@ async fn collect(
         "Inventory listed."
     );
     let age = |t: DateTime<Utc>| (now - t).to_std().unwrap_or_default();
-    let running: Vec<&Instance> = c.inventory.instances.iter().filter(|i| i.state == model::State::Running).collect();
+    let running: Vec<&Instance> =
+        c.inventory.instances.iter().filter(|i| i.state == model::InstanceState::Running).collect();
     let mut errors = Vec::new();
     // CPU over the last window: at most every utilisation_interval.
     let cpu_due =

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 /// [`Instance::raw_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum State {
+pub enum InstanceState {
     Running,
     Pending,
     Stopping,
@@ -17,15 +17,15 @@ pub enum State {
     Other,
 }
 
-impl State {
+impl InstanceState {
     pub fn as_str(self) -> &'static str {
         match self {
-            State::Running => "running",
-            State::Pending => "pending",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-            State::Terminated => "terminated",
-            State::Other => "other",
+            InstanceState::Running => "running",
+            InstanceState::Pending => "pending",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Other => "other",
         }
     }
 }
@@ -55,7 +55,7 @@ pub struct Instance {
     pub zone: String,
     #[serde(rename = "type")]
     pub itype: String,
-    pub state: State,
+    pub state: InstanceState,
     pub raw_state: String,
     pub launched: Option<DateTime<Utc>>,
     /// Resource id used by metric APIs (Azure: the ARM id) when it differs from `id`.

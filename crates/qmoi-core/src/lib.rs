@@ -42,4 +42,4 @@ pub mod status;
 pub mod threshold;
 
 pub use report::{Alert, CheckResult, Report};
-pub use status::{AlertLevel, Status};
+pub use status::{AlertLevel, Severity, Status};

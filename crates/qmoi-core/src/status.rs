@@ -75,6 +75,25 @@ impl fmt::Display for Status {
     }
 }
 
+/// How bad a configured kind of problem is, as an operator sets it in a config
+/// (`new_listener_level = "critical"`, `level = "warning"`): the status its check gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn status(self) -> Status {
+        match self {
+            Severity::Warning => Status::Warning,
+            Severity::Critical => Status::Critical,
+        }
+    }
+}
+
 /// Level of an alert (the seed's 🔴 critical, 🟡 warning, 🟢 info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

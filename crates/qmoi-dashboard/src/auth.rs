@@ -22,7 +22,7 @@ pub struct Identity {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AuthOutcome {
     Authenticated(Identity),
     /// No credentials presented (and auth is configured).
     Missing,
@@ -95,11 +95,11 @@ impl Authenticator {
     /// is counted in `failures`. A password that needs verifying counts as a failure from
     /// the moment its verification starts (forgiven when it succeeds), so a burst of
     /// concurrent guesses meets the lockout after ten, not after all have been hashed.
-    pub async fn check(&self, header: Option<&str>, failures: &AuthFailures, ip: IpAddr) -> Outcome {
+    pub async fn check(&self, header: Option<&str>, failures: &AuthFailures, ip: IpAddr) -> AuthOutcome {
         if !self.enabled() {
-            return Outcome::Authenticated(Identity { name: "anonymous".into(), role: Role::Read });
+            return AuthOutcome::Authenticated(Identity { name: "anonymous".into(), role: Role::Read });
         }
-        let Some(h) = header.map(str::trim) else { return Outcome::Missing };
+        let Some(h) = header.map(str::trim) else { return AuthOutcome::Missing };
         if let Some(token) = strip_prefix_ci(h, "bearer ") {
             let token = token.trim().as_bytes();
             // Compare against every token so the time does not tell which one matched.
@@ -110,12 +110,12 @@ impl Authenticator {
                 }
             }
             return match found {
-                Some(id) => Outcome::Authenticated(id),
-                None => failures.failed(ip).map_or_else(Outcome::LockedOut, |()| Outcome::Invalid),
+                Some(id) => AuthOutcome::Authenticated(id),
+                None => failures.failed(ip).map_or_else(AuthOutcome::LockedOut, |()| AuthOutcome::Invalid),
             };
         }
         let Some(b64) = strip_prefix_ci(h, "basic ") else {
-            return failures.failed(ip).map_or_else(Outcome::LockedOut, |()| Outcome::Invalid);
+            return failures.failed(ip).map_or_else(AuthOutcome::LockedOut, |()| AuthOutcome::Invalid);
         };
         let Some((user, password)) = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
@@ -123,7 +123,7 @@ impl Authenticator {
             .and_then(|raw| String::from_utf8(raw).ok())
             .and_then(|t| t.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
         else {
-            return failures.failed(ip).map_or_else(Outcome::LockedOut, |()| Outcome::Invalid);
+            return failures.failed(ip).map_or_else(AuthOutcome::LockedOut, |()| AuthOutcome::Invalid);
         };
         let user_entry = self.users.iter().find(|(n, _, _)| *n == user).cloned();
         let digest = self.digest(&user, &password);
@@ -132,17 +132,17 @@ impl Authenticator {
             if cached == Some(true)
                 && let Some((name, _, role)) = user_entry
             {
-                return Outcome::Authenticated(Identity { name, role });
+                return AuthOutcome::Authenticated(Identity { name, role });
             }
         }
         // The slow path: counted as a failure before it starts.
         if let Err(wait) = failures.failed(ip) {
-            return Outcome::LockedOut(wait);
+            return AuthOutcome::LockedOut(wait);
         }
         if self.pending.fetch_add(1, Ordering::SeqCst) >= VERIFY_CONCURRENCY + VERIFY_QUEUE {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             failures.forgive(ip);
-            return Outcome::Busy;
+            return AuthOutcome::Busy;
         }
         let hash = match &user_entry {
             Some((_, hash, _)) => Some(hash.clone()),
@@ -164,9 +164,9 @@ impl Authenticator {
                 if let Ok(mut m) = self.verified.lock() {
                     m.insert(name.clone(), digest);
                 }
-                Outcome::Authenticated(Identity { name, role })
+                AuthOutcome::Authenticated(Identity { name, role })
             }
-            _ => Outcome::Invalid,
+            _ => AuthOutcome::Invalid,
         }
     }
 }
@@ -211,12 +211,12 @@ mod tests {
         let a = Authenticator::new(&cfg);
         let f = AuthFailures::default();
         let ip: IpAddr = [127, 0, 0, 1].into();
-        assert_eq!(a.check(None, &f, ip).await, Outcome::Missing);
+        assert_eq!(a.check(None, &f, ip).await, AuthOutcome::Missing);
         assert_eq!(
             a.check(Some("Bearer 0123456789abcdef-read"), &f, ip).await,
-            Outcome::Authenticated(Identity { name: "prom".into(), role: Role::Read })
+            AuthOutcome::Authenticated(Identity { name: "prom".into(), role: Role::Read })
         );
-        assert_eq!(a.check(Some("Bearer 0123456789abcdef-reaX"), &f, ip).await, Outcome::Invalid);
+        assert_eq!(a.check(Some("Bearer 0123456789abcdef-reaX"), &f, ip).await, AuthOutcome::Invalid);
         let basic = |u: &str, p: &str| {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
         };
@@ -224,12 +224,12 @@ mod tests {
             // second time from the cache
             assert_eq!(
                 a.check(Some(&basic("ops", "correct horse")), &f, ip).await,
-                Outcome::Authenticated(Identity { name: "ops".into(), role: Role::Admin })
+                AuthOutcome::Authenticated(Identity { name: "ops".into(), role: Role::Admin })
             );
         }
-        assert_eq!(a.check(Some(&basic("ops", "wrong")), &f, ip).await, Outcome::Invalid);
-        assert_eq!(a.check(Some(&basic("nobody", "correct horse")), &f, ip).await, Outcome::Invalid);
-        assert_eq!(a.check(Some("Digest x"), &f, ip).await, Outcome::Invalid);
+        assert_eq!(a.check(Some(&basic("ops", "wrong")), &f, ip).await, AuthOutcome::Invalid);
+        assert_eq!(a.check(Some(&basic("nobody", "correct horse")), &f, ip).await, AuthOutcome::Invalid);
+        assert_eq!(a.check(Some("Digest x"), &f, ip).await, AuthOutcome::Invalid);
         Ok(())
     }
 
@@ -253,14 +253,14 @@ mod tests {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
         };
         // A password verified once is cached before the lockout.
-        assert!(matches!(a.check(Some(&basic("ops", "correct horse")), &f, ip).await, Outcome::Authenticated(_)));
+        assert!(matches!(a.check(Some(&basic("ops", "correct horse")), &f, ip).await, AuthOutcome::Authenticated(_)));
         for _ in 0..crate::ratelimit::MAX_FAILURES {
-            assert_eq!(a.check(Some("Bearer wrong-wrong-wrong-wrong"), &f, ip).await, Outcome::Invalid);
+            assert_eq!(a.check(Some("Bearer wrong-wrong-wrong-wrong"), &f, ip).await, AuthOutcome::Invalid);
         }
-        assert!(matches!(a.check(Some("Bearer wrong-wrong-wrong-wrong"), &f, ip).await, Outcome::LockedOut(_)));
-        assert!(matches!(a.check(Some("Bearer 0123456789abcdef-admin"), &f, ip).await, Outcome::Authenticated(_)));
-        assert!(matches!(a.check(Some(&basic("ops", "correct horse")), &f, ip).await, Outcome::Authenticated(_)));
-        assert!(matches!(a.check(Some(&basic("ops", "guess")), &f, ip).await, Outcome::LockedOut(_)));
+        assert!(matches!(a.check(Some("Bearer wrong-wrong-wrong-wrong"), &f, ip).await, AuthOutcome::LockedOut(_)));
+        assert!(matches!(a.check(Some("Bearer 0123456789abcdef-admin"), &f, ip).await, AuthOutcome::Authenticated(_)));
+        assert!(matches!(a.check(Some(&basic("ops", "correct horse")), &f, ip).await, AuthOutcome::Authenticated(_)));
+        assert!(matches!(a.check(Some(&basic("ops", "guess")), &f, ip).await, AuthOutcome::LockedOut(_)));
 
         // 50 concurrent guesses from a fresh address: at most MAX_FAILURES are verified.
         let other: IpAddr = [127, 0, 0, 9].into();
@@ -270,9 +270,11 @@ mod tests {
             set.spawn(async move { a.check(Some(&h), &f, other).await });
         }
         let outcomes = set.join_all().await;
-        let verified = outcomes.iter().filter(|o| **o == Outcome::Invalid).count();
+        let verified = outcomes.iter().filter(|o| **o == AuthOutcome::Invalid).count();
         assert!(verified <= crate::ratelimit::MAX_FAILURES as usize, "{outcomes:?}");
-        assert!(outcomes.iter().all(|o| matches!(o, Outcome::Invalid | Outcome::LockedOut(_) | Outcome::Busy)));
+        assert!(
+            outcomes.iter().all(|o| matches!(o, AuthOutcome::Invalid | AuthOutcome::LockedOut(_) | AuthOutcome::Busy))
+        );
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Routes, middleware and handlers. See docs/API.md for every route.
 
-use crate::auth::{Authenticator, Identity, Outcome};
+use crate::auth::{AuthOutcome, Authenticator, Identity};
 use crate::config::Role;
 use crate::hub::{Hub, unix_now};
 use crate::ratelimit::RateLimiter;
@@ -248,16 +248,16 @@ async fn authenticate(
         r
     };
     match outcome {
-        Outcome::Authenticated(id) => {
+        AuthOutcome::Authenticated(id) => {
             req.extensions_mut().insert(id);
             next.run(req).await
         }
-        Outcome::LockedOut(wait) => {
+        AuthOutcome::LockedOut(wait) => {
             too_many("too many failed authentications from this address; wait (valid tokens still work)", wait)
         }
-        Outcome::Busy => too_many("too many password checks at once; try again shortly", 1),
-        Outcome::Missing | Outcome::Invalid => {
-            if outcome == Outcome::Invalid {
+        AuthOutcome::Busy => too_many("too many password checks at once; try again shortly", 1),
+        AuthOutcome::Missing | AuthOutcome::Invalid => {
+            if outcome == AuthOutcome::Invalid {
                 tracing::warn!(remote = %addr.ip(), "Failed dashboard authentication.");
             }
             let mut r =

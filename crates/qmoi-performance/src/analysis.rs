@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct State {
+pub struct PerfState {
     /// EWMA baseline per metric (with `@h<hour of week>` when by hour of week).
     #[serde(default)]
     pub baselines: BTreeMap<String, Ewma>,
@@ -20,7 +20,7 @@ pub struct State {
     pub series: BTreeMap<String, VecDeque<(f64, f64, f64)>>,
 }
 
-impl State {
+impl PerfState {
     pub fn load(path: &Path) -> Self {
         qmoi_core::statefile::load(path, "Performance state")
     }
@@ -45,7 +45,7 @@ pub struct Degradation {
 /// deviations for `need` intervals in a row.
 #[allow(clippy::too_many_arguments)]
 pub fn baseline(
-    state: &mut State,
+    state: &mut PerfState,
     metric: &str,
     value: f64,
     now: DateTime<Utc>,
@@ -95,7 +95,14 @@ pub struct Prediction {
 }
 
 /// Record (now, used, total) for `resource` and fit a line over `window` seconds.
-pub fn predict(state: &mut State, resource: &str, now: f64, used: f64, total: f64, window: f64) -> Option<Prediction> {
+pub fn predict(
+    state: &mut PerfState,
+    resource: &str,
+    now: f64,
+    used: f64,
+    total: f64,
+    window: f64,
+) -> Option<Prediction> {
     let s = state.series.entry(resource.to_string()).or_default();
     // At most ~360 points per window: a point every window/360 seconds.
     let spacing = window / 360.0;
@@ -190,7 +197,7 @@ mod tests {
     #[test]
     fn degradation_needs_k_deviations_for_n_intervals_after_learning() {
         let cfg = BaselineConfig { min_samples: 10, k: 3.0, intervals: 3, ..BaselineConfig::default() };
-        let mut st = State::default();
+        let mut st = PerfState::default();
         let now = Utc::now();
         for i in 0..30 {
             let v = 20.0 + f64::from(i % 3);
@@ -206,7 +213,7 @@ mod tests {
 
     #[test]
     fn prediction_of_a_disk_filling_at_a_known_rate() {
-        let mut st = State::default();
+        let mut st = PerfState::default();
         let mut last = None;
         // 10 MB a minute on a 1 GB disk holding 400 MB at t = 0.
         for m in 0..30 {

@@ -22,7 +22,7 @@ pub mod stats;
 
 pub use config::PerformanceConfig;
 
-use analysis::{Leaks, State};
+use analysis::{Leaks, PerfState};
 use qmoi_core::runner::{Collected, Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};
 use sample::Sampler;
@@ -39,7 +39,7 @@ pub struct PerfMonitor {
     sampling: bool,
     procs: procs::ProcTable,
     logs: Vec<accesslog::LogState>,
-    state: State,
+    state: PerfState,
     state_path: PathBuf,
     leaks: Leaks,
     /// Per command: when it last ran, and its result (seconds, message, status).
@@ -66,7 +66,7 @@ impl PerfMonitor {
             sampling: false,
             procs: procs::ProcTable::default(),
             logs: cfg.access_logs.iter().cloned().map(accesslog::LogState::new).collect(),
-            state: State::load(&state_path),
+            state: PerfState::load(&state_path),
             state_path,
             leaks: Leaks::default(),
             commands: vec![(None, None); cfg.commands.len()],

@@ -1,6 +1,7 @@
 //! `config/security.toml`: every key, its default and its check.
 
-use qmoi_core::Status;
+/// The level a config gives a kind of problem (`warning` or `critical`).
+pub use qmoi_core::Severity;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
 use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use serde::{Deserialize, Serialize};
@@ -50,24 +51,6 @@ impl Default for SecurityConfig {
     }
 }
 
-/// Alert level of a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    #[default]
-    Warning,
-    Critical,
-}
-
-impl Level {
-    pub fn status(self) -> Status {
-        match self {
-            Level::Warning => Status::Warning,
-            Level::Critical => Status::Critical,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
@@ -112,7 +95,7 @@ pub struct IntegrityConfig {
 
 impl Default for IntegrityConfig {
     fn default() -> Self {
-        let critical = |p: &str| WatchRule { path: p.into(), level: Level::Critical, ..WatchRule::default() };
+        let critical = |p: &str| WatchRule { path: p.into(), level: Severity::Critical, ..WatchRule::default() };
         Self {
             enabled: true,
             algorithm: Algorithm::Blake3,
@@ -155,7 +138,7 @@ pub struct WatchRule {
     /// (hash size type link), `permissions` (mode owner group type suid link),
     /// `growing` (permissions + inode: log files that grow).
     pub check: Vec<String>,
-    pub level: Level,
+    pub level: Severity,
     /// Descend into sub-folders.
     pub recursive: bool,
 }
@@ -167,7 +150,7 @@ impl Default for WatchRule {
             include: Vec::new(),
             exclude: Vec::new(),
             check: vec!["all".into()],
-            level: Level::Warning,
+            level: Severity::Warning,
             recursive: true,
         }
     }
@@ -183,7 +166,7 @@ pub struct NetworkConfig {
     /// Listeners always allowed: `22`, `tcp:22`, `udp:*:53`, `tcp:127.0.0.1:631`,
     /// `tcp6:[::1]:25`.
     pub allow: Vec<String>,
-    pub new_listener_level: Level,
+    pub new_listener_level: Severity,
     /// Remote addresses or networks no connection may reach: `10.0.0.0/8`, `192.0.2.7`,
     /// `192.0.2.0/24:25`, `*:6667` (any address, port 6667).
     pub deny: Vec<String>,
@@ -203,7 +186,7 @@ impl Default for NetworkConfig {
             enabled: true,
             learn: true,
             allow: Vec::new(),
-            new_listener_level: Level::Warning,
+            new_listener_level: Severity::Warning,
             deny: Vec::new(),
             max_per_remote: 200,
             spike_factor: 3.0,
@@ -224,7 +207,7 @@ pub struct AuthLogConfig {
     /// Failures of one address within the window that make a brute-force alert
     /// (fail2ban's `maxretry`).
     pub max_retry: usize,
-    pub level: Level,
+    pub level: Severity,
     /// Addresses and networks never reported (fail2ban's `ignoreip`).
     pub ignore: Vec<String>,
     /// On start, read at most this many bytes from the end of the log.
@@ -240,7 +223,7 @@ impl Default for AuthLogConfig {
             files: vec![EnvString::from("/var/log/auth.log"), EnvString::from("/var/log/secure")],
             find_time: ConfigDuration::from_secs(600),
             max_retry: 5,
-            level: Level::Warning,
+            level: Severity::Warning,
             ignore: vec!["127.0.0.1/8".into(), "::1".into()],
             initial_read_bytes: 8 * 1024 * 1024,
             patterns: Vec::new(),
@@ -278,10 +261,10 @@ pub struct ProcessesConfig {
     pub enabled: bool,
     /// Processes whose executable lies in one of these folders.
     pub suspicious_dirs: Vec<String>,
-    pub suspicious_dir_level: Level,
+    pub suspicious_dir_level: Severity,
     /// Processes whose executable was deleted (also after a package upgrade, until the
     /// service restarts).
-    pub deleted_level: Level,
+    pub deleted_level: Severity,
     /// Executable paths never reported (exact paths).
     pub ignore: Vec<String>,
 }
@@ -291,8 +274,8 @@ impl Default for ProcessesConfig {
         Self {
             enabled: true,
             suspicious_dirs: vec!["/tmp".into(), "/var/tmp".into(), "/dev/shm".into()],
-            suspicious_dir_level: Level::Critical,
-            deleted_level: Level::Warning,
+            suspicious_dir_level: Severity::Critical,
+            deleted_level: Severity::Warning,
             ignore: Vec::new(),
         }
     }
@@ -303,12 +286,12 @@ impl Default for ProcessesConfig {
 pub struct ModulesConfig {
     pub enabled: bool,
     pub file: EnvString,
-    pub level: Level,
+    pub level: Severity,
 }
 
 impl Default for ModulesConfig {
     fn default() -> Self {
-        Self { enabled: true, file: EnvString::from("/proc/modules"), level: Level::Warning }
+        Self { enabled: true, file: EnvString::from("/proc/modules"), level: Severity::Warning }
     }
 }
 

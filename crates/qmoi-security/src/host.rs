@@ -294,7 +294,7 @@ struct ProcessGroup {
     comm: String,
     path: String,
     why: String,
-    level: crate::config::Level,
+    level: qmoi_core::Severity,
     deleted: bool,
     pids: Vec<u32>,
 }

@@ -1,5 +1,7 @@
 //! `config/system_health.toml`: every key, its default and its check.
 
+/// The level a config gives a kind of problem (`warning` or `critical`).
+pub use qmoi_core::Severity;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Validate};
 use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use qmoi_core::threshold::Threshold;
@@ -44,7 +46,7 @@ impl Default for SystemHealthConfig {
                 kind: ProbeKind::Dns,
                 target: "localhost".into(),
                 timeout: None,
-                level: Level::Warning,
+                level: Severity::Warning,
             }],
             processes: Vec::new(),
             zombies: Threshold::above(5.0, 20.0),
@@ -126,23 +128,6 @@ pub enum ProbeKind {
     Dns,
 }
 
-/// Status a failing probe or a missing process gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Warning,
-    Critical,
-}
-
-impl Level {
-    pub fn status(self) -> qmoi_core::Status {
-        match self {
-            Level::Warning => qmoi_core::Status::Warning,
-            Level::Critical => qmoi_core::Status::Critical,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectivityTarget {
@@ -155,15 +140,15 @@ pub struct ConnectivityTarget {
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
     #[serde(default = "default_warning")]
-    pub level: Level,
+    pub level: Severity,
 }
 
-fn default_warning() -> Level {
-    Level::Warning
+fn default_warning() -> Severity {
+    Severity::Warning
 }
 
-fn default_critical() -> Level {
-    Level::Critical
+fn default_critical() -> Severity {
+    Severity::Critical
 }
 
 fn default_min() -> usize {
@@ -182,7 +167,7 @@ pub struct RequiredProcess {
     #[serde(default = "default_min")]
     pub min: usize,
     #[serde(default = "default_critical")]
-    pub level: Level,
+    pub level: Severity,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

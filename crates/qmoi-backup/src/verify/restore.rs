@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
+pub struct RestoreOutcome {
     pub files: u64,
     pub bytes: u64,
     pub compared: u64,
@@ -62,7 +62,7 @@ pub fn restore_test(
     reference: &Reference,
     restore_dir: &Path,
     max_bytes: u64,
-) -> Result<Outcome, RestoreError> {
+) -> Result<RestoreOutcome, RestoreError> {
     let name = format!(
         "{}-{}-{}",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -73,7 +73,7 @@ pub fn restore_test(
     fs_err::create_dir_all(&dir).map_err(|e| RestoreError::Failed(e.to_string()))?;
     let guard = TempDir(dir);
     let root = guard.0.clone();
-    let mut out = Outcome::default();
+    let mut out = RestoreOutcome::default();
     let mut written = 0u64;
     let mut too_large = false;
     let restored = archive::each_entry(path, format, |mut e| {
@@ -142,14 +142,14 @@ fn safe_relative(p: &Path) -> Option<PathBuf> {
     (!out.as_os_str().is_empty()).then_some(out)
 }
 
-fn problem(out: &mut Outcome, text: String) {
+fn problem(out: &mut RestoreOutcome, text: String) {
     out.problem_count += 1;
     if out.problems.len() < 20 {
         out.problems.push(text);
     }
 }
 
-fn compare_manifest(root: &Path, manifest: &str, out: &mut Outcome) -> Result<(), String> {
+fn compare_manifest(root: &Path, manifest: &str, out: &mut RestoreOutcome) -> Result<(), String> {
     let path = root.join(manifest);
     let text =
         std::fs::read_to_string(&path).map_err(|_| format!("the manifest '{manifest}' is not in the archive"))?;
@@ -184,7 +184,7 @@ fn compare_source(
     source: &Path,
     sample: usize,
     taken: std::time::SystemTime,
-    out: &mut Outcome,
+    out: &mut RestoreOutcome,
 ) -> Result<(), String> {
     let mut files = Vec::new();
     let mut stack = vec![source.to_path_buf()];

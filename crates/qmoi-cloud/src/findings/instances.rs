@@ -2,14 +2,14 @@
 
 use super::{Found, mean};
 use crate::config::CloudConfig;
-use crate::model::{CpuSeries, Inventory, State};
+use crate::model::{CpuSeries, InstanceState, Inventory};
 use qmoi_core::{CheckResult, Status};
 
 pub fn check(f: &mut Found, cfg: &CloudConfig, name: &str, inv: &Inventory, cpu: Option<&CpuSeries>) {
     for i in &inv.instances {
         let label = if i.name.is_empty() || i.name == i.id { i.id.clone() } else { format!("{} ({})", i.name, i.id) };
-        if i.critical && i.state != State::Running {
-            let status = if i.state == State::Pending { Status::Warning } else { Status::Critical };
+        if i.critical && i.state != InstanceState::Running {
+            let status = if i.state == InstanceState::Pending { Status::Warning } else { Status::Critical };
             f.out.check(
                 CheckResult::new(
                     format!("instance:{name}:{}", i.id),
@@ -39,7 +39,7 @@ pub fn check(f: &mut Found, cfg: &CloudConfig, name: &str, inv: &Inventory, cpu:
                 ),
             ));
         }
-        if i.state != State::Running {
+        if i.state != InstanceState::Running {
             continue;
         }
         let Some(avg) = cpu.and_then(|c| c.get(&i.id)).and_then(|v| mean(v)) else { continue };

@@ -10,7 +10,7 @@ mod waste;
 
 use crate::config::{CloudConfig, Provider};
 use crate::cost::Cached;
-use crate::model::{CpuSeries, IdleSet, Instance, Inventory, Stamped, State};
+use crate::model::{CpuSeries, IdleSet, Instance, InstanceState, Inventory, Stamped};
 use chrono::{DateTime, Utc};
 use qmoi_core::report::Alert;
 use qmoi_core::runner::Collected;
@@ -77,7 +77,7 @@ pub fn mean(v: &[f64]) -> Option<f64> {
 pub fn idle(instances: &[Instance], daily: &CpuSeries, days: u32, threshold: f64) -> IdleSet {
     instances
         .iter()
-        .filter(|i| i.state == State::Running)
+        .filter(|i| i.state == InstanceState::Running)
         .filter_map(|i| {
             let v = daily.get(&i.id)?;
             let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -100,7 +100,7 @@ pub fn analyze(cfg: &CloudConfig, p: &Provider, c: &Collection, cost: Option<&Ca
     waste::check(&mut f, cfg, &p.name, &c.inventory, c.idle.as_ref().map(|(_, s)| s.as_ref()), now);
     let cost_json = if p.cost { self::cost::check(&mut f, cfg, p, c, cost, now) } else { serde_json::Value::Null };
     let (name, kind, inv) = (p.name.as_str(), p.kind.as_str(), &c.inventory);
-    let running = inv.instances.iter().filter(|i| i.state == State::Running).count();
+    let running = inv.instances.iter().filter(|i| i.state == InstanceState::Running).count();
     let idle_n = c.idle.as_ref().map(|(_, m)| m.len());
     f.summary = serde_json::json!({
         "name": name,

@@ -2,7 +2,7 @@
 
 use super::{Collection, Found};
 use crate::config::{CloudConfig, Provider};
-use crate::model::{Inventory, State};
+use crate::model::{InstanceState, Inventory};
 use qmoi_core::CheckResult;
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ pub fn check(f: &mut Found, cfg: &CloudConfig, p: &Provider, c: &Collection) {
     let name = p.name.as_str();
     let kind = p.kind.as_str();
     let inv = &c.inventory;
-    let running = inv.instances.iter().filter(|i| i.state == State::Running).count();
+    let running = inv.instances.iter().filter(|i| i.state == InstanceState::Running).count();
     let scopes = if inv.scopes.len() == 1 { "1 scope".to_string() } else { format!("{} scopes", inv.scopes.len()) };
     let listed = format!(
         "{} instance{} ({running} running), {} volume{}, {} public IP{} in {scopes}",

@@ -3,7 +3,7 @@
 
 use super::{Found, MAX_WASTE_ALERTS, Waste};
 use crate::config::CloudConfig;
-use crate::model::{IdleSet, Inventory, State};
+use crate::model::{IdleSet, InstanceState, Inventory};
 use chrono::{DateTime, Utc};
 use qmoi_core::report::Alert;
 use qmoi_core::{AlertLevel, CheckResult};
@@ -42,7 +42,7 @@ pub fn check(
         });
     }
     if let Some(idle) = idle {
-        for i in inv.instances.iter().filter(|i| i.state == State::Running) {
+        for i in inv.instances.iter().filter(|i| i.state == InstanceState::Running) {
             if let Some(max) = idle.get(&i.id) {
                 f.waste.push(Waste {
                     provider: name.to_string(),

@@ -9,7 +9,7 @@ use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub enum FileKind {
     File,
     Dir,
     Symlink,
@@ -19,16 +19,16 @@ pub enum Kind {
     Char,
 }
 
-impl Kind {
+impl FileKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::File => "file",
-            Kind::Dir => "dir",
-            Kind::Symlink => "symlink",
-            Kind::Fifo => "fifo",
-            Kind::Socket => "socket",
-            Kind::Block => "block device",
-            Kind::Char => "char device",
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+            FileKind::Fifo => "fifo",
+            FileKind::Socket => "socket",
+            FileKind::Block => "block device",
+            FileKind::Char => "char device",
         }
     }
 }
@@ -38,7 +38,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     #[serde(rename = "k")]
-    pub kind: Kind,
+    pub kind: FileKind,
     /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
     #[serde(rename = "m")]
     pub mode: u32,
@@ -70,21 +70,21 @@ impl Meta {
     pub fn of(path: &Path, md: &std::fs::Metadata) -> Self {
         let ft = md.file_type();
         let kind = if ft.is_file() {
-            Kind::File
+            FileKind::File
         } else if ft.is_dir() {
-            Kind::Dir
+            FileKind::Dir
         } else if ft.is_symlink() {
-            Kind::Symlink
+            FileKind::Symlink
         } else if ft.is_fifo() {
-            Kind::Fifo
+            FileKind::Fifo
         } else if ft.is_socket() {
-            Kind::Socket
+            FileKind::Socket
         } else if ft.is_block_device() {
-            Kind::Block
+            FileKind::Block
         } else {
-            Kind::Char
+            FileKind::Char
         };
-        let link = if kind == Kind::Symlink {
+        let link = if kind == FileKind::Symlink {
             std::fs::read_link(path).ok().map(|t| t.to_string_lossy().into_owned().into_boxed_str())
         } else {
             None
@@ -94,7 +94,7 @@ impl Meta {
             mode: md.mode() & 0o7777,
             uid: md.uid(),
             gid: md.gid(),
-            size: if kind == Kind::Dir { 0 } else { md.size() },
+            size: if kind == FileKind::Dir { 0 } else { md.size() },
             mtime: md.mtime().saturating_mul(1_000_000_000).saturating_add(md.mtime_nsec()),
             ctime: md.ctime().saturating_mul(1_000_000_000).saturating_add(md.ctime_nsec()),
             ino: md.ino(),
@@ -116,7 +116,7 @@ impl Meta {
     }
 
     pub fn is_setid(&self) -> bool {
-        self.kind == Kind::File && self.mode & 0o6000 != 0
+        self.kind == FileKind::File && self.mode & 0o6000 != 0
     }
 
     /// Differences from `base` in the attributes `attrs`, as (name, old, new).
@@ -126,7 +126,7 @@ impl Meta {
         if attrs.has(Attr::TYPE) && self.kind != base.kind {
             push("type", base.kind.as_str().into(), self.kind.as_str().into());
         }
-        if attrs.has(Attr::HASH) && self.kind == Kind::File && base.kind == Kind::File {
+        if attrs.has(Attr::HASH) && self.kind == FileKind::File && base.kind == FileKind::File {
             match (&base.hash, &self.hash, &self.error) {
                 (Some(a), Some(b), _) if a != b => push("hash", short(a), short(b)),
                 (Some(a), None, Some(e)) => push("hash", short(a), format!("unreadable ({e})")),
@@ -148,7 +148,7 @@ impl Meta {
         if attrs.has(Attr::GROUP) && self.gid != base.gid {
             push("group", base.gid.to_string(), self.gid.to_string());
         }
-        if attrs.has(Attr::MTIME) && self.mtime != base.mtime && base.kind != Kind::Dir {
+        if attrs.has(Attr::MTIME) && self.mtime != base.mtime && base.kind != FileKind::Dir {
             push("mtime", time_text(base.mtime), time_text(self.mtime));
         }
         if attrs.has(Attr::INODE) && self.ino != base.ino {

@@ -10,7 +10,7 @@ pub mod realtime;
 pub mod rules;
 pub mod scan;
 
-use crate::config::{IntegrityConfig, Level};
+use crate::config::{IntegrityConfig, Severity};
 use crate::seal::Key;
 use baseline::{Baseline, Stamp};
 use chrono::{DateTime, Utc};
@@ -86,7 +86,7 @@ impl std::fmt::Debug for Integrity {
 pub struct Finding {
     pub path: String,
     pub change: &'static str,
-    pub level: Level,
+    pub level: Severity,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -419,13 +419,13 @@ impl Integrity {
         let mut out = Vec::new();
         for (path, cur) in &self.diff {
             let old = base.files.get(path);
-            let is_dir = cur.as_ref().or(old).is_some_and(|m| m.kind == meta::Kind::Dir);
+            let is_dir = cur.as_ref().or(old).is_some_and(|m| m.kind == meta::FileKind::Dir);
             let Some(rule) = self.rules.rule_for(Path::new(&**path), is_dir) else { continue };
             let f = match (old, cur) {
                 (None, Some(m)) => Finding {
                     path: path.to_string(),
                     change: "added",
-                    level: if m.is_setid() { Level::Critical } else { rule.level },
+                    level: if m.is_setid() { Severity::Critical } else { rule.level },
                     changes: Vec::new(),
                     setid: m.is_setid(),
                 },
@@ -445,7 +445,7 @@ impl Integrity {
                     Finding {
                         path: path.to_string(),
                         change: "modified",
-                        level: if gained_setid { Level::Critical } else { rule.level },
+                        level: if gained_setid { Severity::Critical } else { rule.level },
                         changes,
                         setid: m.is_setid(),
                     }

@@ -1,6 +1,6 @@
 //! Watch rules: which paths, which attributes, which level (AIDE's rule sets as the model).
 
-use crate::config::{Level, WatchRule};
+use crate::config::{Severity, WatchRule};
 use globset::{GlobSet, GlobSetBuilder};
 use std::path::{Path, PathBuf};
 
@@ -92,7 +92,7 @@ pub fn attributes(names: &[String]) -> Result<Attrs, String> {
 pub struct Rule {
     pub root: PathBuf,
     pub attrs: Attrs,
-    pub level: Level,
+    pub level: Severity,
     pub recursive: bool,
     include: Option<GlobSet>,
     exclude: GlobSet,
@@ -204,7 +204,7 @@ pub fn normalize(p: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn rule(path: &str, level: Level, exclude: &[&str]) -> WatchRule {
+    fn rule(path: &str, level: Severity, exclude: &[&str]) -> WatchRule {
         WatchRule {
             path: path.into(),
             level,
@@ -216,12 +216,12 @@ mod tests {
     #[test]
     fn most_specific_rule_decides_and_nested_roots_walk_once() -> Result<(), String> {
         let rules = Rules::compile(&[
-            rule("/etc", Level::Warning, &["*.swp"]),
-            rule("/etc/passwd", Level::Critical, &[]),
-            rule("/usr/bin", Level::Critical, &[]),
+            rule("/etc", Severity::Warning, &["*.swp"]),
+            rule("/etc/passwd", Severity::Critical, &[]),
+            rule("/usr/bin", Severity::Critical, &[]),
         ])?;
-        assert_eq!(rules.rule_for(Path::new("/etc/passwd"), false).map(|r| r.level), Some(Level::Critical));
-        assert_eq!(rules.rule_for(Path::new("/etc/hosts"), false).map(|r| r.level), Some(Level::Warning));
+        assert_eq!(rules.rule_for(Path::new("/etc/passwd"), false).map(|r| r.level), Some(Severity::Critical));
+        assert_eq!(rules.rule_for(Path::new("/etc/hosts"), false).map(|r| r.level), Some(Severity::Warning));
         assert!(rules.rule_for(Path::new("/etc/x/y.swp"), false).is_none());
         assert!(rules.rule_for(Path::new("/var/log/x"), false).is_none());
         let roots: Vec<_> = rules.walk_roots().into_iter().map(|(p, _)| p).collect();

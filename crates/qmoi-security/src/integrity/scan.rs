@@ -1,7 +1,7 @@
 //! Walking the watched trees and hashing in parallel.
 
 use crate::config::Algorithm;
-use crate::integrity::meta::{Kind, Meta, hash_file};
+use crate::integrity::meta::{FileKind, Meta, hash_file};
 use crate::integrity::rules::{Attr, Rules};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -128,7 +128,7 @@ pub fn hash_entries(
 ) {
     pool.install(|| {
         entries.par_iter_mut().for_each(|(path, meta)| {
-            if meta.kind != Kind::File {
+            if meta.kind != FileKind::File {
                 return;
             }
             let hashed = rules.rule_for(Path::new(&**path), false).is_some_and(|r| r.attrs.has(Attr::HASH));

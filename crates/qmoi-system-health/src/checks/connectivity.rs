@@ -76,10 +76,10 @@ pub async fn check(cfg: &SystemHealthConfig, default_timeout: Duration, out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Level;
+    use qmoi_core::Severity;
 
     fn target(kind: ProbeKind, target: &str) -> ConnectivityTarget {
-        ConnectivityTarget { name: "t".into(), kind, target: target.into(), timeout: None, level: Level::Critical }
+        ConnectivityTarget { name: "t".into(), kind, target: target.into(), timeout: None, level: Severity::Critical }
     }
 
     #[tokio::test]
