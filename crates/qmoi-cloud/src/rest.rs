@@ -5,7 +5,6 @@
 
 use crate::model::{ApiError, ErrorKind};
 use crate::sigv4::{Scope, Signer};
-use crate::token::TokenSource;
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -42,13 +41,24 @@ pub struct Call<'a> {
     pub headers: &'a [(&'a str, &'a str)],
 }
 
+/// Where bearer tokens come from ([`crate::token::TokenSource`]). `rejected` is a token
+/// the service just refused: get another. The source may itself call through `rest`
+/// (a token endpoint), without a token.
+pub trait Bearer: Send + Sync + std::fmt::Debug {
+    fn token<'a>(
+        &'a self,
+        rest: &'a Rest,
+        rejected: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, ApiError>> + Send + 'a>>;
+}
+
 /// How a request proves who sends it.
 #[derive(Debug, Clone, Copy)]
 pub enum RequestAuth<'a> {
     /// Token endpoints and instance metadata.
     None,
     /// `Authorization: Bearer` with a token from the source (Azure, GCP).
-    Bearer(&'a TokenSource),
+    Bearer(&'a dyn Bearer),
     /// AWS Signature Version 4 for the scope.
     Aws(&'a Signer, Scope<'a>),
 }
@@ -97,7 +107,7 @@ impl Rest {
         loop {
             let bearer = match auth {
                 // Boxed: the token endpoint is itself called through `send` (without a token).
-                RequestAuth::Bearer(t) => Some(Box::pin(t.get(self, rejected.as_deref())).await.map_err(|mut e| {
+                RequestAuth::Bearer(t) => Some(t.token(self, rejected.as_deref()).await.map_err(|mut e| {
                     e.api = format!("{} (token for {})", e.api, call.api);
                     e.scope = call.scope.to_string();
                     e

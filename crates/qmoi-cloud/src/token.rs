@@ -11,7 +11,7 @@
 //!   (header `Metadata-Flavor: Google`).
 
 use crate::model::{ApiError, ErrorKind};
-use crate::rest::{Call, RequestAuth, Rest};
+use crate::rest::{Bearer, Call, RequestAuth, Rest};
 use base64::Engine;
 use qmoi_core::config::Secret;
 use reqwest::Method;
@@ -116,6 +116,16 @@ struct TokenAnswer {
     access_token: String,
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
+}
+
+impl Bearer for TokenSource {
+    fn token<'a>(
+        &'a self,
+        rest: &'a Rest,
+        rejected: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, ApiError>> + Send + 'a>> {
+        Box::pin(self.get(rest, rejected))
+    }
 }
 
 impl TokenSource {

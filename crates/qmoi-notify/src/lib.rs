@@ -20,6 +20,7 @@ pub mod policy;
 pub mod render;
 pub mod send;
 pub mod store;
+pub mod tools;
 
 use crate::config::{ChannelKind, NotifyConfig};
 use crate::engine::{Engine, StepStats};

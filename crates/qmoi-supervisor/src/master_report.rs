@@ -103,20 +103,17 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
     } else {
         format!("{}: {}", o.verdict.overall, o.verdict.reasons.join("; "))
     };
+    // The status is the verdict, not the worst of the component checks.
     Report {
-        schema_version: qmoi_core::report::SCHEMA_VERSION,
-        component: MASTER_MONITOR.into(),
         host: host.to_string(),
         generated_at: now,
         interval_s,
-        duration_ms: 0,
         status: o.verdict.overall.status(),
         summary,
-        checks,
         metrics,
         alerts,
         details: qmoi_core::report::Details::of(o),
-        streamed: Default::default(),
+        ..Report::from_checks(MASTER_MONITOR, checks)
     }
 }
 
