@@ -265,7 +265,7 @@ fn validate_target(p: &mut Problems, key: &str, e: &Endpoint) {
                 p.push(format!("{key}.server"), format!("must be ip:port (e.g. '127.0.0.53:53'), got '{s}'"));
             }
             if let Some(t) = &e.record_type {
-                if crate::probe::dns::type_code(t).is_none() {
+                if dns_type_code(t).is_none() {
                     p.push(format!("{key}.record_type"), format!("must be A, AAAA, CNAME, NS, MX or TXT, got '{t}'"));
                 } else if e.server.is_none() && !["A", "AAAA"].contains(&t.to_ascii_uppercase().as_str()) {
                     p.push(
@@ -320,6 +320,19 @@ fn validate_endpoint(p: &mut Problems, key: &str, e: &Endpoint) {
             p.push(format!("{key}.{what}"), format!("cannot read '{f}'"));
         }
     }
+}
+
+/// The code of a DNS record type a `dns` endpoint may ask for (`record_type`).
+pub fn dns_type_code(t: &str) -> Option<u16> {
+    Some(match t.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        _ => return None,
+    })
 }
 
 qmoi_core::monitor_config!(EndpointsConfig);

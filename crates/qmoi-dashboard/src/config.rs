@@ -1,6 +1,7 @@
 //! `[dashboard]` in `master_monitor.toml`.
 
-use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret};
+pub use crate::tls::TlsConfig;
+use qmoi_core::config::{ConfigDuration, Problems, Secret};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -29,15 +30,6 @@ pub struct DashboardConfig {
     /// sends), besides the bound address, `localhost`, 127.0.0.1 and [::1]. Any other
     /// `Host` is refused (DNS rebinding), and so is any other `Origin` (cross-site reads).
     pub allowed_hosts: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// Certificate chain (PEM), leaf first.
-    pub cert: EnvString,
-    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    pub key: EnvString,
 }
 
 impl Default for DashboardConfig {

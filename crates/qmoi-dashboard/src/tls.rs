@@ -3,11 +3,22 @@
 //! The handshake runs on each connection's own task, bounded in time (`serve`): a client
 //! that opens a socket and says nothing cannot stall the accept loop.
 
-use crate::config::TlsConfig;
+use qmoi_core::config::EnvString;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
+
+/// `dashboard.tls`: serve HTTPS with these files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: EnvString,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: EnvString,
+}
 
 /// Read the certificate chain and key; errors name the file and what is wrong.
 pub fn load(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, String> {

@@ -41,19 +41,6 @@ pub async fn probe(e: &Endpoint, timeout: Duration) -> ProbeResult {
     }
 }
 
-/// Record type codes.
-pub fn type_code(t: &str) -> Option<u16> {
-    Some(match t.to_ascii_uppercase().as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        _ => return None,
-    })
-}
-
 /// Encode a query for `name`/`qtype` with id `id`.
 pub fn encode_query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, String> {
     let mut q = Vec::with_capacity(32 + name.len());
@@ -150,7 +137,7 @@ pub fn decode_answers(msg: &[u8], id: u16, qtype: u16) -> Result<Vec<String>, St
 
 /// One query over UDP.
 pub async fn query(server: &str, name: &str, record_type: &str) -> Result<Vec<String>, String> {
-    let qtype = type_code(record_type)
+    let qtype = crate::config::dns_type_code(record_type)
         .ok_or_else(|| format!("record type '{record_type}' is not one of A, AAAA, CNAME, NS, MX, TXT"))?;
     let id = fastrand::u16(..);
     let q = encode_query(id, name, qtype)?;
