@@ -100,10 +100,10 @@ impl Signer {
         {
             return Ok(c.clone());
         }
-        let c = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| format!("no AWS credentials: {}", crate::rest::describe(&e)))?;
+        let c = provider.provide_credentials().await.map_err(|e| {
+            use std::error::Error;
+            format!("no AWS credentials: {}", qmoi_core::human::with_causes(e.to_string(), e.source()))
+        })?;
         *cached = Some(c.clone());
         Ok(c)
     }

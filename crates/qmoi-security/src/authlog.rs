@@ -6,7 +6,7 @@
 //! file's inode changes, the rest of the old file is read from `<file>.1` first.
 
 use crate::config::AuthLogConfig;
-use crate::network::Cidr;
+use crate::netrules::Cidr;
 use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone, Utc};
 use qmoi_core::CheckResult;
 use qmoi_core::follow::Follower;

@@ -308,7 +308,7 @@ impl Validate for SecurityConfig {
             if rule.path.trim().is_empty() {
                 p.push(format!("{key}.path"), "must not be empty");
             }
-            if let Err(e) = crate::integrity::rules::attributes(&rule.check) {
+            if let Err(e) = crate::integrity::attrs::attributes(&rule.check) {
                 p.push(format!("{key}.check"), e);
             }
             for (k, g) in rule.include.iter().chain(&rule.exclude).enumerate() {
@@ -328,12 +328,12 @@ impl Validate for SecurityConfig {
         }
         let n = &self.network;
         for (j, a) in n.allow.iter().enumerate() {
-            if let Err(e) = crate::network::AllowRule::parse(a) {
+            if let Err(e) = crate::netrules::AllowRule::parse(a) {
                 p.push(format!("network.allow[{j}]"), e);
             }
         }
         for (j, d) in n.deny.iter().enumerate() {
-            if let Err(e) = crate::network::DenyRule::parse(d) {
+            if let Err(e) = crate::netrules::DenyRule::parse(d) {
                 p.push(format!("network.deny[{j}]"), e);
             }
         }
@@ -348,7 +348,7 @@ impl Validate for SecurityConfig {
             p.push("auth_log.find_time", format!("must be at least 1s, got '{}'", a.find_time));
         }
         for (j, net) in a.ignore.iter().enumerate() {
-            if let Err(e) = crate::network::Cidr::parse(net) {
+            if let Err(e) = crate::netrules::Cidr::parse(net) {
                 p.push(format!("auth_log.ignore[{j}]"), e);
             }
         }

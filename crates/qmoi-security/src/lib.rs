@@ -21,6 +21,7 @@ pub mod authlog;
 pub mod config;
 pub mod host;
 pub mod integrity;
+pub mod netrules;
 pub mod network;
 pub mod seal;
 
@@ -28,7 +29,8 @@ pub use config::SecurityConfig;
 
 use host::{HOST_FILE, HostBaseline};
 use integrity::Integrity;
-use network::{AllowRule, DenyRule, NetworkState};
+use netrules::{AllowRule, DenyRule};
+use network::NetworkState;
 use qmoi_core::runner::Collected;
 use qmoi_core::runner::{Monitor, Outcome, RunContext};
 use qmoi_core::{CheckResult, Status};

@@ -4,6 +4,7 @@
 //! from it (changed or added: `Some(meta)`; removed: `None`). Everything else is as
 //! accepted, so a tree of 50,000 files is held once, not twice.
 
+pub mod attrs;
 pub mod baseline;
 pub mod meta;
 pub mod realtime;
