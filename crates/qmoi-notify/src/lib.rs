@@ -512,20 +512,7 @@ impl Notifier {
         } else {
             CheckResult::unknown("backlog", "unknown: the outbox cannot be read (see the database check)")
         });
-        checks.push(match &self.watch_note {
-            Some(n) => CheckResult::new("watch", Status::Warning, n.clone()),
-            None => CheckResult::ok("watch", format!("watching {} for report changes", self.report_dir.display())),
-        });
-        if let Some(e) = &self.policy_error {
-            checks.push(CheckResult::new(
-                "policy",
-                Status::Warning,
-                format!("acknowledgements and silences unreadable: {e}"),
-            ));
-        }
-        for (name, reason) in &self.unreadable {
-            checks.push(CheckResult::new(format!("report:{name}"), Status::Warning, reason.clone()));
-        }
+        self.input_checks(&mut checks);
         // What could not be read has no metric (an absent series, not a false 0).
         if let Some(p) = &pending {
             metrics.insert("qmoi_notify_pending".into(), p.len() as f64);
@@ -551,6 +538,25 @@ impl Notifier {
             "database": self.store.path,
         }));
         Outcome { checks, metrics, details, ..Outcome::default() }
+    }
+
+    /// What the notifier reads: the report folder's watch, the dashboard's
+    /// acknowledgements and silences, and each report it cannot use.
+    fn input_checks(&self, checks: &mut Vec<CheckResult>) {
+        checks.push(match &self.watch_note {
+            Some(n) => CheckResult::new("watch", Status::Warning, n.clone()),
+            None => CheckResult::ok("watch", format!("watching {} for report changes", self.report_dir.display())),
+        });
+        if let Some(e) = &self.policy_error {
+            checks.push(CheckResult::new(
+                "policy",
+                Status::Warning,
+                format!("acknowledgements and silences unreadable: {e}"),
+            ));
+        }
+        for (name, reason) in &self.unreadable {
+            checks.push(CheckResult::new(format!("report:{name}"), Status::Warning, reason.clone()));
+        }
     }
 
     /// One channel's check, metrics and `details.channels` row: dead letters (critical),

@@ -48,29 +48,7 @@ pub fn check(
                 ),
             ));
             if let Some(budget) = p.monthly_budget {
-                f.out.metric("qmoi_cloud_budget", &[("provider", name)], budget);
-                let pct = s.forecast / budget * 100.0;
-                let status = if pct >= cfg.budget_critical_percent {
-                    Status::Critical
-                } else if pct >= cfg.budget_warning_percent {
-                    Status::Warning
-                } else {
-                    Status::Ok
-                };
-                f.out.check(
-                    CheckResult::new(
-                        format!("budget:{name}"),
-                        status,
-                        format!(
-                            "{name}: forecast {} is {pct:.0}% of the {} monthly budget (month to date {})",
-                            money(s.forecast, &cur),
-                            money(budget, &cur),
-                            money(s.month_to_date, &cur)
-                        ),
-                    )
-                    .with_value((pct * 10.0).round() / 10.0, "percent")
-                    .with_thresholds(cfg.budget_warning_percent, cfg.budget_critical_percent),
-                );
+                budget_check(f, cfg, name, budget, &s, &cur);
             }
             match (s.last_day, s.baseline) {
                 (Some((day, v)), Some(b)) => f.out.check(CheckResult::new(
@@ -112,4 +90,31 @@ pub fn check(
         }
     }
     cost_json
+}
+
+/// `budget:<provider>`: the month's forecast against the budget.
+fn budget_check(f: &mut Found, cfg: &CloudConfig, name: &str, budget: f64, s: &cost::CostSummary, cur: &str) {
+    f.out.metric("qmoi_cloud_budget", &[("provider", name)], budget);
+    let pct = s.forecast / budget * 100.0;
+    let status = if pct >= cfg.budget_critical_percent {
+        Status::Critical
+    } else if pct >= cfg.budget_warning_percent {
+        Status::Warning
+    } else {
+        Status::Ok
+    };
+    f.out.check(
+        CheckResult::new(
+            format!("budget:{name}"),
+            status,
+            format!(
+                "{name}: forecast {} is {pct:.0}% of the {} monthly budget (month to date {})",
+                money(s.forecast, cur),
+                money(budget, cur),
+                money(s.month_to_date, cur)
+            ),
+        )
+        .with_value((pct * 10.0).round() / 10.0, "percent")
+        .with_thresholds(cfg.budget_warning_percent, cfg.budget_critical_percent),
+    );
 }

@@ -86,7 +86,14 @@ pub fn check(
             since: now,
         });
     }
-    let waste_msg = if f.waste.is_empty() {
+    let waste_msg = summary(name, &f.waste, &by_kind);
+    f.out.check(CheckResult::ok(format!("waste:{name}"), waste_msg));
+}
+
+/// The `waste:<provider>` message: how many findings of each kind, and how many were not
+/// raised as alerts.
+fn summary(name: &str, waste: &[Waste], by_kind: &BTreeMap<&str, usize>) -> String {
+    if waste.is_empty() {
         format!("{name}: no waste found")
     } else {
         let parts: Vec<String> = by_kind
@@ -100,7 +107,7 @@ pub fn check(
                 format!("{n} {word}{}", if *n == 1 { "" } else { "s" })
             })
             .collect();
-        let more = f.waste.len().saturating_sub(MAX_WASTE_ALERTS);
+        let more = waste.len().saturating_sub(MAX_WASTE_ALERTS);
         let more = if more > 0 {
             format!(" ({more} beyond the first {MAX_WASTE_ALERTS} not raised as alerts)")
         } else {
@@ -108,10 +115,9 @@ pub fn check(
         };
         format!(
             "{name}: {} waste finding{}: {}{more}",
-            f.waste.len(),
-            if f.waste.len() == 1 { "" } else { "s" },
+            waste.len(),
+            if waste.len() == 1 { "" } else { "s" },
             parts.join(", ")
         )
-    };
-    f.out.check(CheckResult::ok(format!("waste:{name}"), waste_msg));
+    }
 }
