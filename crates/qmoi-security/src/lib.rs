@@ -24,6 +24,7 @@ pub mod integrity;
 pub mod netrules;
 pub mod network;
 pub mod seal;
+pub mod tools;
 
 pub use config::SecurityConfig;
 
