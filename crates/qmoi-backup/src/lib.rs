@@ -18,6 +18,7 @@ pub mod discover;
 pub mod repo;
 pub mod schedule;
 pub mod state;
+pub mod tools;
 pub mod verify;
 
 pub use config::BackupConfig;

@@ -29,6 +29,7 @@ pub mod gcp;
 pub mod model;
 pub mod rest;
 pub mod sigv4;
+pub mod tables;
 pub mod token;
 pub mod xml;
 

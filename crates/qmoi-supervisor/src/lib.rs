@@ -21,6 +21,7 @@ pub mod render;
 mod run;
 pub mod state;
 pub mod supervise;
+pub mod verbs;
 pub mod verdict;
 
 use config::{MasterConfig, Plan};

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use qmoi_core::cli::CommonArgs;
-use qmoi_supervisor::{Error, control, load_plan};
+use qmoi_supervisor::{Error, control, load_plan, verbs};
 use std::process::ExitCode;
 
 /// QMOI master monitor: starts, watches and restarts the QMOI monitors and gives the
@@ -88,7 +88,7 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<u8, Error> {
     if let Verb::HashPassword = cli.verb {
-        return hash_password();
+        return verbs::hash_password();
     }
     let plan = match cli.verb {
         Verb::Status { .. }
@@ -117,79 +117,13 @@ fn run(cli: &Cli) -> Result<u8, Error> {
                     ids.join(", ")
                 )));
             }
-            answer(&plan, &control::Request::RestartComponent { component: name.clone() })
+            verbs::answer(&plan, &control::Request::RestartComponent { component: name.clone() })
         }
-        Verb::RestartAll => answer(&plan, &control::Request::RestartAll),
-        Verb::Reset => answer(&plan, &control::Request::Reset),
-        Verb::RestartDashboard => answer(&plan, &control::Request::RestartDashboard),
-        Verb::Validate => validate(&plan),
-        Verb::HashPassword => hash_password(),
-    }
-}
-
-fn answer(plan: &qmoi_supervisor::config::Plan, req: &control::Request) -> Result<u8, Error> {
-    match qmoi_supervisor::send(plan, req)? {
-        None => {
-            eprintln!(
-                "qmoi-supervisor: no supervisor is running (nothing answers on {}/{})",
-                plan.config.paths.run.display(),
-                control::SOCKET_NAME
-            );
-            Ok(1)
-        }
-        Some(r) if r.ok => {
-            println!("{}", r.message.unwrap_or_else(|| "done".into()));
-            Ok(0)
-        }
-        Some(r) => {
-            eprintln!("qmoi-supervisor: {}", r.error.unwrap_or_else(|| "request refused".into()));
-            Ok(1)
-        }
-    }
-}
-
-/// `hash-password`: one line from stdin (so the password is not in the shell history).
-fn hash_password() -> Result<u8, Error> {
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|e| Error::Runtime(format!("cannot read the password: {e}")))?;
-    let pw = line.trim_end_matches(['\n', '\r']);
-    if pw.is_empty() {
-        return Err(Error::Config("no password on stdin".into()));
-    }
-    let hash = qmoi_dashboard::auth::hash_password(pw).map_err(Error::Runtime)?;
-    println!("{hash}");
-    Ok(0)
-}
-
-fn validate(plan: &qmoi_supervisor::config::Plan) -> Result<u8, Error> {
-    let source = plan.source.as_ref().map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
-    println!("master config: OK ({source})");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(e.to_string()))?;
-    let mut problems = rt.block_on(qmoi_supervisor::validate_children(plan));
-    for s in &plan.components {
-        let state = if s.enabled { "" } else { " (disabled)" };
-        match &s.binary {
-            Ok(b) => println!(
-                "  {}{state}: {} {}",
-                s.id,
-                b.display(),
-                s.config.as_ref().map_or_else(String::new, |c| format!("--config {}", c.display()))
-            ),
-            Err(e) if s.enabled => problems.push(format!("{}: {e}", s.id)),
-            Err(_) => println!("  {}{state}: binary not found", s.id),
-        }
-    }
-    if problems.is_empty() {
-        println!("all component configs OK");
-        Ok(0)
-    } else {
-        for p in &problems {
-            eprintln!("error: {p}");
-        }
-        Ok(2)
+        Verb::RestartAll => verbs::answer(&plan, &control::Request::RestartAll),
+        Verb::Reset => verbs::answer(&plan, &control::Request::Reset),
+        Verb::RestartDashboard => verbs::answer(&plan, &control::Request::RestartDashboard),
+        Verb::Validate => verbs::validate(&plan),
+        Verb::HashPassword => verbs::hash_password(),
     }
 }
 
