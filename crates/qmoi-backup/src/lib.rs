@@ -454,8 +454,22 @@ fn verify_file(
     match level {
         VerifyLevel::Metadata => Ok((Status::Ok, "exists".into(), None, None)),
         VerifyLevel::Checksum => verify_checksum(path, &name, &rate),
-        VerifyLevel::Archive => Ok(verify_archive(path, &name, &rate)),
-        VerifyLevel::Restore => Ok(verify_restore(t, path, &name, restore_dir, taken, &rate)),
+        VerifyLevel::Archive | VerifyLevel::Restore => {
+            let Some(format) = Format::detect(&name) else {
+                let what = if level == VerifyLevel::Archive { "reads" } else { "can restore" };
+                return Ok((
+                    Status::Unknown,
+                    format!("{name} is not an archive format qmoi-backup {what} ({})", verify::archive::FORMATS),
+                    None,
+                    None,
+                ));
+            };
+            Ok(if level == VerifyLevel::Archive {
+                verify_archive(path, &name, format, &rate)
+            } else {
+                verify_restore(t, path, format, restore_dir, taken, &rate)
+            })
+        }
     }
 }
 
@@ -505,15 +519,7 @@ fn verify_checksum(path: &Path, name: &str, rate: &Rate) -> Result<Verified, Str
 }
 
 /// The whole archive read and decompressed.
-fn verify_archive(path: &Path, name: &str, rate: &Rate) -> Verified {
-    let Some(format) = Format::detect(name) else {
-        return (
-            Status::Unknown,
-            format!("{name} is not an archive format qmoi-backup reads ({})", verify::archive::FORMATS),
-            None,
-            None,
-        );
-    };
+fn verify_archive(path: &Path, name: &str, format: Format, rate: &Rate) -> Verified {
     match verify::archive::verify(path, format) {
         Ok(stats) => (
             Status::Ok,
@@ -534,20 +540,12 @@ fn verify_archive(path: &Path, name: &str, rate: &Rate) -> Verified {
 fn verify_restore(
     t: &Target,
     path: &Path,
-    name: &str,
+    format: Format,
     restore_dir: &Path,
     taken: std::time::SystemTime,
     rate: &Rate,
 ) -> Verified {
     use verify::restore::{Reference, RestoreError};
-    let Some(format) = Format::detect(name) else {
-        return (
-            Status::Unknown,
-            format!("{name} is not an archive format qmoi-backup can restore ({})", verify::archive::FORMATS),
-            None,
-            None,
-        );
-    };
     let reference = match (&t.manifest, &t.compare_with) {
         (Some(m), _) => Reference::Manifest(m.clone()),
         (None, Some(dir)) => Reference::Source {

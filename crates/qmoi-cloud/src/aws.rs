@@ -48,12 +48,6 @@ pub struct Aws {
     pages: Semaphore,
 }
 
-/// One page of a paginated answer: what was read and the token of the next page.
-struct Page<T> {
-    items: T,
-    next: Option<String>,
-}
-
 impl Aws {
     pub async fn new(p: &Provider, request_timeout: Duration, concurrency: usize) -> Result<Self, ApiError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
@@ -99,32 +93,42 @@ impl Aws {
         String::from_utf8(body).map_err(|_| unreadable(api, region, "the answer is not UTF-8".into()))
     }
 
-    /// An EC2 `Describe…` call, one page: `read` takes each closed element.
+    /// An EC2 `Describe…` call, every page (`NextToken`) in turn: `read` takes each closed
+    /// element into one `T` across pages. With `one_page_at_a_time` a page is fetched and
+    /// read under `self.pages`, so regions do not hold several large pages at once.
     async fn describe<T: Default>(
         &self,
         action: &str,
         region: &str,
         page_size: Option<u32>,
-        token: Option<&str>,
+        one_page_at_a_time: bool,
         mut read: impl FnMut(&mut T, &[&str], &str),
-    ) -> Result<Page<T>, ApiError> {
+    ) -> Result<T, ApiError> {
         let api = format!("ec2:{action}");
         let size = page_size.map(|n| n.to_string());
-        let mut params = vec![("Action", action), ("Version", EC2_VERSION)];
-        if let Some(n) = &size {
-            params.push(("MaxResults", n));
+        let mut items = T::default();
+        let mut token: Option<String> = None;
+        loop {
+            let _one_page = if one_page_at_a_time { Some(self.pages.acquire().await) } else { None };
+            let mut params = vec![("Action", action), ("Version", EC2_VERSION)];
+            if let Some(n) = &size {
+                params.push(("MaxResults", n));
+            }
+            if let Some(t) = &token {
+                params.push(("NextToken", t));
+            }
+            let xml = self.query("ec2", &api, region, &params).await?;
+            let mut next = None;
+            crate::xml::walk(&xml, |path, text| match path {
+                [_, "nextToken"] => next = Some(text.to_string()).filter(|t| !t.is_empty()),
+                _ => read(&mut items, path, text),
+            })
+            .map_err(|e| unreadable(&api, region, e))?;
+            token = next;
+            if token.is_none() {
+                return Ok(items);
+            }
         }
-        if let Some(t) = token {
-            params.push(("NextToken", t));
-        }
-        let xml = self.query("ec2", &api, region, &params).await?;
-        let mut page = Page { items: T::default(), next: None };
-        crate::xml::walk(&xml, |path, text| match path {
-            [_, "nextToken"] => page.next = Some(text.to_string()).filter(|t| !t.is_empty()),
-            _ => read(&mut page.items, path, text),
-        })
-        .map_err(|e| unreadable(&api, region, e))?;
-        Ok(page)
     }
 
     /// Every region concurrently; within a region the four listings concurrently.
@@ -167,165 +171,118 @@ impl Aws {
 
     async fn instances(&self, p: &Provider, region: &str) -> Result<Vec<Instance>, ApiError> {
         let account = p.profile.clone().unwrap_or_default();
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let _one_page = self.pages.acquire().await;
-            let mut cur = RawInstance::default();
-            let page = self
-                .describe(
-                    "DescribeInstances",
-                    region,
-                    Some(PAGE),
-                    token.as_deref(),
-                    |list: &mut Vec<Instance>, path, text| {
-                        let [_, "reservationSet", "item", "instancesSet", "item", field @ ..] = path else { return };
-                        match field {
-                            ["instanceId"] => cur.id = text.to_string(),
-                            ["instanceType"] => cur.itype = text.to_string(),
-                            ["launchTime"] => cur.launched = time(text),
-                            ["placement", "availabilityZone"] => cur.zone = text.to_string(),
-                            ["instanceState", "name"] => cur.state = text.to_string(),
-                            ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
-                            ["tagSet", "item", "value"] => cur.tag_value = text.to_string(),
-                            ["tagSet", "item"] => {
-                                match cur.tag_key.as_str() {
-                                    "Name" => cur.name = std::mem::take(&mut cur.tag_value),
-                                    "qmoi-critical" => cur.critical_tag = cur.tag_value == "true",
-                                    _ => {}
-                                }
-                                cur.tag_key.clear();
-                                cur.tag_value.clear();
-                            }
-                            [] => {
-                                let i = std::mem::take(&mut cur);
-                                if !i.id.is_empty() {
-                                    list.push(i.into_instance(p, &account, region));
-                                }
-                            }
-                            _ => {}
-                        }
-                    },
-                )
-                .await?;
-            out.extend(page.items);
-            token = page.next;
-            if token.is_none() {
-                return Ok(out);
+        let mut cur = RawInstance::default();
+        self.describe("DescribeInstances", region, Some(PAGE), true, |list: &mut Vec<Instance>, path, text| {
+            let [_, "reservationSet", "item", "instancesSet", "item", field @ ..] = path else { return };
+            match field {
+                ["instanceId"] => cur.id = text.to_string(),
+                ["instanceType"] => cur.itype = text.to_string(),
+                ["launchTime"] => cur.launched = time(text),
+                ["placement", "availabilityZone"] => cur.zone = text.to_string(),
+                ["instanceState", "name"] => cur.state = text.to_string(),
+                ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
+                ["tagSet", "item", "value"] => cur.tag_value = text.to_string(),
+                ["tagSet", "item"] => {
+                    match cur.tag_key.as_str() {
+                        "Name" => cur.name = std::mem::take(&mut cur.tag_value),
+                        "qmoi-critical" => cur.critical_tag = cur.tag_value == "true",
+                        _ => {}
+                    }
+                    cur.tag_key.clear();
+                    cur.tag_value.clear();
+                }
+                [] => {
+                    let i = std::mem::take(&mut cur);
+                    if !i.id.is_empty() {
+                        list.push(i.into_instance(p, &account, region));
+                    }
+                }
+                _ => {}
             }
-        }
+        })
+        .await
     }
 
     async fn statuses(&self, region: &str) -> Result<HashMap<String, StatusCheck>, ApiError> {
-        let mut out = HashMap::new();
-        let mut token: Option<String> = None;
-        loop {
-            let (mut id, mut check) = (String::new(), StatusCheck { instance: String::new(), system: String::new() });
-            let page = self
-                .describe("DescribeInstanceStatus", region, Some(1000), token.as_deref(), |_: &mut (), path, text| {
-                    let [_, "instanceStatusSet", "item", field @ ..] = path else { return };
-                    match field {
-                        ["instanceId"] => id = text.to_string(),
-                        ["instanceStatus", "status"] => check.instance = text.to_string(),
-                        ["systemStatus", "status"] => check.system = text.to_string(),
-                        [] => {
-                            let c = std::mem::replace(
-                                &mut check,
-                                StatusCheck { instance: String::new(), system: String::new() },
-                            );
-                            if !id.is_empty() {
-                                out.insert(
-                                    std::mem::take(&mut id),
-                                    StatusCheck { instance: or_unknown(c.instance), system: or_unknown(c.system) },
-                                );
-                            }
-                        }
-                        _ => {}
+        let (mut id, mut check) = (String::new(), StatusCheck::default());
+        self.describe("DescribeInstanceStatus", region, Some(1000), false, |out: &mut HashMap<_, _>, path, text| {
+            let [_, "instanceStatusSet", "item", field @ ..] = path else { return };
+            match field {
+                ["instanceId"] => id = text.to_string(),
+                ["instanceStatus", "status"] => check.instance = text.to_string(),
+                ["systemStatus", "status"] => check.system = text.to_string(),
+                [] => {
+                    let c = std::mem::take(&mut check);
+                    if !id.is_empty() {
+                        out.insert(
+                            std::mem::take(&mut id),
+                            StatusCheck { instance: or_unknown(c.instance), system: or_unknown(c.system) },
+                        );
                     }
-                })
-                .await?;
-            token = page.next;
-            if token.is_none() {
-                return Ok(out);
+                }
+                _ => {}
             }
-        }
+        })
+        .await
     }
 
     async fn volumes(&self, p: &Provider, region: &str) -> Result<Vec<Volume>, ApiError> {
         let account = p.profile.clone().unwrap_or_default();
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut cur = RawVolume::default();
-            let page = self
-                .describe(
-                    "DescribeVolumes",
-                    region,
-                    Some(PAGE),
-                    token.as_deref(),
-                    |list: &mut Vec<Volume>, path, text| {
-                        let [_, "volumeSet", "item", field @ ..] = path else { return };
-                        match field {
-                            ["volumeId"] => cur.id = text.to_string(),
-                            ["size"] => cur.size_gb = text.parse().ok(),
-                            ["status"] => cur.in_use = text == "in-use",
-                            ["createTime"] => cur.created = time(text),
-                            ["attachmentSet", "item", "instanceId"] if cur.attached_to.is_none() => {
-                                cur.attached_to = Some(text.to_string()).filter(|s| !s.is_empty());
-                            }
-                            ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
-                            ["tagSet", "item", "value"] if cur.tag_key == "Name" => cur.name = text.to_string(),
-                            [] => {
-                                let v = std::mem::take(&mut cur);
-                                if !v.id.is_empty() {
-                                    list.push(Volume {
-                                        id: v.id,
-                                        name: v.name,
-                                        account: account.clone(),
-                                        region: region.to_string(),
-                                        size_gb: v.size_gb,
-                                        attached: v.in_use || v.attached_to.is_some(),
-                                        attached_to: v.attached_to,
-                                        created: v.created,
-                                    });
-                                }
-                            }
-                            _ => {}
-                        }
-                    },
-                )
-                .await?;
-            out.extend(page.items);
-            token = page.next;
-            if token.is_none() {
-                return Ok(out);
+        let mut cur = RawVolume::default();
+        self.describe("DescribeVolumes", region, Some(PAGE), false, |list: &mut Vec<Volume>, path, text| {
+            let [_, "volumeSet", "item", field @ ..] = path else { return };
+            match field {
+                ["volumeId"] => cur.id = text.to_string(),
+                ["size"] => cur.size_gb = text.parse().ok(),
+                ["status"] => cur.in_use = text == "in-use",
+                ["createTime"] => cur.created = time(text),
+                ["attachmentSet", "item", "instanceId"] if cur.attached_to.is_none() => {
+                    cur.attached_to = Some(text.to_string()).filter(|s| !s.is_empty());
+                }
+                ["tagSet", "item", "key"] => cur.tag_key = text.to_string(),
+                ["tagSet", "item", "value"] if cur.tag_key == "Name" => cur.name = text.to_string(),
+                [] => {
+                    let v = std::mem::take(&mut cur);
+                    if !v.id.is_empty() {
+                        list.push(Volume {
+                            id: v.id,
+                            name: v.name,
+                            account: account.clone(),
+                            region: region.to_string(),
+                            size_gb: v.size_gb,
+                            attached: v.in_use || v.attached_to.is_some(),
+                            attached_to: v.attached_to,
+                            created: v.created,
+                        });
+                    }
+                }
+                _ => {}
             }
-        }
+        })
+        .await
     }
 
     async fn addresses(&self, p: &Provider, region: &str) -> Result<Vec<PublicIp>, ApiError> {
         let account = p.profile.clone().unwrap_or_default();
         let mut cur = RawAddress::default();
-        let page = self
-            .describe("DescribeAddresses", region, None, None, |list: &mut Vec<PublicIp>, path, text| {
-                let [_, "addressesSet", "item", field @ ..] = path else { return };
-                let slot = match field {
-                    ["publicIp"] => &mut cur.public_ip,
-                    ["allocationId"] => &mut cur.allocation_id,
-                    ["associationId"] => &mut cur.association_id,
-                    ["instanceId"] => &mut cur.instance_id,
-                    ["networkInterfaceId"] => &mut cur.interface_id,
-                    [] => {
-                        let a = std::mem::take(&mut cur);
-                        list.extend(a.into_ip(&account, region));
-                        return;
-                    }
-                    _ => return,
-                };
-                *slot = text.to_string();
-            })
-            .await?;
-        Ok(page.items)
+        self.describe("DescribeAddresses", region, None, false, |list: &mut Vec<PublicIp>, path, text| {
+            let [_, "addressesSet", "item", field @ ..] = path else { return };
+            let slot = match field {
+                ["publicIp"] => &mut cur.public_ip,
+                ["allocationId"] => &mut cur.allocation_id,
+                ["associationId"] => &mut cur.association_id,
+                ["instanceId"] => &mut cur.instance_id,
+                ["networkInterfaceId"] => &mut cur.interface_id,
+                [] => {
+                    let a = std::mem::take(&mut cur);
+                    list.extend(a.into_ip(&account, region));
+                    return;
+                }
+                _ => return,
+            };
+            *slot = text.to_string();
+        })
+        .await
     }
 
     /// CloudWatch `CPUUtilization` (Average, `period`) of `instances` over the last

@@ -31,7 +31,7 @@ impl InstanceState {
 }
 
 /// A provider's status checks of a running instance (AWS `DescribeInstanceStatus`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StatusCheck {
     /// The instance's own check (`ok`, `impaired`, `initializing`, `insufficient-data` …).
     pub instance: String,

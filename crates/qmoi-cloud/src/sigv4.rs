@@ -35,7 +35,8 @@ impl Signer {
     }
 
     /// A signer with fixed credentials (tests).
-    pub fn fixed(c: Credentials) -> Self {
+    #[cfg(test)]
+    fn fixed(c: Credentials) -> Self {
         Self { provider: None, cached: Mutex::new(Some(c)) }
     }
 
