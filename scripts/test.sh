@@ -16,7 +16,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Debian packages: command -> package.
 declare -A NEED=(
   [systemd-analyze]=systemd       # unit files: systemd-analyze verify
-  [promtool]=prometheus           # /metrics: promtool check metrics
+  [promtool]=prometheus           # /metrics: promtool check metrics; rules: promtool test rules
+  [prometheus]=prometheus         # remote write and the fleet: a real Prometheus
+  [victoria-metrics]=victoria-metrics  # … and a real VictoriaMetrics
   [chromium]=chromium             # the dashboard page in a real browser
   [chromedriver]=chromium-driver  # … driven over WebDriver
   [openssl]=openssl               # a certificate for the dashboard's TLS test

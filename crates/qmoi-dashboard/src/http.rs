@@ -629,9 +629,13 @@ async fn supervisor_action(
     }
 }
 
+/// The parts of the `/metrics` body: the reports' metrics, then the server's counters.
+pub(crate) fn metrics_parts(hub: &Hub, conn_stats: &crate::serve::ConnStats) -> [bytes::Bytes; 2] {
+    [hub.metrics_text(), bytes::Bytes::from(conn_stats.render())]
+}
+
 async fn metrics(State(s): State<AppState>) -> Response {
-    let conns = bytes::Bytes::from(s.conn_stats.render());
-    let parts = [s.hub.metrics_text(), conns];
+    let parts = metrics_parts(&s.hub, &s.conn_stats);
     let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.map(Ok::<_, std::convert::Infallible>)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

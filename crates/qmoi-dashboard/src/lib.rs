@@ -77,6 +77,12 @@ impl Dashboard {
         self.hub.clone()
     }
 
+    /// The body of `/metrics` as it would be served now, in parts (the reports' metrics,
+    /// then the server's own counters).
+    pub fn metrics_parts(&self) -> [bytes::Bytes; 2] {
+        http::metrics_parts(&self.hub, &self.conn_stats)
+    }
+
     /// Start serving on `listener` (see [`serve`] for the bounds on every connection).
     pub fn serve(&self, listener: TcpListener) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;

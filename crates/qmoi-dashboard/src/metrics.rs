@@ -49,6 +49,17 @@ fn help(name: &str) -> &'static str {
         "qmoi_component_restarts_total" => "Restarts of the component since the supervisor started.",
         "qmoi_component_report_age_seconds" => "Age of the component's latest report.",
         "qmoi_verdict" => "Overall verdict: 0 healthy, 1 degraded, 2 critical.",
+        "qmoi_last_report_timestamp_seconds" => {
+            "Unix time the supervisor wrote its latest report (a fleet's last seen)."
+        }
+        "qmoi_remote_write_sent_samples_total" => "Samples a remote-write receiver accepted.",
+        "qmoi_remote_write_sent_bytes_total" => "Request bytes (compressed) a remote-write receiver accepted.",
+        "qmoi_remote_write_failed_samples_total" => "Samples a remote-write receiver refused for good (4xx); dropped.",
+        "qmoi_remote_write_dropped_samples_total" => "Samples dropped because the remote-write buffer was full.",
+        "qmoi_remote_write_retries_total" => "Remote-write requests retried (5xx, 429, transport errors).",
+        "qmoi_remote_write_pending_bytes" => "Bytes of remote-write requests buffered on disk, not yet sent.",
+        "qmoi_remote_write_pending_requests" => "Remote-write requests buffered on disk, not yet sent.",
+        "qmoi_remote_write_last_success_timestamp_seconds" => "Unix time of the last accepted remote write (0: never).",
         "qmoi_endpoint_up" => "1 when the endpoint is up (after the failure/success thresholds).",
         "qmoi_endpoint_last_latency_seconds" => "Latency of the endpoint's last probe.",
         "qmoi_endpoint_latency_seconds" => "Latency of the endpoint's successful probes over the last hour.",

@@ -23,6 +23,8 @@ pub struct MasterConfig {
     pub restart: RestartConfig,
     pub paths: PathsConfig,
     pub report: MasterReportConfig,
+    /// Push every metric of `/metrics` to Prometheus-compatible stores (docs/FLEET.md).
+    pub remote_write: qmoi_remote_write::RemoteWriteConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +264,14 @@ impl Validate for MasterConfig {
             p.push("report.interval", format!("must be at least 1 second, got '{}'", self.report.interval));
         }
         self.report.history.validate(p);
+        self.remote_write.validate(p);
+        if self.remote_write.enabled() && !self.dashboard.enabled {
+            p.push(
+                "remote_write",
+                "pushes what the dashboard serves on /metrics: enable [dashboard] (it may stay on 127.0.0.1) \
+                 or remove the receivers",
+            );
+        }
     }
 }
 

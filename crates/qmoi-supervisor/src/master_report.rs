@@ -95,6 +95,8 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
     };
     metrics.insert("qmoi_verdict".into(), verdict_num);
     let now = Utc::now();
+    // "Last seen" for a fleet: the newest of these across scrapes and pushes.
+    metrics.insert("qmoi_last_report_timestamp_seconds".into(), now.timestamp_millis() as f64 / 1000.0);
     let alerts = tracker.update(MASTER_MONITOR, &[], supervisor_alerts(o), now);
     let running = o.components.iter().filter(|c| c.state == State::Running).count();
     let enabled = o.components.iter().filter(|c| c.state != State::Disabled).count();

@@ -282,8 +282,9 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         dashboard = dashboard_url.as_deref().unwrap_or("disabled"),
         "Supervisor started."
     );
-    let interval = plan.config.report.interval.get();
-    let aggregator = Aggregator::new(&plan, &common, control.clone(), host.clone());
+    let remote_write = start_remote_write(&plan, control.dashboard.as_ref(), &host)?;
+    let mut aggregator = Aggregator::new(&plan, &common, control.clone(), host.clone());
+    aggregator.remote_write = remote_write;
     let aggregation = tokio::spawn(aggregator.run(changed, hub, shutdown_rx.clone()));
 
     qmoi_core::runner::shutdown_signal().await;
@@ -292,7 +293,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     if let Ok(mut a) = aggregation.await {
         // The final word: every monitor stopped.
         let o = control.overview();
-        let report = master_report::build(&o, &mut a.tracker, &host, interval.as_secs());
+        let report = a.build(&o);
         if let Err(e) = a.writer.write(&report) {
             tracing::error!(error = %e, "Cannot write the final master report.");
         }
@@ -349,6 +350,24 @@ async fn start_dashboard(
     let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
     d.spawn_pruner();
     Ok((Some(Arc::new(d)), Some(server)))
+}
+
+/// Start pushing `/metrics` to the `[remote_write]` receivers (none configured: `None`).
+fn start_remote_write(
+    plan: &Plan,
+    dashboard: Option<&Arc<qmoi_dashboard::Dashboard>>,
+    host: &str,
+) -> Result<Option<qmoi_remote_write::RemoteWrite>, Error> {
+    let cfg = &plan.config.remote_write;
+    // Validation refuses receivers without the dashboard, whose /metrics is what is pushed.
+    let (true, Some(d)) = (cfg.enabled(), dashboard) else { return Ok(None) };
+    let d = d.clone();
+    let source: qmoi_remote_write::Source =
+        Arc::new(move || d.metrics_parts().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<String>());
+    let rw =
+        qmoi_remote_write::RemoteWrite::start(cfg, &plan.config.paths.data, host, source).map_err(Error::Runtime)?;
+    tracing::info!(receivers = cfg.receivers.len(), interval = %cfg.interval, "Remote write started.");
+    Ok(Some(rw))
 }
 
 /// One task per component (started in dependency order by the tasks themselves): the
@@ -431,6 +450,8 @@ struct Aggregator {
     control: Arc<Control>,
     host: String,
     interval: Duration,
+    /// Its counters go into the master report (and so onto /metrics).
+    remote_write: Option<qmoi_remote_write::RemoteWrite>,
 }
 
 impl Aggregator {
@@ -441,7 +462,16 @@ impl Aggregator {
         if let ReadOutcome::Ok { report, .. } = qmoi_core::report::read_report(&writer.latest_path()) {
             tracker.seed_from(&report);
         }
-        Self { writer, tracker, control, host, interval: plan.config.report.interval.get() }
+        Self { writer, tracker, control, host, interval: plan.config.report.interval.get(), remote_write: None }
+    }
+
+    /// The master report of `o`, with the remote-write counters.
+    fn build(&mut self, o: &Overview) -> qmoi_core::report::Report {
+        let mut report = master_report::build(o, &mut self.tracker, &self.host, self.interval.as_secs());
+        if let Some(rw) = &self.remote_write {
+            report.metrics.extend(rw.metrics());
+        }
+        report
     }
 
     /// Until shutdown: on every change a monitor task signals, and at least every second.
@@ -466,7 +496,7 @@ impl Aggregator {
                 let o = self.control.overview();
                 let key = change_key(&o);
                 if key != last_key || last_write.is_none_or(|t| t.elapsed() >= self.interval) {
-                    let report = master_report::build(&o, &mut self.tracker, &self.host, self.interval.as_secs());
+                    let report = self.build(&o);
                     if let Err(e) = self.writer.write(&report) {
                         tracing::error!(error = %e, "Cannot write the master report.");
                     }

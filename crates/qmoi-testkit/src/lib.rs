@@ -7,6 +7,8 @@
 //! The binary `qmoi-fake-monitor` is a monitor that crashes, hangs, leaks or reports a
 //! config error on demand (see `src/bin/fake_monitor.rs`).
 
+pub mod engines;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
