@@ -27,7 +27,64 @@ pub struct EndpointsConfig {
     pub max_body_bytes: usize,
     /// Availability and latency history kept across restarts.
     pub state_file: EnvString,
+    /// `"i/n"`: probe only the endpoints whose name hashes to `i` modulo `n`, so `n`
+    /// hosts with the same endpoint list split it between them.
+    pub shard: Option<Shard>,
     pub endpoints: Vec<Endpoint>,
+}
+
+/// One of `n` shards of the endpoint list (`"i/n"`, `0 <= i < n`). An endpoint belongs
+/// to shard `i` when the MD5 of its name, its last 8 bytes read as a big-endian integer,
+/// is `i` modulo `n`: the hash of Prometheus' `hashmod` relabelling, so the same split can
+/// be made in a Prometheus config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not a shard: write \"i/n\" with 0 <= i < n, e.g. \"0/3\"");
+        let (i, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let (index, count): (u64, u64) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+
+    /// The shard `name` belongs to, out of `count`.
+    pub fn of(name: &str, count: u64) -> u64 {
+        use md5::Digest as _;
+        let h = md5::Md5::digest(name.as_bytes());
+        let mut tail = [0u8; 8];
+        tail.copy_from_slice(&h[8..16]);
+        u64::from_be_bytes(tail) % count.max(1)
+    }
+
+    pub fn owns(&self, name: &str) -> bool {
+        Self::of(name, self.count) == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = EnvString::deserialize(d)?;
+        Shard::parse(s.as_str()).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for EndpointsConfig {
@@ -42,6 +99,7 @@ impl Default for EndpointsConfig {
             reuse_connections: false,
             max_body_bytes: 64 * 1024,
             state_file: EnvString::from("data/api_endpoints_state.json"),
+            shard: None,
             endpoints: Vec::new(),
         }
     }
@@ -336,3 +394,25 @@ pub fn dns_type_code(t: &str) -> Option<u16> {
 }
 
 qmoi_core::monitor_config!(EndpointsConfig);
+
+#[cfg(test)]
+mod shard_tests {
+    use super::Shard;
+
+    /// The values are MD5's, as Prometheus' hashmod computes them (checked with Python's
+    /// hashlib: last 8 bytes of the digest, big-endian, modulo n).
+    #[test]
+    fn shards_follow_prometheus_hashmod() {
+        assert_eq!((Shard::of("a", 3), Shard::of("a", 7)), (1, 2));
+        assert_eq!((Shard::of("web-1", 3), Shard::of("web-1", 7)), (0, 2));
+        assert_eq!((Shard::of("api.example.com", 3), Shard::of("api.example.com", 7)), (1, 1));
+        assert_eq!((Shard::of("ep-042", 3), Shard::of("ep-042", 7)), (2, 5));
+        let s = Shard::parse(" 2/3 ").unwrap();
+        assert!(s.owns("ep-042") && !s.owns("a"));
+        assert_eq!(s.to_string(), "2/3");
+        for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
+            let e = Shard::parse(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}' is not a shard")), "{e}");
+        }
+    }
+}

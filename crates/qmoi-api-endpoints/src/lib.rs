@@ -85,6 +85,11 @@ impl EndpointsMonitor {
     /// configuration error (the binary exits 2).
     pub fn new(mut cfg: EndpointsConfig) -> Result<Self, String> {
         let state_file = PathBuf::from(cfg.state_file.as_str());
+        if let Some(shard) = cfg.shard {
+            let all = cfg.endpoints.len();
+            cfg.endpoints.retain(|e| shard.owns(&e.name));
+            tracing::info!(%shard, probed = cfg.endpoints.len(), configured = all, "Probing this shard's endpoints only.");
+        }
         // Read through a buffer: a week of state for thousands of endpoints is tens of
         // megabytes of JSON, never held whole.
         let mut states: BTreeMap<String, EndpointState> = match std::fs::File::open(&state_file) {
@@ -506,7 +511,7 @@ fn build_outcome(
         endpoint_checks(e, st, &mut checks);
     }
     if endpoints.is_empty() {
-        checks.push(CheckResult::ok("endpoints", "no endpoints configured"));
+        checks.push(CheckResult::ok("endpoints", "no endpoints configured (or none in this host's shard)"));
     }
     let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics };
     Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }

@@ -569,3 +569,51 @@ fn ad_hoc_probe_prints_phases_and_exit_codes() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stdout).contains("cannot connect"));
 }
+
+/// `shard = "i/n"`: three hosts with the same 300 endpoints (tcp, to one loopback
+/// listener that counts its connections) probe each endpoint exactly once between them.
+#[test]
+fn three_shards_probe_each_of_300_endpoints_exactly_once() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let endpoints: String = (0..300)
+        .map(|i| format!("[[endpoints]]\nname = \"ep-{i:03}\"\nkind = \"tcp\"\ntarget = \"{target}\"\n"))
+        .collect();
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut per_shard = Vec::new();
+    for i in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = format!("state_file = \"state.json\"\nshard = \"{i}/3\"\n{endpoints}");
+        std::fs::write(dir.path().join("c.toml"), cfg).unwrap();
+        let out = run_in(dir.path(), &["--once", "--config", "c.toml"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r = read_json(&dir.path().join("logs/api_endpoints_latest.json")).unwrap_or_else(|| panic!("no report"));
+        let names: Vec<String> = r["details"]["endpoints"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["name"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        assert_eq!(r["metrics"]["qmoi_endpoint_probes_total"], names.len() as f64, "{}", r["metrics"]);
+        per_shard.push(names.len());
+        for n in names {
+            *seen.entry(n).or_default() += 1;
+        }
+    }
+    assert_eq!(seen.len(), 300, "every endpoint probed by some shard");
+    assert!(seen.values().all(|n| *n == 1), "one shard each: {seen:?}");
+    assert!(per_shard.iter().all(|n| (60..=140).contains(n)), "an even split: {per_shard:?}");
+    // The listener's thread accepts what the kernel already completed: wait for it.
+    let n = qmoi_testkit::wait_for(Duration::from_secs(10), "300 connections accepted", || {
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        (n >= 300).then_some(n)
+    });
+    assert_eq!(n, 300, "300 connections in all");
+    eprintln!("300 endpoints over 3 shards: {per_shard:?}");
+}

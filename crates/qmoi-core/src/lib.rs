@@ -24,6 +24,8 @@ pub mod cli;
 pub mod component;
 pub mod config;
 pub mod follow;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod human;
 pub mod logging;
 pub mod mem;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     pub conn_stats: Arc<crate::serve::ConnStats>,
     pub hosts: Arc<HostCheck>,
+    /// `[fleet]`: the engine `GET /api/fleet` asks; `None`: no Fleet page.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// Which `Host` and `Origin` a request may carry.
@@ -167,6 +169,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/history", get(history))
         .route("/api/history/series", get(series))
         .route("/api/config", get(config))
+        .route("/api/fleet", get(fleet))
         .route("/api/components/{id}/restart", post(restart))
         .route("/api/components/restart", post(|s, r, i| supervisor_action(s, r, i, "restart_all")))
         .route("/api/reset", post(|s, r, i| supervisor_action(s, r, i, "reset")))
@@ -579,6 +582,13 @@ async fn series(State(s): State<AppState>) -> Result<Json<serde_json::Value>, Ap
     let list: Vec<serde_json::Value> =
         list.into_iter().map(|(c, m)| serde_json::json!({"component": c, "metric": m})).collect();
     Ok(Json(serde_json::json!({"series": list})))
+}
+
+async fn fleet(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(f) = &s.fleet else {
+        return Err(err(StatusCode::NOT_FOUND, "no fleet configured: set [fleet] query_url in master_monitor.toml"));
+    };
+    f.overview().await.map(Json).map_err(|e| err(StatusCode::BAD_GATEWAY, e))
 }
 
 async fn config(State(s): State<AppState>) -> Json<serde_json::Value> {

@@ -10,9 +10,11 @@
 //! - [`store`]: `data/history.db` (history at three resolutions, acks, silences, audit).
 //! - [`hub`]: cached live state and the event broadcast.
 //! - [`http`]: routes and handlers; [`metrics`]: the text exposition.
+//! - [`fleet`]: `GET /api/fleet`, the fleet as a Prometheus-compatible engine sees it.
 
 pub mod auth;
 pub mod config;
+pub mod fleet;
 pub mod http;
 pub mod hub;
 pub mod metrics;
@@ -44,6 +46,7 @@ pub struct Dashboard {
     limits: serve::Limits,
     conn_stats: Arc<serve::ConnStats>,
     hosts: Arc<http::HostCheck>,
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 impl Dashboard {
@@ -53,6 +56,7 @@ impl Dashboard {
         data_dir: &Path,
         report_dir: &Path,
         log_dir: &Path,
+        fleet: &fleet::FleetConfig,
         backend: Arc<dyn Backend>,
     ) -> Result<Self, String> {
         let store = store::Store::open(&data_dir.join("history.db"), cfg.history.clone()).map_err(|e| e.to_string())?;
@@ -70,6 +74,7 @@ impl Dashboard {
             },
             conn_stats: Arc::default(),
             hosts: Arc::new(http::HostCheck::new(cfg)),
+            fleet: fleet::Fleet::new(fleet)?.map(Arc::new),
         })
     }
 
@@ -97,6 +102,7 @@ impl Dashboard {
             stopping: stop_rx.clone(),
             conn_stats: self.conn_stats.clone(),
             hosts: self.hosts.with_bound(addr),
+            fleet: self.fleet.clone(),
         };
         let app = http::router(state);
         let join =

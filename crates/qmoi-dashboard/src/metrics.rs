@@ -48,6 +48,8 @@ fn help(name: &str) -> &'static str {
         "qmoi_component_up" => "1 when the supervisor sees the component running with fresh reports.",
         "qmoi_component_restarts_total" => "Restarts of the component since the supervisor started.",
         "qmoi_component_report_age_seconds" => "Age of the component's latest report.",
+        "qmoi_component_alerts" => "Alerts firing in the component's latest report, by level.",
+        "qmoi_component_stale_after_seconds" => "A report older than this makes the supervisor restart the component.",
         "qmoi_verdict" => "Overall verdict: 0 healthy, 1 degraded, 2 critical.",
         "qmoi_last_report_timestamp_seconds" => {
             "Unix time the supervisor wrote its latest report (a fleet's last seen)."

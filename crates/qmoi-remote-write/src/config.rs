@@ -58,7 +58,7 @@ pub struct ReceiverConfig {
     #[serde(default)]
     pub bearer_token: Option<Secret>,
     #[serde(default)]
-    pub basic_auth: Option<BasicAuth>,
+    pub basic_auth: Option<qmoi_core::http::BasicAuth>,
     /// PEM file of the CA that signed the receiver's certificate (beside the system's).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -72,13 +72,6 @@ pub struct ReceiverConfig {
 
 fn default_timeout() -> ConfigDuration {
     ConfigDuration::from_secs(30)
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: EnvString,
-    pub password: Secret,
 }
 
 impl ReceiverConfig {
@@ -147,18 +140,14 @@ impl RemoteWriteConfig {
         let mut names = BTreeMap::new();
         for (i, r) in self.receivers.iter().enumerate() {
             let key = format!("remote_write.receivers[{i}]");
-            let u = r.url.as_str();
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < 10 {
-                p.push(format!("{key}.url"), format!("must be an http:// or https:// URL, got '{u}'"));
-            }
-            if r.bearer_token.is_some() && r.basic_auth.is_some() {
-                p.push(format!("{key}.bearer_token"), "set bearer_token or basic_auth, not both");
-            }
-            if let Some(ca) = &r.ca_file
-                && !ca.is_file()
-            {
-                p.push(format!("{key}.ca_file"), format!("'{}' is not a readable file", ca.display()));
-            }
+            qmoi_core::http::validate_endpoint(
+                p,
+                &key,
+                r.url.as_str(),
+                r.bearer_token.as_ref(),
+                r.basic_auth.as_ref(),
+                r.ca_file.as_deref(),
+            );
             if r.timeout.get() < Duration::from_millis(100) {
                 p.push(format!("{key}.timeout"), format!("must be at least 100ms, got '{}'", r.timeout));
             }

@@ -26,7 +26,6 @@ pub mod spool;
 
 pub use config::RemoteWriteConfig;
 
-use config::ReceiverConfig;
 use spool::Spool;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,8 +37,6 @@ use tokio::task::JoinHandle;
 
 /// Where the samples come from: the `/metrics` text as it would be served now.
 pub type Source = Arc<dyn Fn() -> String + Send + Sync>;
-
-const USER_AGENT: &str = concat!("qmoi-supervisor/", env!("CARGO_PKG_VERSION"));
 
 /// Counters of one receiver (all monotonic but `pending_*` and `last_success_ms`).
 #[derive(Debug, Default)]
@@ -54,17 +51,12 @@ struct Stats {
     last_success_ms: AtomicU64,
 }
 
-enum Auth {
-    None,
-    Bearer(qmoi_core::config::Secret),
-    Basic(String, qmoi_core::config::Secret),
-}
-
 struct Receiver {
     name: String,
     url: String,
     client: reqwest::Client,
-    auth: Auth,
+    bearer: Option<qmoi_core::config::Secret>,
+    basic: Option<qmoi_core::http::BasicAuth>,
     spool: Mutex<Spool>,
     wake: Notify,
     stats: Stats,
@@ -100,25 +92,8 @@ impl Drop for RemoteWrite {
     }
 }
 
-fn build_client(r: &ReceiverConfig) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(USER_AGENT)
-        .timeout(r.timeout.get())
-        .connect_timeout(r.timeout.get().min(Duration::from_secs(10)))
-        // Credentials must never follow a redirect to another host.
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90));
-    if let Some(ca) = &r.ca_file {
-        let pem = fs_err::read(ca).map_err(|e| e.to_string())?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| format!("{}: not a PEM certificate: {e}", ca.display()))?;
-        b = b.add_root_certificate(cert);
-    }
-    b.build().map_err(|e| format!("cannot build the HTTP client: {}", describe(&e)))
-}
-
 fn describe(e: &dyn std::error::Error) -> String {
-    qmoi_core::human::with_causes(e.to_string(), e.source())
+    qmoi_core::http::describe(e)
 }
 
 fn now_ms() -> u64 {
@@ -137,15 +112,13 @@ impl RemoteWrite {
             if !spool.is_empty() {
                 tracing::info!(receiver = %name, requests = spool.len(), bytes = spool.bytes(), "Remote-write buffer found; sending it first.");
             }
-            let auth = match (&r.bearer_token, &r.basic_auth) {
-                (Some(t), _) => Auth::Bearer(t.clone()),
-                (None, Some(b)) => Auth::Basic(b.username.to_string(), b.password.clone()),
-                (None, None) => Auth::None,
-            };
+            let client = qmoi_core::http::client("qmoi-supervisor", r.timeout.get(), r.ca_file.as_deref())
+                .map_err(|e| format!("remote write to {name}: {e}"))?;
             let rx = Arc::new(Receiver {
-                client: build_client(r).map_err(|e| format!("remote write to {name}: {e}"))?,
+                client,
                 url: r.url.to_string(),
-                auth,
+                bearer: r.bearer_token.clone(),
+                basic: r.basic_auth.clone(),
                 wake: Notify::new(),
                 stats: Stats::default(),
                 in_flight: AtomicU64::new(0),
@@ -290,11 +263,7 @@ async fn post(r: &Receiver, body: Vec<u8>, attempt: u32, cfg: &RemoteWriteConfig
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
         .body(body);
-    req = match &r.auth {
-        Auth::None => req,
-        Auth::Bearer(t) => req.bearer_auth(t.expose()),
-        Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
-    };
+    req = qmoi_core::http::authorize(req, r.bearer.as_ref(), r.basic.as_ref());
     let mut resp = match req.send().await {
         Ok(resp) => resp,
         Err(e) => return Outcome::Retry(backoff, describe(&e)),

@@ -25,6 +25,8 @@ pub struct MasterConfig {
     pub report: MasterReportConfig,
     /// Push every metric of `/metrics` to Prometheus-compatible stores (docs/FLEET.md).
     pub remote_write: qmoi_remote_write::RemoteWriteConfig,
+    /// The Fleet page: every host as the fleet's Prometheus-compatible engine sees it.
+    pub fleet: qmoi_dashboard::fleet::FleetConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -265,6 +267,7 @@ impl Validate for MasterConfig {
         }
         self.report.history.validate(p);
         self.remote_write.validate(p);
+        self.fleet.validate(p);
         if self.remote_write.enabled() && !self.dashboard.enabled {
             p.push(
                 "remote_write",

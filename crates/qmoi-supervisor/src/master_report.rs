@@ -79,11 +79,16 @@ fn component_check(c: &crate::state::ComponentStatus) -> CheckResult {
 pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u64) -> Report {
     let checks: Vec<CheckResult> = o.components.iter().map(component_check).collect();
     let mut metrics = BTreeMap::new();
-    for c in &o.components {
+    // A disabled component is not monitored: no series (its `up` of 0 would page).
+    for c in o.components.iter().filter(|c| c.state != State::Disabled) {
         let l = format!("{{component=\"{}\"}}", c.id);
         let up = if c.state == State::Running { 1.0 } else { 0.0 };
         metrics.insert(format!("qmoi_component_up{l}"), up);
         metrics.insert(format!("qmoi_component_restarts_total{l}"), f64::from(c.restarts));
+        metrics.insert(format!("qmoi_component_stale_after_seconds{l}"), c.stale_after_s as f64);
+        for (level, n) in [("critical", c.critical_alerts), ("warning", c.warning_alerts)] {
+            metrics.insert(format!("qmoi_component_alerts{{component=\"{}\",level=\"{level}\"}}", c.id), n as f64);
+        }
         if let Some(a) = c.report_age_s {
             metrics.insert(format!("qmoi_component_report_age_seconds{l}"), a);
         }

@@ -343,6 +343,7 @@ async fn start_dashboard(
         &plan.config.paths.data,
         &common.report_dir,
         &common.log_dir,
+        &plan.config.fleet,
         backend,
     )
     .map_err(Error::Runtime)?;

@@ -357,6 +357,33 @@ async function loadBackups() {
   }));
 }
 
+// ---- fleet: every host as the fleet's engine sees it (only with [fleet]) ----
+
+async function loadFleet() {
+  let d;
+  try { d = await api("/api/fleet"); } catch (e) {
+    if (e.status === 404) { $("#fleet").hidden = true; clearInterval(state.fleetTimer); return; }
+    $("#fleet").hidden = false;
+    $("#fleet-engine").textContent = "Cannot ask the fleet's engine: " + e.message;
+    return;
+  }
+  $("#fleet").hidden = false;
+  const s = d.summary;
+  $("#fleet-summary").textContent = "(" + s.hosts + " hosts: " + s.healthy + " healthy, " + s.degraded + " degraded, " +
+    s.critical + " critical, " + s.stale + " stale)";
+  $("#fleet-engine").textContent = "From " + d.engine + "; a host silent for over " + age(d.stale_after_s) + " is stale.";
+  $("#fleet-hosts tbody").replaceChildren(...d.hosts.map((h) => {
+    const verdict = h.stale ? "stale" : (h.verdict || "unknown");
+    const notOk = h.components_not_ok.map((c) => el("span", { class: "pill " + (c.status === "down" ? "failed" : c.status) }, c.component + " " + c.status));
+    return el("tr", { "data-host": h.host },
+      el("td", {}, h.host),
+      el("td", {}, el("span", { class: "pill " + verdict }, verdict)),
+      el("td", {}, h.last_seen ? since(h.last_seen) : "-"),
+      el("td", {}, ...(notOk.length ? notOk : [el("span", { class: "muted" }, "none")])),
+      el("td", {}, h.critical_alerts + " critical, " + h.warning_alerts + " warning"));
+  }));
+}
+
 // ---- performance (predictions, recommendations) and security (findings) ----
 
 function fmtDuration(s) {
@@ -481,6 +508,7 @@ async function reloadAll() {
   loadPerformance();
   loadSecurity();
   loadCloud();
+  loadFleet();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -495,4 +523,5 @@ document.addEventListener("DOMContentLoaded", () => {
   live();
   state.chartTimer = setInterval(loadCharts, 30000);
   state.notifyTimer = setInterval(loadNotifications, 10000);
+  state.fleetTimer = setInterval(loadFleet, 15000);
 });
