@@ -273,6 +273,8 @@ pub fn alertmanager(msg: &Message, now: DateTime<Utc>, resend: std::time::Durati
                     "component": e.component,
                     "severity": e.level.as_str(),
                     "instance": e.host,
+                    // The fleet's label for the host (remote write, rules, dashboards).
+                    "host": e.host,
                     "fingerprint": e.fingerprint,
                     "source": "qmoi",
                 },

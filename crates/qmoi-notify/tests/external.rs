@@ -268,6 +268,7 @@ resend_interval = "2s"
     assert_eq!(a["labels"]["severity"], "critical");
     assert_eq!(a["labels"]["fingerprint"], "security/fim:/etc/passwd");
     assert_eq!(a["labels"]["instance"], "test-host");
+    assert_eq!(a["labels"]["host"], "test-host");
     assert_eq!(a["annotations"]["summary"], "/etc/passwd changed");
     // Resolution travels the same way.
     write_report(&env.logs(), "security", &[]);
