@@ -1,10 +1,12 @@
 //! The dashboard page in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) driven over WebDriver loads the page from the real supervisor, sees
 //! every component card and the verdict, sees a live update arrive without a reload, and
-//! acknowledges an alert through the page. A screenshot is saved to
+//! acknowledges an alert through the page, and lists the host in the Fleet section (from a
+//! real Prometheus the stack pushes to). A screenshot is saved to
 //! `target/qmoi-dashboard.png` on each run so a person can look at it.
 
 use fantoccini::{ClientBuilder, Locator};
+use qmoi_testkit::engines::Prometheus;
 use qmoi_testkit::{Stack, bin, http, wait_for};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -86,9 +88,22 @@ async fn text_of(client: &fantoccini::Client, css: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_shows_the_stack_updates_live_and_acknowledges_an_alert() -> Result<(), Box<dyn std::error::Error>> {
     let Some(driver) = chromedriver() else { return Ok(()) };
+    if !qmoi_testkit::engines::installed("prometheus", "prometheus") {
+        return Ok(());
+    }
+    // The Fleet section: this stack pushes to a real Prometheus, which the page asks.
+    let tmp = tempfile::tempdir()?;
+    let prom = Prometheus::start(tmp.path(), "127.0.0.1:0", "global:\n  scrape_interval: 15s\n", &[]);
     let fake = bin("qmoi-fake-monitor");
     let cfg = format!(
         r#"
+[remote_write]
+interval = 1
+host = "browser-host"
+[[remote_write.receivers]]
+url = "{write}"
+[fleet]
+query_url = "http://{query}"
 [dashboard]
 port = 0
 [[dashboard.auth.tokens]]
@@ -114,7 +129,9 @@ interval = 1
 [monitoring_components.cloud_resources]
 interval = 1
 "#,
-        f = fake.display()
+        f = fake.display(),
+        write = prom.write_url(),
+        query = prom.listen
     );
     let mut stack = Stack::new(&cfg);
     // The real notifier, with a webhook nobody listens on: its one attempt fails, the
@@ -279,6 +296,17 @@ interval = 1
             )
             .await?;
         assert!(drawn.as_u64().is_some_and(|n| n > 1000), "the chart's canvas is drawn: {drawn}");
+        // The Fleet section lists this host, as Prometheus has it (refreshed every 15 s).
+        let mut fleet = String::new();
+        for _ in 0..40 {
+            fleet = text_of(&client, "#fleet-hosts tr[data-host='browser-host']").await;
+            if !fleet.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(fleet.contains("browser-host") && fleet.contains("ago"), "fleet row on the page: '{fleet}'");
+        assert!(text_of(&client, "#fleet-summary").await.contains("1 hosts"), "fleet summary");
         // The security panel lists findings (the fake monitor has none).
         let sec = text_of(&client, "#security-findings tbody").await;
         assert!(sec.contains("None: no change since the baselines."), "security on the page: '{sec}'");
