@@ -45,12 +45,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python test servers in a venv kept outside the clone (reused by the next run):
-# aiosmtpd is the real SMTP server the notifier's email tests deliver to; moto is the AWS
-# emulator the cloud monitor's tests run against (EC2, CloudWatch, Cost Explorer).
+# Python test servers and clients in a venv kept outside the clone (reused by the next
+# run): aiosmtpd is the real SMTP server the notifier's email tests deliver to; moto is the
+# AWS emulator the cloud monitor's tests run against (EC2, CloudWatch, Cost Explorer);
+# schemathesis checks the REST API against its OpenAPI document.
 VENV="${QMOI_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qmoi-test-venv}"
-if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server' >/dev/null 2>&1; then
-  echo "==> Creating the Python venv for test servers (aiosmtpd, moto): $VENV"
+if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server, schemathesis' >/dev/null 2>&1; then
+  echo "==> Creating the Python venv for test servers and clients (aiosmtpd, moto, schemathesis): $VENV"
   if [ -x "$VENV/bin/python" ]; then
     :
   elif ! python3 -m venv "$VENV" >/dev/null 2>&1; then
@@ -60,7 +61,8 @@ if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server' >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
     python3 -m venv "$VENV"
   fi
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' 'moto[server]>=5.1,<6'
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' 'moto[server]>=5.1,<6' \
+    'schemathesis>=4.3,<5'
 fi
 export QMOI_TEST_PYTHON="$VENV/bin/python"
 
