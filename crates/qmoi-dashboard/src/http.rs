@@ -296,6 +296,20 @@ fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
 /// Record an admin action in the audit table and `logs/audit.log`, on a blocking thread
 /// (SQLite and a file append must not hold an async worker).
 async fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
+    record_audit(&s.hub.store, &s.audit_log, id, remote, action, target, result).await;
+}
+
+/// The one audit record of an admin action, whichever API it came through: the audit
+/// table and `logs/audit.log`.
+pub async fn record_audit(
+    store: &Arc<crate::store::Store>,
+    audit_log: &std::path::Path,
+    id: &Identity,
+    remote: SocketAddr,
+    action: &str,
+    target: &str,
+    result: &str,
+) {
     let e = AuditEntry {
         at: unix_now(),
         who: id.name.clone(),
@@ -305,7 +319,7 @@ async fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, ta
         result: result.into(),
     };
     tracing::info!(who = %e.who, action, target, remote = %e.remote, result, "Audit.");
-    let (store, path) = (s.hub.store.clone(), s.audit_log.clone());
+    let (store, path) = (store.clone(), audit_log.to_path_buf());
     let _ = tokio::task::spawn_blocking(move || {
         if let Err(x) = store.audit(&e) {
             tracing::warn!(error = %x, "Cannot write the audit table.");

@@ -82,6 +82,19 @@ impl Dashboard {
         self.hub.clone()
     }
 
+    /// What the other APIs (gRPC) share with the HTTP server: one cache and store, the
+    /// same authentication, rate limits, supervisor actions and audit log.
+    pub fn shared(&self) -> Shared {
+        Shared {
+            hub: self.hub.clone(),
+            auth: self.auth.clone(),
+            auth_failures: self.auth_failures.clone(),
+            limiter: self.limiter.clone(),
+            backend: self.backend.clone(),
+            audit_log: self.audit_log.clone(),
+        }
+    }
+
     /// The body of `/metrics` as it would be served now, in parts (the reports' metrics,
     /// then the server's own counters).
     pub fn metrics_parts(&self) -> [bytes::Bytes; 2] {
@@ -128,6 +141,17 @@ impl Dashboard {
             }
         });
     }
+}
+
+/// See [`Dashboard::shared`].
+#[derive(Clone)]
+pub struct Shared {
+    pub hub: Arc<Hub>,
+    pub auth: Arc<auth::Authenticator>,
+    pub auth_failures: Arc<ratelimit::AuthFailures>,
+    pub limiter: Arc<ratelimit::RateLimiter>,
+    pub backend: Arc<dyn Backend>,
+    pub audit_log: std::path::PathBuf,
 }
 
 /// Bind the configured address; a clear message when it cannot be had.

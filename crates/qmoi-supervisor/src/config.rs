@@ -27,6 +27,8 @@ pub struct MasterConfig {
     pub remote_write: qmoi_remote_write::RemoteWriteConfig,
     /// The Fleet page: every host as the fleet's Prometheus-compatible engine sees it.
     pub fleet: qmoi_dashboard::fleet::FleetConfig,
+    /// The gRPC API beside the REST API (docs/API.md, "gRPC").
+    pub grpc: qmoi_grpc::GrpcConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -268,6 +270,7 @@ impl Validate for MasterConfig {
         self.report.history.validate(p);
         self.remote_write.validate(p);
         self.fleet.validate(p);
+        self.grpc.validate(self.dashboard.enabled, p);
         if self.remote_write.enabled() && !self.dashboard.enabled {
             p.push(
                 "remote_write",

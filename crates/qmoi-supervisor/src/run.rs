@@ -213,6 +213,8 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let backend = Arc::new(DashboardBackend(OnceLock::new()));
     let (dashboard, server) = start_dashboard(&plan, &common, backend.clone()).await?;
     let dashboard_url = server.as_ref().map(qmoi_dashboard::Server::url);
+    let grpc = start_grpc(&plan, dashboard.as_ref()).await?;
+    let grpc_file = plan.config.paths.run.join("grpc.addr");
     let addr_file = plan.config.paths.run.join("dashboard.addr");
     let started_at = chrono::Utc::now();
     let host = qmoi_core::report::hostname();
@@ -260,14 +262,18 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         let o = control.overview();
         let _ = tokio::task::spawn_blocking(move || h.refresh(o)).await;
     }
-    match &dashboard_url {
-        Some(u) => {
-            if let Err(e) = qmoi_core::report::write_json_atomic(&addr_file, format!("{u}\n").as_bytes()) {
-                tracing::warn!(error = %e, "Cannot write the dashboard address file.");
+    for (file, addr) in
+        [(&addr_file, dashboard_url.clone()), (&grpc_file, grpc.as_ref().map(|g| format!("{}", g.addr)))]
+    {
+        match addr {
+            Some(a) => {
+                if let Err(e) = qmoi_core::report::write_json_atomic(file, format!("{a}\n").as_bytes()) {
+                    tracing::warn!(error = %e, file = %file.display(), "Cannot write an address file.");
+                }
             }
-        }
-        None => {
-            let _ = std::fs::remove_file(&addr_file);
+            None => {
+                let _ = std::fs::remove_file(file);
+            }
         }
     }
 
@@ -288,6 +294,9 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let aggregation = tokio::spawn(aggregator.run(changed, hub, shutdown_rx.clone()));
 
     qmoi_core::runner::shutdown_signal().await;
+    if let Some(g) = grpc {
+        g.stop().await;
+    }
     stop_monitors(&control, &shutdown_tx, tasks, plan.config.restart.stop_timeout.get()).await;
     let _ = control_task.await;
     if let Ok(mut a) = aggregation.await {
@@ -299,6 +308,7 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         }
     }
     let _ = std::fs::remove_file(&addr_file);
+    let _ = std::fs::remove_file(&grpc_file);
     if let Err(e) = std::fs::remove_file(&sock) {
         tracing::debug!(error = %e, "Cannot remove the control socket.");
     }
@@ -351,6 +361,17 @@ async fn start_dashboard(
     let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
     d.spawn_pruner();
     Ok((Some(Arc::new(d)), Some(server)))
+}
+
+/// Bind and serve `[grpc]` (off: `None`). A port in use is an error now, as the dashboard's.
+async fn start_grpc(
+    plan: &Plan,
+    dashboard: Option<&Arc<qmoi_dashboard::Dashboard>>,
+) -> Result<Option<qmoi_grpc::Server>, Error> {
+    // Validation refuses gRPC without the dashboard, whose cache and store it serves.
+    let (true, Some(d)) = (plan.config.grpc.enabled, dashboard) else { return Ok(None) };
+    let l = qmoi_grpc::bind(&plan.config.grpc).await.map_err(Error::Config)?;
+    qmoi_grpc::serve(l, d.shared()).map(Some).map_err(Error::Runtime)
 }
 
 /// Start pushing `/metrics` to the `[remote_write]` receivers (none configured: `None`).

@@ -197,24 +197,12 @@ fn full_stack(host: &str, push_to: Option<&str>, moto: &str, port: u16) -> Stack
     s
 }
 
-fn python_with_moto() -> Option<String> {
-    let py = std::env::var("QMOI_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok =
-        Command::new(&py).args(["-c", "import moto.server"]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !ok {
-        assert!(!qmoi_testkit::require_external(), "moto is not installed (scripts/test.sh creates its venv)");
-        eprintln!("SKIPPED: moto not installed");
-        return None;
-    }
-    Some(py)
-}
-
 #[test]
 fn every_grafana_panel_returns_data_from_a_prometheus_fed_by_real_stacks() {
     if !installed("prometheus", "prometheus") {
         return;
     }
-    let Some(py) = python_with_moto() else { return };
+    let Some(py) = qmoi_testkit::python_with(&["moto.server"]) else { return };
     let moto_port = free_port();
     let _moto = Kill(
         Command::new(py)

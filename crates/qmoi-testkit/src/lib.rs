@@ -55,6 +55,21 @@ pub fn require_external() -> bool {
     std::env::var("QMOI_REQUIRE_EXTERNAL").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// The test venv's Python (`QMOI_TEST_PYTHON`, else `python3`) if it can import every
+/// module of `modules`; otherwise skip (or fail under `QMOI_REQUIRE_EXTERNAL`), saying
+/// that scripts/test.sh installs them.
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let py = PathBuf::from(std::env::var("QMOI_TEST_PYTHON").unwrap_or_else(|_| "python3".into()));
+    let import = format!("import {}", modules.join(", "));
+    if Command::new(&py).args(["-c", &import]).output().is_ok_and(|o| o.status.success()) {
+        return Some(py);
+    }
+    let what = format!("Python modules {} are required (scripts/test.sh puts them in its venv)", modules.join(", "));
+    assert!(!require_external(), "{what}; QMOI_REQUIRE_EXTERNAL is set, so this is a failure");
+    eprintln!("skipped: {what}");
+    None
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; a server started right after gets it).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,14 @@
+//! Compile `proto/qmoi/v1/monitor.proto` with protox (a Rust proto compiler: no system
+//! `protoc`), generate the server with tonic-prost-build, and keep the descriptor set for
+//! server reflection.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("qmoi/v1/monitor.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let fds = protox::compile([&file], [&root])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("qmoi_v1_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure().build_client(false).compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The dashboard's types as the proto's messages.
+
+use crate::pb;
+use qmoi_core::overview::{ComponentStatus, Overall, Overview};
+use qmoi_core::report::Report;
+use qmoi_dashboard::hub::FiringAlert;
+use qmoi_dashboard::store::{Ack, Silence};
+use std::collections::HashMap;
+
+fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+pub fn overview(o: &Overview) -> pb::Overview {
+    let verdict = match o.verdict.overall {
+        Overall::Healthy => pb::Verdict::Healthy,
+        Overall::Degraded => pb::Verdict::Degraded,
+        Overall::Critical => pb::Verdict::Critical,
+    };
+    pb::Overview {
+        generated_at: rfc3339(&o.generated_at),
+        verdict: verdict.into(),
+        reasons: o.verdict.reasons.clone(),
+        components: o.components.iter().map(component_state).collect(),
+        supervisor: o.supervisor.as_ref().map(|s| pb::SupervisorInfo {
+            pid: s.pid,
+            started_at: rfc3339(&s.started_at),
+            version: s.version.clone(),
+        }),
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub fn component_state(c: &ComponentStatus) -> pb::ComponentState {
+    pb::ComponentState {
+        id: c.id.clone(),
+        state: c.state.as_str().into(),
+        priority: c.priority.to_string(),
+        pid: c.pid,
+        restarts: c.restarts,
+        report_age_s: c.report_age_s,
+        report_status: c.report_status.map(|s| s.as_str().into()),
+        summary: c.summary.clone(),
+        critical_alerts: count(c.critical_alerts),
+        warning_alerts: count(c.warning_alerts),
+        note: c.note.clone(),
+        report_error: c.report_error.clone(),
+    }
+}
+
+pub fn report(r: &Report) -> pb::Report {
+    pb::Report {
+        component: r.component.clone(),
+        host: r.host.clone(),
+        generated_at: rfc3339(&r.generated_at),
+        status: r.status.as_str().into(),
+        summary: r.summary.clone(),
+        checks: r
+            .checks
+            .iter()
+            .map(|c| pb::Check {
+                name: c.name.clone(),
+                status: c.status.as_str().into(),
+                message: c.message.clone(),
+                value: c.value,
+                unit: c.unit.clone(),
+            })
+            .collect(),
+        metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        alerts: r
+            .alerts
+            .iter()
+            .map(|a| pb::Alert {
+                fingerprint: a.fingerprint.clone(),
+                component: r.component.clone(),
+                level: a.level.as_str().into(),
+                title: a.title.clone(),
+                detail: a.detail.clone(),
+                since: rfc3339(&a.since),
+                ..pb::Alert::default()
+            })
+            .collect(),
+        details_json: r.details.get().to_string(),
+    }
+}
+
+/// A firing alert with what the store says of it (acknowledged by, silenced by).
+pub fn firing(f: &FiringAlert, acks: &HashMap<String, Ack>, silences: &[Silence]) -> pb::Alert {
+    let a = &f.alert;
+    pb::Alert {
+        fingerprint: a.fingerprint.clone(),
+        component: f.component.clone(),
+        level: a.level.as_str().into(),
+        title: a.title.clone(),
+        detail: a.detail.clone(),
+        since: rfc3339(&a.since),
+        stale: f.stale,
+        acknowledged_by: acks.get(&a.fingerprint).map(|k| k.by.clone()),
+        silenced_by: silences.iter().find(|s| s.matches(&f.component, &a.fingerprint, a.level.as_str())).map(|s| s.id),
+    }
+}

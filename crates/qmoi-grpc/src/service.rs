@@ -1,0 +1,258 @@
+//! The `qmoi.v1.Monitor` service. Every call is rate limited per client address and
+//! authenticated like the REST API (`authorization` metadata: `Bearer …` or `Basic …`);
+//! errors are gRPC status codes: UNAUTHENTICATED, PERMISSION_DENIED, NOT_FOUND,
+//! INVALID_ARGUMENT, RESOURCE_EXHAUSTED (rate limit, lockout), UNAVAILABLE (no
+//! overview yet), INTERNAL (the history database).
+
+use crate::{convert, pb};
+use qmoi_dashboard::Shared;
+use qmoi_dashboard::auth::{AuthOutcome, Identity};
+use qmoi_dashboard::config::Role;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// Idle watch streams get a heartbeat this often (proxies and clients see a live stream).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Points per `HistoryChunk`.
+const CHUNK_POINTS: usize = 1000;
+
+pub struct MonitorService {
+    shared: Shared,
+    stopping: watch::Receiver<bool>,
+}
+
+type Stream2<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl MonitorService {
+    pub fn new(shared: Shared, stopping: watch::Receiver<bool>) -> Self {
+        Self { shared, stopping }
+    }
+
+    fn remote<T>(req: &Request<T>) -> SocketAddr {
+        req.remote_addr().unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0))
+    }
+
+    /// Rate limit, then authenticate, as the REST API does for every route.
+    async fn identify<T>(&self, req: &Request<T>) -> Result<Identity, Status> {
+        let ip = Self::remote(req).ip();
+        if let Err(wait) = self.shared.limiter.allow(ip) {
+            return Err(Status::resource_exhausted(format!("rate limited: retry in {wait:.1} s")));
+        }
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        match self.shared.auth.check(header, &self.shared.auth_failures, ip).await {
+            AuthOutcome::Authenticated(id) => Ok(id),
+            AuthOutcome::LockedOut(wait) => Err(Status::resource_exhausted(format!(
+                "too many failed authentications from this address; wait {wait} s (valid tokens still work)"
+            ))),
+            AuthOutcome::Busy => Err(Status::resource_exhausted("too many password checks at once; try again shortly")),
+            AuthOutcome::Missing => Err(Status::unauthenticated(
+                "authentication required: authorization metadata with a bearer token or basic auth",
+            )),
+            AuthOutcome::Invalid => {
+                tracing::warn!(remote = %ip, "Failed gRPC authentication.");
+                Err(Status::unauthenticated("authentication failed"))
+            }
+        }
+    }
+
+    fn require_admin(&self, id: &Identity) -> Result<(), Status> {
+        if !self.shared.auth.enabled() {
+            return Err(Status::permission_denied(
+                "admin actions need [dashboard.auth] (tokens or users) in master_monitor.toml; without auth the API is read-only",
+            ));
+        }
+        if id.role < Role::Admin {
+            return Err(Status::permission_denied(format!("'{}' has the read role; this needs admin", id.name)));
+        }
+        Ok(())
+    }
+
+    fn overview(&self) -> Result<pb::Overview, Status> {
+        self.shared
+            .hub
+            .overview()
+            .map(|o| convert::overview(&o))
+            .ok_or_else(|| Status::unavailable("the supervisor has not produced a status yet"))
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+#[tonic::async_trait]
+impl pb::monitor_server::Monitor for MonitorService {
+    async fn get_overview(&self, req: Request<pb::GetOverviewRequest>) -> Result<Response<pb::Overview>, Status> {
+        self.identify(&req).await?;
+        Ok(Response::new(self.overview()?))
+    }
+
+    async fn get_component(&self, req: Request<pb::GetComponentRequest>) -> Result<Response<pb::Component>, Status> {
+        self.identify(&req).await?;
+        let id = req.into_inner().id;
+        let o = self.shared.hub.overview().ok_or_else(|| Status::unavailable("no status yet"))?;
+        let state = o.components.iter().find(|c| c.id == id);
+        if state.is_none() && qmoi_core::component::find(&id).is_none() {
+            return Err(Status::not_found(format!("unknown component '{id}'")));
+        }
+        Ok(Response::new(pb::Component {
+            configured: state.is_some(),
+            state: state.map(convert::component_state),
+            report: self.shared.hub.report(&id).map(|r| convert::report(&r.report)),
+            id,
+        }))
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        self.identify(&req).await?;
+        let q = req.into_inner();
+        if !["", "info", "warning", "critical"].contains(&q.level.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "level must be info, warning or critical, got '{}'",
+                q.level
+            )));
+        }
+        let store = self.shared.hub.store.clone();
+        let now = qmoi_dashboard::hub::unix_now();
+        let (acks, silences) = tokio::task::spawn_blocking(move || {
+            Ok::<_, String>((
+                store.acks().map_err(|e| e.to_string())?,
+                store.active_silences(now).map_err(|e| e.to_string())?,
+            ))
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let alerts = self
+            .shared
+            .hub
+            .firing()
+            .iter()
+            .filter(|f| q.component.is_empty() || f.component == q.component)
+            .filter(|f| q.level.is_empty() || f.alert.level.as_str() == q.level)
+            .map(|f| convert::firing(f, &acks, &silences))
+            .collect();
+        Ok(Response::new(pb::ListAlertsResponse { alerts }))
+    }
+
+    type QueryHistoryStream = Stream2<pb::HistoryChunk>;
+
+    async fn query_history(
+        &self,
+        req: Request<pb::QueryHistoryRequest>,
+    ) -> Result<Response<Self::QueryHistoryStream>, Status> {
+        self.identify(&req).await?;
+        let q = req.into_inner();
+        if q.metric.is_empty() {
+            return Err(Status::invalid_argument("metric is required"));
+        }
+        let now = qmoi_dashboard::hub::unix_now();
+        let to = if q.to == 0 { now } else { q.to };
+        let from = if q.from == 0 { to - 3600 } else { q.from };
+        if from >= to {
+            return Err(Status::invalid_argument("from must be before to"));
+        }
+        if q.step < 0 {
+            return Err(Status::invalid_argument("step must be at least 1 second (or 0: the stored resolution)"));
+        }
+        let store = self.shared.hub.store.clone();
+        let component = (!q.component.is_empty()).then_some(q.component);
+        let step = (q.step > 0).then_some(q.step);
+        let series =
+            tokio::task::spawn_blocking(move || store.query(component.as_deref(), &q.metric, from, to, step, now))
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+        let chunks: Vec<Result<pb::HistoryChunk, Status>> = series
+            .into_iter()
+            .flat_map(|s| {
+                let points: Vec<pb::Point> = s.points.iter().map(|(t, v)| pb::Point { t: *t, value: *v }).collect();
+                let (component, metric) = (s.component, s.metric);
+                points
+                    .chunks(CHUNK_POINTS)
+                    .map(|c| {
+                        Ok(pb::HistoryChunk {
+                            component: component.clone(),
+                            metric: metric.clone(),
+                            points: c.to_vec(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    type WatchOverviewStream = Stream2<pb::OverviewEvent>;
+
+    async fn watch_overview(
+        &self,
+        req: Request<pb::WatchOverviewRequest>,
+    ) -> Result<Response<Self::WatchOverviewStream>, Status> {
+        self.identify(&req).await?;
+        let first = self.overview()?;
+        let hub = self.shared.hub.clone();
+        let mut events = hub.subscribe();
+        let mut stopping = self.stopping.clone();
+        // A small buffer: a client that stops reading holds one task and a few messages.
+        let (tx, rx) = mpsc::channel::<Result<pb::OverviewEvent, Status>>(4);
+        tokio::spawn(async move {
+            if tx.send(Ok(pb::OverviewEvent { overview: Some(first), heartbeat: false })).await.is_err() {
+                return;
+            }
+            loop {
+                let msg = tokio::select! {
+                    ev = events.recv() => match ev {
+                        // Only overview changes (`{"data":…,"type":"overview"}`: keys in
+                        // order, and a quote inside data is escaped); a receiver that
+                        // lagged behind catches up with the current overview.
+                        Ok(e) if !e.ends_with("\"type\":\"overview\"}") => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        _ => hub.overview().map(|o| pb::OverviewEvent { overview: Some(convert::overview(&o)), heartbeat: false }),
+                    },
+                    () = tokio::time::sleep(HEARTBEAT) => Some(pb::OverviewEvent { overview: None, heartbeat: true }),
+                    _ = stopping.wait_for(|v| *v) => break,
+                };
+                if let Some(m) = msg
+                    && tx.send(Ok(m)).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn restart_component(
+        &self,
+        req: Request<pb::RestartComponentRequest>,
+    ) -> Result<Response<pb::RestartComponentResponse>, Status> {
+        let id = self.identify(&req).await?;
+        self.require_admin(&id)?;
+        let remote = Self::remote(&req);
+        let comp = req.into_inner().id;
+        let r = self.shared.backend.restart(&comp);
+        let result = r.as_ref().map_or_else(String::clone, |_| "ok".to_string());
+        qmoi_dashboard::http::record_audit(
+            &self.shared.hub.store,
+            &self.shared.audit_log,
+            &id,
+            remote,
+            "restart",
+            &comp,
+            &result,
+        )
+        .await;
+        match r {
+            Ok(message) => Ok(Response::new(pb::RestartComponentResponse { message })),
+            Err(e) => Err(Status::not_found(e)),
+        }
+    }
+}
