@@ -1,10 +1,9 @@
 //! Routes, middleware and handlers. See docs/API.md for every route.
 
 use crate::auth::{AuthOutcome, Authenticator, Identity};
-use crate::config::Role;
 use crate::hub::{Hub, unix_now};
 use crate::ratelimit::RateLimiter;
-use crate::store::{Ack, AuditEntry, Matcher};
+use crate::store::{AuditEntry, Matcher};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -279,18 +278,27 @@ async fn authenticate(
     }
 }
 
+/// The shared admin actions (crate::actions) for this request.
+fn ctx<'a>(s: &'a AppState, id: &'a Identity, remote: SocketAddr) -> crate::actions::Ctx<'a> {
+    crate::actions::Ctx { hub: &s.hub, audit_log: &s.audit_log, auth_enabled: s.auth.enabled(), id, remote }
+}
+
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError as E;
+        let code = match &e {
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Invalid(_) => StatusCode::BAD_REQUEST,
+            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        err(code, e.to_string())
+    }
+}
+
 /// Admin actions: only with auth configured, and only for the admin role.
 fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
-    if !s.auth.enabled() {
-        return Err(err(
-            StatusCode::FORBIDDEN,
-            "admin actions need [dashboard.auth] (tokens or users) in master_monitor.toml; without auth the dashboard is read-only",
-        ));
-    }
-    if id.role < Role::Admin {
-        return Err(err(StatusCode::FORBIDDEN, format!("'{}' has the read role; this needs admin", id.name)));
-    }
-    Ok(())
+    Ok(crate::actions::require_admin(s.auth.enabled(), id)?)
 }
 
 /// Record an admin action in the audit table and `logs/audit.log`, on a blocking thread
@@ -446,15 +454,7 @@ async fn ack(
     } else {
         serde_json::from_slice(&body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad acknowledgement: {e}")))?
     };
-    if !s.hub.firing().iter().any(|f| f.alert.fingerprint == fp) {
-        audit(&s, &id, remote, "ack", fp, "not firing").await;
-        return Err(err(StatusCode::NOT_FOUND, format!("no alert '{fp}' is firing")));
-    }
-    let a = Ack { by: id.name.clone(), at: unix_now(), comment: body.comment };
-    let (key, ack) = (fp.to_string(), a.clone());
-    on_store(&s, move |st| st.ack(&key, &ack)).await?;
-    audit(&s, &id, remote, "ack", fp, "ok").await;
-    s.hub.publish("alert", &serde_json::json!({"action": "acknowledged", "fingerprint": fp, "acknowledged": a}));
+    let a = ctx(&s, &id, remote).acknowledge(fp, body.comment).await?;
     Ok(Json(serde_json::json!({"fingerprint": fp, "acknowledged": a})))
 }
 
@@ -494,14 +494,6 @@ async fn add_silence(
         let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
         err(code, format!("bad silence: {e}"))
     })?;
-    if b.component.is_none() && b.fingerprint.is_none() && b.level.is_none() {
-        return Err(err(StatusCode::BAD_REQUEST, "a silence needs at least one of component, fingerprint, level"));
-    }
-    if let Some(l) = &b.level
-        && !["critical", "warning", "info"].contains(&l.as_str())
-    {
-        return Err(err(StatusCode::BAD_REQUEST, format!("level must be critical, warning or info, got '{l}'")));
-    }
     let now = unix_now();
     let expires_at = match (b.duration, b.expires_at) {
         (Some(d), None) => now + i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2),
@@ -513,15 +505,8 @@ async fn add_silence(
             ));
         }
     };
-    if expires_at <= now {
-        return Err(err(StatusCode::BAD_REQUEST, "the silence would already be expired"));
-    }
     let m = Matcher { component: b.component, fingerprint: b.fingerprint, level: b.level };
-    let target = serde_json::to_string(&m).unwrap_or_default();
-    let (who, comment) = (id.name.clone(), b.comment.clone());
-    let sid = on_store(&s, move |st| st.add_silence(&m, &who, now, expires_at, &comment)).await?;
-    audit(&s, &id, remote, "silence", &target, &format!("id {sid}")).await;
-    s.hub.publish("alert", &serde_json::json!({"action": "silenced", "silence": sid}));
+    let sid = ctx(&s, &id, remote).silence(m, expires_at, b.comment).await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({"id": sid, "expires_at": expires_at}))))
 }
 
@@ -533,12 +518,7 @@ async fn delete_silence(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&s, &id)?;
     let Path(sid) = sid.map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad silence id: {e}")))?;
-    let now = unix_now();
-    if !on_store(&s, move |st| st.delete_silence(sid, now)).await? {
-        return Err(err(StatusCode::NOT_FOUND, format!("no active silence with id {sid}")));
-    }
-    audit(&s, &id, remote, "unsilence", &sid.to_string(), "ok").await;
-    s.hub.publish("alert", &serde_json::json!({"action": "unsilenced", "silence": sid}));
+    ctx(&s, &id, remote).unsilence(sid).await?;
     Ok(Json(serde_json::json!({"deleted": sid})))
 }
 

@@ -12,6 +12,7 @@
 //! - [`http`]: routes and handlers; [`metrics`]: the text exposition.
 //! - [`fleet`]: `GET /api/fleet`, the fleet as a Prometheus-compatible engine sees it.
 
+pub mod actions;
 pub mod auth;
 pub mod config;
 pub mod fleet;

@@ -6,8 +6,9 @@
 
 use crate::{convert, pb};
 use qmoi_dashboard::Shared;
+use qmoi_dashboard::actions::{self, ActionError};
 use qmoi_dashboard::auth::{AuthOutcome, Identity};
-use qmoi_dashboard::config::Role;
+use qmoi_dashboard::store::Matcher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
@@ -60,15 +61,18 @@ impl MonitorService {
     }
 
     fn require_admin(&self, id: &Identity) -> Result<(), Status> {
-        if !self.shared.auth.enabled() {
-            return Err(Status::permission_denied(
-                "admin actions need [dashboard.auth] (tokens or users) in master_monitor.toml; without auth the API is read-only",
-            ));
+        actions::require_admin(self.shared.auth.enabled(), id).map_err(status)
+    }
+
+    /// The shared admin actions for this call.
+    fn ctx<'a>(&'a self, id: &'a Identity, remote: SocketAddr) -> actions::Ctx<'a> {
+        actions::Ctx {
+            hub: &self.shared.hub,
+            audit_log: &self.shared.audit_log,
+            auth_enabled: self.shared.auth.enabled(),
+            id,
+            remote,
         }
-        if id.role < Role::Admin {
-            return Err(Status::permission_denied(format!("'{}' has the read role; this needs admin", id.name)));
-        }
-        Ok(())
     }
 
     fn overview(&self) -> Result<pb::Overview, Status> {
@@ -77,6 +81,16 @@ impl MonitorService {
             .overview()
             .map(|o| convert::overview(&o))
             .ok_or_else(|| Status::unavailable("the supervisor has not produced a status yet"))
+    }
+}
+
+/// An action's refusal as a status code.
+fn status(e: ActionError) -> Status {
+    match e {
+        ActionError::Forbidden(m) => Status::permission_denied(m),
+        ActionError::NotFound(m) => Status::not_found(m),
+        ActionError::Invalid(m) => Status::invalid_argument(m),
+        ActionError::Internal(m) => Status::internal(m),
     }
 }
 
@@ -228,6 +242,30 @@ impl pb::monitor_server::Monitor for MonitorService {
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn acknowledge(
+        &self,
+        req: Request<pb::AcknowledgeRequest>,
+    ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        let id = self.identify(&req).await?;
+        let remote = Self::remote(&req);
+        let q = req.into_inner();
+        let a = self.ctx(&id, remote).acknowledge(&q.fingerprint, q.comment).await.map_err(status)?;
+        Ok(Response::new(pb::AcknowledgeResponse { fingerprint: q.fingerprint, by: a.by, at: a.at }))
+    }
+
+    async fn silence(&self, req: Request<pb::SilenceRequest>) -> Result<Response<pb::SilenceResponse>, Status> {
+        let id = self.identify(&req).await?;
+        let remote = Self::remote(&req);
+        let q = req.into_inner();
+        if q.duration_s <= 0 {
+            return Err(Status::invalid_argument("duration_s must be greater than 0"));
+        }
+        let expires_at = qmoi_dashboard::hub::unix_now().saturating_add(q.duration_s);
+        let m = Matcher { component: q.component, fingerprint: q.fingerprint, level: q.level };
+        let sid = self.ctx(&id, remote).silence(m, expires_at, q.comment).await.map_err(status)?;
+        Ok(Response::new(pb::SilenceResponse { id: sid, expires_at }))
     }
 
     async fn restart_component(

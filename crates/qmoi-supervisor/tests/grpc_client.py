@@ -35,7 +35,7 @@ pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel)
 svc = pool.FindServiceByName("qmoi.v1.Monitor")
 methods = {m.name: m for m in svc.methods}
 check("every RPC is described", {"GetOverview", "GetComponent", "ListAlerts", "QueryHistory", "WatchOverview",
-                                 "RestartComponent"} <= set(methods), sorted(methods))
+                                 "Acknowledge", "Silence", "RestartComponent"} <= set(methods), sorted(methods))
 
 
 def call(name, token=None, **fields):
@@ -122,6 +122,21 @@ for ev in stream:
         break
 stream.cancel()
 check("WatchOverview: the restart arrives on the stream", seen is not None, before)
+# Acknowledge and silence: refused to the reader, done for the admin, seen by ListAlerts.
+check("Acknowledge with the read role: PERMISSION_DENIED",
+      code_of(lambda: call("Acknowledge", read, fingerprint="system_health/fake")) == grpc.StatusCode.PERMISSION_DENIED)
+ack = call("Acknowledge", admin, fingerprint="system_health/fake", comment="looking")
+check("Acknowledge with admin", ack.by == "admin" and ack.at > 0, ack)
+check("Acknowledge of an alert not firing: NOT_FOUND",
+      code_of(lambda: call("Acknowledge", admin, fingerprint="nope/nothing")) == grpc.StatusCode.NOT_FOUND)
+sil = call("Silence", admin, component="system_health", duration_s=3600, comment="maintenance")
+check("Silence with admin", sil.id > 0 and sil.expires_at > time.time(), sil)
+check("Silence without a matcher: INVALID_ARGUMENT",
+      code_of(lambda: call("Silence", admin, duration_s=60)) == grpc.StatusCode.INVALID_ARGUMENT)
+a = json_format.MessageToDict(call("ListAlerts", read, component="system_health"), preserving_proto_field_name=True)
+fake = [x for x in a.get("alerts", []) if x["fingerprint"] == "system_health/fake"]
+check("ListAlerts: acknowledged and silenced", fake and fake[0].get("acknowledged_by") == "admin" and
+      int(fake[0].get("silenced_by", 0)) == sil.id, a)
 check("RestartComponent of an unknown id: NOT_FOUND",
       code_of(lambda: call("RestartComponent", admin, id="nope")) == grpc.StatusCode.NOT_FOUND)
 

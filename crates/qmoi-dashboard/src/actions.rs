@@ -1,0 +1,125 @@
+//! The admin actions on alerts — acknowledge, silence, end a silence — in one copy for
+//! every API (REST in [`crate::http`], gRPC in `qmoi-grpc`): the checks, the store, the
+//! audit record and the live event. Each API only maps [`ActionError`] to its own codes.
+
+use crate::auth::Identity;
+use crate::config::Role;
+use crate::hub::{Hub, unix_now};
+use crate::store::{Ack, Matcher};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionError {
+    /// Admin role needed, or no auth configured (read-only).
+    Forbidden(String),
+    NotFound(String),
+    Invalid(String),
+    /// The database failed.
+    Internal(String),
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Forbidden(m) | Self::NotFound(m) | Self::Invalid(m) | Self::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Who acts, from where, against what.
+pub struct Ctx<'a> {
+    pub hub: &'a Arc<Hub>,
+    pub audit_log: &'a Path,
+    pub auth_enabled: bool,
+    pub id: &'a Identity,
+    pub remote: SocketAddr,
+}
+
+/// Admin actions: only with auth configured, and only for the admin role.
+pub fn require_admin(auth_enabled: bool, id: &Identity) -> Result<(), ActionError> {
+    if !auth_enabled {
+        return Err(ActionError::Forbidden(
+            "admin actions need [dashboard.auth] (tokens or users) in master_monitor.toml; without auth the dashboard is read-only"
+                .into(),
+        ));
+    }
+    if id.role < Role::Admin {
+        return Err(ActionError::Forbidden(format!("'{}' has the read role; this needs admin", id.name)));
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    pub fn require_admin(&self) -> Result<(), ActionError> {
+        require_admin(self.auth_enabled, self.id)
+    }
+
+    async fn audit(&self, action: &str, target: &str, result: &str) {
+        crate::http::record_audit(&self.hub.store, self.audit_log, self.id, self.remote, action, target, result).await;
+    }
+
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    ) -> Result<T, ActionError> {
+        let store = self.hub.store.clone();
+        match tokio::task::spawn_blocking(move || f(&store)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(ActionError::Internal(e.to_string())),
+            Err(e) => Err(ActionError::Internal(e.to_string())),
+        }
+    }
+
+    /// Acknowledge the firing alert `fp`.
+    pub async fn acknowledge(&self, fp: &str, comment: String) -> Result<Ack, ActionError> {
+        self.require_admin()?;
+        if !self.hub.firing().iter().any(|f| f.alert.fingerprint == fp) {
+            self.audit("ack", fp, "not firing").await;
+            return Err(ActionError::NotFound(format!("no alert '{fp}' is firing")));
+        }
+        let a = Ack { by: self.id.name.clone(), at: unix_now(), comment };
+        let (key, ack) = (fp.to_string(), a.clone());
+        self.on_store(move |st| st.ack(&key, &ack)).await?;
+        self.audit("ack", fp, "ok").await;
+        self.hub.publish("alert", &serde_json::json!({"action": "acknowledged", "fingerprint": fp, "acknowledged": a}));
+        Ok(a)
+    }
+
+    /// Silence what `m` matches until `expires_at` (unix seconds). Returns the silence's id.
+    pub async fn silence(&self, m: Matcher, expires_at: i64, comment: String) -> Result<i64, ActionError> {
+        self.require_admin()?;
+        if m.component.is_none() && m.fingerprint.is_none() && m.level.is_none() {
+            return Err(ActionError::Invalid("a silence needs at least one of component, fingerprint, level".into()));
+        }
+        if let Some(l) = &m.level
+            && !["critical", "warning", "info"].contains(&l.as_str())
+        {
+            return Err(ActionError::Invalid(format!("level must be critical, warning or info, got '{l}'")));
+        }
+        let now = unix_now();
+        if expires_at <= now {
+            return Err(ActionError::Invalid("the silence would already be expired".into()));
+        }
+        let target = serde_json::to_string(&m).unwrap_or_default();
+        let who = self.id.name.clone();
+        let sid = self.on_store(move |st| st.add_silence(&m, &who, now, expires_at, &comment)).await?;
+        self.audit("silence", &target, &format!("id {sid}")).await;
+        self.hub.publish("alert", &serde_json::json!({"action": "silenced", "silence": sid}));
+        Ok(sid)
+    }
+
+    /// End the active silence `sid`.
+    pub async fn unsilence(&self, sid: i64) -> Result<(), ActionError> {
+        self.require_admin()?;
+        let now = unix_now();
+        if !self.on_store(move |st| st.delete_silence(sid, now)).await? {
+            return Err(ActionError::NotFound(format!("no active silence with id {sid}")));
+        }
+        self.audit("unsilence", &sid.to_string(), "ok").await;
+        self.hub.publish("alert", &serde_json::json!({"action": "unsilenced", "silence": sid}));
+        Ok(())
+    }
+}
