@@ -102,3 +102,65 @@ pub fn firing(f: &FiringAlert, acks: &HashMap<String, Ack>, silences: &[Silence]
         silenced_by: silences.iter().find(|s| s.matches(&f.component, &a.fingerprint, a.level.as_str())).map(|s| s.id),
     }
 }
+
+/// An `alert` event of the hub (`{"data": {"action": …, …}, "type": "alert"}`) as an
+/// `AlertEvent`; `None` for any other event.
+pub fn alert_event(json: &str) -> Option<pb::AlertEvent> {
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(rename = "type")]
+        kind: String,
+        data: Data,
+    }
+    #[derive(serde::Deserialize)]
+    struct Data {
+        action: String,
+        #[serde(default)]
+        fingerprint: Option<String>,
+        #[serde(default)]
+        alert: Option<serde_json::Value>,
+        #[serde(default)]
+        silence: Option<i64>,
+    }
+    if !json.ends_with("\"type\":\"alert\"}") {
+        return None;
+    }
+    let e: Event = serde_json::from_str(json).ok().filter(|e: &Event| e.kind == "alert")?;
+    // A fired alert is a `FiringAlert` as the REST events carry it.
+    let alert = e.data.alert.as_ref().map(|a| {
+        let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+        pb::Alert {
+            fingerprint: s("fingerprint"),
+            component: s("component"),
+            level: s("level"),
+            title: s("title"),
+            detail: s("detail"),
+            since: s("since"),
+            stale: a["stale"].as_bool().unwrap_or(false),
+            ..pb::Alert::default()
+        }
+    });
+    Some(pb::AlertEvent {
+        fingerprint: e.data.fingerprint.or_else(|| alert.as_ref().map(|a| a.fingerprint.clone())).unwrap_or_default(),
+        action: e.data.action,
+        alert,
+        silence: e.data.silence,
+        heartbeat: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn alert_events_of_the_hub_become_alert_events() {
+        let fired = r#"{"data":{"action":"fired","alert":{"component":"backup","fingerprint":"backup/age:db","level":"critical","title":"Old","detail":"2 days","since":"2026-12-07T00:00:00Z"}},"type":"alert"}"#;
+        let e = super::alert_event(fired).unwrap();
+        assert_eq!((e.action.as_str(), e.fingerprint.as_str()), ("fired", "backup/age:db"));
+        assert_eq!(e.alert.unwrap().level, "critical");
+        let resolved = r#"{"data":{"action":"resolved","fingerprint":"backup/age:db"},"type":"alert"}"#;
+        assert_eq!(super::alert_event(resolved).unwrap().fingerprint, "backup/age:db");
+        let silenced = r#"{"data":{"action":"silenced","silence":7},"type":"alert"}"#;
+        assert_eq!(super::alert_event(silenced).unwrap().silence, Some(7));
+        assert!(super::alert_event(r#"{"data":{"x":1},"type":"overview"}"#).is_none());
+    }
+}

@@ -244,6 +244,39 @@ impl pb::monitor_server::Monitor for MonitorService {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
     }
 
+    type WatchAlertsStream = Stream2<pb::AlertEvent>;
+
+    async fn watch_alerts(
+        &self,
+        req: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        self.identify(&req).await?;
+        let mut events = self.shared.hub.subscribe();
+        let mut stopping = self.stopping.clone();
+        let (tx, rx) = mpsc::channel::<Result<pb::AlertEvent, Status>>(16);
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    ev = events.recv() => match ev {
+                        Ok(e) => match convert::alert_event(&e) {
+                            Some(m) => m,
+                            None => continue,
+                        },
+                        // Events missed by a slow client are gone; the stream goes on.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    () = tokio::time::sleep(HEARTBEAT) => pb::AlertEvent { heartbeat: true, ..pb::AlertEvent::default() },
+                    _ = stopping.wait_for(|v| *v) => break,
+                };
+                if tx.send(Ok(msg)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn acknowledge(
         &self,
         req: Request<pb::AcknowledgeRequest>,

@@ -43,7 +43,7 @@ fn a_grpcio_client_discovers_calls_watches_and_is_refused_rightly() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "the gRPC client found problems:\n{text}\n{}", stack.supervisor_stderr());
-    assert!(text.matches("\nok ").count() + usize::from(text.starts_with("ok ")) >= 24, "{text}");
+    assert!(text.matches("\nok ").count() + usize::from(text.starts_with("ok ")) >= 25, "{text}");
     // The restart through gRPC is in the audit log, as one through REST would be.
     let audit = std::fs::read_to_string(stack.path("logs/audit.log")).unwrap_or_default();
     for action in ["restart", "ack", "silence"] {

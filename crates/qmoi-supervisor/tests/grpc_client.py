@@ -35,7 +35,7 @@ pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel)
 svc = pool.FindServiceByName("qmoi.v1.Monitor")
 methods = {m.name: m for m in svc.methods}
 check("every RPC is described", {"GetOverview", "GetComponent", "ListAlerts", "QueryHistory", "WatchOverview",
-                                 "Acknowledge", "Silence", "RestartComponent"} <= set(methods), sorted(methods))
+                                 "WatchAlerts", "Acknowledge", "Silence", "RestartComponent"} <= set(methods), sorted(methods))
 
 
 def call(name, token=None, **fields):
@@ -122,7 +122,9 @@ for ev in stream:
         break
 stream.cancel()
 check("WatchOverview: the restart arrives on the stream", seen is not None, before)
-# Acknowledge and silence: refused to the reader, done for the admin, seen by ListAlerts.
+# Acknowledge and silence: refused to the reader, done for the admin, seen by ListAlerts
+# and on a WatchAlerts stream opened before.
+alerts_stream = call("WatchAlerts", read)
 check("Acknowledge with the read role: PERMISSION_DENIED",
       code_of(lambda: call("Acknowledge", read, fingerprint="system_health/fake")) == grpc.StatusCode.PERMISSION_DENIED)
 ack = call("Acknowledge", admin, fingerprint="system_health/fake", comment="looking")
@@ -137,6 +139,19 @@ a = json_format.MessageToDict(call("ListAlerts", read, component="system_health"
 fake = [x for x in a.get("alerts", []) if x["fingerprint"] == "system_health/fake"]
 check("ListAlerts: acknowledged and silenced", fake and fake[0].get("acknowledged_by") == "admin" and
       int(fake[0].get("silenced_by", 0)) == sil.id, a)
+actions = []
+try:
+    for ev in alerts_stream:
+        if ev.heartbeat:
+            continue
+        actions.append((ev.action, ev.fingerprint, ev.silence if ev.HasField("silence") else None))
+        if ("silenced", "", sil.id) in actions:
+            break
+except grpc.RpcError as e:
+    actions.append(("error", str(e.code()), None))
+alerts_stream.cancel()
+check("WatchAlerts: the acknowledgement and the silence arrive",
+      ("acknowledged", "system_health/fake", None) in actions and ("silenced", "", sil.id) in actions, actions)
 check("RestartComponent of an unknown id: NOT_FOUND",
       code_of(lambda: call("RestartComponent", admin, id="nope")) == grpc.StatusCode.NOT_FOUND)
 
