@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Measurements for scripts/bench-api.sh. Prints figures; asserts nothing.
+
+Starts the release supervisor (dashboard and gRPC on ephemeral loopback ports, rate limit
+off, no auth: the servers are measured, not the limiter) with two fake monitors, then
+loads REST /api/monitor/status with wrk and gRPC qmoi.v1.Monitor/GetOverview with h2load
+(a prepared frame: the empty request), each for 10 s, sampling the supervisor's RSS.
+Stops what it started by pid.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_common import free_port, mem_kib, wait_http
+
+
+def sample_rss(p, pid):
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, mem_kib(pid) or 0)
+        time.sleep(0.2)
+    return peak / 1024
+
+
+def wrk(url, pid):
+    p = subprocess.Popen(["wrk", "-t2", "-c16", "-d10s", "--latency", url], stdout=subprocess.PIPE, text=True)
+    peak = sample_rss(p, pid)
+    out = p.stdout.read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99, peak, int(bad.group(1)) if bad else 0
+
+
+def h2load(url, frame, pid):
+    p = subprocess.Popen(["h2load", "-t2", "-c16", "-m8", "-D10", "-d", frame,
+                          "-H", "content-type: application/grpc", "-H", "te: trailers", url],
+                         stdout=subprocess.PIPE, text=True)
+    peak = sample_rss(p, pid)
+    out = p.stdout.read()
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
+    ok = re.search(r"status codes: (\d+) 2xx", out)
+    failed = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed", out)
+    # h2load prints min/max/mean/sd of request times, not percentiles: the mean and max.
+    m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
+    unit = {"us": 0.001, "ms": 1, "s": 1000}
+    mean = float(m.group(5)) * unit[m.group(6)] if m else float("nan")
+    worst = float(m.group(3)) * unit[m.group(4)] if m else float("nan")
+    return rps, mean, worst, peak, int(ok.group(1)) if ok else 0, int(failed.group(1)) if failed else -1
+
+
+def main(bindir):
+    d = tempfile.mkdtemp(prefix="qmoi-bench-api-")
+    os.makedirs(f"{d}/config")
+    port, gport = free_port(), free_port()
+    fake = f"{bindir}/qmoi-fake-monitor"
+    with open(f"{d}/config/master_monitor.toml", "w") as f:
+        f.write(f'[dashboard]\nport = {port}\n[dashboard.rate_limit]\nenabled = false\n'
+                f'[grpc]\nenabled = true\nport = {gport}\n'
+                f'[monitoring_components.system_health]\ninterval = 1\ncommand = "{fake}"\n'
+                'args = ["--mode", "warn", "--component", "system_health"]\n'
+                f'[monitoring_components.security]\ninterval = 1\ncommand = "{fake}"\nargs = ["--component", "security"]\n')
+    frame = f"{d}/get_overview.bin"
+    with open(frame, "wb") as f:
+        f.write(b"\x00\x00\x00\x00\x00")  # not compressed, length 0: an empty GetOverviewRequest
+    sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/monitor/status")
+        time.sleep(2)
+        idle = (mem_kib(sup.pid) or 0) / 1024
+        print(f"supervisor RSS idle: {idle:.1f} MiB")
+        rps, p99, peak, bad = wrk(f"http://127.0.0.1:{port}/api/monitor/status", sup.pid)
+        print(f"REST GET /api/monitor/status (wrk, HTTP/1.1): {rps:,.0f} req/s, p99 {p99:.2f} ms, "
+              f"non-2xx {bad}, supervisor RSS peak {peak:.1f} MiB")
+        rps, mean, worst, peak, ok, failed = h2load(f"http://127.0.0.1:{gport}/qmoi.v1.Monitor/GetOverview", frame, sup.pid)
+        print(f"gRPC GetOverview (h2load, HTTP/2): {rps:,.0f} req/s, mean {mean:.2f} ms, max {worst:.2f} ms, "
+              f"{ok:,} answered 2xx, {failed} failed, supervisor RSS peak {peak:.1f} MiB")
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        sup.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
