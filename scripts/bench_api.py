@@ -37,8 +37,9 @@ def wrk(url, pid):
     return rps, p99, peak, int(bad.group(1)) if bad else 0
 
 
-def h2load(url, frame, pid):
-    p = subprocess.Popen(["h2load", "-t2", "-c16", "-m8", "-D10", "-d", frame,
+def h2load(url, frame, pid, in_flight):
+    log = f"{frame}.{in_flight}.log"
+    p = subprocess.Popen(["h2load", "-t2", "-c16", f"-m{in_flight}", "-D10", "-d", frame, "--log-file", log,
                           "-H", "content-type: application/grpc", "-H", "te: trailers", url],
                          stdout=subprocess.PIPE, text=True)
     peak = sample_rss(p, pid)
@@ -46,12 +47,10 @@ def h2load(url, frame, pid):
     rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))
     ok = re.search(r"status codes: (\d+) 2xx", out)
     failed = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed", out)
-    # h2load prints min/max/mean/sd of request times, not percentiles: the mean and max.
-    m = re.search(r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", out)
-    unit = {"us": 0.001, "ms": 1, "s": 1000}
-    mean = float(m.group(5)) * unit[m.group(6)] if m else float("nan")
-    worst = float(m.group(3)) * unit[m.group(4)] if m else float("nan")
-    return rps, mean, worst, peak, int(ok.group(1)) if ok else 0, int(failed.group(1)) if failed else -1
+    # Percentiles from the per-request log (start µs, status, duration µs, …).
+    times = sorted(int(line.split()[2]) / 1000 for line in open(log) if len(line.split()) >= 3)
+    pct = lambda q: times[min(len(times) - 1, int(q * (len(times) - 1)))] if times else float("nan")
+    return rps, pct(0.5), pct(0.99), peak, int(ok.group(1)) if ok else 0, int(failed.group(1)) if failed else -1
 
 
 def main(bindir):
@@ -78,9 +77,12 @@ def main(bindir):
         rps, p99, peak, bad = wrk(f"http://127.0.0.1:{port}/api/monitor/status", sup.pid)
         print(f"REST GET /api/monitor/status (wrk, HTTP/1.1): {rps:,.0f} req/s, p99 {p99:.2f} ms, "
               f"non-2xx {bad}, supervisor RSS peak {peak:.1f} MiB")
-        rps, mean, worst, peak, ok, failed = h2load(f"http://127.0.0.1:{gport}/qmoi.v1.Monitor/GetOverview", frame, sup.pid)
-        print(f"gRPC GetOverview (h2load, HTTP/2): {rps:,.0f} req/s, mean {mean:.2f} ms, max {worst:.2f} ms, "
-              f"{ok:,} answered 2xx, {failed} failed, supervisor RSS peak {peak:.1f} MiB")
+        for in_flight in (1, 8):
+            rps, p50, p99, peak, ok, failed = h2load(f"http://127.0.0.1:{gport}/qmoi.v1.Monitor/GetOverview", frame,
+                                                     sup.pid, in_flight)
+            print(f"gRPC GetOverview (h2load, HTTP/2, 16 connections x {in_flight} in flight): {rps:,.0f} req/s, "
+                  f"p50 {p50:.2f} ms, p99 {p99:.2f} ms, {ok:,} answered 2xx, {failed} failed, "
+                  f"supervisor RSS peak {peak:.1f} MiB")
     finally:
         sup.send_signal(signal.SIGTERM)
         sup.wait(timeout=30)
