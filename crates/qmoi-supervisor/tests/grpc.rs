@@ -50,3 +50,36 @@ fn a_grpcio_client_discovers_calls_watches_and_is_refused_rightly() {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} not audited: {audit}");
     }
 }
+
+/// The dashboard's per-address rate limit covers gRPC too: past the burst, calls are
+/// refused with RESOURCE_EXHAUSTED (grpcio, raw bytes: no proto needed for an empty
+/// request).
+#[test]
+fn grpc_calls_past_the_rate_limit_are_resource_exhausted() {
+    let Some(py) = qmoi_testkit::python_with(&["grpc"]) else { return };
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n[dashboard.rate_limit]\nper_second = 1\nburst = 3\n[grpc]\nenabled = true\nport = 0\n\
+         [report]\ninterval = 1\n{}",
+        fake_component("system_health", &[], "")
+    ));
+    stack.start();
+    let _ = stack.dashboard_addr();
+    let addr = wait_for(Duration::from_secs(10), "run/grpc.addr", || {
+        Some(std::fs::read_to_string(stack.path("run/grpc.addr")).ok()?.trim().to_string()).filter(|a| !a.is_empty())
+    });
+    let script = "import grpc, sys\n\
+        ch = grpc.insecure_channel(sys.argv[1])\n\
+        get = ch.unary_unary('/qmoi.v1.Monitor/GetOverview', request_serializer=lambda x: x, response_deserializer=lambda b: b)\n\
+        codes = []\n\
+        for _ in range(10):\n\
+        \x20   try:\n\
+        \x20       get(b'', timeout=5); codes.append('OK')\n\
+        \x20   except grpc.RpcError as e:\n\
+        \x20       codes.append(e.code().name + ':' + (e.details() or ''))\n\
+        print('\\n'.join(codes))\n";
+    let out = Command::new(py).args(["-c", script, &addr]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let ok = text.lines().filter(|l| *l == "OK").count();
+    let limited = text.lines().filter(|l| l.starts_with("RESOURCE_EXHAUSTED:rate limited")).count();
+    assert!((1..=4).contains(&ok) && ok + limited == 10, "{text}");
+}
