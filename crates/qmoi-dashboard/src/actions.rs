@@ -10,6 +10,47 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The one audit record of an admin action, whichever API it came through: the audit
+/// table and `logs/audit.log`.
+pub async fn record_audit(
+    store: &Arc<crate::store::Store>,
+    audit_log: &std::path::Path,
+    id: &Identity,
+    remote: SocketAddr,
+    action: &str,
+    target: &str,
+    result: &str,
+) {
+    let e = crate::store::AuditEntry {
+        at: unix_now(),
+        who: id.name.clone(),
+        action: action.into(),
+        target: target.into(),
+        remote: remote.ip().to_string(),
+        result: result.into(),
+    };
+    tracing::info!(who = %e.who, action, target, remote = %e.remote, result, "Audit.");
+    let (store, path) = (store.clone(), audit_log.to_path_buf());
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(x) = store.audit(&e) {
+            tracing::warn!(error = %x, "Cannot write the audit table.");
+        }
+        let line = serde_json::json!({
+            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "who": e.who, "action": e.action, "target": e.target, "remote": e.remote, "result": e.result,
+        });
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+            writeln!(f, "{line}")
+        };
+        if let Err(x) = write() {
+            tracing::warn!(error = %x, path = %path.display(), "Cannot append to the audit log.");
+        }
+    })
+    .await;
+}
+
 /// Why an action was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionError {
@@ -58,7 +99,7 @@ impl Ctx<'_> {
     }
 
     async fn audit(&self, action: &str, target: &str, result: &str) {
-        crate::http::record_audit(&self.hub.store, self.audit_log, self.id, self.remote, action, target, result).await;
+        record_audit(&self.hub.store, self.audit_log, self.id, self.remote, action, target, result).await;
     }
 
     async fn on_store<T: Send + 'static>(

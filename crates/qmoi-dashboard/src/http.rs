@@ -3,7 +3,7 @@
 use crate::auth::{AuthOutcome, Authenticator, Identity};
 use crate::hub::{Hub, unix_now};
 use crate::ratelimit::RateLimiter;
-use crate::store::{AuditEntry, Matcher};
+use crate::store::Matcher;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -304,48 +304,7 @@ fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
 /// Record an admin action in the audit table and `logs/audit.log`, on a blocking thread
 /// (SQLite and a file append must not hold an async worker).
 async fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
-    record_audit(&s.hub.store, &s.audit_log, id, remote, action, target, result).await;
-}
-
-/// The one audit record of an admin action, whichever API it came through: the audit
-/// table and `logs/audit.log`.
-pub async fn record_audit(
-    store: &Arc<crate::store::Store>,
-    audit_log: &std::path::Path,
-    id: &Identity,
-    remote: SocketAddr,
-    action: &str,
-    target: &str,
-    result: &str,
-) {
-    let e = AuditEntry {
-        at: unix_now(),
-        who: id.name.clone(),
-        action: action.into(),
-        target: target.into(),
-        remote: remote.ip().to_string(),
-        result: result.into(),
-    };
-    tracing::info!(who = %e.who, action, target, remote = %e.remote, result, "Audit.");
-    let (store, path) = (store.clone(), audit_log.to_path_buf());
-    let _ = tokio::task::spawn_blocking(move || {
-        if let Err(x) = store.audit(&e) {
-            tracing::warn!(error = %x, "Cannot write the audit table.");
-        }
-        let line = serde_json::json!({
-            "at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            "who": e.who, "action": e.action, "target": e.target, "remote": e.remote, "result": e.result,
-        });
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-            writeln!(f, "{line}")
-        };
-        if let Err(x) = write() {
-            tracing::warn!(error = %x, path = %path.display(), "Cannot append to the audit log.");
-        }
-    })
-    .await;
+    crate::actions::record_audit(&s.hub.store, &s.audit_log, id, remote, action, target, result).await;
 }
 
 /// A store call on a blocking thread: SQLite, and the store's mutex shared with ingest

@@ -311,7 +311,7 @@ impl pb::monitor_server::Monitor for MonitorService {
         let comp = req.into_inner().id;
         let r = self.shared.backend.restart(&comp);
         let result = r.as_ref().map_or_else(String::clone, |_| "ok".to_string());
-        qmoi_dashboard::http::record_audit(
+        qmoi_dashboard::actions::record_audit(
             &self.shared.hub.store,
             &self.shared.audit_log,
             &id,
