@@ -366,24 +366,21 @@ fn store_err(e: impl std::fmt::Display) -> ApiError {
 
 async fn alerts(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = unix_now();
-    let (acks, silences, recent) =
-        on_store(&s, move |st| Ok((st.acks()?, st.active_silences(now)?, st.recent_alerts(100)?))).await?;
+    let (marks, recent) = on_store(&s, move |st| Ok((st.marks(now)?, st.recent_alerts(100)?))).await?;
     let active: Vec<serde_json::Value> = s
         .hub
         .firing()
         .iter()
         .map(|f| {
-            let silenced = silences
-                .iter()
-                .find(|x| x.matches(&f.component, &f.alert.fingerprint, f.alert.level.as_str()))
-                .map(|x| x.id);
+            let a = &f.alert;
             let mut v = serde_json::to_value(f).unwrap_or_default();
-            v["acknowledged"] = serde_json::to_value(acks.get(&f.alert.fingerprint)).unwrap_or_default();
-            v["silenced_by"] = serde_json::to_value(silenced).unwrap_or_default();
+            v["acknowledged"] = serde_json::to_value(marks.ack(&a.fingerprint)).unwrap_or_default();
+            v["silenced_by"] = serde_json::to_value(marks.silenced_by(&f.component, &a.fingerprint, a.level.as_str()))
+                .unwrap_or_default();
             v
         })
         .collect();
-    Ok(Json(serde_json::json!({"active": active, "recent": recent, "silences": silences})))
+    Ok(Json(serde_json::json!({"active": active, "recent": recent, "silences": marks.silences})))
 }
 
 #[derive(Deserialize, Default)]
@@ -619,14 +616,14 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// The first message of every live connection: the current overview.
 fn hello(s: &AppState) -> Option<Arc<str>> {
-    s.hub.overview().map(|o| crate::hub::event_json("overview", o.as_ref()))
+    s.hub.overview().map(|o| crate::hub::LiveEvent::new("overview", o.as_ref()).json)
 }
 
 async fn events(State(s): State<AppState>) -> impl IntoResponse {
     let first = futures_util::stream::iter(hello(&s));
     let live = tokio_stream::wrappers::BroadcastStream::new(s.hub.subscribe()).filter_map(|m| async move {
         // A client too slow to keep up misses events; the next overview repairs its view.
-        m.ok()
+        m.ok().map(|e| e.json)
     });
     let mut stop = s.stopping.clone();
     let stream = first
@@ -672,7 +669,7 @@ async fn ws_loop(s: AppState, mut socket: WebSocket) {
     loop {
         tokio::select! {
             m = rx.recv() => match m {
-                Ok(json) => if socket.send(Message::Text(json.to_string().into())).await.is_err() { return },
+                Ok(ev) => if socket.send(Message::Text(ev.json.to_string().into())).await.is_err() { return },
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             },

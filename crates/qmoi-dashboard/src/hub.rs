@@ -12,7 +12,7 @@ use bytes::Bytes;
 use qmoi_core::component::{self, MASTER_MONITOR};
 use qmoi_core::overview::{Overview, State};
 use qmoi_core::report::{Alert, Report, read_report_bytes};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 /// One firing alert and where it comes from.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FiringAlert {
     pub component: String,
     #[serde(flatten)]
@@ -52,13 +52,23 @@ pub struct Hub {
     pub store: Arc<Store>,
     report_dir: PathBuf,
     cache: RwLock<Cache>,
-    events: broadcast::Sender<Arc<str>>,
+    events: broadcast::Sender<LiveEvent>,
 }
 
-/// An event as sent to live clients: `{"type": "...", "data": {...}}`.
-pub fn event_json(kind: &str, data: &impl Serialize) -> Arc<str> {
-    let v = serde_json::json!({"type": kind, "data": data});
-    Arc::from(v.to_string())
+/// An event for live clients: `{"type": kind, "data": {...}}` as it is sent (encoded
+/// once for every client), and its kind beside it, so a consumer picks the events it
+/// wants without reading the JSON (`overview`, `report`, `alert`).
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    pub kind: &'static str,
+    pub json: Arc<str>,
+}
+
+impl LiveEvent {
+    pub fn new(kind: &'static str, data: &impl Serialize) -> Self {
+        let v = serde_json::json!({"type": kind, "data": data});
+        Self { kind, json: Arc::from(v.to_string()) }
+    }
 }
 
 pub fn unix_now() -> i64 {
@@ -75,13 +85,13 @@ impl Hub {
         self.cache.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
     }
 
     /// Tell live clients something happened (no receivers is fine).
-    pub fn publish(&self, kind: &str, data: &impl Serialize) {
-        let _ = self.events.send(event_json(kind, data));
+    pub fn publish(&self, kind: &'static str, data: &impl Serialize) {
+        let _ = self.events.send(LiveEvent::new(kind, data));
     }
 
     pub fn overview(&self) -> Option<Arc<Overview>> {
@@ -141,7 +151,7 @@ impl Hub {
     fn record_and_publish(
         &self,
         past: &[PastAlert],
-        started_events: Vec<Arc<str>>,
+        started_events: Vec<LiveEvent>,
         firing: &[FiringAlert],
         fresh: &[(String, CachedReport)],
     ) {
@@ -230,8 +240,10 @@ impl Hub {
                 ended_at: None,
             })
             .collect();
-        let started_events: Vec<Arc<str>> =
-            started.iter().map(|f| event_json("alert", &serde_json::json!({"action": "fired", "alert": f}))).collect();
+        let started_events: Vec<LiveEvent> = started
+            .iter()
+            .map(|f| LiveEvent::new("alert", &serde_json::json!({"action": "fired", "alert": f})))
+            .collect();
         let firing = Arc::new(firing);
         {
             let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);

@@ -81,6 +81,24 @@ pub struct Matcher {
     pub level: Option<String>,
 }
 
+/// What operators said of the firing alerts (see [`Store::marks`]).
+#[derive(Debug, Default)]
+pub struct Marks {
+    pub acks: HashMap<String, Ack>,
+    pub silences: Vec<Silence>,
+}
+
+impl Marks {
+    pub fn ack(&self, fingerprint: &str) -> Option<&Ack> {
+        self.acks.get(fingerprint)
+    }
+
+    /// The id of the first active silence covering this alert.
+    pub fn silenced_by(&self, component: &str, fingerprint: &str, level: &str) -> Option<i64> {
+        self.silences.iter().find(|s| s.matches(component, fingerprint, level)).map(|s| s.id)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Silence {
     pub id: i64,
@@ -331,6 +349,12 @@ impl Store {
             .execute("DELETE FROM acks WHERE fingerprint = ?1", params![fingerprint])
             .map(|_| ())
             .map_err(|e| self.err(e))
+    }
+
+    /// The acknowledgements and the silences active at `now`: what every API shows beside
+    /// a firing alert.
+    pub fn marks(&self, now: i64) -> Result<Marks, StoreError> {
+        Ok(Marks { acks: self.acks()?, silences: self.active_silences(now)? })
     }
 
     pub fn acks(&self) -> Result<HashMap<String, Ack>, StoreError> {

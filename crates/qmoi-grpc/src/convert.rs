@@ -4,8 +4,7 @@ use crate::pb;
 use qmoi_core::overview::{ComponentStatus, Overall, Overview};
 use qmoi_core::report::Report;
 use qmoi_dashboard::hub::FiringAlert;
-use qmoi_dashboard::store::{Ack, Silence};
-use std::collections::HashMap;
+use qmoi_dashboard::store::Marks;
 
 fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -88,7 +87,7 @@ pub fn report(r: &Report) -> pb::Report {
 }
 
 /// A firing alert with what the store says of it (acknowledged by, silenced by).
-pub fn firing(f: &FiringAlert, acks: &HashMap<String, Ack>, silences: &[Silence]) -> pb::Alert {
+pub fn firing(f: &FiringAlert, marks: &Marks) -> pb::Alert {
     let a = &f.alert;
     pb::Alert {
         fingerprint: a.fingerprint.clone(),
@@ -98,18 +97,16 @@ pub fn firing(f: &FiringAlert, acks: &HashMap<String, Ack>, silences: &[Silence]
         detail: a.detail.clone(),
         since: rfc3339(&a.since),
         stale: f.stale,
-        acknowledged_by: acks.get(&a.fingerprint).map(|k| k.by.clone()),
-        silenced_by: silences.iter().find(|s| s.matches(&f.component, &a.fingerprint, a.level.as_str())).map(|s| s.id),
+        acknowledged_by: marks.ack(&a.fingerprint).map(|k| k.by.clone()),
+        silenced_by: marks.silenced_by(&f.component, &a.fingerprint, a.level.as_str()),
     }
 }
 
-/// An `alert` event of the hub (`{"data": {"action": …, …}, "type": "alert"}`) as an
-/// `AlertEvent`; `None` for any other event.
+/// The JSON of an `alert` live event of the hub (`{"data": {"action": …, …}, …}`) as an
+/// `AlertEvent`; `None` when it is not one.
 pub fn alert_event(json: &str) -> Option<pb::AlertEvent> {
     #[derive(serde::Deserialize)]
     struct Event {
-        #[serde(rename = "type")]
-        kind: String,
         data: Data,
     }
     #[derive(serde::Deserialize)]
@@ -117,29 +114,15 @@ pub fn alert_event(json: &str) -> Option<pb::AlertEvent> {
         action: String,
         #[serde(default)]
         fingerprint: Option<String>,
+        /// A fired alert, as the REST events carry it.
         #[serde(default)]
-        alert: Option<serde_json::Value>,
+        alert: Option<FiringAlert>,
         #[serde(default)]
         silence: Option<i64>,
     }
-    if !json.ends_with("\"type\":\"alert\"}") {
-        return None;
-    }
-    let e: Event = serde_json::from_str(json).ok().filter(|e: &Event| e.kind == "alert")?;
-    // A fired alert is a `FiringAlert` as the REST events carry it.
-    let alert = e.data.alert.as_ref().map(|a| {
-        let s = |k: &str| a[k].as_str().unwrap_or_default().to_string();
-        pb::Alert {
-            fingerprint: s("fingerprint"),
-            component: s("component"),
-            level: s("level"),
-            title: s("title"),
-            detail: s("detail"),
-            since: s("since"),
-            stale: a["stale"].as_bool().unwrap_or(false),
-            ..pb::Alert::default()
-        }
-    });
+    let e: Event = serde_json::from_str(json).ok()?;
+    // As it fired: acknowledgement and silence are events of their own.
+    let alert = e.data.alert.as_ref().map(|f| firing(f, &Marks::default()));
     Some(pb::AlertEvent {
         fingerprint: e.data.fingerprint.or_else(|| alert.as_ref().map(|a| a.fingerprint.clone())).unwrap_or_default(),
         action: e.data.action,

@@ -115,7 +115,6 @@ pub fn serve(listener: TcpListener, shared: Shared) -> Result<Server, String> {
 async fn follow_health(hub: Arc<Hub>, reporter: tonic_health::server::HealthReporter, mut stop: watch::Receiver<bool>) {
     use tonic_health::ServingStatus;
     let mut events = hub.subscribe();
-    let mut known: Vec<String> = Vec::new();
     loop {
         if let Some(o) = hub.overview() {
             for name in ["", "qmoi.v1.Monitor"] {
@@ -125,9 +124,6 @@ async fn follow_health(hub: Arc<Hub>, reporter: tonic_health::server::HealthRepo
                 let serving = c.state == qmoi_core::overview::State::Running && c.report_error.is_none();
                 let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
                 reporter.set_service_status(&c.id, status).await;
-                if !known.contains(&c.id) {
-                    known.push(c.id.clone());
-                }
             }
         } else {
             reporter.set_service_status("", ServingStatus::NotServing).await;

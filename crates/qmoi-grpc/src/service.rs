@@ -8,6 +8,7 @@ use crate::{convert, pb};
 use qmoi_dashboard::Shared;
 use qmoi_dashboard::actions::{self, ActionError};
 use qmoi_dashboard::auth::{AuthOutcome, Identity};
+use qmoi_dashboard::hub::{Hub, LiveEvent};
 use qmoi_dashboard::store::Matcher;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
@@ -16,7 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-/// Idle watch streams get a heartbeat this often (proxies and clients see a live stream).
+/// A watch stream with nothing to send for this long sends a heartbeat (proxies and
+/// clients see a live stream).
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Points per `HistoryChunk`.
 const CHUNK_POINTS: usize = 1000;
@@ -94,6 +96,51 @@ fn status(e: ActionError) -> Status {
     }
 }
 
+/// A server stream fed by the hub's live events: `first` (if any), then what `pick` makes
+/// of each event (`None` given: this receiver lagged behind and missed some), and
+/// `heartbeat()` whenever nothing was sent for `quiet` (events skipped by `pick` do not
+/// count: a stream that only skips still beats). It ends when the client goes or the
+/// server stops. A small buffer: a client that stops reading holds one task and a few
+/// messages.
+fn live_stream<T: Send + 'static>(
+    hub: &Hub,
+    mut stopping: watch::Receiver<bool>,
+    first: Option<T>,
+    pick: impl Fn(Option<&LiveEvent>) -> Option<T> + Send + 'static,
+    heartbeat: impl Fn() -> T + Send + 'static,
+    quiet: Duration,
+) -> Stream2<T> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = hub.subscribe();
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(8);
+    tokio::spawn(async move {
+        if let Some(m) = first
+            && tx.send(Ok(m)).await.is_err()
+        {
+            return;
+        }
+        let mut quiet_until = tokio::time::Instant::now() + quiet;
+        loop {
+            let msg = tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(e) => pick(Some(&e)),
+                    Err(RecvError::Lagged(_)) => pick(None),
+                    Err(RecvError::Closed) => break,
+                },
+                () = tokio::time::sleep_until(quiet_until) => Some(heartbeat()),
+                _ = stopping.wait_for(|v| *v) => break,
+            };
+            if let Some(m) = msg {
+                if tx.send(Ok(m)).await.is_err() {
+                    break;
+                }
+                quiet_until = tokio::time::Instant::now() + quiet;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
@@ -135,15 +182,7 @@ impl pb::monitor_server::Monitor for MonitorService {
         }
         let store = self.shared.hub.store.clone();
         let now = qmoi_dashboard::hub::unix_now();
-        let (acks, silences) = tokio::task::spawn_blocking(move || {
-            Ok::<_, String>((
-                store.acks().map_err(|e| e.to_string())?,
-                store.active_silences(now).map_err(|e| e.to_string())?,
-            ))
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        let marks = tokio::task::spawn_blocking(move || store.marks(now)).await.map_err(internal)?.map_err(internal)?;
         let alerts = self
             .shared
             .hub
@@ -151,7 +190,7 @@ impl pb::monitor_server::Monitor for MonitorService {
             .iter()
             .filter(|f| q.component.is_empty() || f.component == q.component)
             .filter(|f| q.level.is_empty() || f.alert.level.as_str() == q.level)
-            .map(|f| convert::firing(f, &acks, &silences))
+            .map(|f| convert::firing(f, &marks))
             .collect();
         Ok(Response::new(pb::ListAlertsResponse { alerts }))
     }
@@ -211,37 +250,17 @@ impl pb::monitor_server::Monitor for MonitorService {
         req: Request<pb::WatchOverviewRequest>,
     ) -> Result<Response<Self::WatchOverviewStream>, Status> {
         self.identify(&req).await?;
-        let first = self.overview()?;
+        let first = pb::OverviewEvent { overview: Some(self.overview()?), heartbeat: false };
         let hub = self.shared.hub.clone();
-        let mut events = hub.subscribe();
-        let mut stopping = self.stopping.clone();
-        // A small buffer: a client that stops reading holds one task and a few messages.
-        let (tx, rx) = mpsc::channel::<Result<pb::OverviewEvent, Status>>(4);
-        tokio::spawn(async move {
-            if tx.send(Ok(pb::OverviewEvent { overview: Some(first), heartbeat: false })).await.is_err() {
-                return;
+        // Only overview changes; a receiver that lagged behind catches up with the current one.
+        let pick = move |e: Option<&LiveEvent>| {
+            if e.is_some_and(|e| e.kind != "overview") {
+                return None;
             }
-            loop {
-                let msg = tokio::select! {
-                    ev = events.recv() => match ev {
-                        // Only overview changes (`{"data":…,"type":"overview"}`: keys in
-                        // order, and a quote inside data is escaped); a receiver that
-                        // lagged behind catches up with the current overview.
-                        Ok(e) if !e.ends_with("\"type\":\"overview\"}") => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                        _ => hub.overview().map(|o| pb::OverviewEvent { overview: Some(convert::overview(&o)), heartbeat: false }),
-                    },
-                    () = tokio::time::sleep(HEARTBEAT) => Some(pb::OverviewEvent { overview: None, heartbeat: true }),
-                    _ = stopping.wait_for(|v| *v) => break,
-                };
-                if let Some(m) = msg
-                    && tx.send(Ok(m)).await.is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+            hub.overview().map(|o| pb::OverviewEvent { overview: Some(convert::overview(&o)), heartbeat: false })
+        };
+        let heartbeat = || pb::OverviewEvent { overview: None, heartbeat: true };
+        Ok(Response::new(live_stream(&self.shared.hub, self.stopping.clone(), Some(first), pick, heartbeat, HEARTBEAT)))
     }
 
     type WatchAlertsStream = Stream2<pb::AlertEvent>;
@@ -251,30 +270,10 @@ impl pb::monitor_server::Monitor for MonitorService {
         req: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         self.identify(&req).await?;
-        let mut events = self.shared.hub.subscribe();
-        let mut stopping = self.stopping.clone();
-        let (tx, rx) = mpsc::channel::<Result<pb::AlertEvent, Status>>(16);
-        tokio::spawn(async move {
-            loop {
-                let msg = tokio::select! {
-                    ev = events.recv() => match ev {
-                        Ok(e) => match convert::alert_event(&e) {
-                            Some(m) => m,
-                            None => continue,
-                        },
-                        // Events missed by a slow client are gone; the stream goes on.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                    },
-                    () = tokio::time::sleep(HEARTBEAT) => pb::AlertEvent { heartbeat: true, ..pb::AlertEvent::default() },
-                    _ = stopping.wait_for(|v| *v) => break,
-                };
-                if tx.send(Ok(msg)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        // Events missed by a slow client (lagged: `None`) are gone; the stream goes on.
+        let pick = |e: Option<&LiveEvent>| e.filter(|e| e.kind == "alert").and_then(|e| convert::alert_event(&e.json));
+        let heartbeat = || pb::AlertEvent { heartbeat: true, ..pb::AlertEvent::default() };
+        Ok(Response::new(live_stream(&self.shared.hub, self.stopping.clone(), None, pick, heartbeat, HEARTBEAT)))
     }
 
     async fn acknowledge(
@@ -325,5 +324,37 @@ impl pb::monitor_server::Monitor for MonitorService {
             Ok(message) => Ok(Response::new(pb::RestartComponentResponse { message })),
             Err(e) => Err(Status::not_found(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt as _;
+
+    /// Regression: the heartbeat's timer restarted on every hub event, also on those the
+    /// stream skips, so a WatchAlerts client of a stack whose reports change every second
+    /// never got one.
+    #[tokio::test]
+    async fn a_stream_that_only_skips_events_still_beats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = qmoi_dashboard::store::Store::open(&dir.path().join("h.db"), Default::default()).unwrap();
+        let hub = std::sync::Arc::new(Hub::new(std::sync::Arc::new(store), dir.path().to_path_buf()));
+        let (_stop_tx, stop) = watch::channel(false);
+        let pick = |e: Option<&LiveEvent>| e.filter(|e| e.kind == "alert").map(|e| e.kind.to_string());
+        let mut s = live_stream(&hub, stop, None, pick, || "beat".to_string(), Duration::from_millis(300));
+        let noise = hub.clone();
+        let publisher = tokio::spawn(async move {
+            loop {
+                noise.publish("report", &serde_json::json!({"component": "x"}));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        let got = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
+        publisher.abort();
+        assert_eq!(got.ok().flatten().map(|r| r.unwrap()), Some("beat".to_string()));
+        hub.publish("alert", &serde_json::json!({"action": "resolved", "fingerprint": "a/b"}));
+        let got = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
+        assert_eq!(got.ok().flatten().map(|r| r.unwrap()), Some("alert".to_string()));
     }
 }
