@@ -47,18 +47,18 @@ pub fn authorize(
     }
 }
 
-/// The checks every such endpoint's config shares: an http(s) URL, one kind of
-/// credentials, a readable CA file.
+/// The checks every such endpoint's config shares: an http(s) URL (the value of key
+/// `<key>.<url_key>`), one kind of credentials, a readable CA file.
 pub fn validate_endpoint(
     p: &mut Problems,
     key: &str,
-    url: &str,
+    (url_key, url): (&str, &str),
     bearer: Option<&Secret>,
     basic: Option<&BasicAuth>,
     ca_file: Option<&Path>,
 ) {
     if !reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
-        p.push(format!("{key}.url"), format!("must be an http:// or https:// URL, got '{url}'"));
+        p.push(format!("{key}.{url_key}"), format!("must be an http:// or https:// URL, got '{url}'"));
     }
     if bearer.is_some() && basic.is_some() {
         p.push(format!("{key}.bearer_token"), "set bearer_token or basic_auth, not both");

@@ -52,7 +52,7 @@ impl FleetConfig {
             qmoi_core::http::validate_endpoint(
                 p,
                 "fleet",
-                u.as_str(),
+                ("query_url", u.as_str()),
                 self.bearer_token.as_ref(),
                 self.basic_auth.as_ref(),
                 self.ca_file.as_deref(),

@@ -143,7 +143,7 @@ impl RemoteWriteConfig {
             qmoi_core::http::validate_endpoint(
                 p,
                 &key,
-                r.url.as_str(),
+                ("url", r.url.as_str()),
                 r.bearer_token.as_ref(),
                 r.basic_auth.as_ref(),
                 r.ca_file.as_deref(),

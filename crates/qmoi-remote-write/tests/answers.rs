@@ -153,3 +153,33 @@ async fn a_full_buffer_drops_the_oldest_and_counts_them() {
         .sum();
     assert!(on_disk <= 64 * 1024 + 8192, "{on_disk} bytes on disk");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_go_as_configured_and_never_in_clear_elsewhere() {
+    let (bearer_url, bearer_seen) = receiver(vec![(204, "")]);
+    let (basic_url, basic_seen) = receiver(vec![(204, "")]);
+    let toml = format!(
+        "interval = \"100ms\"\nhost = \"h\"\n\
+         [[receivers]]\nname = \"bearer\"\nurl = \"{bearer_url}\"\nbearer_token = \"tok-0123456789\"\n\
+         [[receivers]]\nname = \"basic\"\nurl = \"{basic_url}\"\nbasic_auth = {{ username = \"u\", password = \"p\" }}\n"
+    );
+    let cfg: RemoteWriteConfig = toml::from_str(&toml).unwrap();
+    // Secrets print as *** wherever the config is shown (the dashboard's config view).
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("tok-0123456789") && shown.contains("***"), "{shown}");
+    let dir = tempfile::tempdir().unwrap();
+    let _rw = RemoteWrite::start(&cfg, dir.path(), "h", source()).unwrap();
+    let header = |seen: &Arc<Mutex<Vec<Seen>>>| {
+        seen.lock()
+            .unwrap()
+            .first()
+            .and_then(|s| s.headers.iter().find(|h| h.to_ascii_lowercase().starts_with("authorization:")).cloned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (header(&bearer_seen).is_none() || header(&basic_seen).is_none()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(header(&bearer_seen).as_deref(), Some("authorization: Bearer tok-0123456789"));
+    // base64("u:p")
+    assert_eq!(header(&basic_seen).as_deref(), Some("authorization: Basic dTpw"));
+}

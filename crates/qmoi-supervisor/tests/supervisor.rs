@@ -348,7 +348,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
     assert_eq!(stack.component("system_health")["state"], "running");
 }
 
-/// Each malformed master config (21 kinds) makes `validate` and `start` exit 2 naming the
+/// Each malformed master config (25 kinds) makes `validate` and `start` exit 2 naming the
 /// problem, before anything is started.
 #[test]
 fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
@@ -378,6 +378,18 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ("bad_role.toml", &["line 4, column 8", "expected `read` or `admin`"]),
         // Regression: an empty file started nothing and reported HEALTHY with exit 0.
         ("empty.toml", &["monitoring_components", "no components configured"]),
+        ("remote_write_without_dashboard.toml", &["key 'remote_write'", "enable [dashboard]"]),
+        (
+            "bad_remote_write.toml",
+            &[
+                "remote_write.receivers[0].url",
+                "got 'prometheus:9090/api/v1/write'",
+                "remote_write.receivers[0].bearer_token",
+                "remote_write.labels.__name__",
+            ],
+        ),
+        ("bad_fleet.toml", &["fleet.query_url", "got 'ftp://prometheus'", "fleet.lookback", "longer than stale_after"]),
+        ("public_grpc.toml", &["grpc.host", "'0.0.0.0' is not a loopback address"]),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid_configs");
     for (file, expected) in cases {
