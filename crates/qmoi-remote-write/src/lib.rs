@@ -199,12 +199,13 @@ impl Sampler {
         }
         let ts = i64::try_from(ts).unwrap_or(i64::MAX);
         for r in &self.receivers {
-            let series: Vec<proto::TimeSeries> =
-                lines.iter().map(|l| series(l, &r.labels, &self.external, ts)).collect();
+            let mut all = lines.iter().map(|l| series(l, &r.labels, &self.external, ts)).peekable();
             let mut dropped = 0;
-            for chunk in series.chunks(self.cfg.max_samples_per_send.max(1)) {
-                let req = proto::WriteRequest { timeseries: chunk.to_vec() };
-                let n = chunk.len() as u64;
+            while all.peek().is_some() {
+                let req = proto::WriteRequest {
+                    timeseries: all.by_ref().take(self.cfg.max_samples_per_send.max(1)).collect(),
+                };
+                let n = req.timeseries.len() as u64;
                 let body = match proto::encode(&req) {
                     Ok(b) => b,
                     Err(e) => {

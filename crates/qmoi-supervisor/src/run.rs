@@ -385,7 +385,7 @@ fn start_remote_write(
     let (true, Some(d)) = (cfg.enabled(), dashboard) else { return Ok(None) };
     let d = d.clone();
     let source: qmoi_remote_write::Source =
-        Arc::new(move || d.metrics_parts().iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect::<String>());
+        Arc::new(move || d.metrics_parts().iter().map(|b| String::from_utf8_lossy(b)).collect::<String>());
     let rw =
         qmoi_remote_write::RemoteWrite::start(cfg, &plan.config.paths.data, host, source).map_err(Error::Runtime)?;
     tracing::info!(receivers = cfg.receivers.len(), interval = %cfg.interval, "Remote write started.");
