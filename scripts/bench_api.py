@@ -7,15 +7,13 @@ loads REST /api/monitor/status with wrk and gRPC qmoi.v1.Monitor/GetOverview wit
 (a prepared frame: the empty request), each for 10 s, sampling the supervisor's RSS.
 Stops what it started by pid.
 """
-import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-from bench_common import free_port, mem_kib, wait_http
+from bench_common import api_stack, mem_kib
 
 
 def sample_rss(p, pid):
@@ -54,23 +52,11 @@ def h2load(url, frame, pid, in_flight):
 
 
 def main(bindir):
-    d = tempfile.mkdtemp(prefix="qmoi-bench-api-")
-    os.makedirs(f"{d}/config")
-    port, gport = free_port(), free_port()
-    fake = f"{bindir}/qmoi-fake-monitor"
-    with open(f"{d}/config/master_monitor.toml", "w") as f:
-        f.write(f'[dashboard]\nport = {port}\n[dashboard.rate_limit]\nenabled = false\n'
-                f'[grpc]\nenabled = true\nport = {gport}\n'
-                f'[monitoring_components.system_health]\ninterval = 1\ncommand = "{fake}"\n'
-                'args = ["--mode", "warn", "--component", "system_health"]\n'
-                f'[monitoring_components.security]\ninterval = 1\ncommand = "{fake}"\nargs = ["--component", "security"]\n')
+    sup, d, port, gport = api_stack(bindir, ("system_health", "security"))
     frame = f"{d}/get_overview.bin"
     with open(frame, "wb") as f:
         f.write(b"\x00\x00\x00\x00\x00")  # not compressed, length 0: an empty GetOverviewRequest
-    sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/monitor/status")
         time.sleep(2)
         idle = (mem_kib(sup.pid) or 0) / 1024
         print(f"supervisor RSS idle: {idle:.1f} MiB")

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import grpc
@@ -24,7 +23,7 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import free_port, mem_kib, wait_http  # noqa: E402
+from bench_common import api_stack, mem_kib  # noqa: E402
 
 STREAMS, CONNECTIONS, SECONDS = 1000, 10, 20
 
@@ -66,6 +65,10 @@ async def run(addr, pid):
     while len(ready) < STREAMS and time.time() - t0 < 60:
         await asyncio.sleep(0.2)
     opened = time.time() - t0
+    port = addr.rsplit(":", 1)[1]
+    ss = subprocess.run(["ss", "-Htn", "state", "established", "dst", f"127.0.0.1:{port}"],
+                        capture_output=True, text=True).stdout
+    connections = len([line for line in ss.splitlines() if line.strip()])
     await asyncio.sleep(2)
     lat.clear()
     with_streams = (mem_kib(pid) or 0) / 1024
@@ -78,27 +81,17 @@ async def run(addr, pid):
         await c.close()
     lat.sort()
     q = lambda p: lat[min(len(lat) - 1, int(p * (len(lat) - 1)))] * 1000 if lat else float("nan")
-    print(f"{len(ready)} WatchOverview streams open in {opened:.1f} s over {CONNECTIONS} connections")
+    print(f"{len(ready)} WatchOverview streams open in {opened:.1f} s over {connections} TCP connections "
+          f"({CONNECTIONS} client channels)")
     print(f"supervisor RSS: {before:.1f} MiB before, {with_streams:.1f} MiB with the streams "
           f"(+{with_streams - before:.1f} MiB), peak {peak:.1f} MiB")
-    print(f"overview changes delivered in {SECONDS} s: {len(lat):,} (every stream, each change); "
+    print(f"overview changes delivered to the streams in {SECONDS} s: {len(lat):,}; "
           f"from the overview's build to receipt: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {q(1.0):.1f} ms")
 
 
 def main(bindir):
-    d = tempfile.mkdtemp(prefix="qmoi-bench-watch-")
-    os.makedirs(f"{d}/config")
-    port, gport = free_port(), free_port()
-    fake = f"{bindir}/qmoi-fake-monitor"
-    with open(f"{d}/config/master_monitor.toml", "w") as f:
-        f.write(f'[dashboard]\nport = {port}\n[dashboard.rate_limit]\nenabled = false\n'
-                f'[grpc]\nenabled = true\nport = {gport}\n[report]\ninterval = 1\n'
-                f'[monitoring_components.system_health]\ninterval = 1\ncommand = "{fake}"\n'
-                'args = ["--mode", "warn", "--component", "system_health"]\n')
-    sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sup, _, _, gport = api_stack(bindir, prefix="qmoi-bench-watch-")
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/monitor/status")
         time.sleep(2)
         asyncio.run(run(f"127.0.0.1:{gport}", sup.pid))
     finally:

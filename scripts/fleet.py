@@ -42,6 +42,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from bench_common import cpu_ticks as proc_cpu_ticks, mem_kib
+
+def rss_kib(pid):
+    return mem_kib(pid) or 0
+
+
+def cpu_ticks(pid):
+    return proc_cpu_ticks(pid) or 0
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "fleet-test-token-0123456789"
 INFRA_IP = "10.213.0.2"
@@ -68,6 +78,9 @@ class Fleet:
         self.ams = []
         self.failures = []
         self.figures = []
+        self.ns_of = {}  # i -> its namespace
+        self.pushes = {}  # i -> the receiver it pushes to (None: pushes nothing)
+        self.last_bad = []  # the verdicts that disagreed at the last look
 
     # ---- plumbing ----
 
@@ -255,7 +268,6 @@ class Fleet:
         # Odd hosts push to Prometheus, even ones to VictoriaMetrics; with --bench every
         # fifth pushes nothing, the control group the cost of remote write is measured on.
         push = None if (self.bench and i % 5 == 0) else (self.prom if i % 2 == 1 else self.vm)
-        self.pushes = getattr(self, "pushes", {})
         self.pushes[i] = push
         fleet = (f'[fleet]\nquery_url = "{self.prom}"\nstale_after = "30s"\n' if i == 1 else "")
         interval = "15s" if self.bench else "5s"
@@ -286,7 +298,6 @@ class Fleet:
         self.supervisors[i] = self.spawn(f"{name}-supervisor", ns,
                                          [os.path.join(self.bin_dir, "qmoi-supervisor"), "start"],
                                          cwd=d, env=env, hostname=name)
-        self.ns_of = getattr(self, "ns_of", {})
         self.ns_of[i] = ns
 
     # ---- the checks ----
@@ -315,7 +326,7 @@ class Fleet:
         try:
             fleet = self.wait("every verdict in Prometheus and on the Fleet page", all_agree, 180)
         except TimeoutError as e:
-            raise RuntimeError(f"{e}: {'; '.join(getattr(self, 'last_bad', []))}") from e
+            raise RuntimeError(f"{e}: {'; '.join(self.last_bad)}") from e
         pushed = [host_name(i) for i, url in self.pushes.items() if url == self.vm]
         for h in pushed:
             self.wait(f"{h} in VictoriaMetrics", lambda: self.query(self.vm, f'qmoi_verdict{{host="{h}"}}'), 60)
@@ -391,22 +402,6 @@ class Fleet:
 
     # ---- figures (--bench) ----
 
-    def rss_kib(self, pid):
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def cpu_ticks(self, pid):
-        try:
-            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-            return int(f[11]) + int(f[12])
-        except (OSError, IndexError, ValueError):
-            return 0
-
     def supervisor_pid(self, i):
         """The supervisor's own PID (under `ip netns exec` and `unshare`, which exec it)."""
         pids = self.sh("ip", "netns", "pids", self.ns_of[i], check=False).stdout.split()
@@ -425,14 +420,14 @@ class Fleet:
         for i in hosts:
             pids = self.sh("ip", "netns", "pids", self.ns_of[i], check=False).stdout.split()
             apps = {self.apps[i].pid} if i in self.apps else set()
-            stack_rss.append(sum(self.rss_kib(int(p)) for p in pids if int(p) not in apps) / 1024)
+            stack_rss.append(sum(rss_kib(int(p)) for p in pids if int(p) not in apps) / 1024)
         sup = {i: self.supervisor_pid(i) for i in hosts}
-        t0 = {i: self.cpu_ticks(p) for i, p in sup.items() if p}
+        t0 = {i: cpu_ticks(p) for i, p in sup.items() if p}
         w0 = time.time()
         time.sleep(60)
         dt = time.time() - w0
-        cpu = {i: (self.cpu_ticks(p) - t0[i]) / hz / dt * 100 for i, p in sup.items() if p and i in t0}
-        rss = {i: self.rss_kib(p) / 1024 for i, p in sup.items() if p}
+        cpu = {i: (cpu_ticks(p) - t0[i]) / hz / dt * 100 for i, p in sup.items() if p and i in t0}
+        rss = {i: rss_kib(p) / 1024 for i, p in sup.items() if p}
         # Host 1 also serves the Fleet page: not compared.
         pushing = [i for i in cpu if self.pushes.get(i) and i != 1]
         control = [i for i in cpu if not self.pushes.get(i) and i != 1]

@@ -83,15 +83,13 @@ impl Prometheus {
         p
     }
 
-    /// A command that runs prometheus as [`Prometheus::start`] would (for tests that run
-    /// it elsewhere, e.g. inside a network namespace).
-    pub fn command(&self) -> Command {
+    /// The command line of this Prometheus (the same on every restart).
+    fn command(&self) -> Command {
         let mut c = Command::new("prometheus");
         c.arg(format!("--config.file={}", self.config.display()))
             .arg(format!("--storage.tsdb.path={}", self.dir.display()))
             .arg(format!("--web.listen-address={}", self.listen))
             .arg("--web.enable-remote-write-receiver")
-            .arg("--web.enable-lifecycle")
             .args(&self.extra);
         c
     }
@@ -117,12 +115,6 @@ impl Prometheus {
     /// Stop it (SIGKILL: a receiver that vanishes).
     pub fn stop(&mut self) {
         self.child = None;
-    }
-
-    /// Ask it to read its config again.
-    pub fn reload(&self) {
-        let r = http("POST", &self.listen, "/-/reload", &[], None);
-        assert_eq!(r.status, 200, "reload: {}", r.body);
     }
 
     pub fn log(&self) -> String {
