@@ -49,10 +49,11 @@ fi
 # run): aiosmtpd is the real SMTP server the notifier's email tests deliver to; moto is the
 # AWS emulator the cloud monitor's tests run against (EC2, CloudWatch, Cost Explorer);
 # schemathesis checks the REST API against its OpenAPI document; grpcio (with its health
-# and reflection packages) is the real client of the gRPC API.
+# and reflection packages) is the real client of the gRPC API; gql (requests and websockets
+# transports) is the real client of the GraphQL API.
 VENV="${QMOI_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qmoi-test-venv}"
-if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server, schemathesis, grpc, grpc_health, grpc_reflection' >/dev/null 2>&1; then
-  echo "==> Creating the Python venv for test servers and clients (aiosmtpd, moto, schemathesis, grpcio): $VENV"
+if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server, schemathesis, grpc, grpc_health, grpc_reflection, gql.transport.websockets, gql.transport.requests' >/dev/null 2>&1; then
+  echo "==> Creating the Python venv for test servers and clients (aiosmtpd, moto, schemathesis, grpcio, gql): $VENV"
   if [ -x "$VENV/bin/python" ]; then
     :
   elif ! python3 -m venv "$VENV" >/dev/null 2>&1; then
@@ -63,7 +64,8 @@ if ! "$VENV/bin/python" -c 'import aiosmtpd, moto.server, schemathesis, grpc, gr
     python3 -m venv "$VENV"
   fi
   "$VENV/bin/pip" install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' 'moto[server]>=5.1,<6' \
-    'schemathesis>=4.3,<5' 'grpcio>=1.60,<2' 'grpcio-health-checking>=1.60,<2' 'grpcio-reflection>=1.60,<2'
+    'schemathesis>=4.3,<5' 'grpcio>=1.60,<2' 'grpcio-health-checking>=1.60,<2' 'grpcio-reflection>=1.60,<2' \
+    'gql[websockets,requests]>=4.0,<5'
 fi
 export QMOI_TEST_PYTHON="$VENV/bin/python"
 

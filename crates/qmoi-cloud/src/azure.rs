@@ -510,9 +510,9 @@ fn resource_after(id: &str, kind: &str) -> Option<String> {
 /// A period as an ISO 8601 duration Azure Monitor accepts (PT5M, PT1H, P1D).
 fn iso_interval(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 86_400 && s % 86_400 == 0 {
+    if s >= 86_400 && s.is_multiple_of(86_400) {
         format!("P{}D", s / 86_400)
-    } else if s >= 3600 && s % 3600 == 0 {
+    } else if s >= 3600 && s.is_multiple_of(3600) {
         format!("PT{}H", s / 3600)
     } else {
         format!("PT{}M", (s / 60).max(1))

@@ -1,10 +1,11 @@
-//! The admin actions on alerts — acknowledge, silence, end a silence — in one copy for
-//! every API (REST in [`crate::http`], gRPC in `qmoi-grpc`): the checks, the store, the
+//! The admin actions — acknowledge, silence, end a silence, restart a component, the
+//! supervisor-wide ones — in one copy for every API (REST in [`crate::http`], gRPC in
+//! `qmoi-grpc`, GraphQL in `qmoi-graphql`): the checks, the store, the supervisor call, the
 //! audit record and the live event. Each API only maps [`ActionError`] to its own codes.
 
 use crate::auth::Identity;
 use crate::config::Role;
-use crate::hub::{Hub, unix_now};
+use crate::hub::{AlertAction, AlertChange, Hub, unix_now};
 use crate::store::{Ack, Matcher};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,12 +61,35 @@ pub enum ActionError {
     Invalid(String),
     /// The database failed.
     Internal(String),
+    /// The supervisor could not do it now.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Forbidden(m) | Self::NotFound(m) | Self::Invalid(m) | Self::Internal(m) => f.write_str(m),
+            Self::Forbidden(m) | Self::NotFound(m) | Self::Invalid(m) | Self::Internal(m) | Self::Unavailable(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+/// The supervisor-wide actions, as the CLI verbs of the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SupervisorAction {
+    RestartAll,
+    Reset,
+    RestartDashboard,
+}
+
+impl SupervisorAction {
+    /// The name in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RestartAll => "restart_all",
+            Self::Reset => "reset",
+            Self::RestartDashboard => "restart_dashboard",
         }
     }
 }
@@ -73,6 +97,7 @@ impl std::fmt::Display for ActionError {
 /// Who acts, from where, against what.
 pub struct Ctx<'a> {
     pub hub: &'a Arc<Hub>,
+    pub backend: &'a dyn crate::Backend,
     pub audit_log: &'a Path,
     pub auth_enabled: bool,
     pub id: &'a Identity,
@@ -125,7 +150,11 @@ impl Ctx<'_> {
         let (key, ack) = (fp.to_string(), a.clone());
         self.on_store(move |st| st.ack(&key, &ack)).await?;
         self.audit("ack", fp, "ok").await;
-        self.hub.publish("alert", &serde_json::json!({"action": "acknowledged", "fingerprint": fp, "acknowledged": a}));
+        self.hub.publish_alert(AlertChange {
+            fingerprint: Some(fp.to_string()),
+            acknowledged: Some(a.clone()),
+            ..AlertChange::new(AlertAction::Acknowledged)
+        });
         Ok(a)
     }
 
@@ -148,8 +177,28 @@ impl Ctx<'_> {
         let who = self.id.name.clone();
         let sid = self.on_store(move |st| st.add_silence(&m, &who, now, expires_at, &comment)).await?;
         self.audit("silence", &target, &format!("id {sid}")).await;
-        self.hub.publish("alert", &serde_json::json!({"action": "silenced", "silence": sid}));
+        self.hub.publish_alert(AlertChange { silence: Some(sid), ..AlertChange::new(AlertAction::Silenced) });
         Ok(sid)
+    }
+
+    /// Restart one component; the supervisor's answer.
+    pub async fn restart(&self, component: &str) -> Result<String, ActionError> {
+        self.require_admin()?;
+        let r = self.backend.restart(component);
+        self.audit("restart", component, r.as_ref().map_or_else(String::as_str, |_| "ok")).await;
+        r.map_err(ActionError::NotFound)
+    }
+
+    /// A supervisor-wide action; the supervisor's answer.
+    pub async fn supervisor(&self, action: SupervisorAction) -> Result<String, ActionError> {
+        self.require_admin()?;
+        let r = match action {
+            SupervisorAction::RestartAll => self.backend.restart_all(),
+            SupervisorAction::Reset => self.backend.reset(),
+            SupervisorAction::RestartDashboard => self.backend.restart_dashboard(),
+        };
+        self.audit(action.as_str(), "*", r.as_ref().map_or_else(String::as_str, |_| "ok")).await;
+        r.map_err(ActionError::Unavailable)
     }
 
     /// End the active silence `sid`.
@@ -160,7 +209,7 @@ impl Ctx<'_> {
             return Err(ActionError::NotFound(format!("no active silence with id {sid}")));
         }
         self.audit("unsilence", &sid.to_string(), "ok").await;
-        self.hub.publish("alert", &serde_json::json!({"action": "unsilenced", "silence": sid}));
+        self.hub.publish_alert(AlertChange { silence: Some(sid), ..AlertChange::new(AlertAction::Unsilenced) });
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Routes, middleware and handlers. See docs/API.md for every route.
 
+use crate::actions::SupervisorAction;
 use crate::auth::{AuthOutcome, Authenticator, Identity};
 use crate::hub::{Hub, unix_now};
 use crate::ratelimit::RateLimiter;
@@ -158,7 +159,16 @@ pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
                    base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-pub fn router(state: AppState) -> Router {
+/// Becomes true when the server stops: a long-lived answer (a socket, a stream) ends then.
+/// In the extensions of the requests of [`crate::Dashboard::mount`]ed routes.
+#[derive(Clone)]
+pub struct Stopping(pub watch::Receiver<bool>);
+
+pub fn router(state: AppState, mounted: Option<Router>) -> Router {
+    let mounted = mounted.map(|r| {
+        let stopping = Stopping(state.stopping.clone());
+        r.layer(axum::Extension(stopping)).with_state::<AppState>(())
+    });
     let api = Router::new()
         .route("/api/monitor/status", get(status))
         .route("/api/monitor/performance", get(|s| component_named(s, "performance")))
@@ -174,12 +184,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/config", get(config))
         .route("/api/fleet", get(fleet))
         .route("/api/components/{id}/restart", post(restart))
-        .route("/api/components/restart", post(|s, r, i| supervisor_action(s, r, i, "restart_all")))
-        .route("/api/reset", post(|s, r, i| supervisor_action(s, r, i, "reset")))
-        .route("/api/dashboard/restart", post(|s, r, i| supervisor_action(s, r, i, "restart_dashboard")))
+        .route("/api/components/restart", post(|s, r, i| supervisor_action(s, r, i, SupervisorAction::RestartAll)))
+        .route("/api/reset", post(|s, r, i| supervisor_action(s, r, i, SupervisorAction::Reset)))
+        .route("/api/dashboard/restart", post(|s, r, i| supervisor_action(s, r, i, SupervisorAction::RestartDashboard)))
         .route("/api/events", get(events))
         .route("/ws", get(ws))
         .route("/metrics", get(metrics))
+        .merge(mounted.unwrap_or_default())
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/", get(|| async { page(INDEX_HTML, "text/html; charset=utf-8") }))
@@ -280,7 +291,14 @@ async fn authenticate(
 
 /// The shared admin actions (crate::actions) for this request.
 fn ctx<'a>(s: &'a AppState, id: &'a Identity, remote: SocketAddr) -> crate::actions::Ctx<'a> {
-    crate::actions::Ctx { hub: &s.hub, audit_log: &s.audit_log, auth_enabled: s.auth.enabled(), id, remote }
+    crate::actions::Ctx {
+        hub: &s.hub,
+        backend: s.backend.as_ref(),
+        audit_log: &s.audit_log,
+        auth_enabled: s.auth.enabled(),
+        id,
+        remote,
+    }
 }
 
 impl From<crate::actions::ActionError> for ApiError {
@@ -291,6 +309,7 @@ impl From<crate::actions::ActionError> for ApiError {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Invalid(_) => StatusCode::BAD_REQUEST,
             E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         err(code, e.to_string())
     }
@@ -299,12 +318,6 @@ impl From<crate::actions::ActionError> for ApiError {
 /// Admin actions: only with auth configured, and only for the admin role.
 fn require_admin(s: &AppState, id: &Identity) -> Result<(), ApiError> {
     Ok(crate::actions::require_admin(s.auth.enabled(), id)?)
-}
-
-/// Record an admin action in the audit table and `logs/audit.log`, on a blocking thread
-/// (SQLite and a file append must not hold an async worker).
-async fn audit(s: &AppState, id: &Identity, remote: SocketAddr, action: &str, target: &str, result: &str) {
-    crate::actions::record_audit(&s.hub.store, &s.audit_log, id, remote, action, target, result).await;
 }
 
 /// A store call on a blocking thread: SQLite, and the store's mutex shared with ingest
@@ -491,39 +504,17 @@ struct HistoryQuery {
     format: Option<String>,
 }
 
-fn parse_time(s: Option<&str>, default: i64, what: &str) -> Result<i64, ApiError> {
-    match s {
-        None | Some("") => Ok(default),
-        Some(t) => t
-            .parse::<i64>()
-            .ok()
-            .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp()))
-            .ok_or_else(|| err(StatusCode::BAD_REQUEST, format!("{what} must be unix seconds or RFC 3339, got '{t}'"))),
-    }
-}
-
 async fn history(
     State(s): State<AppState>,
     q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| err(StatusCode::BAD_REQUEST, format!("{e} (needs metric=…)")))?;
     let now = unix_now();
-    let to = parse_time(q.to.as_deref(), now, "to")?;
-    let from = parse_time(q.from.as_deref(), to - 3600, "from")?;
-    if from >= to {
-        return Err(err(StatusCode::BAD_REQUEST, "from must be before to"));
-    }
-    if q.step.is_some_and(|st| st < 1) {
-        return Err(err(StatusCode::BAD_REQUEST, "step must be at least 1 second"));
-    }
-    let store = s.hub.store.clone();
-    let comp = q.component.clone();
-    let metric = q.metric.clone();
-    let step = q.step;
-    let series = tokio::task::spawn_blocking(move || store.query(comp.as_deref(), &metric, from, to, step, now))
-        .await
-        .map_err(store_err)?
-        .map_err(store_err)?;
+    let range = crate::store::Range::parse(q.from.as_deref(), q.to.as_deref(), q.step, now)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, e))?;
+    let (from, to) = (range.from, range.to);
+    let (comp, metric) = (q.component.clone(), q.metric.clone());
+    let series = on_store(&s, move |st| st.query(comp.as_deref(), &metric, &range, now)).await?;
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(serde_json::json!({"from": from, "to": to, "series": series})).into_response()),
         "csv" => {
@@ -565,17 +556,7 @@ async fn restart(
     axum::Extension(id): axum::Extension<Identity>,
     Path(comp): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&s, &id)?;
-    match s.backend.restart(&comp) {
-        Ok(msg) => {
-            audit(&s, &id, remote, "restart", &comp, "ok").await;
-            Ok(Json(serde_json::json!({"message": msg})))
-        }
-        Err(e) => {
-            audit(&s, &id, remote, "restart", &comp, &e).await;
-            Err(err(StatusCode::NOT_FOUND, e))
-        }
-    }
+    Ok(Json(serde_json::json!({"message": ctx(&s, &id, remote).restart(&comp).await?})))
 }
 
 /// The supervisor-wide admin actions, as the CLI verbs of the same names.
@@ -583,24 +564,9 @@ async fn supervisor_action(
     State(s): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     axum::Extension(id): axum::Extension<Identity>,
-    action: &'static str,
+    action: SupervisorAction,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&s, &id)?;
-    let r = match action {
-        "restart_all" => s.backend.restart_all(),
-        "reset" => s.backend.reset(),
-        _ => s.backend.restart_dashboard(),
-    };
-    match r {
-        Ok(msg) => {
-            audit(&s, &id, remote, action, "*", "ok").await;
-            Ok(Json(serde_json::json!({"message": msg})))
-        }
-        Err(e) => {
-            audit(&s, &id, remote, action, "*", &e).await;
-            Err(err(StatusCode::SERVICE_UNAVAILABLE, e))
-        }
-    }
+    Ok(Json(serde_json::json!({"message": ctx(&s, &id, remote).supervisor(action).await?})))
 }
 
 /// The parts of the `/metrics` body: the reports' metrics, then the server's counters.
@@ -616,7 +582,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 
 /// The first message of every live connection: the current overview.
 fn hello(s: &AppState) -> Option<Arc<str>> {
-    s.hub.overview().map(|o| crate::hub::LiveEvent::new("overview", o.as_ref()).json)
+    s.hub.overview().map(|o| crate::hub::LiveEvent::overview(&o).json)
 }
 
 async fn events(State(s): State<AppState>) -> impl IntoResponse {

@@ -55,19 +55,95 @@ pub struct Hub {
     events: broadcast::Sender<LiveEvent>,
 }
 
-/// An event for live clients: `{"type": kind, "data": {...}}` as it is sent (encoded
-/// once for every client), and its kind beside it, so a consumer picks the events it
-/// wants without reading the JSON (`overview`, `report`, `alert`).
+/// An event for live clients: what changed, typed (for the APIs that send their own
+/// messages: gRPC, GraphQL), and `{"type": kind, "data": {...}}` as SSE and the
+/// WebSocket send it (encoded once for every client).
 #[derive(Debug, Clone)]
 pub struct LiveEvent {
-    pub kind: &'static str,
+    pub change: Change,
     pub json: Arc<str>,
 }
 
+/// What a [`LiveEvent`] is about.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The overview changed: read it with [`Hub::overview`].
+    Overview,
+    /// This component has a new report: read it with [`Hub::report`].
+    Report(Arc<str>),
+    Alert(Arc<AlertChange>),
+}
+
+impl Change {
+    /// The event's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Overview => "overview",
+            Self::Report(_) => "report",
+            Self::Alert(_) => "alert",
+        }
+    }
+}
+
+/// What happened to an alert (`data` of an `alert` event).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertChange {
+    pub action: AlertAction,
+    /// The alert's; `None` for silences, which cover alerts by matcher.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The alert as it fired (`Fired` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<FiringAlert>,
+    /// `Acknowledged` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<crate::store::Ack>,
+    /// The silence's id (`Silenced`, `Unsilenced`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silence: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertAction {
+    Fired,
+    Resolved,
+    Acknowledged,
+    Silenced,
+    Unsilenced,
+}
+
+impl AlertAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fired => "fired",
+            Self::Resolved => "resolved",
+            Self::Acknowledged => "acknowledged",
+            Self::Silenced => "silenced",
+            Self::Unsilenced => "unsilenced",
+        }
+    }
+}
+
+impl AlertChange {
+    pub fn new(action: AlertAction) -> Self {
+        Self { action, fingerprint: None, alert: None, acknowledged: None, silence: None }
+    }
+}
+
 impl LiveEvent {
-    pub fn new(kind: &'static str, data: &impl Serialize) -> Self {
-        let v = serde_json::json!({"type": kind, "data": data});
-        Self { kind, json: Arc::from(v.to_string()) }
+    fn new(change: Change, data: &impl Serialize) -> Self {
+        let v = serde_json::json!({"type": change.kind(), "data": data});
+        Self { change, json: Arc::from(v.to_string()) }
+    }
+
+    pub fn overview(o: &Overview) -> Self {
+        Self::new(Change::Overview, o)
+    }
+
+    fn alert(a: AlertChange) -> Self {
+        let a = Arc::new(a);
+        Self::new(Change::Alert(a.clone()), a.as_ref())
     }
 }
 
@@ -89,9 +165,14 @@ impl Hub {
         self.events.subscribe()
     }
 
-    /// Tell live clients something happened (no receivers is fine).
-    pub fn publish(&self, kind: &'static str, data: &impl Serialize) {
-        let _ = self.events.send(LiveEvent::new(kind, data));
+    /// Tell live clients (no receivers is fine).
+    fn send(&self, e: LiveEvent) {
+        let _ = self.events.send(e);
+    }
+
+    /// Tell live clients what happened to an alert.
+    pub fn publish_alert(&self, a: AlertChange) {
+        self.send(LiveEvent::alert(a));
     }
 
     pub fn overview(&self) -> Option<Arc<Overview>> {
@@ -159,13 +240,16 @@ impl Hub {
             tracing::warn!(error = %e, "Cannot record alert history.");
         }
         for ev in started_events {
-            let _ = self.events.send(ev);
+            self.send(ev);
         }
         let active: HashSet<&str> = firing.iter().map(|f| f.alert.fingerprint.as_str()).collect();
         match self.store.alerts_resolved_except(&active, unix_now()) {
             Ok(ended) => {
                 for fp in ended {
-                    self.publish("alert", &serde_json::json!({"action": "resolved", "fingerprint": fp}));
+                    self.publish_alert(AlertChange {
+                        fingerprint: Some(fp),
+                        ..AlertChange::new(AlertAction::Resolved)
+                    });
                 }
             }
             Err(e) => tracing::warn!(error = %e, "Cannot record alert history."),
@@ -173,10 +257,8 @@ impl Hub {
         for (id, r) in fresh {
             if id != MASTER_MONITOR {
                 let r = &r.report;
-                self.publish(
-                    "report",
-                    &serde_json::json!({"component": id, "generated_at": r.generated_at, "status": r.status, "summary": r.summary}),
-                );
+                let data = serde_json::json!({"component": id, "generated_at": r.generated_at, "status": r.status, "summary": r.summary});
+                self.send(LiveEvent::new(Change::Report(Arc::from(id.as_str())), &data));
             }
         }
     }
@@ -242,7 +324,13 @@ impl Hub {
             .collect();
         let started_events: Vec<LiveEvent> = started
             .iter()
-            .map(|f| LiveEvent::new("alert", &serde_json::json!({"action": "fired", "alert": f})))
+            .map(|f| {
+                LiveEvent::alert(AlertChange {
+                    fingerprint: Some(f.alert.fingerprint.clone()),
+                    alert: Some((*f).clone()),
+                    ..AlertChange::new(AlertAction::Fired)
+                })
+            })
             .collect();
         let firing = Arc::new(firing);
         {
@@ -257,10 +345,10 @@ impl Hub {
         }
 
         self.record_and_publish(&past, started_events, &firing, &fresh);
-        if overview_changed || alerts_changed {
-            if let Some(o) = self.overview() {
-                self.publish("overview", o.as_ref());
-            }
+        if (overview_changed || alerts_changed)
+            && let Some(o) = self.overview()
+        {
+            self.send(LiveEvent::overview(&o));
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct Dashboard {
     conn_stats: Arc<serve::ConnStats>,
     hosts: Arc<http::HostCheck>,
     fleet: Option<Arc<fleet::Fleet>>,
+    mounted: Option<axum::Router>,
 }
 
 impl Dashboard {
@@ -76,7 +77,19 @@ impl Dashboard {
             conn_stats: Arc::default(),
             hosts: Arc::new(http::HostCheck::new(cfg)),
             fleet: fleet::Fleet::new(fleet)?.map(Arc::new),
+            mounted: None,
         })
+    }
+
+    /// Serve `routes` (the GraphQL API) beside the REST API from the next [`serve`] on,
+    /// behind the same host check, rate limit and authentication. Their requests carry
+    /// in their extensions the caller's [`auth::Identity`], `ConnectInfo<SocketAddr>`,
+    /// the connection's [`serve::ConnSlot`] (keep it while an upgraded socket lives) and
+    /// [`http::Stopping`].
+    ///
+    /// [`serve`]: Dashboard::serve
+    pub fn mount(&mut self, routes: axum::Router) {
+        self.mounted = Some(routes);
     }
 
     pub fn hub(&self) -> Arc<Hub> {
@@ -118,7 +131,7 @@ impl Dashboard {
             hosts: self.hosts.with_bound(addr),
             fleet: self.fleet.clone(),
         };
-        let app = http::router(state);
+        let app = http::router(state, self.mounted.clone());
         let join =
             tokio::spawn(serve::run(listener, self.tls.clone(), app, self.limits, self.conn_stats.clone(), stop_rx));
         let tls = self.tls.is_some();

@@ -59,6 +59,41 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEG
 /// migration here for every change of the schema; never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[SCHEMA];
 
+/// The time range of a history query, checked (the same rules for every API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub from: i64,
+    pub to: i64,
+    /// Seconds per point; `None`: about 600 points over the range.
+    pub step: Option<i64>,
+}
+
+impl Range {
+    /// `from` and `to` as unix seconds or RFC 3339 (absent or empty: the hour before `to`,
+    /// and now), `from` before `to`, `step` at least 1 s; the error names the parameter.
+    pub fn parse(from: Option<&str>, to: Option<&str>, step: Option<i64>, now: i64) -> Result<Self, String> {
+        fn time(s: Option<&str>, default: i64, what: &str) -> Result<i64, String> {
+            match s {
+                None | Some("") => Ok(default),
+                Some(t) => t
+                    .parse::<i64>()
+                    .ok()
+                    .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp()))
+                    .ok_or_else(|| format!("{what} must be unix seconds or RFC 3339, got '{t}'")),
+            }
+        }
+        let to = time(to, now, "to")?;
+        let from = time(from, to.saturating_sub(3600), "from")?;
+        if from >= to {
+            return Err("from must be before to".into());
+        }
+        if step.is_some_and(|st| st < 1) {
+            return Err("step must be at least 1 second".into());
+        }
+        Ok(Self { from, to, step })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Series {
     pub component: String,
@@ -281,11 +316,10 @@ impl Store {
         &self,
         component: Option<&str>,
         metric: &str,
-        from: i64,
-        to: i64,
-        step: Option<i64>,
+        range: &Range,
         now: i64,
     ) -> Result<Vec<Series>, StoreError> {
+        let Range { from, to, step } = *range;
         let res = self.resolution_for(from, now);
         let step = step.unwrap_or(((to - from) / 600).max(1)).max(res.seconds());
         let value = if res == Resolution::Raw { "AVG(value)" } else { "SUM(sum) / SUM(count)" };
@@ -518,6 +552,20 @@ fn prune_sql(table: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn history_ranges_default_parse_and_name_what_is_wrong() {
+        let now = 1_765_000_000;
+        assert_eq!(Range::parse(None, None, None, now), Ok(Range { from: now - 3600, to: now, step: None }));
+        let r = Range::parse(Some("2025-12-06T04:46:40Z"), Some(""), Some(60), now).unwrap();
+        assert_eq!((r.from, r.to, r.step), (now - 3600, now, Some(60)));
+        assert_eq!(
+            Range::parse(Some("yesterday"), None, None, now).unwrap_err(),
+            "from must be unix seconds or RFC 3339, got 'yesterday'"
+        );
+        assert_eq!(Range::parse(Some("10"), Some("5"), None, now).unwrap_err(), "from must be before to");
+        assert_eq!(Range::parse(None, None, Some(0), now).unwrap_err(), "step must be at least 1 second");
+    }
+
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("h.db"), HistoryRetention::default()).unwrap();
@@ -580,22 +628,37 @@ mod tests {
             ]);
             s.ingest("system_health", now - 120 + i, &m)?;
         }
-        let raw = s.query(Some("system_health"), "qmoi_cpu_usage_ratio", now - 3600, now, Some(60), now)?;
+        let raw = s.query(
+            Some("system_health"),
+            "qmoi_cpu_usage_ratio",
+            &Range { from: now - 3600, to: now, step: Some(60) },
+            now,
+        )?;
         assert_eq!(raw.len(), 1);
         let total: f64 = raw[0].points.iter().map(|p| p.1).sum::<f64>();
         assert!(total > 0.0 && raw[0].points.len() <= 3, "{raw:?}");
         // By name: every labelled series of that metric.
-        let disk = s.query(None, "qmoi_disk_used_ratio", now - 3600, now, None, now)?;
+        let disk = s.query(None, "qmoi_disk_used_ratio", &Range { from: now - 3600, to: now, step: None }, now)?;
         assert_eq!(disk[0].metric, "qmoi_disk_used_ratio{mount=\"/\"}");
         // Minute aggregates answer for older ranges, with the same average.
         let later = now + 3 * 86_400;
-        let m1 = s.query(Some("system_health"), "qmoi_cpu_usage_ratio", now - 3600, now, Some(7200), later)?;
+        let m1 = s.query(
+            Some("system_health"),
+            "qmoi_cpu_usage_ratio",
+            &Range { from: now - 3600, to: now, step: Some(7200) },
+            later,
+        )?;
         assert_eq!(m1[0].points.len(), 1);
         assert!((m1[0].points[0].1 - 59.5).abs() < 1e-9, "{m1:?}");
         // Pruning at `later` removes raw samples but keeps minute ones.
         assert!(s.prune(later)? >= 240);
-        assert!(s.query(None, "qmoi_cpu_usage_ratio", now - 3600, now, None, now)?.is_empty());
-        assert_eq!(s.query(None, "qmoi_cpu_usage_ratio", now - 3600, now, None, later)?.len(), 1);
+        assert!(
+            s.query(None, "qmoi_cpu_usage_ratio", &Range { from: now - 3600, to: now, step: None }, now)?.is_empty()
+        );
+        assert_eq!(
+            s.query(None, "qmoi_cpu_usage_ratio", &Range { from: now - 3600, to: now, step: None }, later)?.len(),
+            1
+        );
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 use crate::pb;
 use qmoi_core::overview::{ComponentStatus, Overall, Overview};
 use qmoi_core::report::Report;
-use qmoi_dashboard::hub::FiringAlert;
+use qmoi_dashboard::hub::{AlertChange, FiringAlert};
 use qmoi_dashboard::store::Marks;
 
 fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -102,48 +102,39 @@ pub fn firing(f: &FiringAlert, marks: &Marks) -> pb::Alert {
     }
 }
 
-/// The JSON of an `alert` live event of the hub (`{"data": {"action": …, …}, …}`) as an
-/// `AlertEvent`; `None` when it is not one.
-pub fn alert_event(json: &str) -> Option<pb::AlertEvent> {
-    #[derive(serde::Deserialize)]
-    struct Event {
-        data: Data,
-    }
-    #[derive(serde::Deserialize)]
-    struct Data {
-        action: String,
-        #[serde(default)]
-        fingerprint: Option<String>,
-        /// A fired alert, as the REST events carry it.
-        #[serde(default)]
-        alert: Option<FiringAlert>,
-        #[serde(default)]
-        silence: Option<i64>,
-    }
-    let e: Event = serde_json::from_str(json).ok()?;
+/// A change of an alert as an `AlertEvent`.
+pub fn alert_event(c: &AlertChange) -> pb::AlertEvent {
     // As it fired: acknowledgement and silence are events of their own.
-    let alert = e.data.alert.as_ref().map(|f| firing(f, &Marks::default()));
-    Some(pb::AlertEvent {
-        fingerprint: e.data.fingerprint.or_else(|| alert.as_ref().map(|a| a.fingerprint.clone())).unwrap_or_default(),
-        action: e.data.action,
+    let alert = c.alert.as_ref().map(|f| firing(f, &Marks::default()));
+    pb::AlertEvent {
+        fingerprint: c.fingerprint.clone().unwrap_or_default(),
+        action: c.action.as_str().into(),
         alert,
-        silence: e.data.silence,
+        silence: c.silence,
         heartbeat: false,
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use qmoi_dashboard::hub::{AlertAction, AlertChange, FiringAlert};
+
     #[test]
-    fn alert_events_of_the_hub_become_alert_events() {
-        let fired = r#"{"data":{"action":"fired","alert":{"component":"backup","fingerprint":"backup/age:db","level":"critical","title":"Old","detail":"2 days","since":"2026-12-07T00:00:00Z"}},"type":"alert"}"#;
-        let e = super::alert_event(fired).unwrap();
+    fn alert_changes_become_alert_events() {
+        let alert: FiringAlert = serde_json::from_str(
+            r#"{"component":"backup","fingerprint":"backup/age:db","level":"critical","title":"Old","detail":"2 days","since":"2026-12-07T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let fired = AlertChange {
+            fingerprint: Some("backup/age:db".into()),
+            alert: Some(alert),
+            ..AlertChange::new(AlertAction::Fired)
+        };
+        let e = super::alert_event(&fired);
         assert_eq!((e.action.as_str(), e.fingerprint.as_str()), ("fired", "backup/age:db"));
         assert_eq!(e.alert.unwrap().level, "critical");
-        let resolved = r#"{"data":{"action":"resolved","fingerprint":"backup/age:db"},"type":"alert"}"#;
-        assert_eq!(super::alert_event(resolved).unwrap().fingerprint, "backup/age:db");
-        let silenced = r#"{"data":{"action":"silenced","silence":7},"type":"alert"}"#;
-        assert_eq!(super::alert_event(silenced).unwrap().silence, Some(7));
-        assert!(super::alert_event(r#"{"data":{"x":1},"type":"overview"}"#).is_none());
+        let silenced = AlertChange { silence: Some(7), ..AlertChange::new(AlertAction::Silenced) };
+        let e = super::alert_event(&silenced);
+        assert_eq!((e.action.as_str(), e.silence, e.fingerprint.as_str()), ("silenced", Some(7), ""));
     }
 }

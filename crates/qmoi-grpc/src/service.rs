@@ -8,8 +8,8 @@ use crate::{convert, pb};
 use qmoi_dashboard::Shared;
 use qmoi_dashboard::actions::{self, ActionError};
 use qmoi_dashboard::auth::{AuthOutcome, Identity};
-use qmoi_dashboard::hub::{Hub, LiveEvent};
-use qmoi_dashboard::store::Matcher;
+use qmoi_dashboard::hub::{Change, Hub, LiveEvent};
+use qmoi_dashboard::store::{Matcher, Range};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
@@ -62,14 +62,11 @@ impl MonitorService {
         }
     }
 
-    fn require_admin(&self, id: &Identity) -> Result<(), Status> {
-        actions::require_admin(self.shared.auth.enabled(), id).map_err(status)
-    }
-
     /// The shared admin actions for this call.
     fn ctx<'a>(&'a self, id: &'a Identity, remote: SocketAddr) -> actions::Ctx<'a> {
         actions::Ctx {
             hub: &self.shared.hub,
+            backend: self.shared.backend.as_ref(),
             audit_log: &self.shared.audit_log,
             auth_enabled: self.shared.auth.enabled(),
             id,
@@ -93,6 +90,7 @@ fn status(e: ActionError) -> Status {
         ActionError::NotFound(m) => Status::not_found(m),
         ActionError::Invalid(m) => Status::invalid_argument(m),
         ActionError::Internal(m) => Status::internal(m),
+        ActionError::Unavailable(m) => Status::unavailable(m),
     }
 }
 
@@ -207,22 +205,17 @@ impl pb::monitor_server::Monitor for MonitorService {
             return Err(Status::invalid_argument("metric is required"));
         }
         let now = qmoi_dashboard::hub::unix_now();
-        let to = if q.to == 0 { now } else { q.to };
-        let from = if q.from == 0 { to - 3600 } else { q.from };
-        if from >= to {
-            return Err(Status::invalid_argument("from must be before to"));
-        }
-        if q.step < 0 {
-            return Err(Status::invalid_argument("step must be at least 1 second (or 0: the stored resolution)"));
-        }
+        // 0: the default (the last hour, the stored resolution).
+        let given = |t: i64| (t != 0).then(|| t.to_string());
+        let range =
+            Range::parse(given(q.from).as_deref(), given(q.to).as_deref(), (q.step != 0).then_some(q.step), now)
+                .map_err(Status::invalid_argument)?;
         let store = self.shared.hub.store.clone();
         let component = (!q.component.is_empty()).then_some(q.component);
-        let step = (q.step > 0).then_some(q.step);
-        let series =
-            tokio::task::spawn_blocking(move || store.query(component.as_deref(), &q.metric, from, to, step, now))
-                .await
-                .map_err(internal)?
-                .map_err(internal)?;
+        let series = tokio::task::spawn_blocking(move || store.query(component.as_deref(), &q.metric, &range, now))
+            .await
+            .map_err(internal)?
+            .map_err(internal)?;
         let chunks: Vec<Result<pb::HistoryChunk, Status>> = series
             .into_iter()
             .flat_map(|s| {
@@ -254,7 +247,7 @@ impl pb::monitor_server::Monitor for MonitorService {
         let hub = self.shared.hub.clone();
         // Only overview changes; a receiver that lagged behind catches up with the current one.
         let pick = move |e: Option<&LiveEvent>| {
-            if e.is_some_and(|e| e.kind != "overview") {
+            if e.is_some_and(|e| !matches!(e.change, Change::Overview)) {
                 return None;
             }
             hub.overview().map(|o| pb::OverviewEvent { overview: Some(convert::overview(&o)), heartbeat: false })
@@ -271,7 +264,10 @@ impl pb::monitor_server::Monitor for MonitorService {
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         self.identify(&req).await?;
         // Events missed by a slow client (lagged: `None`) are gone; the stream goes on.
-        let pick = |e: Option<&LiveEvent>| e.filter(|e| e.kind == "alert").and_then(|e| convert::alert_event(&e.json));
+        let pick = |e: Option<&LiveEvent>| match e.map(|e| &e.change) {
+            Some(Change::Alert(a)) => Some(convert::alert_event(a)),
+            _ => None,
+        };
         let heartbeat = || pb::AlertEvent { heartbeat: true, ..pb::AlertEvent::default() };
         Ok(Response::new(live_stream(&self.shared.hub, self.stopping.clone(), None, pick, heartbeat, HEARTBEAT)))
     }
@@ -305,25 +301,9 @@ impl pb::monitor_server::Monitor for MonitorService {
         req: Request<pb::RestartComponentRequest>,
     ) -> Result<Response<pb::RestartComponentResponse>, Status> {
         let id = self.identify(&req).await?;
-        self.require_admin(&id)?;
         let remote = Self::remote(&req);
-        let comp = req.into_inner().id;
-        let r = self.shared.backend.restart(&comp);
-        let result = r.as_ref().map_or_else(String::clone, |_| "ok".to_string());
-        qmoi_dashboard::actions::record_audit(
-            &self.shared.hub.store,
-            &self.shared.audit_log,
-            &id,
-            remote,
-            "restart",
-            &comp,
-            &result,
-        )
-        .await;
-        match r {
-            Ok(message) => Ok(Response::new(pb::RestartComponentResponse { message })),
-            Err(e) => Err(Status::not_found(e)),
-        }
+        let message = self.ctx(&id, remote).restart(&req.into_inner().id).await.map_err(status)?;
+        Ok(Response::new(pb::RestartComponentResponse { message }))
     }
 }
 
@@ -341,20 +321,24 @@ mod tests {
         let store = qmoi_dashboard::store::Store::open(&dir.path().join("h.db"), Default::default()).unwrap();
         let hub = std::sync::Arc::new(Hub::new(std::sync::Arc::new(store), dir.path().to_path_buf()));
         let (_stop_tx, stop) = watch::channel(false);
-        let pick = |e: Option<&LiveEvent>| e.filter(|e| e.kind == "alert").map(|e| e.kind.to_string());
+        use qmoi_dashboard::hub::{AlertAction, AlertChange};
+        let pick = |e: Option<&LiveEvent>| match e.map(|e| &e.change) {
+            Some(Change::Alert(a)) if a.action == AlertAction::Resolved => Some("resolved".to_string()),
+            _ => None,
+        };
         let mut s = live_stream(&hub, stop, None, pick, || "beat".to_string(), Duration::from_millis(300));
         let noise = hub.clone();
         let publisher = tokio::spawn(async move {
             loop {
-                noise.publish("report", &serde_json::json!({"component": "x"}));
+                noise.publish_alert(AlertChange { silence: Some(1), ..AlertChange::new(AlertAction::Silenced) });
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         });
         let got = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
         publisher.abort();
         assert_eq!(got.ok().flatten().map(|r| r.unwrap()), Some("beat".to_string()));
-        hub.publish("alert", &serde_json::json!({"action": "resolved", "fingerprint": "a/b"}));
+        hub.publish_alert(AlertChange { fingerprint: Some("a/b".into()), ..AlertChange::new(AlertAction::Resolved) });
         let got = tokio::time::timeout(Duration::from_secs(3), s.next()).await;
-        assert_eq!(got.ok().flatten().map(|r| r.unwrap()), Some("alert".to_string()));
+        assert_eq!(got.ok().flatten().map(|r| r.unwrap()), Some("resolved".to_string()));
     }
 }

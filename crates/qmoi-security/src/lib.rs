@@ -184,13 +184,14 @@ impl SecurityMonitor {
         if let Some(a) = self.auth.as_mut() {
             out.timed("auth_log", |out| a.check(out));
         }
-        if learned && self.host_tamper.is_none() {
-            if let Err(e) = self.host.save(&self.host_path, &self.key) {
-                out.check(
-                    CheckResult::new("host:baseline", Status::Warning, format!("cannot save the host baseline: {e}"))
-                        .with_title("Security host baseline cannot be saved"),
-                );
-            }
+        if learned
+            && self.host_tamper.is_none()
+            && let Err(e) = self.host.save(&self.host_path, &self.key)
+        {
+            out.check(
+                CheckResult::new("host:baseline", Status::Warning, format!("cannot save the host baseline: {e}"))
+                    .with_title("Security host baseline cannot be saved"),
+            );
         }
         out
     }

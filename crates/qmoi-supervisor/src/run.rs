@@ -348,7 +348,7 @@ async fn start_dashboard(
     if !plan.config.dashboard.enabled {
         return Ok((None, None));
     }
-    let d = qmoi_dashboard::Dashboard::open(
+    let mut d = qmoi_dashboard::Dashboard::open(
         &plan.config.dashboard,
         &plan.config.paths.data,
         &common.report_dir,
@@ -357,6 +357,8 @@ async fn start_dashboard(
         backend,
     )
     .map_err(Error::Runtime)?;
+    // GraphQL on the dashboard's listener, behind its host check, rate limit and auth.
+    d.mount(qmoi_graphql::routes(d.shared()));
     let l = qmoi_dashboard::bind(&plan.config.dashboard).await.map_err(Error::Config)?;
     let server = d.serve(l).map_err(|e| Error::Runtime(e.to_string()))?;
     d.spawn_pruner();

@@ -66,15 +66,15 @@ fn from_secs_f64(secs: f64) -> Option<ConfigDuration> {
 impl fmt::Display for ConfigDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 != 0 {
+        if !ms.is_multiple_of(1000) {
             write!(f, "{ms}ms")
         } else {
             let s = self.0.as_secs();
-            if s != 0 && s % 86_400 == 0 {
+            if s != 0 && s.is_multiple_of(86_400) {
                 write!(f, "{}d", s / 86_400)
-            } else if s != 0 && s % 3600 == 0 {
+            } else if s != 0 && s.is_multiple_of(3600) {
                 write!(f, "{}h", s / 3600)
-            } else if s != 0 && s % 60 == 0 {
+            } else if s != 0 && s.is_multiple_of(60) {
                 write!(f, "{}m", s / 60)
             } else {
                 write!(f, "{s}s")

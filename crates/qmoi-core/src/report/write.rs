@@ -163,10 +163,10 @@ impl ReportWriter {
                 .ok()
                 .and_then(|m| now.duration_since(m).ok())
                 .is_some_and(|age| age > self.policy.max_age);
-            if i < excess || too_old {
-                if let Err(e) = fs::remove_file(path) {
-                    tracing::warn!(error = %e, "Cannot prune history report.");
-                }
+            if (i < excess || too_old)
+                && let Err(e) = fs::remove_file(path)
+            {
+                tracing::warn!(error = %e, "Cannot prune history report.");
             }
         }
     }

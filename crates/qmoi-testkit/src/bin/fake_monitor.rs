@@ -48,6 +48,10 @@ struct Cli {
     /// A metric to put in every report, as NAME=VALUE (repeatable)
     #[arg(long = "metric", value_name = "NAME=VALUE")]
     metrics: Vec<String>,
+    /// Report a warning while this file exists, ok otherwise (an alert a test fires and
+    /// resolves)
+    #[arg(long, value_name = "PATH")]
+    warn_while: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +82,7 @@ struct Fake {
     runs: u32,
     start_delay: Option<Duration>,
     hoard: Vec<Vec<u8>>,
+    warn_while: Option<std::path::PathBuf>,
 }
 
 impl Monitor for Fake {
@@ -98,8 +103,10 @@ impl Monitor for Fake {
             // Touch every page so the memory is resident, not just reserved.
             self.hoard.push(vec![1u8; 16 * 1024 * 1024]);
         }
+        let warn_file = self.warn_while.as_ref().is_some_and(|p| p.exists());
         let check = match self.mode {
             Mode::Warn => CheckResult::new("fake", Status::Warning, "fake warning"),
+            _ if warn_file => CheckResult::new("fake", Status::Warning, "fake warning: the file is there"),
             Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
             _ => CheckResult::ok("fake", format!("run {}", self.runs)),
         };
@@ -128,6 +135,7 @@ fn main() -> ExitCode {
     let info: &'static component::ComponentInfo = Box::leak(Box::new(component::ComponentInfo { id, ..base }));
     let mode = cli.mode;
     let start_delay = cli.start_delay.map(ConfigDuration::get);
+    let warn_while = cli.warn_while;
     let mut metrics = std::collections::BTreeMap::new();
     for m in &cli.metrics {
         match m.split_once('=').and_then(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?))) {
@@ -141,6 +149,6 @@ fn main() -> ExitCode {
         }
     }
     qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |_| {
-        Ok(Fake { metrics, mode, runs: 0, start_delay, hoard: Vec::new() })
+        Ok(Fake { metrics, mode, runs: 0, start_delay, hoard: Vec::new(), warn_while: warn_while.clone() })
     })
 }
