@@ -3,8 +3,9 @@
 
 Starts the release supervisor (dashboard and gRPC on ephemeral loopback ports, rate limit
 off, no auth: the servers are measured, not the limiter) with two fake monitors, then
-loads REST /api/monitor/status with wrk and gRPC qmoi.v1.Monitor/GetOverview with h2load
-(a prepared frame: the empty request), each for 10 s, sampling the supervisor's RSS.
+loads REST /api/monitor/status with wrk, GraphQL's overview query (POST /graphql, the
+fields the dashboard shows) with wrk, and gRPC qmoi.v1.Monitor/GetOverview with h2load (a
+prepared frame: the empty request), each for 10 s, sampling the supervisor's RSS.
 Stops what it started by pid.
 """
 import re
@@ -24,8 +25,13 @@ def sample_rss(p, pid):
     return peak / 1024
 
 
-def wrk(url, pid):
-    p = subprocess.Popen(["wrk", "-t2", "-c16", "-d10s", "--latency", url], stdout=subprocess.PIPE, text=True)
+GRAPHQL_OVERVIEW = ('{"query": "{ overview { generatedAt verdict reasons components '
+                    '{ id state pid restarts reportAgeS reportStatus summary criticalAlerts warningAlerts } } }"}')
+
+
+def wrk(url, pid, script=None):
+    extra = ["-s", script] if script else []
+    p = subprocess.Popen(["wrk", "-t2", "-c16", "-d10s", "--latency", *extra, url], stdout=subprocess.PIPE, text=True)
     peak = sample_rss(p, pid)
     out = p.stdout.read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -63,6 +69,17 @@ def main(bindir):
         rps, p99, peak, bad = wrk(f"http://127.0.0.1:{port}/api/monitor/status", sup.pid)
         print(f"REST GET /api/monitor/status (wrk, HTTP/1.1): {rps:,.0f} req/s, p99 {p99:.2f} ms, "
               f"non-2xx {bad}, supervisor RSS peak {peak:.1f} MiB")
+        lua = f"{d}/graphql.lua"
+        with open(lua, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    f"wrk.body = [[{GRAPHQL_OVERVIEW}]]\n")
+        got = subprocess.run(["curl", "-s", "-H", "Content-Type: application/json", "-d", GRAPHQL_OVERVIEW,
+                              f"http://127.0.0.1:{port}/graphql"], capture_output=True, text=True).stdout
+        if '"verdict"' not in got or '"errors"' in got:
+            raise SystemExit(f"the GraphQL query does not answer as it should: {got[:300]}")
+        rps, p99, peak, bad = wrk(f"http://127.0.0.1:{port}/graphql", sup.pid, lua)
+        print(f"GraphQL POST /graphql overview query, {len(got):,} bytes answered (wrk, HTTP/1.1): "
+              f"{rps:,.0f} req/s, p99 {p99:.2f} ms, non-2xx {bad}, supervisor RSS peak {peak:.1f} MiB")
         for in_flight in (1, 8):
             rps, p50, p99, peak, ok, failed = h2load(f"http://127.0.0.1:{gport}/qmoi.v1.Monitor/GetOverview", frame,
                                                      sup.pid, in_flight)

@@ -119,7 +119,7 @@ impl Dashboard {
     pub fn serve(&self, listener: TcpListener) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let state = http::AppState {
+        let state = http::AppState::new(http::AppStateInner {
             hub: self.hub.clone(),
             auth: self.auth.clone(),
             limiter: self.limiter.clone(),
@@ -130,7 +130,7 @@ impl Dashboard {
             conn_stats: self.conn_stats.clone(),
             hosts: self.hosts.with_bound(addr),
             fleet: self.fleet.clone(),
-        };
+        });
         let app = http::router(state, self.mounted.clone());
         let join =
             tokio::spawn(serve::run(listener, self.tls.clone(), app, self.limits, self.conn_stats.clone(), stop_rx));

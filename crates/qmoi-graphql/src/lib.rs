@@ -58,7 +58,7 @@ pub fn routes(shared: Shared) -> axum::Router {
     axum::Router::new()
         .route("/graphql", post(transport::post))
         .route("/graphql/ws", get(transport::ws))
-        .with_state(schema(shared))
+        .with_state(transport::Api::new(schema(shared)))
 }
 
 #[cfg(test)]
