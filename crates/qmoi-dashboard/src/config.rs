@@ -174,7 +174,7 @@ impl DashboardConfig {
             );
         }
         if let Some(t) = &self.tls
-            && let Err(e) = crate::tls::load(t)
+            && let Err(e) = crate::tls::load(t, &[b"http/1.1"])
         {
             p.push("dashboard.tls", e);
         }

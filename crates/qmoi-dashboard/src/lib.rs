@@ -69,7 +69,7 @@ impl Dashboard {
             auth_failures: Arc::default(),
             backend,
             audit_log: log_dir.join("audit.log"),
-            tls: cfg.tls.as_ref().map(tls::load).transpose()?,
+            tls: cfg.tls.as_ref().map(|t| tls::load(t, &[b"http/1.1"])).transpose()?,
             limits: serve::Limits {
                 max_connections: cfg.max_connections,
                 header_read_timeout: cfg.header_read_timeout.get(),

@@ -20,8 +20,9 @@ pub struct TlsConfig {
     pub key: EnvString,
 }
 
-/// Read the certificate chain and key; errors name the file and what is wrong.
-pub fn load(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
+/// Read the certificate chain and key for a server speaking `alpn` (`http/1.1` for the
+/// dashboard, `h2` for gRPC); errors name the file and what is wrong.
+pub fn load(cfg: &TlsConfig, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
     let cert_path = cfg.cert.as_str();
     let key_path = cfg.key.as_str();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
@@ -40,6 +41,6 @@ pub fn load(cfg: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate {cert_path} and key {key_path} do not go together: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

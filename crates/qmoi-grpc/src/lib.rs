@@ -11,11 +11,13 @@
 //!   once the supervisor has an overview; each component id is a service name, SERVING
 //!   while the component runs with fresh reports.
 //! - Server reflection (v1 and v1alpha), so tools work without the proto file.
-//! - [`config`]: the `grpc` table of `master_monitor.toml`.
+//! - [`config`]: the `grpc` table of `master_monitor.toml`; TLS (`[grpc.tls]`) is served
+//!   by `tls`, which hands tonic connections whose handshake is done.
 
 pub mod config;
 mod convert;
 pub mod service;
+mod tls;
 
 pub use config::GrpcConfig;
 
@@ -62,8 +64,13 @@ pub async fn bind(cfg: &GrpcConfig) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr} for gRPC: {e} (another program on that port? change grpc.port)"))
 }
 
-/// Serve the monitor, health and reflection services on `listener` until stopped.
-pub fn serve(listener: TcpListener, shared: Shared) -> Result<Server, String> {
+/// Serve the monitor, health and reflection services on `listener` until stopped, over
+/// TLS when `tls` is given (from [`qmoi_dashboard::tls::load`] with ALPN `h2`).
+pub fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> Result<Server, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -79,35 +86,47 @@ pub fn serve(listener: TcpListener, shared: Shared) -> Result<Server, String> {
         .map_err(|e| format!("gRPC reflection: {e}"))?;
     let monitor = service::MonitorService::new(shared.clone(), stop_rx.clone());
     tokio::spawn(follow_health(shared.hub.clone(), health_reporter, stop_rx.clone()));
-    // Every accepted connection without Nagle's delay: a unary answer is several small
-    // writes (headers, message, trailers), and with Nagle the last one waited for the
-    // client's delayed ACK: 44 ms per call, 2,901 calls/s (tonic's own `tcp_nodelay`
-    // applies only to listeners it binds itself).
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
-        s.inspect(|s| {
-            if let Err(e) = s.set_nodelay(true) {
-                tracing::debug!(error = %e, "Cannot set TCP_NODELAY on a gRPC connection.");
-            }
-        })
-    });
+    let router = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(pb::monitor_server::MonitorServer::new(monitor))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     let mut stop = stop_rx;
-    let join = tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .add_service(pb::monitor_server::MonitorServer::new(monitor))
-            .add_service(health)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|v| *v).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "The gRPC server stopped.");
+    let stopped = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    let join = match &tls {
+        None => {
+            // Every accepted connection without Nagle's delay: a unary answer is several
+            // small writes (headers, message, trailers), and with Nagle the last one waited
+            // for the client's delayed ACK: 44 ms per call, 2,901 calls/s (tonic's own
+            // `tcp_nodelay` applies only to listeners it binds itself).
+            let incoming =
+                tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+                    s.inspect(no_delay)
+                });
+            tokio::spawn(async move { report(router.serve_with_incoming_shutdown(incoming, stopped).await) })
         }
-    });
-    tracing::info!(%addr, "gRPC listening.");
+        Some(config) => {
+            let incoming = tls::incoming(listener, config.clone());
+            tokio::spawn(async move { report(router.serve_with_incoming_shutdown(incoming, stopped).await) })
+        }
+    };
+    tracing::info!(%addr, tls = tls.is_some(), "gRPC listening.");
     Ok(Server { addr, stop: stop_tx, join })
+}
+
+fn no_delay(s: &tokio::net::TcpStream) {
+    if let Err(e) = s.set_nodelay(true) {
+        tracing::debug!(error = %e, "Cannot set TCP_NODELAY on a gRPC connection.");
+    }
+}
+
+fn report(r: Result<(), tonic::transport::Error>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "The gRPC server stopped.");
+    }
 }
 
 /// Keep the health service in step with the overview: on every event of the hub, and

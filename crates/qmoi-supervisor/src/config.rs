@@ -270,7 +270,7 @@ impl Validate for MasterConfig {
         self.report.history.validate(p);
         self.remote_write.validate(p);
         self.fleet.validate(p);
-        self.grpc.validate(self.dashboard.enabled, p);
+        self.grpc.validate(&self.dashboard, p);
         if self.remote_write.enabled() && !self.dashboard.enabled {
             p.push(
                 "remote_write",

@@ -373,7 +373,15 @@ async fn start_grpc(
     // Validation refuses gRPC without the dashboard, whose cache and store it serves.
     let (true, Some(d)) = (plan.config.grpc.enabled, dashboard) else { return Ok(None) };
     let l = qmoi_grpc::bind(&plan.config.grpc).await.map_err(Error::Config)?;
-    qmoi_grpc::serve(l, d.shared()).map(Some).map_err(Error::Runtime)
+    let tls = plan
+        .config
+        .grpc
+        .tls
+        .as_ref()
+        .map(|t| qmoi_dashboard::tls::load(t, &[b"h2"]))
+        .transpose()
+        .map_err(Error::Config)?;
+    qmoi_grpc::serve(l, d.shared(), tls).map(Some).map_err(Error::Runtime)
 }
 
 /// Start pushing `/metrics` to the `[remote_write]` receivers (none configured: `None`).

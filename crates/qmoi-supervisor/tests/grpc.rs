@@ -83,3 +83,71 @@ fn grpc_calls_past_the_rate_limit_are_resource_exhausted() {
     let limited = text.lines().filter(|l| l.starts_with("RESOURCE_EXHAUSTED:rate limited")).count();
     assert!((1..=4).contains(&ok) && ok + limited == 10, "{text}");
 }
+
+/// `[grpc.tls]`: grpcio over TLS (the test's own certificate as the root) gets answers,
+/// health included; a client without TLS gets none. A public address is accepted only
+/// with auth and TLS both.
+#[test]
+fn grpc_over_tls_and_the_rules_of_a_public_address() {
+    let Some(py) = qmoi_testkit::python_with(&["grpc", "grpc_health.v1.health_pb2"]) else { return };
+    let tokens = format!("[[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n");
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n{tokens}[grpc]\nenabled = true\nport = 0\n\
+         [grpc.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n\
+         [report]\ninterval = 1\n{}",
+        fake_component("system_health", &[], "")
+    ));
+    std::fs::create_dir_all(stack.path("tls")).unwrap();
+    qmoi_testkit::self_signed_cert(&stack.path("tls"), 1);
+    stack.start();
+    let _ = stack.dashboard_addr();
+    let addr = wait_for(Duration::from_secs(10), "run/grpc.addr", || {
+        Some(std::fs::read_to_string(stack.path("run/grpc.addr")).ok()?.trim().to_string()).filter(|a| !a.is_empty())
+    });
+    let script = "import grpc, sys\n\
+        from grpc_health.v1 import health_pb2, health_pb2_grpc\n\
+        addr, token, cert = sys.argv[1], sys.argv[2], open(sys.argv[3], 'rb').read()\n\
+        md = [('authorization', 'Bearer ' + token)]\n\
+        ch = grpc.secure_channel(addr, grpc.ssl_channel_credentials(root_certificates=cert),\n\
+        \x20   options=[('grpc.ssl_target_name_override', 'localhost')])\n\
+        get = ch.unary_unary('/qmoi.v1.Monitor/GetOverview', request_serializer=lambda x: x, response_deserializer=lambda b: b)\n\
+        print('tls overview bytes', len(get(b'', metadata=md, timeout=10)))\n\
+        h = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=''), timeout=10)\n\
+        print('tls health', health_pb2.HealthCheckResponse.ServingStatus.Name(h.status))\n\
+        plain = grpc.insecure_channel(addr).unary_unary('/qmoi.v1.Monitor/GetOverview',\n\
+        \x20   request_serializer=lambda x: x, response_deserializer=lambda b: b)\n\
+        try:\n\
+        \x20   plain(b'', metadata=md, timeout=5); print('plain answered')\n\
+        except grpc.RpcError as e:\n\
+        \x20   print('plain refused', e.code().name)\n";
+    let cert = stack.path("tls/cert.pem").display().to_string();
+    let out = Command::new(&py).args(["-c", script, &addr, ADMIN, &cert]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n{}", stack.supervisor_stderr());
+    let bytes: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tls overview bytes "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(bytes > 50, "{text}");
+    assert!(text.contains("tls health SERVING"), "{text}");
+    assert!(text.contains("plain refused UNAVAILABLE"), "{text}");
+
+    // A public address: refused without TLS, accepted with auth and TLS (validated only:
+    // tests listen on loopback).
+    let public = |tls: &str| {
+        let s = Stack::new(&format!(
+            "[dashboard]\n{tokens}[grpc]\nenabled = true\nhost = \"0.0.0.0\"\n{tls}{}",
+            fake_component("system_health", &[], "")
+        ));
+        std::fs::create_dir_all(s.path("tls")).unwrap();
+        qmoi_testkit::self_signed_cert(&s.path("tls"), 1);
+        let out = s.run(&["validate"]);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = public("");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("grpc.host") && err.contains("no [grpc.tls] certificate"), "{err}");
+    let (code, err) = public("[grpc.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n");
+    assert_eq!(code, Some(0), "{err}");
+}
