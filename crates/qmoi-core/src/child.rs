@@ -86,6 +86,73 @@ fn set_parent_death_signal(cmd: &mut Command) {
     }
 }
 
+/// What a [`run_bounded`] command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// `None`: it did not finish within the timeout and was killed with its process group.
+    pub status: Option<std::process::ExitStatus>,
+    /// At most the cap given, of each stream.
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// More output came than was kept (it was read and dropped, so the command never
+    /// blocked on a full pipe).
+    pub truncated: bool,
+    pub elapsed: std::time::Duration,
+}
+
+/// Run `cmd` as a check runs a command it does not trust to behave: through [`spawn`] (it
+/// dies with this process), stdin empty, in its own process group, its output read as
+/// it comes but kept only up to `max_output` bytes per stream, and at `timeout` the whole
+/// group killed (SIGKILL: a plugin's own children, `sh -c "…"` and what it started,
+/// go too) and reaped.
+pub async fn run_bounded(mut cmd: Command, timeout: std::time::Duration, max_output: usize) -> io::Result<Ran> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let started = std::time::Instant::now();
+    let mut child = spawn(cmd).await?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let work = async {
+        let (o, e, st) = tokio::join!(read_capped(out, max_output), read_capped(err, max_output), child.wait());
+        (o, e, st)
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(((stdout, t1), (stderr, t2), status)) => {
+            Ok(Ran { status: Some(status?), stdout, stderr, truncated: t1 || t2, elapsed: started.elapsed() })
+        }
+        Err(_) => {
+            if let Some(g) = pgid {
+                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            Ok(Ran {
+                status: None,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                truncated: false,
+                elapsed: started.elapsed(),
+            })
+        }
+    }
+}
+
+/// Everything `r` gives until its end, keeping the first `cap` bytes; true when more came.
+async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>, cap: usize) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let Some(mut r) = r else { return (Vec::new(), false) };
+    let (mut kept, mut more, mut buf) = (Vec::new(), false, [0u8; 8192]);
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, more),
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                more |= n > room;
+            }
+        }
+    }
+}
+
 /// Did a spawn fail for lack of a resource (descriptors, processes, memory) rather than
 /// because of the program itself? Such a failure says nothing about the child: the
 /// supervisor retries it instead of counting it as a crash.
@@ -110,6 +177,37 @@ mod tests {
         assert!(e.is_some_and(|e| e.kind() == io::ErrorKind::NotFound));
         assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(libc::EMFILE)));
         assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(libc::ENOENT)));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn bounded_runs_cap_output_and_kill_the_whole_group_at_the_timeout() -> io::Result<()> {
+        use std::time::Duration;
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "head -c 100000 /dev/zero; echo oops >&2; exit 1"]);
+        let r = run_bounded(cmd, Duration::from_secs(10), 1000).await?;
+        assert_eq!((r.status.and_then(|s| s.code()), r.stdout.len(), r.truncated), (Some(1), 1000, true));
+        assert_eq!(r.stderr, b"oops\n");
+        // A grandchild holding the output open: the group goes at the timeout, and nothing
+        // of it is left.
+        let dir = tempfile::tempdir()?;
+        let pidfile = dir.path().join("pid");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("sleep 300 & echo $! > {}; wait", pidfile.display())]);
+        let r = run_bounded(cmd, Duration::from_millis(500), 1000).await?;
+        assert!(r.status.is_none() && r.elapsed < Duration::from_secs(5), "{r:?}");
+        let sleeper: i32 = std::fs::read_to_string(&pidfile)?.trim().parse().map_err(io::Error::other)?;
+        let mut gone = false;
+        for _ in 0..50 {
+            let state = std::fs::read_to_string(format!("/proc/{sleeper}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for init to reap it.
+            if state.is_empty() || state.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(gone, "the plugin's own child survived its timeout");
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ use qmoi_core::config::{ConfigDuration, EnvString, Problems, Validate};
 use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
 use qmoi_core::threshold::Threshold;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,37 @@ pub struct SystemHealthConfig {
     pub zombies: Threshold,
     pub file_descriptors: Threshold,
     pub temperature: TemperatureConfig,
+    /// Nagios / Monitoring Plugins checks.
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One `[[plugins]]` entry: a Nagios-compatible check program.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The check's name: `plugin:<name>` in the report, `plugin="<name>"` on metrics.
+    pub name: String,
+    /// The program (an absolute path, or a name looked up in PATH).
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Run at most this often (unset: every run of the monitor).
+    #[serde(default)]
+    pub interval: Option<ConfigDuration>,
+    /// Killed with its process group after this long; the check is then unknown.
+    #[serde(default = "plugin_timeout")]
+    pub timeout: ConfigDuration,
+    /// false: the plugin's CRITICAL counts as a warning (a check that must not page).
+    #[serde(default = "yes")]
+    pub critical: bool,
+}
+
+fn plugin_timeout() -> ConfigDuration {
+    ConfigDuration::from_secs(10)
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for SystemHealthConfig {
@@ -52,6 +84,7 @@ impl Default for SystemHealthConfig {
             zombies: Threshold::above(5.0, 20.0),
             file_descriptors: Threshold::above(80.0, 95.0),
             temperature: TemperatureConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -202,6 +235,36 @@ impl Validate for SystemHealthConfig {
             }
         }
         self.network.error_rate.validate("network.error_rate", pct, p);
+        let mut plugin_names = std::collections::HashSet::new();
+        for (i, g) in self.plugins.iter().enumerate() {
+            let key = format!("plugins[{i}]");
+            if g.name.is_empty() || !g.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                p.push(format!("{key}.name"), format!("must be letters, digits, '_', '-' or '.', got '{}'", g.name));
+            }
+            if !plugin_names.insert(g.name.as_str()) {
+                p.push(format!("{key}.name"), format!("'{}' is used twice; names must be unique", g.name));
+            }
+            if g.command.trim().is_empty() {
+                p.push(format!("{key}.command"), "must name a program");
+            } else if g.command.starts_with('/') && !Path::new(&g.command).is_file() {
+                p.push(
+                    format!("{key}.command"),
+                    format!("'{}' does not exist (Debian: apt install monitoring-plugins-basic)", g.command),
+                );
+            }
+            let t = g.timeout.get();
+            if t < Duration::from_millis(100) || t > Duration::from_secs(600) {
+                p.push(format!("{key}.timeout"), format!("must be between 100ms and 10m, got '{}'", g.timeout));
+            }
+            if let Some(every) = g.interval
+                && every.get() < t
+            {
+                p.push(
+                    format!("{key}.interval"),
+                    format!("'{every}' is shorter than the timeout '{}': runs would overlap", g.timeout),
+                );
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.connectivity.iter().enumerate() {
             let key = format!("connectivity[{i}]");

@@ -2,7 +2,8 @@
 //!
 //! Is the host healthy now? CPU (total and per core), load, memory and swap, disk space and
 //! inodes per mount, network interfaces, connectivity (TCP connect, DNS), required
-//! processes, zombies, open file descriptors, uptime and temperatures.
+//! processes, zombies, open file descriptors, uptime and temperatures; and any Nagios /
+//! Monitoring Plugins check configured ([`plugins`]).
 //!
 //! Each concern is one module under [`checks`]; [`SystemHealth`] runs them all and turns
 //! them into one report. `sysinfo` provides CPU, memory, interfaces, processes and sensors;
@@ -11,6 +12,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod plugins;
 
 pub use config::SystemHealthConfig;
 
@@ -28,6 +30,7 @@ pub struct SystemHealth {
     components: Option<Components>,
     /// When CPU and network counters were last sampled.
     sampled_at: Instant,
+    plugins: plugins::State,
 }
 
 impl SystemHealth {
@@ -40,7 +43,7 @@ impl SystemHealth {
         }
         let networks = Networks::new_with_refreshed_list().ok();
         let components = if cfg.temperature.enabled { Components::new_with_refreshed_list().ok() } else { None };
-        Self { cfg, sys, networks, components, sampled_at: Instant::now() }
+        Self { cfg, sys, networks, components, sampled_at: Instant::now(), plugins: plugins::State::default() }
     }
 }
 
@@ -72,6 +75,11 @@ impl Monitor for SystemHealth {
         out.timed("uptime", checks::uptime::check);
         if cfg.temperature.enabled {
             out.timed("temperature", |out| checks::temperature::check(cfg, self.components.as_mut(), out));
+        }
+        if !cfg.plugins.is_empty() {
+            let since = Instant::now();
+            plugins::check(&cfg.plugins, &mut self.plugins, &mut out).await;
+            out.took("plugins", since.elapsed());
         }
         out.into_outcome()
     }

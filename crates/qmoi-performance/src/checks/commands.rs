@@ -13,38 +13,34 @@ impl PerfMonitor {
         for (i, c) in self.cfg.commands.clone().iter().enumerate() {
             let due = self.commands[i].0.is_none_or(|t| t.elapsed() >= c.every.get());
             if due {
-                let started = Instant::now();
                 let mut cmd = tokio::process::Command::new(&c.command);
-                cmd.args(&c.args)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped());
-                // Tied to this monitor's life: a probe never outlives it (or the supervisor).
-                let result = match qmoi_core::child::spawn(cmd).await {
+                cmd.args(&c.args);
+                // Tied to this monitor's life, its output bounded, its process group killed
+                // at the timeout.
+                let result = match qmoi_core::child::run_bounded(cmd, c.timeout.get(), 4096).await {
                     Err(e) => (f64::NAN, format!("cannot run {}: {e}", c.command), Status::Unknown),
-                    Ok(child) => match tokio::time::timeout(c.timeout.get(), child.wait_with_output()).await {
-                        Err(_) => (
-                            c.timeout.as_secs_f64(),
-                            format!("did not finish within {} (killed)", c.timeout),
-                            Status::Warning,
-                        ),
-                        Ok(Err(e)) => (f64::NAN, e.to_string(), Status::Unknown),
-                        Ok(Ok(o)) => {
-                            let secs = started.elapsed().as_secs_f64();
-                            if o.status.success() {
+                    Ok(r) => {
+                        let secs = r.elapsed.as_secs_f64();
+                        match r.status {
+                            None => (
+                                c.timeout.as_secs_f64(),
+                                format!("did not finish within {} (killed)", c.timeout),
+                                Status::Warning,
+                            ),
+                            Some(st) if st.success() => {
                                 let slow = c.warning.is_some_and(|w| secs > w.as_secs_f64());
                                 (
                                     secs,
                                     format!("took {}", fmt_secs(secs)),
                                     if slow { Status::Warning } else { Status::Ok },
                                 )
-                            } else {
-                                let err = String::from_utf8_lossy(&o.stderr);
+                            }
+                            Some(st) => {
+                                let err = String::from_utf8_lossy(&r.stderr);
                                 (
                                     secs,
                                     format!(
-                                        "failed ({}) after {}: {}",
-                                        o.status,
+                                        "failed ({st}) after {}: {}",
                                         fmt_secs(secs),
                                         err.lines().last().unwrap_or("")
                                     ),
@@ -52,7 +48,7 @@ impl PerfMonitor {
                                 )
                             }
                         }
-                    },
+                    }
                 };
                 self.commands[i] = (Some(Instant::now()), Some(result));
             }
