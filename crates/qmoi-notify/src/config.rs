@@ -36,6 +36,27 @@ pub struct NotifyConfig {
     pub channels: BTreeMap<String, ChannelConfig>,
     pub priorities: BTreeMap<String, Priority>,
     pub routes: Vec<Route>,
+    /// Alerts that depend on another (docs/CONFIG.md): held back while their parent fires.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// `[[dependencies]]`: while an alert matching `parent` fires, the alerts matching
+/// `children` are suppressed (recorded, not notified); a child's first notification waits
+/// `hold` for its parent to show up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    pub name: String,
+    /// Regular expression on fingerprints: the parent alert(s).
+    pub parent: String,
+    /// Regular expression on fingerprints: the alerts that depend on the parent.
+    pub children: String,
+    #[serde(default = "default_hold")]
+    pub hold: ConfigDuration,
+}
+
+fn default_hold() -> ConfigDuration {
+    ConfigDuration::from_secs(30)
 }
 
 impl Default for NotifyConfig {
@@ -63,6 +84,7 @@ impl Default for NotifyConfig {
             channels,
             priorities,
             routes: Vec::new(),
+            dependencies: Vec::new(),
         }
     }
 }
@@ -529,6 +551,20 @@ impl Validate for NotifyConfig {
         }
         for (name, c) in &self.channels {
             validate_channel(p, name, c);
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, d) in self.dependencies.iter().enumerate() {
+            if d.name.trim().is_empty() || !names.insert(d.name.as_str()) {
+                p.push(format!("dependencies[{i}].name"), format!("must be given and unique, got '{}'", d.name));
+            }
+            for (what, re) in [("parent", &d.parent), ("children", &d.children)] {
+                if let Err(e) = regex::Regex::new(re) {
+                    p.push(format!("dependencies[{i}].{what}"), format!("is not a valid regular expression: {e}"));
+                }
+            }
+            if d.hold.get() > Duration::from_secs(3600) {
+                p.push(format!("dependencies[{i}].hold"), format!("must be at most 1h, got '{}'", d.hold));
+            }
         }
     }
 }

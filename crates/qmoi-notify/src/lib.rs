@@ -470,6 +470,11 @@ impl Notifier {
         let recent = store.history(20).map_err(|e| got("the history", &e)).unwrap_or_default();
         let queued = store.count("queue").map_err(|e| got("the group queue", &e)).ok();
         let firing = Engine::firing_counts(&store.conn).map_err(|e| got("the alert states", &e)).ok();
+        let held = self
+            .engine
+            .suppressed_by_parent(&store.conn, now.timestamp_millis())
+            .map_err(|e| got("the dependencies", &e))
+            .ok();
         let (pending_rows, dead_rows) = (pending.as_deref().unwrap_or(&[]), dead.as_deref().unwrap_or(&[]));
         let mut channels = Vec::new();
         for (name, c) in &self.cfg.channels {
@@ -524,6 +529,9 @@ impl Notifier {
         if let Some(d) = &dead {
             metrics.insert("qmoi_notify_dead_letters".into(), d.len() as f64);
         }
+        if let Some(h) = held.as_ref().filter(|_| !self.cfg.dependencies.is_empty()) {
+            metrics.insert("qmoi_notify_suppressed_by_parent".into(), h.len() as f64);
+        }
         if let Some(f) = &firing {
             for l in ["critical", "warning", "info"] {
                 metrics.insert(format!("qmoi_notify_firing_alerts{{level=\"{l}\"}}"), *f.get(l).unwrap_or(&0) as f64);
@@ -532,6 +540,9 @@ impl Notifier {
         let details = qmoi_core::report::Details::of(&serde_json::json!({
             "channels": channels,
             "firing_alerts": firing,
+            "suppressed_by_parent": held.unwrap_or_default().iter()
+                .map(|(fp, rule, parent)| serde_json::json!({"fingerprint": fp, "dependency": rule, "parent": parent}))
+                .collect::<Vec<_>>(),
             "pending": pending_rows.iter().take(20).collect::<Vec<_>>(),
             "dead_letters": dead_rows.iter().take(20).collect::<Vec<_>>(),
             "recent": recent,

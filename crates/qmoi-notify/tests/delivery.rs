@@ -446,3 +446,64 @@ fn one_sender_per_outbox_since_survives_restarts_and_validate_builds() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `[[dependencies]]`: the gateway fails and 30 endpoints behind it with it, their report
+/// first: one notification (the gateway's), not 31; the report lists the 30 held back;
+/// when everything recovers, the gateway's resolve and nothing for the endpoints.
+#[test]
+fn a_failing_parent_is_one_notification_not_thirty() {
+    let rx = Receiver::start();
+    let config = format!(
+        r#"
+interval = "1s"
+[grouping]
+group_wait = "0s"
+group_interval = "0s"
+group_by = "fingerprint"
+[priorities.critical]
+channels = ["hook"]
+[channels.hook]
+type = "webhook"
+urls = ["{}"]
+format = "generic"
+[[dependencies]]
+name = "gateway"
+parent = "^system_health/connectivity:gateway$"
+children = "^api_endpoints/"
+hold = "3s"
+"#,
+        rx.url("/dep")
+    );
+    let mut env = Env::new(&config);
+    env.start();
+    std::thread::sleep(Duration::from_millis(300));
+    let subjects: Vec<String> = (0..30).map(|i| format!("endpoint:e{i}")).collect();
+    let endpoints: Vec<(&str, &str, &str)> =
+        subjects.iter().map(|s| (s.as_str(), "critical", "Endpoint down")).collect();
+    write_report(&env.logs(), "api_endpoints", &endpoints);
+    std::thread::sleep(Duration::from_millis(500));
+    write_report(&env.logs(), "system_health", &[("connectivity:gateway", "critical", "Gateway unreachable")]);
+    let report = wait_for(WAIT, "the report listing the held alerts", || {
+        let r = read_json(&env.logs().join("notification_latest.json"))?;
+        (r["metrics"]["qmoi_notify_suppressed_by_parent"].as_f64()? == 30.0).then_some(r)
+    });
+    assert_eq!(report["details"]["suppressed_by_parent"][0]["parent"], "system_health/connectivity:gateway");
+    std::thread::sleep(Duration::from_secs(5)); // past the hold
+    let fingerprints = |reqs: &[common::Req]| -> Vec<String> {
+        reqs.iter()
+            .flat_map(|q| q.json()["alerts"].as_array().cloned().unwrap_or_default())
+            .map(|a| format!("{}:{}", a["status"].as_str().unwrap_or(""), a["fingerprint"].as_str().unwrap_or("")))
+            .collect()
+    };
+    assert_eq!(fingerprints(&rx.requests("/dep")), ["firing:system_health/connectivity:gateway"]);
+    // Everything recovers: the gateway's resolve, nothing for the endpoints.
+    write_report(&env.logs(), "system_health", &[]);
+    write_report(&env.logs(), "api_endpoints", &[]);
+    rx.wait("/dep", 2, WAIT);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        fingerprints(&rx.requests("/dep")),
+        ["firing:system_health/connectivity:gateway", "resolved:system_health/connectivity:gateway"]
+    );
+    env.stop();
+}

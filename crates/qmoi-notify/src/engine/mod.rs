@@ -33,6 +33,16 @@ pub struct Routing {
     pub escalate: Vec<Escalation>,
 }
 
+/// Where an alert stands with its `[[dependencies]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DepState {
+    Free,
+    /// Young: its parent may still show up.
+    Hold,
+    /// (rule, the firing parent's fingerprint).
+    Suppressed(String, String),
+}
+
 /// What one step did, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StepStats {
@@ -45,6 +55,11 @@ pub struct StepStats {
 pub struct Engine {
     cfg: Arc<NotifyConfig>,
     routes: Vec<Option<regex::Regex>>,
+    /// `[[dependencies]]`: (name, parent, children, hold in ms).
+    deps: Vec<(String, regex::Regex, regex::Regex, i64)>,
+    /// When each dependency's parent was last seen firing (this process's memory): after a
+    /// parent recovers its children wait `hold` again, for their own reports to catch up.
+    parent_seen: Vec<Option<i64>>,
     usable: BTreeMap<String, ChannelKind>,
     /// A token bucket per rate-limited channel.
     buckets: HashMap<String, qmoi_core::ratelimit::TokenBucket>,
@@ -66,15 +81,26 @@ impl Engine {
     pub fn new(cfg: Arc<NotifyConfig>, host: String) -> Self {
         let routes =
             cfg.routes.iter().map(|r| r.fingerprint.as_deref().and_then(|re| regex::Regex::new(re).ok())).collect();
+        let deps = cfg
+            .dependencies
+            .iter()
+            .filter_map(|d| {
+                let (p, c) = (regex::Regex::new(&d.parent).ok()?, regex::Regex::new(&d.children).ok()?);
+                Some((d.name.clone(), p, c, d.hold.get().as_millis() as i64))
+            })
+            .collect();
         let usable = cfg
             .channels
             .iter()
             .filter(|(_, c)| c.enabled)
             .filter_map(|(n, c)| c.kind_for(n).map(|k| (n.clone(), k)))
             .collect();
+        let parent_seen = vec![None; cfg.dependencies.len()];
         Self {
             cfg,
             routes,
+            deps,
+            parent_seen,
             usable,
             buckets: HashMap::new(),
             host,
@@ -284,8 +310,43 @@ impl Engine {
         Ok(())
     }
 
-    /// Decide what every firing alert needs now: first notification (unless silenced or
-    /// inhibited), repeats and escalations (unless acknowledged), Alertmanager re-sends.
+    /// Which dependency holds `fp` back now, given the firing fingerprints: `Suppressed`
+    /// while a parent of it fires; `Hold` while it is younger than the rule's hold (its
+    /// parent may be about to show up) or its parent stopped firing less than the hold
+    /// ago (its own report may be about to show it recovered); `Free` otherwise.
+    fn dependency(&self, fp: &str, since: i64, firing: &[&str], now: i64) -> DepState {
+        let mut hold = false;
+        for ((name, parent, children, wait), seen) in self.deps.iter().zip(&self.parent_seen) {
+            if parent.is_match(fp) || !children.is_match(fp) {
+                continue;
+            }
+            if let Some(p) = firing.iter().find(|f| **f != fp && parent.is_match(f)) {
+                return DepState::Suppressed(name.clone(), (*p).to_string());
+            }
+            hold |= now - since < *wait || seen.is_some_and(|t| now - t < *wait);
+        }
+        if hold { DepState::Hold } else { DepState::Free }
+    }
+
+    /// The firing alerts held back by a firing parent: (fingerprint, rule, parent).
+    pub fn suppressed_by_parent(&self, conn: &Connection, now: i64) -> Res<Vec<(String, String, String)>> {
+        if self.deps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all = load_alerts(conn, None)?;
+        let firing: Vec<&str> = all.iter().map(|a| a.fingerprint.as_str()).collect();
+        Ok(all
+            .iter()
+            .filter_map(|a| match self.dependency(&a.fingerprint, a.since, &firing, now) {
+                DepState::Suppressed(rule, parent) => Some((a.fingerprint.clone(), rule, parent)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Decide what every firing alert needs now: first notification (unless silenced,
+    /// inhibited or held back by a firing parent), repeats and escalations (unless
+    /// acknowledged), Alertmanager re-sends.
     /// `only`: just these components' alerts (the event path: a report changed); `None`:
     /// every alert (the periodic tick: repeats, escalations, silences that ended).
     pub fn tick(&mut self, tx: &Transaction, policy: &Policy, now: i64, only: Option<&[&str]>) -> Res<StepStats> {
@@ -302,12 +363,29 @@ impl Engine {
         };
         let critical: HashSet<&str> =
             all.iter().filter(|a| a.level == AlertLevel::Critical).map(|a| a.component.as_str()).collect();
+        // Parents may belong to components this step does not look at: every firing
+        // fingerprint, when there are dependencies.
+        let firing_fps: Vec<String> = if self.deps.is_empty() {
+            Vec::new()
+        } else {
+            let mut st = tx.prepare_cached("SELECT fingerprint FROM alerts")?;
+            st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?
+        };
+        let firing: Vec<&str> = firing_fps.iter().map(String::as_str).collect();
+        for ((_, parent, _, _), seen) in self.deps.iter().zip(self.parent_seen.iter_mut()) {
+            if firing.iter().any(|f| parent.is_match(f)) {
+                *seen = Some(now);
+            }
+        }
         let repeat = self.cfg.grouping.repeat_interval.get().as_millis() as i64;
         for a in &all {
             if policy.silenced(&a.component, &a.fingerprint, a.level) {
                 continue;
             }
             if self.cfg.inhibit && a.level < AlertLevel::Critical && critical.contains(a.component.as_str()) {
+                continue;
+            }
+            if !self.deps.is_empty() && self.dependency(&a.fingerprint, a.since, &firing, now) != DepState::Free {
                 continue;
             }
             let mut a = a.clone();

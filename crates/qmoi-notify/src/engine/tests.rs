@@ -182,3 +182,46 @@ fn quiet_hours_defer_non_critical() {
     let queued: i64 = h.store.conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0)).unwrap_or(0);
     assert_eq!(queued, 1, "the warning waits for the end of the quiet hours");
 }
+
+/// The gateway fails: one notification for it, none for the 30 endpoints behind it, even
+/// when their report comes first; when it recovers, the endpoints still failing are
+/// notified; an endpoint notified before its parent fired still gets its resolve.
+#[test]
+fn dependent_alerts_wait_for_and_are_held_back_by_their_parent() {
+    let mut h = H::new(config(|c| {
+        c.dependencies.push(crate::config::Dependency {
+            name: "gateway".into(),
+            parent: "^system_health/connectivity:gateway$".into(),
+            children: "^api_endpoints/".into(),
+            hold: ConfigDuration::from_secs(30),
+        });
+    }));
+    let gateway = [alert("system_health/connectivity:gateway", AlertLevel::Critical)];
+    let endpoints: Vec<Alert> =
+        (0..30).map(|i| alert(&format!("api_endpoints/endpoint:e{i}"), AlertLevel::Critical)).collect();
+    let events = |m: &[Message]| m.iter().map(|m| m.events.len()).sum::<usize>();
+    // The endpoints' report first: held for their parent.
+    assert!(h.step("api_endpoints", Some(&endpoints), T0).is_empty());
+    assert_eq!(
+        kinds(&h.step("system_health", Some(&gateway), T0 + 5_000)),
+        ["firing:system_health/connectivity:gateway"]
+    );
+    // Past the hold, the parent still fires: still nothing for the children.
+    assert!(h.step("api_endpoints", None, T0 + 60_000).is_empty());
+    let held = h.engine.suppressed_by_parent(&h.store.conn, T0 + 60_000).unwrap();
+    assert_eq!(held.len(), 30);
+    assert_eq!(held[0].1, "gateway");
+    // The gateway recovers: its resolve, and the children wait for their own reports.
+    assert_eq!(
+        kinds(&h.step("system_health", Some(&[]), T0 + 70_000)),
+        ["resolved:system_health/connectivity:gateway"]
+    );
+    assert!(h.step("api_endpoints", Some(&endpoints[..10]), T0 + 71_000).is_empty());
+    // Ten endpoints still fail a hold after the gateway was last seen: notified now.
+    let m = h.step("api_endpoints", None, T0 + 100_000);
+    assert_eq!(events(&m), 10, "{:?}", kinds(&m));
+    // A child notified before its parent fired again still gets its resolve.
+    h.step("system_health", Some(&gateway), T0 + 110_000);
+    let m = h.step("api_endpoints", Some(&endpoints[..9]), T0 + 120_000);
+    assert_eq!(kinds(&m), ["resolved:api_endpoints/endpoint:e9"]);
+}
