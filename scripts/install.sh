@@ -32,7 +32,7 @@ fi
 TARGET="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release"
 echo "==> installing into $PREFIX"
 install -d "$PREFIX/bin" "$PREFIX/config" "$PREFIX/docs" "$PREFIX/logs" "$PREFIX/data" "$PREFIX/run"
-for b in qmoi-supervisor qmoi-system-health qmoi-performance qmoi-security qmoi-backup qmoi-cloud qmoi-api-endpoints qmoi-notify; do
+for b in qmoi-supervisor qmoi-system-health qmoi-performance qmoi-security qmoi-backup qmoi-cloud qmoi-api-endpoints qmoi-notify qmoi-heartbeat; do
   if [ -x "$TARGET/$b" ]; then install -m 0755 "$TARGET/$b" "$PREFIX/bin/$b"; echo "  bin/$b"; fi
 done
 for f in config/*; do

@@ -60,14 +60,19 @@ impl Spawner {
 }
 
 /// Spawn `cmd` tied to this process's life, through a process-wide [`Spawner`] started on
-/// first use (inside the runtime that first calls this). Monitors run their commands so.
+/// first use (inside the runtime that first calls this: its children's pipes and exit
+/// belong to that runtime, the one runtime a monitor has). Monitors run their commands so.
 pub async fn spawn(cmd: Command) -> io::Result<Child> {
+    global()?.spawn(cmd).await
+}
+
+fn global() -> io::Result<&'static Spawner> {
     static SPAWNER: OnceLock<io::Result<Spawner>> = OnceLock::new();
     let handle = tokio::runtime::Handle::current();
-    match SPAWNER.get_or_init(|| Spawner::start(handle)) {
-        Ok(s) => s.spawn(cmd).await,
-        Err(e) => Err(io::Error::new(e.kind(), format!("cannot start the spawner thread: {e}"))),
-    }
+    SPAWNER
+        .get_or_init(|| Spawner::start(handle))
+        .as_ref()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start the spawner thread: {e}")))
 }
 
 #[allow(unsafe_code)]
@@ -105,11 +110,21 @@ pub struct Ran {
 /// it comes but kept only up to `max_output` bytes per stream, and at `timeout` the whole
 /// group killed (SIGKILL: a plugin's own children, `sh -c "…"` and what it started,
 /// go too) and reaped.
-pub async fn run_bounded(mut cmd: Command, timeout: std::time::Duration, max_output: usize) -> io::Result<Ran> {
+pub async fn run_bounded(cmd: Command, timeout: std::time::Duration, max_output: usize) -> io::Result<Ran> {
+    run_bounded_on(global()?, cmd, timeout, max_output).await
+}
+
+/// [`run_bounded`] through `spawner`.
+pub async fn run_bounded_on(
+    spawner: &Spawner,
+    mut cmd: Command,
+    timeout: std::time::Duration,
+    max_output: usize,
+) -> io::Result<Ran> {
     use std::process::Stdio;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let started = std::time::Instant::now();
-    let mut child = spawn(cmd).await?;
+    let mut child = spawner.spawn(cmd).await?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
     let (out, err) = (child.stdout.take(), child.stderr.take());
     let work = async {
@@ -183,6 +198,10 @@ mod tests {
     #[tokio::test]
     async fn bounded_runs_cap_output_and_kill_the_whole_group_at_the_timeout() -> io::Result<()> {
         use std::time::Duration;
+        // Its own spawner: the process-wide one belongs to the runtime of the test that
+        // used it first, which may be gone (each test has its own runtime).
+        let spawner = Spawner::start(tokio::runtime::Handle::current())?;
+        let run_bounded = |cmd, timeout, max| run_bounded_on(&spawner, cmd, timeout, max);
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "head -c 100000 /dev/zero; echo oops >&2; exit 1"]);
         let r = run_bounded(cmd, Duration::from_secs(10), 1000).await?;

@@ -104,6 +104,12 @@ pub const COMPONENTS: &[ComponentInfo] = &[
         log_file: "notification_monitor.log",
         default_priority: Priority::Critical,
     },
+    ComponentInfo {
+        id: "heartbeats",
+        binary: "qmoi-heartbeat",
+        log_file: "heartbeats_monitor.log",
+        default_priority: Priority::High,
+    },
 ];
 
 /// Each monitor's row, for its own binary (no lookup that could fail at start).
@@ -114,6 +120,7 @@ pub const BACKUP: &ComponentInfo = &COMPONENTS[4];
 pub const CLOUD_RESOURCES: &ComponentInfo = &COMPONENTS[5];
 pub const API_ENDPOINTS: &ComponentInfo = &COMPONENTS[6];
 pub const NOTIFICATION: &ComponentInfo = &COMPONENTS[7];
+pub const HEARTBEATS: &ComponentInfo = &COMPONENTS[8];
 
 /// Look a component up by id.
 pub fn find(id: &str) -> Option<&'static ComponentInfo> {
@@ -138,6 +145,7 @@ mod tests {
             (CLOUD_RESOURCES, "cloud_resources"),
             (API_ENDPOINTS, "api_endpoints"),
             (NOTIFICATION, "notification"),
+            (HEARTBEATS, "heartbeats"),
         ];
         for (c, id) in named {
             assert_eq!(c.id, id);
@@ -154,6 +162,6 @@ mod tests {
         let sh = find("system_health").map(|c| c.latest_report_name());
         assert_eq!(sh.as_deref(), Some("system_health_latest.json"));
         assert!(find("nope").is_none());
-        assert_eq!(monitor_ids().count(), 7);
+        assert_eq!(monitor_ids().count(), 8);
     }
 }

@@ -15,6 +15,7 @@
 //! - [`overview`]: the supervisor's view of the stack (states, verdict) as served and stored.
 //! - [`child`]: spawning commands that die with the process that started them.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
+//! - `serve` (feature `server`): the bounded accept loop of QMOI's HTTP servers.
 //!
 //! Monitors know only the report schema: nothing here speaks to the supervisor.
 
@@ -36,6 +37,8 @@ pub mod ratelimit;
 pub mod report;
 pub mod retry;
 pub mod runner;
+#[cfg(feature = "server")]
+pub mod serve;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod statefile;

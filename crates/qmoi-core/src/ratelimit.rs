@@ -1,6 +1,30 @@
 //! The token bucket: `capacity` at once, refilled at `rate` tokens a second. Used per
-//! client by the dashboard and per channel by the notifier. Time is the caller's clock in
-//! seconds (`now`), so the bucket is tested without sleeping.
+//! channel by the notifier, and per client address by [`RateLimiter`] (the dashboard, the
+//! heartbeat listener). Time is the caller's clock in seconds (`now`), so the bucket is
+//! tested without sleeping.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Per-client token bucket: `per_second` sustained, `burst` at once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second per client address.
+    pub per_second: f64,
+    /// Requests allowed in a burst.
+    pub burst: f64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { enabled: true, per_second: 50.0, burst: 200.0 }
+    }
+}
 
 /// A token bucket; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +63,83 @@ impl TokenBucket {
     /// Would the bucket be full at `now`? (Then it is the same as no bucket.)
     pub fn full_at(&self, now: f64) -> bool {
         self.tokens + (now - self.last).max(0.0) * self.rate >= self.capacity
+    }
+}
+
+/// A limit per client address (see [`RateLimitConfig`]), over at most [`MAX_CLIENTS`]
+/// addresses.
+pub struct RateLimiter {
+    cfg: RateLimitConfig,
+    buckets: Mutex<Bounded<TokenBucket>>,
+}
+
+/// Clients tracked at most by each map.
+pub const MAX_CLIENTS: usize = 10_000;
+
+/// A map of at most [`MAX_CLIENTS`] addresses. When it is full, entries that no longer
+/// matter are swept (at most once a second: a sweep is a scan), and if that frees
+/// nothing an arbitrary entry gives way, so neither memory nor time per request grows
+/// with the number of addresses a client can use.
+pub struct Bounded<V> {
+    pub map: HashMap<IpAddr, V>,
+    last_sweep: Option<Instant>,
+}
+
+impl<V> Default for Bounded<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<V> Bounded<V> {
+    pub fn new() -> Self {
+        Self { map: HashMap::new(), last_sweep: None }
+    }
+
+    /// Make room for `ip`; `keep` says which entries still matter.
+    pub fn make_room(&mut self, ip: IpAddr, keep: impl FnMut(&IpAddr, &mut V) -> bool) {
+        if self.map.len() < MAX_CLIENTS || self.map.contains_key(&ip) {
+            return;
+        }
+        if self.last_sweep.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
+            self.last_sweep = Some(Instant::now());
+            self.map.retain(keep);
+        }
+        if self.map.len() >= MAX_CLIENTS
+            && let Some(k) = self.map.keys().next().copied()
+        {
+            self.map.remove(&k);
+        }
+    }
+}
+
+/// Seconds on a monotonic clock (since the first call), for the buckets.
+fn clock() -> f64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+impl RateLimiter {
+    pub fn new(cfg: RateLimitConfig) -> Self {
+        Self { cfg, buckets: Mutex::new(Bounded::new()) }
+    }
+
+    /// How many clients are tracked (for tests).
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map.len()
+    }
+
+    /// May this client make a request now? `Err(seconds)` says when it may again.
+    pub fn allow(&self, ip: IpAddr) -> Result<(), f64> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let now = clock();
+        let (rate, burst) = (self.cfg.per_second, self.cfg.burst);
+        let mut b = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A bucket that has refilled is the same as no bucket.
+        b.make_room(ip, |_, bucket| !bucket.full_at(now));
+        b.map.entry(ip).or_insert_with(|| TokenBucket::full(burst, rate, now)).take(now)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The accept loop: every connection bounded in number and in time.
+//! The accept loop of QMOI's HTTP servers (the dashboard, the heartbeat listener): every
+//! connection bounded in number and in time. Feature `server`.
 //!
 //! `axum::serve` holds a connection for as long as the client likes before its request
 //! head is complete, and accepts connections without limit. An adversarial run took the
@@ -235,7 +236,7 @@ pub async fn run(
         tracing::warn!(
             configured = limits.max_connections,
             cap,
-            "The descriptor limit is low: serving fewer dashboard connections at once (raise LimitNOFILE)."
+            "The descriptor limit is low: serving fewer connections at once (raise LimitNOFILE)."
         );
     }
     let slots = Arc::new(Semaphore::new(cap));
@@ -258,7 +259,7 @@ pub async fn run(
                 Ok(x) => x,
                 Err(e) => {
                     stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                    warn("Cannot accept a dashboard connection; pausing the accept loop briefly.", Some(&e));
+                    warn("Cannot accept a connection; pausing the accept loop briefly.", Some(&e));
                     // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; retrying at
                     // once would spin on the same error.
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -271,7 +272,7 @@ pub async fn run(
             Ok(slot) => slot,
             Err(_) if registry.evict_longest_idle() => {
                 stats.evicted.fetch_add(1, Ordering::Relaxed);
-                warn("Dashboard connection cap reached; closing the longest-idle connections for new ones.", None);
+                warn("Connection cap reached; closing the longest-idle connections for new ones.", None);
                 match tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned()).await {
                     Ok(Ok(slot)) => slot,
                     _ => {
@@ -282,7 +283,7 @@ pub async fn run(
             }
             Err(_) => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
-                warn("Dashboard connection cap reached and every connection busy; closing new connections.", None);
+                warn("Connection cap reached and every connection busy; closing new connections.", None);
                 drop(tcp);
                 continue;
             }

@@ -94,22 +94,7 @@ pub struct UserEntry {
     pub role: Role,
 }
 
-/// Per-client token bucket.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
-    /// Sustained requests per second per client address.
-    pub per_second: f64,
-    /// Requests allowed in a burst.
-    pub burst: f64,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self { enabled: true, per_second: 50.0, burst: 200.0 }
-    }
-}
+pub use qmoi_core::ratelimit::RateLimitConfig;
 
 /// How long metric history is kept at each resolution in `data/history.db`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -20,9 +20,11 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod ratelimit;
-pub mod serve;
 pub mod store;
 pub mod tls;
+
+/// The bounded accept loop (in qmoi-core: the heartbeat listener uses it too).
+pub use qmoi_core::serve;
 
 pub use http::Backend;
 pub use hub::Hub;
@@ -65,7 +67,7 @@ impl Dashboard {
         Ok(Self {
             hub: Arc::new(Hub::new(Arc::new(store), report_dir.to_path_buf())),
             auth: Arc::new(auth::Authenticator::new(&cfg.auth)),
-            limiter: Arc::new(ratelimit::RateLimiter::new(cfg.rate_limit.clone())),
+            limiter: Arc::new(ratelimit::RateLimiter::new(cfg.rate_limit)),
             auth_failures: Arc::default(),
             backend,
             audit_log: log_dir.join("audit.log"),

@@ -1,80 +1,10 @@
-//! Per-client token buckets: `per_second` sustained, `burst` at once; 429 beyond.
+//! Per-client limits of the dashboard: the request rate (`RateLimiter`, in qmoi-core: the
+//! heartbeat listener has it too) and failed authentications.
 
-use crate::config::RateLimitConfig;
-use qmoi_core::ratelimit::TokenBucket;
-use std::collections::HashMap;
+pub use qmoi_core::ratelimit::{Bounded, MAX_CLIENTS, RateLimiter};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Instant;
-
-pub struct RateLimiter {
-    cfg: RateLimitConfig,
-    buckets: Mutex<Bounded<TokenBucket>>,
-}
-
-/// Clients tracked at most by each map.
-pub const MAX_CLIENTS: usize = 10_000;
-
-/// A map of at most [`MAX_CLIENTS`] addresses. When it is full, entries that no longer
-/// matter are swept (at most once a second: a sweep is a scan), and if that frees
-/// nothing an arbitrary entry gives way, so neither memory nor time per request grows
-/// with the number of addresses a client can use.
-struct Bounded<V> {
-    map: HashMap<IpAddr, V>,
-    last_sweep: Option<Instant>,
-}
-
-impl<V> Bounded<V> {
-    fn new() -> Self {
-        Self { map: HashMap::new(), last_sweep: None }
-    }
-
-    /// Make room for `ip`; `keep` says which entries still matter.
-    fn make_room(&mut self, ip: IpAddr, keep: impl FnMut(&IpAddr, &mut V) -> bool) {
-        if self.map.len() < MAX_CLIENTS || self.map.contains_key(&ip) {
-            return;
-        }
-        if self.last_sweep.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1)) {
-            self.last_sweep = Some(Instant::now());
-            self.map.retain(keep);
-        }
-        if self.map.len() >= MAX_CLIENTS
-            && let Some(k) = self.map.keys().next().copied()
-        {
-            self.map.remove(&k);
-        }
-    }
-}
-
-/// Seconds on a monotonic clock (since the first call), for the buckets.
-fn clock() -> f64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_secs_f64()
-}
-
-impl RateLimiter {
-    pub fn new(cfg: RateLimitConfig) -> Self {
-        Self { cfg, buckets: Mutex::new(Bounded::new()) }
-    }
-
-    /// How many clients are tracked (for tests).
-    pub fn tracked(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).map.len()
-    }
-
-    /// May this client make a request now? `Err(seconds)` says when it may again.
-    pub fn allow(&self, ip: IpAddr) -> Result<(), f64> {
-        if !self.cfg.enabled {
-            return Ok(());
-        }
-        let now = clock();
-        let (rate, burst) = (self.cfg.per_second, self.cfg.burst);
-        let mut b = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // A bucket that has refilled is the same as no bucket.
-        b.make_room(ip, |_, bucket| !bucket.full_at(now));
-        b.map.entry(ip).or_insert_with(|| TokenBucket::full(burst, rate, now)).take(now)
-    }
-}
 
 /// Failed authentications per client: after `MAX_FAILURES` within `WINDOW`, the client's
 /// *failing* attempts are refused (429) until the window has passed, so passwords and
@@ -139,6 +69,7 @@ impl AuthFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qmoi_core::ratelimit::RateLimitConfig;
 
     #[test]
     fn burst_then_refused_per_client() {

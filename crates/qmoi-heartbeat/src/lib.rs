@@ -1,0 +1,352 @@
+//! # qmoi-heartbeat
+//!
+//! Dead-man's switches for cron jobs, backups and batch work (component `heartbeats`): a
+//! job pings a URL when it starts, succeeds or fails; the monitor reports a check for
+//! every job that is late, failed, ran too often, too short or too long.
+//!
+//! - [`config`]: `config/heartbeats.toml`; [`schedule`]: period or cron in a time zone.
+//! - [`state`]: what the pings make of a check (pure, tested without a server).
+//! - [`http`]: the ping listener (Healthchecks and Uptime Kuma URL shapes).
+//! - [`store`]: `data/heartbeats.db`, the states and the history of runs.
+//!
+//! A ping is answered from memory; one writer saves states and runs in a batch every
+//! second (and at stop). A ping that changes a check's status makes the report at once.
+
+pub mod config;
+pub mod http;
+pub mod schedule;
+pub mod state;
+pub mod store;
+
+pub use config::HeartbeatsConfig;
+
+use config::CheckConfig;
+use qmoi_core::ratelimit::RateLimiter;
+use qmoi_core::runner::{Background, Collected, Mode, Monitor, Outcome, RunContext, Stopping};
+use qmoi_core::{CheckResult, Status};
+use schedule::Schedule;
+use state::{CheckState, Ping, Run};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What the listener and the report share.
+pub struct Shared {
+    checks: Vec<CheckConfig>,
+    schedules: Vec<Schedule>,
+    by_uuid: HashMap<String, usize>,
+    by_token: HashMap<String, usize>,
+    by_name: HashMap<String, usize>,
+    ping_key: Option<String>,
+    max_body: usize,
+    limiter: RateLimiter,
+    states: Mutex<Vec<CheckState>>,
+    /// What the writer saves next: checks whose state changed, runs that ended.
+    pending: Mutex<(HashSet<usize>, Vec<Run>)>,
+    wake: Arc<Notify>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    fn new(cfg: &HeartbeatsConfig) -> Result<Self, String> {
+        let mut s = Self {
+            checks: cfg.checks.clone(),
+            schedules: cfg.checks.iter().map(CheckConfig::schedule).collect::<Result<_, _>>()?,
+            by_uuid: HashMap::new(),
+            by_token: HashMap::new(),
+            by_name: HashMap::new(),
+            ping_key: cfg.ping_key.as_ref().map(|k| k.expose().to_string()).filter(|k| !k.is_empty()),
+            max_body: cfg.max_body,
+            limiter: RateLimiter::new(cfg.rate_limit),
+            states: Mutex::new(vec![CheckState::default(); cfg.checks.len()]),
+            pending: Mutex::default(),
+            wake: Arc::new(Notify::new()),
+        };
+        for (i, c) in cfg.checks.iter().enumerate() {
+            if let Some(u) = c.uuid.as_ref().filter(|u| !u.is_empty()) {
+                s.by_uuid.insert(u.expose().to_string(), i);
+            }
+            if let Some(t) = c.push_token.as_ref().filter(|t| !t.is_empty()) {
+                s.by_token.insert(t.expose().to_string(), i);
+            }
+            s.by_name.insert(c.name.clone(), i);
+        }
+        Ok(s)
+    }
+
+    /// Per-address rate limit.
+    fn allow(&self, ip: IpAddr) -> bool {
+        self.limiter.allow(ip).is_ok()
+    }
+
+    /// `/ping/<key>[/<word>]` or `/ping/<ping_key>/<name>[/<word>]`: the check and what
+    /// the ping says. `Err(404)` for an unknown key, `Err(400)` for a bad word.
+    fn find_ping(&self, key: &str, rest: &[&str]) -> Result<(usize, state::Kind), axum::http::StatusCode> {
+        use axum::http::StatusCode;
+        let word = |w: Option<&&str>| state::Kind::from_word(w.copied()).ok_or(StatusCode::BAD_REQUEST);
+        if let Some(&i) = self.by_uuid.get(key) {
+            if rest.len() > 1 {
+                return Err(StatusCode::BAD_REQUEST);
+            }
+            return Ok((i, word(rest.first())?));
+        }
+        match (&self.ping_key, rest.first()) {
+            (Some(k), Some(name)) if k == key => match self.by_name.get(*name) {
+                Some(&i) => Ok((i, word(rest.get(1))?)),
+                None => Err(StatusCode::NOT_FOUND),
+            },
+            _ => Err(StatusCode::NOT_FOUND),
+        }
+    }
+
+    /// Take in a ping of check `i`; wake the report when the status changed.
+    fn take(&self, i: usize, p: Ping) {
+        let (cfg, sched) = (&self.checks[i], &self.schedules[i]);
+        let now = p.at;
+        let (before, after, run) = {
+            let mut states = lock(&self.states);
+            let st = &mut states[i];
+            let before = st.evaluate(cfg, sched, now).0;
+            let run = st.apply(cfg, p);
+            (before, st.evaluate(cfg, sched, now).0, run)
+        };
+        {
+            let mut pending = lock(&self.pending);
+            pending.0.insert(i);
+            pending.1.extend(run);
+        }
+        if before != after {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The heartbeat monitor.
+pub struct Heartbeats {
+    cfg: HeartbeatsConfig,
+    shared: Arc<Shared>,
+    store: Option<Arc<Mutex<store::Store>>>,
+    notes: Vec<String>,
+    /// Bound in `start` (daemon mode): a port in use is an error at once.
+    listener: Option<std::net::TcpListener>,
+}
+
+impl Heartbeats {
+    pub fn new(cfg: HeartbeatsConfig) -> Result<Self, String> {
+        let shared = Arc::new(Shared::new(&cfg)?);
+        Ok(Self { cfg, shared, store: None, notes: Vec::new(), listener: None })
+    }
+
+    /// Save what the listener took since the last call.
+    fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        flush(&self.shared, store, self.cfg.keep_runs);
+    }
+}
+
+fn flush(shared: &Shared, store: &Mutex<store::Store>, keep: usize) {
+    let (dirty, runs) = std::mem::take(&mut *lock(&shared.pending));
+    if dirty.is_empty() && runs.is_empty() {
+        return;
+    }
+    let states: Vec<(String, CheckState)> = {
+        let s = lock(&shared.states);
+        dirty.iter().map(|&i| (shared.checks[i].name.clone(), s[i].clone())).collect()
+    };
+    if let Err(e) = lock(store).save(&states, &runs, keep) {
+        tracing::error!(error = %e, "Cannot save heartbeat states; they are kept in memory and saved at the next try.");
+        let mut p = lock(&shared.pending);
+        p.0.extend(dirty);
+        let mut back = runs;
+        back.append(&mut p.1);
+        p.1 = back;
+    }
+}
+
+impl Monitor for Heartbeats {
+    fn start(&mut self, mode: Mode) -> Result<(), String> {
+        if mode == Mode::Daemon {
+            let l = std::net::TcpListener::bind(&self.cfg.listen).map_err(|e| {
+                format!(
+                    "cannot listen for pings on {}: {e} (another program on that port? change listen)",
+                    self.cfg.listen
+                )
+            })?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            self.listener = Some(l);
+        }
+        let store = store::Store::open(std::path::Path::new(&self.cfg.database))?;
+        let (saved, bad) = store.load()?;
+        self.notes = bad;
+        {
+            let mut states = lock(&self.shared.states);
+            for (i, c) in self.shared.checks.iter().enumerate() {
+                if let Some(s) = saved.get(&c.name) {
+                    states[i] = s.clone();
+                }
+            }
+        }
+        self.store = Some(Arc::new(Mutex::new(store)));
+        Ok(())
+    }
+
+    fn waker(&self) -> Option<Arc<Notify>> {
+        Some(self.shared.wake.clone())
+    }
+
+    fn background(&mut self, mut stopping: Stopping) -> Option<Background> {
+        let shared = self.shared.clone();
+        let store = self.store.clone()?;
+        let keep = self.cfg.keep_runs;
+        let listen = self.cfg.listen.clone();
+        let std_listener = self.listener.take()?;
+        Some(Box::pin(async move {
+            let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(%listen, error = %e, "Cannot listen for pings.");
+                    return;
+                }
+            };
+            tracing::info!(%listen, checks = shared.checks.len(), "Listening for pings.");
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let limits =
+                qmoi_core::serve::Limits { max_connections: 512, header_read_timeout: Duration::from_secs(10) };
+            let server = tokio::spawn(qmoi_core::serve::run(
+                listener,
+                None,
+                http::router(shared.clone()),
+                limits,
+                Arc::default(),
+                stop_rx,
+            ));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let (s, st) = (shared.clone(), store.clone());
+                        let _ = tokio::task::spawn_blocking(move || flush(&s, &st, keep)).await;
+                    }
+                    () = stopping.wait() => break,
+                }
+            }
+            let _ = stop_tx.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+            let _ = tokio::task::spawn_blocking(move || flush(&shared, &store, keep)).await;
+        }))
+    }
+
+    async fn run(&mut self, _ctx: &RunContext) -> Outcome {
+        self.flush();
+        let now = chrono::Utc::now();
+        let mut out = Collected::default();
+        let states = lock(&self.shared.states).clone();
+        let mut rows = Vec::new();
+        for (i, c) in self.shared.checks.iter().enumerate() {
+            let st = &states[i];
+            let (status, message) = st.evaluate(c, &self.shared.schedules[i], now);
+            let labels = [("check", c.name.as_str())];
+            out.metric("qmoi_heartbeat_up", &labels, if status == Status::Ok { 1.0 } else { 0.0 });
+            if let Some(p) = &st.last_ping {
+                out.metric("qmoi_heartbeat_last_ping_timestamp_seconds", &labels, p.at.timestamp() as f64);
+            }
+            if let Some(t) = st.last_success {
+                out.metric("qmoi_heartbeat_last_success_timestamp_seconds", &labels, t.timestamp() as f64);
+            }
+            if let Some(d) = st.last_duration_s {
+                out.metric("qmoi_heartbeat_last_duration_seconds", &labels, d);
+            }
+            if let Some(state::Kind::Exit(n)) = st.last_end.as_ref().map(|e| e.kind) {
+                out.metric("qmoi_heartbeat_last_exit_status", &labels, f64::from(n));
+            }
+            for (kind, n) in &st.pings {
+                out.metric("qmoi_heartbeat_pings_total", &[("check", c.name.as_str()), ("kind", kind)], *n as f64);
+            }
+            let mut check = CheckResult::new(format!("heartbeat:{}", c.name), status, message.clone());
+            if status != Status::Ok {
+                check = check.with_title(format!("Heartbeat {} is {}", c.name, status_word(&message, &c.name)));
+            }
+            out.checks.push(check);
+            let recent = self
+                .store
+                .as_ref()
+                .and_then(|s| {
+                    lock(s).runs(&c.name, 10).map_err(|e| tracing::warn!(error = %e, "Cannot read runs.")).ok()
+                })
+                .unwrap_or_default();
+            rows.push(serde_json::json!({
+                "name": c.name,
+                "status": status,
+                "message": message,
+                "schedule": self.shared.schedules[i].describe(),
+                "grace": c.grace.to_string(),
+                "last_ping": st.last_ping.as_ref().map(|p| serde_json::json!({
+                    "kind": p.kind.as_str(), "at": p.at, "from": p.from,
+                    "body": p.body.chars().take(1000).collect::<String>()})),
+                "last_success": st.last_success,
+                "last_duration_s": st.last_duration_s,
+                "running": st.open.len(),
+                "pings": st.pings,
+                "recent_runs": recent,
+            }));
+        }
+        for n in &self.notes {
+            out.checks.push(CheckResult::new("database", Status::Warning, n.clone()));
+        }
+        out.details.insert("listen".into(), serde_json::json!(self.cfg.listen));
+        out.details.insert("checks".into(), serde_json::json!(rows));
+        out.into_outcome()
+    }
+}
+
+/// `late`, `failed`, … from a check's message, for the alert's title.
+fn status_word(message: &str, name: &str) -> String {
+    let rest = message.strip_prefix(name).and_then(|m| m.strip_prefix(": ")).unwrap_or(message);
+    let word = rest.split([':', ' ']).next().unwrap_or("down");
+    match word {
+        "late" => "late".into(),
+        "exited" | "reported" => "failing".into(),
+        "running" => "running too long".into(),
+        "ran" => rest.split(':').next().unwrap_or("off schedule").into(),
+        _ => "down".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_titles_name_the_cause() {
+        assert_eq!(status_word("job: late: last success 2h ago", "job"), "late");
+        assert_eq!(status_word("job: exited with status 2 at …", "job"), "failing");
+        assert_eq!(status_word("job: ran too short: 5s from start", "job"), "ran too short");
+        assert_eq!(status_word("job: running too long: started", "job"), "running too long");
+    }
+
+    #[test]
+    fn ping_urls_find_their_check() {
+        use axum::http::StatusCode;
+        let mut a = state::test_check("backup", 3600, 60);
+        a.uuid = Some(qmoi_core::config::Secret::new("0123456789abcdef-uuid"));
+        let cfg = HeartbeatsConfig {
+            ping_key: Some(qmoi_core::config::Secret::new("project-ping-key-0123")),
+            checks: vec![a, state::test_check("etl", 60, 60)],
+            ..HeartbeatsConfig::default()
+        };
+        let s = Shared::new(&cfg).unwrap();
+        assert_eq!(s.find_ping("0123456789abcdef-uuid", &[]), Ok((0, state::Kind::Success)));
+        assert_eq!(s.find_ping("0123456789abcdef-uuid", &["start"]), Ok((0, state::Kind::Start)));
+        assert_eq!(s.find_ping("0123456789abcdef-uuid", &["3"]), Ok((0, state::Kind::Exit(3))));
+        assert_eq!(s.find_ping("0123456789abcdef-uuid", &["nope"]), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(s.find_ping("project-ping-key-0123", &["etl"]), Ok((1, state::Kind::Success)));
+        assert_eq!(s.find_ping("project-ping-key-0123", &["etl", "fail"]), Ok((1, state::Kind::Fail)));
+        assert_eq!(s.find_ping("project-ping-key-0123", &["nope"]), Err(StatusCode::NOT_FOUND));
+        assert_eq!(s.find_ping("unknown", &[]), Err(StatusCode::NOT_FOUND));
+    }
+}

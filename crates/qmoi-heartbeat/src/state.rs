@@ -1,0 +1,351 @@
+//! What a check's pings say, and what that makes its status: pure functions of the pings
+//! and the clock, tested without a server or a database.
+//!
+//! A run is a `start` ping followed by its end (a success, `fail`, or an exit status),
+//! paired by `rid` when the job sends one (overlapping runs), else the latest start.
+//! The status, in order of precedence: **failed** (the last end was a failure),
+//! **running too long** (a start older than `max_duration` without its end), **late**
+//! (no success by the schedule's next time plus `grace`), **ran too often** (the last
+//! success came sooner than `min_interval` after the one before), **ran too short** (the
+//! last success came sooner than `min_duration` after its start); else ok. A check that
+//! never pinged is ok and says it waits for its first ping (as Healthchecks' "new").
+
+use crate::config::CheckConfig;
+use crate::schedule::Schedule;
+use chrono::{DateTime, Utc};
+use qmoi_core::Status;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a ping says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Success,
+    Start,
+    Fail,
+    /// Only recorded: changes nothing.
+    Log,
+    /// The job's exit status (0 is a success).
+    Exit(u8),
+}
+
+impl Kind {
+    pub fn as_str(self) -> String {
+        match self {
+            Self::Success => "success".into(),
+            Self::Start => "start".into(),
+            Self::Fail => "fail".into(),
+            Self::Log => "log".into(),
+            Self::Exit(n) => format!("exit {n}"),
+        }
+    }
+
+    /// The path word after the key: none, `start`, `fail`, `log`, or 0-255.
+    pub fn from_word(w: Option<&str>) -> Option<Self> {
+        match w {
+            None | Some("") => Some(Self::Success),
+            Some("start") => Some(Self::Start),
+            Some("fail") => Some(Self::Fail),
+            Some("log") => Some(Self::Log),
+            Some(n) if n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok().map(Self::Exit),
+            _ => None,
+        }
+    }
+
+    fn ends_a_run(self) -> bool {
+        matches!(self, Self::Success | Self::Fail | Self::Exit(_))
+    }
+
+    fn failed(self) -> bool {
+        matches!(self, Self::Fail | Self::Exit(1..))
+    }
+}
+
+/// One ping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ping {
+    pub kind: Kind,
+    pub at: DateTime<Utc>,
+    /// The request body (capped), or an Uptime Kuma `msg`.
+    pub body: String,
+    /// Pairs a start with its end when runs overlap.
+    pub rid: Option<String>,
+    /// The client's address.
+    pub from: String,
+}
+
+/// A finished (or failed) run, for the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub check: String,
+    pub kind: Kind,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: DateTime<Utc>,
+    pub duration_s: Option<f64>,
+    pub body: String,
+}
+
+/// Everything remembered of one check (kept in the database across restarts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckState {
+    pub last_ping: Option<Ping>,
+    pub last_success: Option<DateTime<Utc>>,
+    /// Runs started and not ended, by rid ("" without one).
+    pub open: BTreeMap<String, DateTime<Utc>>,
+    /// The last end of a run.
+    pub last_end: Option<Ping>,
+    pub last_duration_s: Option<f64>,
+    /// Set by the last success, cleared by the next one.
+    pub too_often: Option<String>,
+    pub too_short: Option<String>,
+    /// Pings taken, by kind (`success`, `start`, `fail`, `log`, `exit`).
+    pub pings: BTreeMap<String, u64>,
+}
+
+/// At most this many runs open at once per check (a job that only ever starts).
+const MAX_OPEN: usize = 100;
+
+fn dur(s: f64) -> String {
+    qmoi_core::human::duration(s)
+}
+
+impl CheckState {
+    /// Take in a ping; the run it ends, if it ends one.
+    pub fn apply(&mut self, cfg: &CheckConfig, p: Ping) -> Option<Run> {
+        let kind_key = match p.kind {
+            Kind::Exit(_) => "exit".to_string(),
+            k => k.as_str(),
+        };
+        *self.pings.entry(kind_key).or_default() += 1;
+        let rid = p.rid.clone().unwrap_or_default();
+        let run = match p.kind {
+            Kind::Log => None,
+            Kind::Start => {
+                if self.open.len() >= MAX_OPEN && !self.open.contains_key(&rid) {
+                    // The oldest start goes: it will never be paired now.
+                    if let Some(k) = self.open.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) {
+                        self.open.remove(&k);
+                    }
+                }
+                self.open.insert(rid, p.at);
+                None
+            }
+            k => {
+                // The start of this run: by rid, else (no rid) the latest one without one.
+                let started = self.open.remove(&rid);
+                let duration = started.map(|s| (p.at - s).num_milliseconds().max(0) as f64 / 1000.0);
+                self.last_duration_s = duration.or(self.last_duration_s);
+                if !k.failed() {
+                    self.too_often = match (cfg.min_interval, self.last_success) {
+                        (Some(min), Some(prev)) if (p.at - prev).to_std().is_ok_and(|d| d < min.get()) => {
+                            Some(format!(
+                                "ran too often: a success {} after the previous one (min_interval {min})",
+                                dur((p.at - prev).num_milliseconds() as f64 / 1000.0)
+                            ))
+                        }
+                        _ => None,
+                    };
+                    self.too_short = match (cfg.min_duration, duration) {
+                        (Some(min), Some(d)) if d < min.get().as_secs_f64() => {
+                            Some(format!("ran too short: {} from start to success (min_duration {min})", dur(d)))
+                        }
+                        _ => None,
+                    };
+                    self.last_success = Some(p.at);
+                }
+                Some(Run {
+                    check: cfg.name.clone(),
+                    kind: k,
+                    started_at: started,
+                    ended_at: p.at,
+                    duration_s: duration,
+                    body: p.body.clone(),
+                })
+            }
+        };
+        if p.kind.ends_a_run() {
+            self.last_end = Some(p.clone());
+        }
+        self.last_ping = Some(p);
+        run
+    }
+
+    /// The check's status and why, at `now`.
+    pub fn evaluate(&self, cfg: &CheckConfig, schedule: &Schedule, now: DateTime<Utc>) -> (Status, String) {
+        let bad = cfg.level.status();
+        let excerpt = |b: &str| {
+            let b = b.trim();
+            if b.is_empty() {
+                String::new()
+            } else {
+                let cut: String = b.chars().take(200).collect();
+                format!(": {}{}", qmoi_core::human::escape_control(&cut), if cut.len() < b.len() { "…" } else { "" })
+            }
+        };
+        let Some(last) = &self.last_ping else {
+            return (Status::Ok, format!("{}: waiting for its first ping ({})", cfg.name, schedule.describe()));
+        };
+        if let Some(end) = self.last_end.as_ref().filter(|e| e.kind.failed()) {
+            let how = match end.kind {
+                Kind::Exit(n) => format!("exited with status {n}"),
+                _ => "reported a failure".into(),
+            };
+            return (
+                bad,
+                format!("{}: {how} at {}{}", cfg.name, end.at.format("%Y-%m-%d %H:%M:%S UTC"), excerpt(&end.body)),
+            );
+        }
+        if let Some(max) = cfg.max_duration
+            && let Some(started) = self.open.values().min()
+            && (now - *started).to_std().is_ok_and(|d| d > max.get())
+        {
+            let secs = (now - *started).num_seconds() as f64;
+            return (
+                bad,
+                format!("{}: running too long: started {} ago, no end yet (max_duration {max})", cfg.name, dur(secs)),
+            );
+        }
+        let base = self.last_success.or(self.open.values().min().copied()).unwrap_or(last.at);
+        if let Some(due) = schedule.next_after(base) {
+            let deadline = due + chrono::Duration::from_std(cfg.grace.get()).unwrap_or_default();
+            if now > deadline {
+                let since = self.last_success.map_or_else(
+                    || "no success yet".to_string(),
+                    |s| format!("last success {} ago", dur((now - s).num_seconds() as f64)),
+                );
+                return (
+                    bad,
+                    format!(
+                        "{}: late: {since}, was due {} ago ({}, grace {})",
+                        cfg.name,
+                        dur((now - due).num_seconds() as f64),
+                        schedule.describe(),
+                        cfg.grace
+                    ),
+                );
+            }
+        }
+        if let Some(m) = self.too_often.as_ref().or(self.too_short.as_ref()) {
+            return (bad, format!("{}: {m}", cfg.name));
+        }
+        let took = self.last_duration_s.map_or_else(String::new, |d| format!(", took {}", dur(d)));
+        let when = self.last_success.map_or_else(
+            || "started, no success yet".into(),
+            |s| format!("last success {} ago{took}", dur((now - s).num_seconds().max(0) as f64)),
+        );
+        (Status::Ok, format!("{}: {when} ({})", cfg.name, schedule.describe()))
+    }
+}
+
+/// A check config for tests: `name`, every `period` seconds, `grace` seconds.
+#[cfg(test)]
+pub(crate) fn test_check(name: &str, period: u64, grace: u64) -> CheckConfig {
+    use qmoi_core::config::ConfigDuration;
+    CheckConfig {
+        name: name.into(),
+        uuid: None,
+        push_token: None,
+        period: Some(ConfigDuration::from_secs(period)),
+        cron: None,
+        tz: None,
+        grace: ConfigDuration::from_secs(grace),
+        min_interval: None,
+        min_duration: None,
+        max_duration: None,
+        level: qmoi_core::status::Severity::Critical,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use qmoi_core::config::ConfigDuration;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn ping(kind: Kind, s: i64, rid: Option<&str>) -> Ping {
+        Ping { kind, at: at(s), body: String::new(), rid: rid.map(str::to_string), from: "127.0.0.1".into() }
+    }
+
+    fn eval(st: &CheckState, cfg: &CheckConfig, now: i64) -> (Status, String) {
+        st.evaluate(cfg, &cfg.schedule().unwrap(), at(now))
+    }
+
+    #[test]
+    fn new_on_time_late_and_back() {
+        let cfg = test_check("nightly", 3600, 300);
+        let mut st = CheckState::default();
+        assert!(eval(&st, &cfg, 0).1.contains("waiting for its first ping"));
+        st.apply(&cfg, ping(Kind::Success, 0, None));
+        assert_eq!(eval(&st, &cfg, 3600 + 299).0, Status::Ok);
+        let (s, m) = eval(&st, &cfg, 3600 + 301);
+        assert_eq!(s, Status::Critical, "{m}");
+        assert!(m.contains("late: last success 1h 5m ago"), "{m}");
+        st.apply(&cfg, ping(Kind::Success, 4000, None));
+        assert_eq!(eval(&st, &cfg, 4001).0, Status::Ok);
+    }
+
+    #[test]
+    fn failures_exit_statuses_and_the_body() {
+        let cfg = test_check("job", 3600, 300);
+        let mut st = CheckState::default();
+        st.apply(&cfg, Ping { body: "disk full\n".into(), ..ping(Kind::Exit(2), 10, None) });
+        let (s, m) = eval(&st, &cfg, 20);
+        assert_eq!(s, Status::Critical);
+        assert!(m.contains("exited with status 2") && m.ends_with(": disk full"), "{m}");
+        st.apply(&cfg, ping(Kind::Exit(0), 30, None));
+        assert_eq!(eval(&st, &cfg, 40).0, Status::Ok);
+        st.apply(&cfg, ping(Kind::Fail, 50, None));
+        assert!(eval(&st, &cfg, 60).1.contains("reported a failure"));
+        // A log ping changes nothing.
+        st.apply(&cfg, ping(Kind::Log, 70, None));
+        assert!(eval(&st, &cfg, 80).1.contains("reported a failure"));
+        assert_eq!(st.pings.get("log"), Some(&1));
+    }
+
+    #[test]
+    fn too_often_too_short_too_long_and_overlapping_runs() {
+        let mut cfg = test_check("etl", 3600, 300);
+        cfg.min_interval = Some(ConfigDuration::from_secs(1800));
+        cfg.min_duration = Some(ConfigDuration::from_secs(60));
+        cfg.max_duration = Some(ConfigDuration::from_secs(600));
+        let mut st = CheckState::default();
+        st.apply(&cfg, ping(Kind::Start, 0, Some("a")));
+        st.apply(&cfg, ping(Kind::Start, 100, Some("b")));
+        // Run b ends first; run a is paired by its rid.
+        let run = st.apply(&cfg, ping(Kind::Success, 300, Some("b"))).unwrap();
+        assert_eq!((run.started_at, run.duration_s), (Some(at(100)), Some(200.0)));
+        assert_eq!(eval(&st, &cfg, 301).0, Status::Ok);
+        // Run a is still open after max_duration.
+        let (s, m) = eval(&st, &cfg, 700);
+        assert_eq!(s, Status::Critical);
+        assert!(m.contains("running too long"), "{m}");
+        // It ends 10 minutes after the previous success: too often.
+        st.apply(&cfg, ping(Kind::Success, 900, Some("a")));
+        let (_, m) = eval(&st, &cfg, 901);
+        assert!(m.contains("ran too often: a success 10m 0s after the previous one"), "{m}");
+        // A later run that takes 5 s: too short.
+        st.apply(&cfg, ping(Kind::Start, 3000, None));
+        st.apply(&cfg, ping(Kind::Success, 3005, None));
+        let (_, m) = eval(&st, &cfg, 3006);
+        assert!(m.contains("ran too short: 5s from start to success"), "{m}");
+        // A normal run clears both.
+        st.apply(&cfg, ping(Kind::Start, 6000, None));
+        st.apply(&cfg, ping(Kind::Success, 6100, None));
+        assert_eq!(eval(&st, &cfg, 6101).0, Status::Ok);
+    }
+
+    #[test]
+    fn path_words() {
+        assert_eq!(Kind::from_word(None), Some(Kind::Success));
+        assert_eq!(Kind::from_word(Some("start")), Some(Kind::Start));
+        assert_eq!(Kind::from_word(Some("255")), Some(Kind::Exit(255)));
+        assert_eq!(Kind::from_word(Some("256")), None);
+        assert_eq!(Kind::from_word(Some("0042")), None);
+        assert_eq!(Kind::from_word(Some("nope")), None);
+    }
+}

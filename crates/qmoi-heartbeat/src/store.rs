@@ -1,0 +1,128 @@
+//! `data/heartbeats.db`: each check's state (so a restart of the monitor keeps it) and the
+//! history of runs. Written by one writer in batches (see `lib.rs`): a ping is answered
+//! from memory, and at most a second of pings is lost when the process is killed.
+
+use crate::state::{CheckState, Run};
+use rusqlite::{Connection, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS state (
+        name TEXT PRIMARY KEY,
+        json TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS runs (
+        id INTEGER PRIMARY KEY,
+        check_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at INTEGER,
+        ended_at INTEGER NOT NULL,
+        duration_s REAL,
+        body TEXT NOT NULL
+     );
+     CREATE INDEX IF NOT EXISTS runs_by_check ON runs (check_name, id);"];
+
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let p = path.display().to_string();
+        let e = |x: rusqlite::Error| format!("{p}: {x}");
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(e)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
+        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(e)?;
+        Ok(Self { conn, path: p })
+    }
+
+    /// Every check's saved state; a row that cannot be read is left out and named.
+    pub fn load(&self) -> Result<(HashMap<String, CheckState>, Vec<String>), String> {
+        let e = |x: rusqlite::Error| format!("{}: {x}", self.path);
+        let mut st = self.conn.prepare("SELECT name, json FROM state").map_err(e)?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(e)?;
+        let (mut out, mut bad) = (HashMap::new(), Vec::new());
+        for row in rows {
+            let (name, json) = row.map_err(e)?;
+            match serde_json::from_str(&json) {
+                Ok(s) => {
+                    out.insert(name, s);
+                }
+                Err(x) => bad.push(format!("the saved state of '{name}' is unreadable ({x}); it starts afresh")),
+            }
+        }
+        Ok((out, bad))
+    }
+
+    /// Save states and append runs in one transaction; keep the newest `keep` runs of each
+    /// check that got one.
+    pub fn save(&mut self, states: &[(String, CheckState)], runs: &[Run], keep: usize) -> Result<(), String> {
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| format!("{path}: {x}");
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut up = tx.prepare_cached("INSERT OR REPLACE INTO state (name, json) VALUES (?1, ?2)").map_err(e)?;
+            for (name, s) in states {
+                let json = serde_json::to_string(s).map_err(|x| x.to_string())?;
+                up.execute(params![name, json]).map_err(e)?;
+            }
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT INTO runs (check_name, kind, started_at, ended_at, duration_s, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(e)?;
+            for r in runs {
+                add.execute(params![
+                    r.check,
+                    r.kind.as_str(),
+                    r.started_at.map(|t| t.timestamp()),
+                    r.ended_at.timestamp(),
+                    r.duration_s,
+                    r.body
+                ])
+                .map_err(e)?;
+            }
+            let mut prune = tx
+                .prepare_cached(
+                    "DELETE FROM runs WHERE check_name = ?1 AND id <= (SELECT id FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                )
+                .map_err(e)?;
+            let mut names: Vec<&str> = runs.iter().map(|r| r.check.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            for n in names {
+                prune.execute(params![n, i64::try_from(keep).unwrap_or(i64::MAX)]).map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// The newest `limit` runs of `check`, newest first: (kind, started, ended, seconds, body).
+    pub fn runs(&self, check: &str, limit: usize) -> Result<Vec<serde_json::Value>, String> {
+        let e = |x: rusqlite::Error| format!("{}: {x}", self.path);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, started_at, ended_at, duration_s, body FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map(params![check, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(serde_json::json!({
+                    "kind": r.get::<_, String>(0)?,
+                    "started_at": r.get::<_, Option<i64>>(1)?,
+                    "ended_at": r.get::<_, i64>(2)?,
+                    "duration_s": r.get::<_, Option<f64>>(3)?,
+                    "body": r.get::<_, String>(4)?,
+                }))
+            })
+            .map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
+    }
+}
