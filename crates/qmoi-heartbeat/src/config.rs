@@ -43,7 +43,7 @@ impl Default for HeartbeatsConfig {
             max_body: 10_000,
             rate_limit: RateLimitConfig::default(),
             database: "data/heartbeats.db".into(),
-            keep_runs: 1000,
+            keep_runs: 100,
             checks: Vec::new(),
         }
     }

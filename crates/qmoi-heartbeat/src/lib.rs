@@ -32,6 +32,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Runs waiting for the writer at most (a second's worth at 20,000 pings/s).
+const MAX_PENDING_RUNS: usize = 20_000;
+
 /// What the listener and the report share.
 pub struct Shared {
     checks: Vec<CheckConfig>,
@@ -45,6 +48,8 @@ pub struct Shared {
     states: Mutex<Vec<CheckState>>,
     /// What the writer saves next: checks whose state changed, runs that ended.
     pending: Mutex<(HashSet<usize>, Vec<Run>)>,
+    /// Runs not saved to the history because more came in a second than it takes.
+    runs_dropped: std::sync::atomic::AtomicU64,
     wake: Arc<Notify>,
 }
 
@@ -65,6 +70,7 @@ impl Shared {
             limiter: RateLimiter::new(cfg.rate_limit),
             states: Mutex::new(vec![CheckState::default(); cfg.checks.len()]),
             pending: Mutex::default(),
+            runs_dropped: Default::default(),
             wake: Arc::new(Notify::new()),
         };
         for (i, c) in cfg.checks.iter().enumerate() {
@@ -118,7 +124,15 @@ impl Shared {
         {
             let mut pending = lock(&self.pending);
             pending.0.insert(i);
-            pending.1.extend(run);
+            if let Some(r) = run {
+                // Bounded whatever the ping rate: past it, the oldest unsaved runs go (each
+                // check's state, with its last runs, is still saved).
+                if pending.1.len() >= MAX_PENDING_RUNS {
+                    pending.1.drain(..MAX_PENDING_RUNS / 10);
+                    self.runs_dropped.fetch_add((MAX_PENDING_RUNS / 10) as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                pending.1.push(r);
+            }
         }
         if before != after {
             self.wake.notify_one();
@@ -140,12 +154,6 @@ impl Heartbeats {
     pub fn new(cfg: HeartbeatsConfig) -> Result<Self, String> {
         let shared = Arc::new(Shared::new(&cfg)?);
         Ok(Self { cfg, shared, store: None, notes: Vec::new(), listener: None })
-    }
-
-    /// Save what the listener took since the last call.
-    fn flush(&self) {
-        let Some(store) = &self.store else { return };
-        flush(&self.shared, store, self.cfg.keep_runs);
     }
 }
 
@@ -242,7 +250,6 @@ impl Monitor for Heartbeats {
     }
 
     async fn run(&mut self, _ctx: &RunContext) -> Outcome {
-        self.flush();
         let now = chrono::Utc::now();
         let mut out = Collected::default();
         let states = lock(&self.shared.states).clone();
@@ -272,13 +279,6 @@ impl Monitor for Heartbeats {
                 check = check.with_title(format!("Heartbeat {} is {}", c.name, status_word(&message, &c.name)));
             }
             out.checks.push(check);
-            let recent = self
-                .store
-                .as_ref()
-                .and_then(|s| {
-                    lock(s).runs(&c.name, 10).map_err(|e| tracing::warn!(error = %e, "Cannot read runs.")).ok()
-                })
-                .unwrap_or_default();
             rows.push(serde_json::json!({
                 "name": c.name,
                 "status": status,
@@ -287,21 +287,33 @@ impl Monitor for Heartbeats {
                 "grace": c.grace.to_string(),
                 "last_ping": st.last_ping.as_ref().map(|p| serde_json::json!({
                     "kind": p.kind.as_str(), "at": p.at, "from": p.from,
-                    "body": p.body.chars().take(1000).collect::<String>()})),
+                    "body": p.body.chars().take(200).collect::<String>()})),
                 "last_success": st.last_success,
                 "last_duration_s": st.last_duration_s,
                 "running": st.open.len(),
-                "pings": st.pings,
-                "recent_runs": recent,
+                // The runs of a check in trouble (all of them would make a report of
+                // 10,000 checks tens of megabytes); every run is in the database.
+                "recent_runs": if status == Status::Ok { Vec::new() } else { st.recent.iter().rev().map(run_json).collect() },
             }));
         }
         for n in &self.notes {
             out.checks.push(CheckResult::new("database", Status::Warning, n.clone()));
         }
+        out.metric(
+            "qmoi_heartbeat_runs_dropped_total",
+            &[],
+            self.shared.runs_dropped.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
         out.details.insert("listen".into(), serde_json::json!(self.cfg.listen));
         out.details.insert("checks".into(), serde_json::json!(rows));
         out.into_outcome()
     }
+}
+
+/// A run as the report shows it.
+fn run_json(r: &Run) -> serde_json::Value {
+    serde_json::json!({"kind": r.kind.as_str(), "started_at": r.started_at, "ended_at": r.ended_at,
+                       "duration_s": r.duration_s, "body": r.body})
 }
 
 /// `late`, `failed`, … from a check's message, for the alert's title.

@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     if let Some(name) = &cli.run {
         return run_wrapped(info, &cli.args, name, cli.url.as_deref(), &cli.command);
     }
-    qmoi_core::runner::main::<HeartbeatsConfig, _>(info, cli.args, |cfg| Heartbeats::new(cfg.clone()))
+    // One glibc arena for both threads: what a report of 10,000 checks frees goes back.
+    qmoi_core::mem::single_arena();
+    // Two threads: the listener answers pings while a report of thousands of checks is built.
+    qmoi_core::runner::main_with_threads::<HeartbeatsConfig, _>(info, cli.args, 2, |cfg| Heartbeats::new(cfg.clone()))
 }
 
 /// Bytes of the command's output sent with its end ping.

@@ -101,7 +101,13 @@ pub struct CheckState {
     pub too_short: Option<String>,
     /// Pings taken, by kind (`success`, `start`, `fail`, `log`, `exit`).
     pub pings: BTreeMap<String, u64>,
+    /// The last [`RECENT`] runs, newest last (the full history is in the database).
+    #[serde(default)]
+    pub recent: std::collections::VecDeque<Run>,
 }
+
+/// Runs kept with the state (shown in the report).
+pub const RECENT: usize = 5;
 
 /// At most this many runs open at once per check (a job that only ever starts).
 const MAX_OPEN: usize = 100;
@@ -154,14 +160,19 @@ impl CheckState {
                     };
                     self.last_success = Some(p.at);
                 }
-                Some(Run {
+                let run = Run {
                     check: cfg.name.clone(),
                     kind: k,
                     started_at: started,
                     ended_at: p.at,
                     duration_s: duration,
-                    body: p.body.clone(),
-                })
+                    body: p.body.chars().take(1000).collect(),
+                };
+                if self.recent.len() >= RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(run.clone());
+                Some(run)
             }
         };
         if p.kind.ends_a_run() {

@@ -25,6 +25,9 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS state (
 pub struct Store {
     conn: Connection,
     path: String,
+    /// When each check's runs were last pruned (a prune is a query per check: at most once
+    /// a minute each, so a flood of pings does not turn into a flood of deletes).
+    pruned: HashMap<String, std::time::Instant>,
 }
 
 impl Store {
@@ -39,7 +42,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
         qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(e)?;
-        Ok(Self { conn, path: p })
+        Ok(Self { conn, path: p, pruned: HashMap::new() })
     }
 
     /// Every check's saved state; a row that cannot be read is left out and named.
@@ -66,6 +69,7 @@ impl Store {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| format!("{path}: {x}");
         let tx = self.conn.transaction().map_err(e)?;
+        let pruned = &mut self.pruned;
         {
             let mut up = tx.prepare_cached("INSERT OR REPLACE INTO state (name, json) VALUES (?1, ?2)").map_err(e)?;
             for (name, s) in states {
@@ -97,32 +101,13 @@ impl Store {
             names.sort_unstable();
             names.dedup();
             for n in names {
+                if pruned.get(n).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+                    continue;
+                }
                 prune.execute(params![n, i64::try_from(keep).unwrap_or(i64::MAX)]).map_err(e)?;
+                pruned.insert(n.to_string(), std::time::Instant::now());
             }
         }
         tx.commit().map_err(e)
-    }
-
-    /// The newest `limit` runs of `check`, newest first: (kind, started, ended, seconds, body).
-    pub fn runs(&self, check: &str, limit: usize) -> Result<Vec<serde_json::Value>, String> {
-        let e = |x: rusqlite::Error| format!("{}: {x}", self.path);
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT kind, started_at, ended_at, duration_s, body FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT ?2",
-            )
-            .map_err(e)?;
-        let rows = st
-            .query_map(params![check, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-                Ok(serde_json::json!({
-                    "kind": r.get::<_, String>(0)?,
-                    "started_at": r.get::<_, Option<i64>>(1)?,
-                    "ended_at": r.get::<_, i64>(2)?,
-                    "duration_s": r.get::<_, Option<f64>>(3)?,
-                    "body": r.get::<_, String>(4)?,
-                }))
-            })
-            .map_err(e)?;
-        rows.collect::<Result<_, _>>().map_err(e)
     }
 }
