@@ -88,6 +88,10 @@ pub struct ComponentStatus {
     /// and the alerts counted are those of its last usable report, still firing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_error: Option<String>,
+    /// In a maintenance window now: why, by whom, until when. The component then counts
+    /// for nothing in the verdict and its alerts are not notified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<String>,
 }
 
 impl ComponentStatus {
@@ -115,6 +119,7 @@ impl ComponentStatus {
             critical_alerts: 0,
             warning_alerts: 0,
             report_error: None,
+            maintenance: None,
         }
     }
 }

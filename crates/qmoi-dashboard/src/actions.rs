@@ -181,6 +181,59 @@ impl Ctx<'_> {
         Ok(sid)
     }
 
+    /// Open a maintenance window for `component` from `starts_at` to `ends_at` (unix
+    /// seconds): it counts for nothing in the verdict and its alerts are not notified.
+    pub async fn add_maintenance(
+        &self,
+        component: &str,
+        starts_at: i64,
+        ends_at: i64,
+        reason: &str,
+    ) -> Result<crate::store::Maintenance, ActionError> {
+        self.require_admin()?;
+        let now = unix_now();
+        if qmoi_core::component::find(component).is_none() || component == qmoi_core::component::MASTER_MONITOR {
+            let known: Vec<&str> = qmoi_core::component::monitor_ids().collect();
+            return Err(ActionError::Invalid(format!(
+                "component must be one of {}, got '{component}'",
+                known.join(", ")
+            )));
+        }
+        if reason.trim().is_empty() || reason.len() > 500 {
+            return Err(ActionError::Invalid("give a reason (at most 500 characters): it is shown to everyone".into()));
+        }
+        if ends_at <= starts_at || ends_at <= now {
+            return Err(ActionError::Invalid("the window must end after it starts, and in the future".into()));
+        }
+        if ends_at - starts_at > 30 * 86_400 {
+            return Err(ActionError::Invalid("a window lasts at most 30 days".into()));
+        }
+        let mut m = crate::store::Maintenance {
+            id: 0,
+            component: component.to_string(),
+            reason: reason.trim().to_string(),
+            created_by: self.id.name.clone(),
+            created_at: now,
+            starts_at,
+            ends_at,
+        };
+        let row = m.clone();
+        m.id = self.on_store(move |st| st.add_maintenance(&row)).await?;
+        self.audit("maintenance", component, &format!("id {} until {}", m.id, m.ends_at)).await;
+        Ok(m)
+    }
+
+    /// End maintenance window `id` now.
+    pub async fn end_maintenance(&self, id: i64) -> Result<(), ActionError> {
+        self.require_admin()?;
+        let now = unix_now();
+        if !self.on_store(move |st| st.end_maintenance(id, now)).await? {
+            return Err(ActionError::NotFound(format!("no maintenance window with id {id} is open")));
+        }
+        self.audit("maintenance_end", &id.to_string(), "ok").await;
+        Ok(())
+    }
+
     /// Restart one component; the supervisor's answer.
     pub async fn restart(&self, component: &str) -> Result<String, ActionError> {
         self.require_admin()?;

@@ -197,6 +197,8 @@ pub fn router(state: AppState, mounted: Option<Router>) -> Router {
         .route("/api/alerts/{*rest}", post(ack))
         .route("/api/silences", get(silences).post(add_silence))
         .route("/api/silences/{id}", delete(delete_silence))
+        .route("/api/maintenance", get(maintenance).post(add_maintenance))
+        .route("/api/maintenance/{id}", delete(end_maintenance))
         .route("/api/history", get(history))
         .route("/api/history/series", get(series))
         .route("/api/config", get(config))
@@ -507,6 +509,74 @@ async fn delete_silence(
     let Path(sid) = sid.map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad silence id: {e}")))?;
     ctx(&s, &id, remote).unsilence(sid).await?;
     Ok(Json(serde_json::json!({"deleted": sid})))
+}
+
+async fn maintenance(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = unix_now();
+    let windows = on_store(&s, move |st| st.maintenance(now)).await?;
+    let windows: Vec<serde_json::Value> = windows
+        .into_iter()
+        .map(|w| {
+            let active = w.starts_at <= now;
+            let mut v = serde_json::to_value(w).unwrap_or_default();
+            v["active"] = active.into();
+            v
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"windows": windows})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    component: String,
+    reason: String,
+    /// `"2h"`, `"30m"`, or seconds, from `starts_at` (default now).
+    #[serde(default)]
+    duration: Option<qmoi_core::config::ConfigDuration>,
+    /// Unix seconds; alternative to `duration`.
+    #[serde(default)]
+    ends_at: Option<i64>,
+    #[serde(default)]
+    starts_at: Option<i64>,
+}
+
+async fn add_maintenance(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    body: Result<Json<MaintenanceBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    require_admin(&s, &id)?;
+    let Json(b) = body.map_err(|e| {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
+        err(code, format!("bad maintenance window: {e}"))
+    })?;
+    let starts_at = b.starts_at.unwrap_or_else(unix_now);
+    let ends_at = match (b.duration, b.ends_at) {
+        (Some(d), None) => starts_at.saturating_add(i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2)),
+        (None, Some(t)) => t,
+        _ => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of duration (e.g. \"2h\") or ends_at (unix seconds)",
+            ));
+        }
+    };
+    let w = ctx(&s, &id, remote).add_maintenance(&b.component, starts_at, ends_at, &b.reason).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::to_value(w).unwrap_or_default())))
+}
+
+async fn end_maintenance(
+    State(s): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    axum::Extension(id): axum::Extension<Identity>,
+    wid: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&s, &id)?;
+    let Path(wid) = wid.map_err(|e| err(StatusCode::BAD_REQUEST, format!("bad maintenance id: {e}")))?;
+    ctx(&s, &id, remote).end_maintenance(wid).await?;
+    Ok(Json(serde_json::json!({"ended": wid})))
 }
 
 #[derive(Deserialize)]

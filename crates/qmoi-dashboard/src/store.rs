@@ -57,7 +57,36 @@ CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEG
 /// `PRAGMA user_version` migrations of `history.db` (see `qmoi_core::sqlite`): version 1 is the
 /// layout from before versioning, so an existing database opens as it is. Append a
 /// migration here for every change of the schema; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA];
+/// Version 2: maintenance windows.
+const MAINTENANCE: &str = "
+CREATE TABLE IF NOT EXISTS maintenance (id INTEGER PRIMARY KEY AUTOINCREMENT, component TEXT NOT NULL,
+    reason TEXT NOT NULL, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, starts_at INTEGER NOT NULL,
+    ends_at INTEGER NOT NULL, ended_at INTEGER);
+";
+
+const MIGRATIONS: &[&str] = &[SCHEMA, MAINTENANCE];
+
+/// A maintenance window: `component` counts for nothing in the verdict and its alerts are
+/// not notified from `starts_at` to `ends_at` (unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Maintenance {
+    pub id: i64,
+    pub component: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+impl Maintenance {
+    /// `until 2026-12-07 14:00 UTC: db upgrade (ops)`.
+    pub fn describe(&self) -> String {
+        let until = chrono::DateTime::from_timestamp(self.ends_at, 0)
+            .map_or_else(|| self.ends_at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+        format!("until {until}: {} ({})", self.reason, self.created_by)
+    }
+}
 
 /// The time range of a history query, checked (the same rules for every API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,6 +444,52 @@ impl Store {
         )
         .map_err(|e| self.err(e))?;
         Ok(conn.last_insert_rowid())
+    }
+
+    pub fn add_maintenance(&self, m: &Maintenance) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO maintenance (component, reason, created_by, created_at, starts_at, ends_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![m.component, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// End window `id` now; false when no window that is not over has that id.
+    pub fn end_maintenance(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE maintenance SET ended_at = ?2, ends_at = MIN(ends_at, ?2) WHERE id = ?1 AND ended_at IS NULL AND ends_at > ?2",
+                params![id, now],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Windows not over at `now` (in force, or to come), by start.
+    pub fn maintenance(&self, now: i64) -> Result<Vec<Maintenance>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, component, reason, created_by, created_at, starts_at, ends_at FROM maintenance
+                 WHERE ended_at IS NULL AND ends_at > ?1 ORDER BY starts_at, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![now], |r| {
+                Ok(Maintenance {
+                    id: r.get(0)?,
+                    component: r.get(1)?,
+                    reason: r.get(2)?,
+                    created_by: r.get(3)?,
+                    created_at: r.get(4)?,
+                    starts_at: r.get(5)?,
+                    ends_at: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
     /// Returns false when no active silence has that id.

@@ -9,8 +9,8 @@
 //! history database).
 
 use crate::types::{
-    Acknowledgement, Alert, AlertEvent, AlertLevel, AlertState, Component, Notifications, Overview, Point, Report,
-    Series, SeriesName, Silence,
+    Acknowledgement, Alert, AlertEvent, AlertLevel, AlertState, Component, MaintenanceWindow, Notifications, Overview,
+    Point, Report, Series, SeriesName, Silence,
 };
 use async_graphql::{Context, Error, ErrorExtensions, Json, Object, Result, Subscription};
 use futures_util::{Stream, StreamExt as _};
@@ -140,6 +140,13 @@ impl QueryRoot {
             .collect())
     }
 
+    /// Maintenance windows in force or to come.
+    async fn maintenance(&self, ctx: &Context<'_>) -> Result<Vec<MaintenanceWindow>> {
+        let now = unix_now();
+        let list = on_store(shared(ctx)?, move |st| st.maintenance(now)).await?;
+        Ok(list.iter().map(|w| MaintenanceWindow::of(w, now)).collect())
+    }
+
     /// The silences in force.
     async fn silences(&self, ctx: &Context<'_>) -> Result<Vec<Silence>> {
         let now = unix_now();
@@ -248,6 +255,34 @@ impl MutationRoot {
     /// End a silence (admin). Returns its id.
     async fn unsilence(&self, ctx: &Context<'_>, id: i64) -> Result<i64> {
         with_ctx(ctx)?.unsilence(id).await.map_err(action_error)?;
+        Ok(id)
+    }
+
+    /// Open a maintenance window for `component` for `duration` (`"2h"`, seconds) from
+    /// `startsAt` (unix seconds or RFC 3339; default now) (admin).
+    async fn open_maintenance(
+        &self,
+        ctx: &Context<'_>,
+        component: String,
+        duration: String,
+        reason: String,
+        starts_at: Option<String>,
+    ) -> Result<MaintenanceWindow> {
+        let now = unix_now();
+        let bad = |m: String| coded("BAD_USER_INPUT", m);
+        let start = match starts_at {
+            None => now,
+            Some(t) => Range::parse(None, Some(&t), None, now).map_err(|e| bad(e.replace("to ", "startsAt ")))?.to,
+        };
+        let d = qmoi_core::config::ConfigDuration::parse(&duration).map_err(|e| bad(format!("duration: {e}")))?;
+        let end = start.saturating_add(i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2));
+        let w = with_ctx(ctx)?.add_maintenance(&component, start, end, &reason).await.map_err(action_error)?;
+        Ok(MaintenanceWindow::of(&w, now))
+    }
+
+    /// End maintenance window `id` now (admin). Returns its id.
+    async fn end_maintenance(&self, ctx: &Context<'_>, id: i64) -> Result<i64> {
+        with_ctx(ctx)?.end_maintenance(id).await.map_err(action_error)?;
         Ok(id)
     }
 

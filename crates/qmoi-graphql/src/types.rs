@@ -221,6 +221,11 @@ impl ComponentState<'_> {
     async fn report_error(&self) -> Option<&str> {
         self.0.report_error.as_deref()
     }
+    /// In a maintenance window now: until when, why, by whom (it then counts for nothing
+    /// in the verdict and its alerts are not notified).
+    async fn maintenance(&self) -> Option<&str> {
+        self.0.maintenance.as_deref()
+    }
 }
 
 pub struct RestartEvent<'a>(&'a ov::RestartEvent);
@@ -463,6 +468,36 @@ impl From<&store::Silence> for Silence {
             created_at: unix_rfc3339(s.created_at),
             expires_at: unix_rfc3339(s.expires_at),
             comment: s.comment.clone(),
+        }
+    }
+}
+
+/// A maintenance window: its component counts for nothing in the verdict and its alerts
+/// are not notified from `startsAt` to `endsAt`.
+#[derive(SimpleObject)]
+pub struct MaintenanceWindow {
+    pub id: i64,
+    pub component: String,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    /// In force now (else it starts later).
+    pub active: bool,
+}
+
+impl MaintenanceWindow {
+    pub fn of(w: &store::Maintenance, now: i64) -> Self {
+        Self {
+            id: w.id,
+            component: w.component.clone(),
+            reason: w.reason.clone(),
+            created_by: w.created_by.clone(),
+            created_at: unix_rfc3339(w.created_at),
+            starts_at: unix_rfc3339(w.starts_at),
+            ends_at: unix_rfc3339(w.ends_at),
+            active: w.starts_at <= now,
         }
     }
 }

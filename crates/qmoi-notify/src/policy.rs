@@ -1,5 +1,7 @@
-//! Acknowledgements and silences made in the dashboard, read from its database
-//! (`data/history.db`, tables `acks` and `silences`; schema in crates/qmoi-dashboard/src/store.rs).
+//! Acknowledgements, silences and maintenance windows made in the dashboard (or with
+//! `qmoi-supervisor maintenance`), read from its database (`data/history.db`, tables
+//! `acks`, `silences` and `maintenance`; schema in crates/qmoi-dashboard/src/store.rs). A
+//! window in force silences its component.
 
 use crate::store::Cached;
 use qmoi_core::status::AlertLevel;
@@ -70,15 +72,27 @@ impl PolicyReader {
                 let mut st = conn.prepare_cached("SELECT fingerprint FROM acks")?;
                 p.acked = st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?;
             }
+            // A maintenance window in force silences its component.
+            if table_exists(conn, "maintenance")? {
+                let mut st = conn.prepare_cached(
+                    "SELECT component FROM maintenance WHERE ended_at IS NULL AND starts_at <= ?1 AND ends_at > ?1",
+                )?;
+                let windows = st.query_map([now_s], |r| {
+                    Ok(Silence { component: Some(r.get(0)?), fingerprint: None, level: None })
+                })?;
+                for w in windows {
+                    p.silences.push(w?);
+                }
+            }
             if table_exists(conn, "silences")? {
                 let mut st = conn.prepare_cached(
                     "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
                 )?;
-                p.silences = st
-                    .query_map([now_s], |r| {
-                        Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
-                    })?
-                    .collect::<Res<_>>()?;
+                for row in st.query_map([now_s], |r| {
+                    Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
+                })? {
+                    p.silences.push(row?);
+                }
             }
             Ok(p)
         };

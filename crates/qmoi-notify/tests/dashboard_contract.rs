@@ -1,4 +1,5 @@
-//! The notifier reads acknowledgements and silences from the dashboard's own database:
+//! The notifier reads acknowledgements, silences and maintenance windows from the
+//! dashboard's own database:
 //! written here through the dashboard's store (the real writer), read by the notifier.
 
 use qmoi_core::status::AlertLevel;
@@ -27,4 +28,22 @@ fn acks_and_silences_written_by_the_dashboard_are_read_by_the_notifier() {
     // Expired: read with a later clock.
     let later = Policy::load(&path, 250).unwrap();
     assert!(!later.silenced("backup", "backup/stale:db", AlertLevel::Warning), "expired silences do not hold");
+
+    // A maintenance window silences its component while in force.
+    let window = qmoi_dashboard::store::Maintenance {
+        id: 0,
+        component: "security".into(),
+        reason: "kernel upgrade".into(),
+        created_by: "ops".into(),
+        created_at: 300,
+        starts_at: 400,
+        ends_at: 500,
+    };
+    let id = store.add_maintenance(&window).unwrap();
+    assert!(!Policy::load(&path, 350).unwrap().silenced("security", "security/x", AlertLevel::Critical), "not yet");
+    assert!(Policy::load(&path, 450).unwrap().silenced("security", "security/x", AlertLevel::Critical));
+    assert!(!Policy::load(&path, 450).unwrap().silenced("backup", "backup/x", AlertLevel::Critical));
+    assert!(store.end_maintenance(id, 460).unwrap());
+    assert!(!Policy::load(&path, 470).unwrap().silenced("security", "security/x", AlertLevel::Critical), "ended");
+    assert!(!store.end_maintenance(id, 470).unwrap(), "ends once");
 }

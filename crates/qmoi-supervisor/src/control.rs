@@ -7,6 +7,9 @@
 //! → {"cmd":"restart-all"}
 //! → {"cmd":"reset"}
 //! → {"cmd":"restart-dashboard"}
+//! → {"cmd":"maintenance-add","component":"backup","for_s":7200,"reason":"disk swap","by":"alice"}
+//! → {"cmd":"maintenance-end","id":3,"by":"alice"}
+//! → {"cmd":"maintenance-list"}
 //! ← {"ok":true,"message":"…","overview":{…}}   or   {"ok":false,"error":"…"}
 //! ```
 
@@ -30,6 +33,21 @@ pub enum Request {
     RestartAll,
     Reset,
     RestartDashboard,
+    /// Open a maintenance window (`qmoi-supervisor maintenance add`).
+    MaintenanceAdd {
+        component: String,
+        for_s: u64,
+        reason: String,
+        /// Who asks (the CLI's user), for the audit log.
+        #[serde(default)]
+        by: String,
+    },
+    MaintenanceEnd {
+        id: i64,
+        #[serde(default)]
+        by: String,
+    },
+    MaintenanceList,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

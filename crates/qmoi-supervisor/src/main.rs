@@ -46,6 +46,35 @@ enum Verb {
     Validate,
     /// Read a password on stdin and print its argon2id hash for dashboard.auth.users
     HashPassword,
+    /// Maintenance windows: a component that counts for nothing in the verdict and whose
+    /// alerts are not notified while one is in force
+    Maintenance {
+        #[command(subcommand)]
+        cmd: MaintenanceCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MaintenanceCmd {
+    /// Open a window now, e.g. `maintenance add --for 2h --component backup --reason "disk swap"`
+    Add {
+        /// How long: 30m, 2h, 1d
+        #[arg(long = "for", value_name = "DURATION", value_parser = qmoi_core::cli::parse_duration)]
+        duration: qmoi_core::config::ConfigDuration,
+        /// The component, e.g. backup
+        #[arg(long)]
+        component: String,
+        /// Why (shown on the dashboard and in `status`)
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the windows in force or to come
+    List,
+    /// End a window now
+    End {
+        /// The window's id (from `maintenance list`)
+        id: i64,
+    },
 }
 
 const COMPATIBILITY: &str = "Compatibility: the original QMOI's spellings work too: --status, \
@@ -95,7 +124,8 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         | Verb::RestartComponent { .. }
         | Verb::RestartAll
         | Verb::Reset
-        | Verb::RestartDashboard => qmoi_supervisor::load_plan_for_control(&cli.common)?,
+        | Verb::RestartDashboard
+        | Verb::Maintenance { .. } => qmoi_supervisor::load_plan_for_control(&cli.common)?,
         _ => load_plan(&cli.common)?,
     };
     match &cli.verb {
@@ -124,6 +154,20 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Verb::RestartDashboard => verbs::answer(&plan, &control::Request::RestartDashboard),
         Verb::Validate => verbs::validate(&plan),
         Verb::HashPassword => verbs::hash_password(),
+        Verb::Maintenance { cmd } => {
+            let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
+            let req = match cmd {
+                MaintenanceCmd::Add { duration, component, reason } => control::Request::MaintenanceAdd {
+                    component: component.clone(),
+                    for_s: duration.get().as_secs(),
+                    reason: reason.clone(),
+                    by,
+                },
+                MaintenanceCmd::List => control::Request::MaintenanceList,
+                MaintenanceCmd::End { id } => control::Request::MaintenanceEnd { id: *id, by },
+            };
+            verbs::answer(&plan, &req)
+        }
     }
 }
 

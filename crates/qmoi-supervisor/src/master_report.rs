@@ -86,6 +86,7 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
         metrics.insert(format!("qmoi_component_up{l}"), up);
         metrics.insert(format!("qmoi_component_restarts_total{l}"), f64::from(c.restarts));
         metrics.insert(format!("qmoi_component_stale_after_seconds{l}"), c.stale_after_s as f64);
+        metrics.insert(format!("qmoi_maintenance_active{l}"), if c.maintenance.is_some() { 1.0 } else { 0.0 });
         for (level, n) in [("critical", c.critical_alerts), ("warning", c.warning_alerts)] {
             metrics.insert(format!("qmoi_component_alerts{{component=\"{}\",level=\"{level}\"}}", c.id), n as f64);
         }

@@ -48,9 +48,10 @@ pub fn render(o: &Overview) -> String {
             (Some(t), Some(_)) => fmt_age((now - t).num_milliseconds() as f64 / 1000.0),
             _ => "-".into(),
         };
-        let summary = match (c.state, &c.note) {
-            (State::Running, _) | (_, None) => c.summary.clone().unwrap_or_default(),
-            (_, Some(n)) => n.clone(),
+        let summary = match (c.state, &c.note, &c.maintenance) {
+            (_, _, Some(m)) => format!("in maintenance {m}"),
+            (State::Running, _, _) | (_, None, _) => c.summary.clone().unwrap_or_default(),
+            (_, Some(n), _) => n.clone(),
         };
         let _ = writeln!(
             out,

@@ -34,7 +34,48 @@ struct Control {
 
 impl Control {
     fn overview(&self) -> Overview {
-        overview::build(self.shared.snapshot(), &self.report_dir, &self.reports, &self.alerts, Some(self.info.clone()))
+        let mut components = self.shared.snapshot();
+        // Maintenance windows in force (kept in the dashboard's database, where the
+        // notifier reads them too).
+        if let Some(d) = &self.dashboard {
+            let now = qmoi_dashboard::hub::unix_now();
+            match d.hub().store.maintenance(now) {
+                Ok(windows) => {
+                    for c in &mut components {
+                        c.maintenance =
+                            windows.iter().find(|w| w.component == c.id && w.starts_at <= now).map(|w| w.describe());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Cannot read the maintenance windows."),
+            }
+        }
+        overview::build(components, &self.report_dir, &self.reports, &self.alerts, Some(self.info.clone()))
+    }
+
+    /// The admin actions for a local operator (the control socket is the supervisor's
+    /// user's only: mode 0600), as `cli:<user>` in the audit log.
+    async fn as_operator<T>(
+        &self,
+        by: &str,
+        f: impl AsyncFnOnce(&qmoi_dashboard::actions::Ctx<'_>) -> Result<T, qmoi_dashboard::actions::ActionError>,
+    ) -> Result<T, String> {
+        let Some(d) = &self.dashboard else {
+            return Err("maintenance windows are kept by the dashboard: enable [dashboard]".into());
+        };
+        let shared = d.shared();
+        let id = qmoi_dashboard::auth::Identity {
+            name: format!("cli:{}", if by.is_empty() { "unknown" } else { by }),
+            role: qmoi_dashboard::config::Role::Admin,
+        };
+        let ctx = qmoi_dashboard::actions::Ctx {
+            hub: &shared.hub,
+            backend: shared.backend.as_ref(),
+            audit_log: &shared.audit_log,
+            auth_enabled: true,
+            id: &id,
+            remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        f(&ctx).await.map_err(|e| e.to_string())
     }
 
     fn restart_component(&self, component: &str) -> Result<String, String> {
@@ -125,6 +166,39 @@ impl control::Handler for Control {
             Request::RestartAll => done(self.restart_all()),
             Request::Reset => Response::message(self.reset()),
             Request::RestartDashboard => done(self.restart_dashboard().await),
+            Request::MaintenanceAdd { component, for_s, reason, by } => {
+                let now = qmoi_dashboard::hub::unix_now();
+                let until = now.saturating_add(i64::try_from(for_s).unwrap_or(i64::MAX / 2));
+                done(
+                    self.as_operator(&by, async |c| c.add_maintenance(&component, now, until, &reason).await)
+                        .await
+                        .map(|w| format!("maintenance window {} for {}: {}", w.id, w.component, w.describe())),
+                )
+            }
+            Request::MaintenanceEnd { id, by } => done(
+                self.as_operator(&by, async |c| c.end_maintenance(id).await)
+                    .await
+                    .map(|()| format!("maintenance window {id} ended")),
+            ),
+            Request::MaintenanceList => {
+                let Some(d) = &self.dashboard else {
+                    return Response::error("maintenance windows are kept by the dashboard: enable [dashboard]");
+                };
+                let now = qmoi_dashboard::hub::unix_now();
+                match d.hub().store.maintenance(now) {
+                    Ok(ws) if ws.is_empty() => Response::message("no maintenance window"),
+                    Ok(ws) => Response::message(
+                        ws.iter()
+                            .map(|w| {
+                                let when = if w.starts_at <= now { "in force" } else { "to come" };
+                                format!("{:>4}  {:<16} {when:<8}  {}", w.id, w.component, w.describe())
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                    Err(e) => Response::error(e.to_string()),
+                }
+            }
         }
     }
 }

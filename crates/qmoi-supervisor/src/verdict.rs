@@ -13,6 +13,7 @@
 //!   report's alerts still count. A component restarted twice or more within the restart
 //!   window that is starting again (a crash loop) is degraded, with its last exit and the
 //!   last line it wrote to stderr as the reason.
+//! - A component in a maintenance window counts for nothing (nor do its alerts).
 //! - **healthy** otherwise. Components starting for the first time count for nothing
 //!   until their startup timeout, after which they are stale.
 
@@ -28,7 +29,7 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
     let important = |c: &ComponentStatus| c.priority >= Priority::High;
     let mut n_crit = 0;
     let mut n_warn = 0;
-    for c in components {
+    for c in components.iter().filter(|c| c.maintenance.is_none()) {
         let why = |what: &str| match &c.note {
             Some(n) if !n.is_empty() => format!("{} {what}: {n}", c.id),
             _ => format!("{} {what}", c.id),
@@ -52,7 +53,7 @@ pub fn evaluate(components: &[ComponentStatus], alerts: &AlertsConfig) -> Verdic
             State::Restarting => degraded.push(why("is restarting")),
             State::Running => {}
         }
-        if c.state == State::Disabled {
+        if c.state == State::Disabled || c.maintenance.is_some() {
             continue;
         }
         n_crit += c.critical_alerts;

@@ -62,10 +62,10 @@ fn gql_clients_query_mutate_subscribe_and_are_refused_rightly() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("{text}");
     assert!(out.status.success(), "the GraphQL clients found problems:\n{text}\n{}", stack.supervisor_stderr());
-    assert!(text.matches("\nok ").count() + usize::from(text.starts_with("ok ")) >= 40, "{text}");
+    assert!(text.matches("\nok ").count() + usize::from(text.starts_with("ok ")) >= 45, "{text}");
     // Every mutation is audited as its REST twin is.
     let audit = std::fs::read_to_string(stack.path("logs/audit.log")).unwrap_or_default();
-    for action in ["ack", "silence", "unsilence", "restart", "reset"] {
+    for action in ["ack", "silence", "unsilence", "restart", "reset", "maintenance", "maintenance_end"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} not audited: {audit}");
     }
 }

@@ -172,6 +172,15 @@ r = admin_c.execute(gql('mutation { restartComponent(id: "security") }'))
 check("restartComponent", "security" in r["restartComponent"], r)
 check("restartComponent of an unknown one is NOT_FOUND",
       error_code(admin_c, 'mutation { restartComponent(id: "nope") }') == "NOT_FOUND")
+r = admin_c.execute(gql('mutation { openMaintenance(component: "backup", duration: "1h", reason: "disk swap") { id component createdBy active } }'))
+mw = r["openMaintenance"]
+check("openMaintenance", mw["component"] == "backup" and mw["createdBy"] == "admin" and mw["active"], r)
+r = read_c.execute(gql("{ maintenance { id reason } }"))
+check("maintenance lists it", {"id": mw["id"], "reason": "disk swap"} in r["maintenance"], r)
+check("openMaintenance of an unknown component is BAD_USER_INPUT",
+      error_code(admin_c, 'mutation { openMaintenance(component: "coffee", duration: "1h", reason: "x") { id } }') == "BAD_USER_INPUT")
+r = admin_c.execute(gql("mutation($id: Int!) { endMaintenance(id: $id) }"), variable_values={"id": mw["id"]})
+check("endMaintenance", r["endMaintenance"] == mw["id"], r)
 r = admin_c.execute(gql("mutation { reset }"))
 check("reset", isinstance(r["reset"], str) and r["reset"], r)
 

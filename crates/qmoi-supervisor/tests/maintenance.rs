@@ -1,0 +1,99 @@
+//! Maintenance windows on the real supervisor: opened with the CLI (`qmoi-supervisor
+//! maintenance add`) and the REST API, a component in one counts for nothing in the
+//! verdict, `status` and the API say so, `/metrics` has `qmoi_maintenance_active`, the
+//! read role and an unknown component are refused, ending it brings the verdict back, and
+//! every step is in the audit log.
+
+use qmoi_testkit::{Stack, fake_component, http, wait_for};
+use std::time::Duration;
+
+const ADMIN: &str = "maintenance-admin-token-01";
+const READ: &str = "maintenance-read-token-0123";
+
+#[test]
+fn a_window_takes_a_component_out_of_the_verdict_until_it_ends() {
+    let monitors = fake_component("system_health", &["--mode", "critical"], "priority = \"high\"\n")
+        + &fake_component("security", &[], "");
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n\
+         [[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n\
+         [[dashboard.auth.tokens]]\nname = \"reader\"\ntoken = \"{READ}\"\nrole = \"read\"\n\
+         [report]\ninterval = 1\n{monitors}"
+    ));
+    stack.start();
+    let addr = stack.dashboard_addr();
+    wait_for(Duration::from_secs(20), "a critical verdict", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+
+    let out =
+        stack.run(&["maintenance", "add", "--for", "1h", "--component", "system_health", "--reason", "disk swap"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("maintenance window 1 for system_health") && text.contains("disk swap"), "{text}");
+
+    let s = wait_for(Duration::from_secs(10), "a healthy verdict", || {
+        let s = stack.status();
+        (s["verdict"]["overall"] == "healthy").then_some(s)
+    });
+    let sh = s["components"].as_array().unwrap().iter().find(|c| c["id"] == "system_health").cloned().unwrap();
+    assert!(sh["maintenance"].as_str().is_some_and(|m| m.contains("disk swap")), "{sh}");
+    let table = String::from_utf8_lossy(&stack.run(&["status"]).stdout).into_owned();
+    assert!(table.contains("in maintenance until") && table.contains("verdict: HEALTHY"), "{table}");
+
+    let auth = |t: &str| format!("Bearer {t}");
+    let w = http("GET", &addr, "/api/maintenance", &[("Authorization", &auth(READ))], None).json();
+    assert_eq!(w["windows"][0]["component"], "system_health", "{w}");
+    assert_eq!(w["windows"][0]["active"], true);
+    assert!(w["windows"][0]["created_by"].as_str().is_some_and(|b| b.starts_with("cli:")), "{w}");
+    wait_for(Duration::from_secs(10), "qmoi_maintenance_active on /metrics", || {
+        let m = http("GET", &addr, "/metrics", &[("Authorization", &auth(READ))], None).body;
+        m.contains("qmoi_maintenance_active{component=\"system_health\"} 1").then_some(())
+    });
+
+    // The API: admin only, a known component, a reason.
+    let body = r#"{"component": "security", "duration": "30m", "reason": "kernel upgrade"}"#;
+    let r = http(
+        "POST",
+        &addr,
+        "/api/maintenance",
+        &[("Authorization", &auth(READ)), ("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 403);
+    let r = http(
+        "POST",
+        &addr,
+        "/api/maintenance",
+        &[("Authorization", &auth(ADMIN)), ("Content-Type", "application/json")],
+        Some(body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["created_by"], "admin");
+    let bad = r#"{"component": "coffee", "duration": "30m", "reason": "x"}"#;
+    let r = http(
+        "POST",
+        &addr,
+        "/api/maintenance",
+        &[("Authorization", &auth(ADMIN)), ("Content-Type", "application/json")],
+        Some(bad),
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("component must be one of"), "{}", r.body);
+    let list = String::from_utf8_lossy(&stack.run(&["maintenance", "list"]).stdout).into_owned();
+    assert!(list.contains("system_health") && list.contains("security") && list.contains("kernel upgrade"), "{list}");
+
+    // Ended: the verdict is critical again.
+    let out = stack.run(&["maintenance", "end", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(Duration::from_secs(10), "the critical verdict back", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+    assert_eq!(stack.run(&["maintenance", "end", "1"]).status.code(), Some(1), "ends once");
+    let r = http("DELETE", &addr, "/api/maintenance/2", &[("Authorization", &auth(ADMIN))], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let audit = std::fs::read_to_string(stack.path("logs/audit.log")).unwrap_or_default();
+    assert_eq!(audit.matches("\"action\":\"maintenance\"").count(), 2, "{audit}");
+    assert_eq!(audit.matches("\"action\":\"maintenance_end\"").count(), 2, "{audit}");
+}
