@@ -24,6 +24,8 @@ pub mod child;
 pub mod cli;
 pub mod component;
 pub mod config;
+#[cfg(feature = "cron")]
+pub mod cron;
 pub mod follow;
 #[cfg(feature = "http")]
 pub mod http;

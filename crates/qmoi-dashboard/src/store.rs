@@ -456,6 +456,21 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Add `m` unless a window of its component with its start, by its creator, is there
+    /// already (ended or not): true when added.
+    pub fn open_scheduled_maintenance(&self, m: &Maintenance) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "INSERT INTO maintenance (component, reason, created_by, created_at, starts_at, ends_at)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS
+                   (SELECT 1 FROM maintenance WHERE component = ?1 AND created_by = ?3 AND starts_at = ?5)",
+                params![m.component, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// End window `id` now; false when no window that is not over has that id.
     pub fn end_maintenance(&self, id: i64, now: i64) -> Result<bool, StoreError> {
         self.conn()

@@ -1,6 +1,5 @@
 //! When a check's next success is due: a period after the last one, or the next time of
-//! its cron expression (croner: 5 fields, or 6 with seconds; `L`, `#`, `W`, names) in its
-//! IANA time zone (chrono-tz), so `0 3 * * *` in `Europe/Berlin` follows daylight saving.
+//! its cron expression in its time zone (`qmoi_core::cron`).
 
 use chrono::{DateTime, Utc};
 use qmoi_core::config::ConfigDuration;
@@ -8,7 +7,7 @@ use qmoi_core::config::ConfigDuration;
 #[derive(Debug, Clone)]
 pub enum Schedule {
     Every(chrono::Duration),
-    Cron(Box<croner::Cron>, chrono_tz::Tz),
+    Cron(Box<qmoi_core::cron::CronTz>),
 }
 
 impl Schedule {
@@ -16,17 +15,7 @@ impl Schedule {
     pub fn new(period: Option<ConfigDuration>, cron: Option<&str>, tz: Option<&str>) -> Result<Self, String> {
         match (period, cron) {
             (Some(_), Some(_)) => Err("give either period or cron, not both".into()),
-            (_, Some(expr)) => {
-                let tz: chrono_tz::Tz = tz.unwrap_or("UTC").parse().map_err(|_| {
-                    format!("tz '{}' is not an IANA time zone (e.g. 'Europe/Berlin')", tz.unwrap_or(""))
-                })?;
-                let c = croner::parser::CronParser::builder()
-                    .seconds(croner::parser::Seconds::Optional)
-                    .build()
-                    .parse(expr)
-                    .map_err(|e| format!("'{expr}' is not a cron expression: {e}"))?;
-                Ok(Self::Cron(Box::new(c), tz))
-            }
+            (_, Some(expr)) => Ok(Self::Cron(Box::new(qmoi_core::cron::CronTz::parse(expr, tz)?))),
             (p, None) => {
                 let d = p.map_or(std::time::Duration::from_secs(86_400), ConfigDuration::get);
                 if d < std::time::Duration::from_secs(1) {
@@ -46,9 +35,7 @@ impl Schedule {
     pub fn next_after(&self, last: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
             Self::Every(d) => last.checked_add_signed(*d),
-            Self::Cron(c, tz) => {
-                c.find_next_occurrence(&last.with_timezone(tz), false).ok().map(|t| t.with_timezone(&Utc))
-            }
+            Self::Cron(c) => c.next_after(last),
         }
     }
 
@@ -56,7 +43,7 @@ impl Schedule {
     pub fn describe(&self) -> String {
         match self {
             Self::Every(d) => format!("every {}", ConfigDuration(d.to_std().unwrap_or_default())),
-            Self::Cron(c, tz) => format!("cron '{}' ({tz})", c.pattern),
+            Self::Cron(c) => c.describe(),
         }
     }
 }

@@ -29,6 +29,21 @@ pub struct MasterConfig {
     pub fleet: qmoi_dashboard::fleet::FleetConfig,
     /// The gRPC API beside the REST API (docs/API.md, "gRPC").
     pub grpc: qmoi_grpc::GrpcConfig,
+    /// Recurring maintenance windows (docs/API.md, "Maintenance windows").
+    pub maintenance: Vec<RecurringMaintenance>,
+}
+
+/// `[[maintenance]]`: a window that opens at every time of `cron` (in `tz`) for
+/// `duration`, for each of `components`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecurringMaintenance {
+    pub components: Vec<String>,
+    pub cron: String,
+    #[serde(default)]
+    pub tz: Option<String>,
+    pub duration: ConfigDuration,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -271,6 +286,34 @@ impl Validate for MasterConfig {
         self.remote_write.validate(p);
         self.fleet.validate(p);
         self.grpc.validate(&self.dashboard, p);
+        for (i, m) in self.maintenance.iter().enumerate() {
+            let key = format!("maintenance[{i}]");
+            if m.components.is_empty() {
+                p.push(format!("{key}.components"), "must name at least one component");
+            }
+            for c in &m.components {
+                if component::find(c).is_none() || c == component::MASTER_MONITOR {
+                    let known: Vec<&str> = component::monitor_ids().collect();
+                    p.push(
+                        format!("{key}.components"),
+                        format!("'{c}' is not a monitor (known: {})", known.join(", ")),
+                    );
+                }
+            }
+            if let Err(e) = qmoi_core::cron::CronTz::parse(&m.cron, m.tz.as_deref()) {
+                p.push(format!("{key}.cron"), e);
+            }
+            let d = m.duration.get();
+            if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 86_400) {
+                p.push(format!("{key}.duration"), format!("must be between 1m and 7d, got '{}'", m.duration));
+            }
+            if m.reason.trim().is_empty() {
+                p.push(format!("{key}.reason"), "must say why (it is shown to everyone)");
+            }
+            if !self.dashboard.enabled {
+                p.push(key, "maintenance windows are kept by the dashboard: enable [dashboard]");
+            }
+        }
         if self.remote_write.enabled() && !self.dashboard.enabled {
             p.push(
                 "remote_write",

@@ -30,6 +30,8 @@ struct Control {
     config_view: std::sync::RwLock<serde_json::Value>,
     dashboard: Option<Arc<qmoi_dashboard::Dashboard>>,
     server: tokio::sync::Mutex<Option<qmoi_dashboard::Server>>,
+    /// `[[maintenance]]`: (components, schedule, seconds, reason).
+    recurring: Vec<(Vec<String>, qmoi_core::cron::CronTz, i64, String)>,
 }
 
 impl Control {
@@ -39,6 +41,7 @@ impl Control {
         // notifier reads them too).
         if let Some(d) = &self.dashboard {
             let now = qmoi_dashboard::hub::unix_now();
+            self.open_recurring(d, now);
             match d.hub().store.maintenance(now) {
                 Ok(windows) => {
                     for c in &mut components {
@@ -50,6 +53,34 @@ impl Control {
             }
         }
         overview::build(components, &self.report_dir, &self.reports, &self.alerts, Some(self.info.clone()))
+    }
+
+    /// Open the windows of `[[maintenance]]` whose time has come: a row per occurrence and
+    /// component in the table the notifier reads too (once: ended by hand, it stays ended).
+    fn open_recurring(&self, d: &qmoi_dashboard::Dashboard, now: i64) {
+        let Some(t) = chrono::DateTime::from_timestamp(now, 0) else { return };
+        for (components, cron, secs, reason) in &self.recurring {
+            let Some(start) = cron.last_at_or_before(t).map(|s| s.timestamp()) else { continue };
+            if now >= start + secs {
+                continue;
+            }
+            for c in components {
+                let w = qmoi_dashboard::store::Maintenance {
+                    id: 0,
+                    component: c.clone(),
+                    reason: reason.clone(),
+                    created_by: "config".into(),
+                    created_at: now,
+                    starts_at: start,
+                    ends_at: start + secs,
+                };
+                match d.hub().store.open_scheduled_maintenance(&w) {
+                    Ok(true) => tracing::info!(component = %c, reason = %reason, "Maintenance window opened (config)."),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "Cannot open a maintenance window."),
+                }
+            }
+        }
     }
 
     /// The admin actions for a local operator (the control socket is the supervisor's
@@ -328,6 +359,16 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
         config_view,
         dashboard,
         server: tokio::sync::Mutex::new(server),
+        recurring: plan
+            .config
+            .maintenance
+            .iter()
+            .filter_map(|m| {
+                let cron = qmoi_core::cron::CronTz::parse(&m.cron, m.tz.as_deref()).ok()?;
+                let secs = i64::try_from(m.duration.get().as_secs()).ok()?;
+                Some((m.components.clone(), cron, secs, m.reason.clone()))
+            })
+            .collect(),
     });
     let _ = backend.0.set(Arc::downgrade(&control));
     fill_config_view(Arc::downgrade(&control), plan.clone());

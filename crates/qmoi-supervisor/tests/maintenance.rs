@@ -97,3 +97,38 @@ fn a_window_takes_a_component_out_of_the_verdict_until_it_ends() {
     assert_eq!(audit.matches("\"action\":\"maintenance\"").count(), 2, "{audit}");
     assert_eq!(audit.matches("\"action\":\"maintenance_end\"").count(), 2, "{audit}");
 }
+
+/// `[[maintenance]]` in master_monitor.toml: a recurring window (cron in a time zone) is
+/// opened when its time comes, by "config"; ended by hand, it stays ended.
+#[test]
+fn recurring_windows_from_the_config_open_and_stay_ended_when_ended() {
+    let monitors = fake_component("system_health", &["--mode", "critical"], "priority = \"high\"\n");
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n[report]\ninterval = 1\n{monitors}\n\
+         [[maintenance]]\ncomponents = [\"system_health\"]\ncron = \"* * * * *\"\ntz = \"Europe/Berlin\"\n\
+         duration = \"10m\"\nreason = \"nightly rotation\"\n"
+    ));
+    stack.start();
+    let addr = stack.dashboard_addr();
+    let s = wait_for(Duration::from_secs(20), "system_health in its window", || {
+        let s = stack.status();
+        let sh = s["components"].as_array()?.iter().find(|c| c["id"] == "system_health")?.clone();
+        (sh["state"] == "running" && sh["maintenance"].is_string()).then_some(s)
+    });
+    assert_eq!(s["verdict"]["overall"], "healthy", "{s}");
+    let w = http("GET", &addr, "/api/maintenance", &[], None).json();
+    let window = w["windows"].as_array().unwrap().iter().find(|w| w["created_by"] == "config").cloned().unwrap();
+    assert_eq!(window["reason"], "nightly rotation");
+    let id = window["id"].as_i64().unwrap().to_string();
+    let out = stack.run(&["maintenance", "end", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_for(Duration::from_secs(10), "critical again", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+    // Not opened again for the same occurrence.
+    std::thread::sleep(Duration::from_secs(2));
+    let w = http("GET", &addr, "/api/maintenance", &[], None).json();
+    let same: Vec<_> =
+        w["windows"].as_array().unwrap().iter().filter(|x| x["starts_at"] == window["starts_at"]).collect();
+    assert!(same.is_empty(), "{w}");
+}

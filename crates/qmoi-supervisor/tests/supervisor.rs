@@ -390,6 +390,16 @@ fn malformed_configs_exit_2_with_a_message_naming_the_problem() {
         ),
         ("bad_fleet.toml", &["fleet.query_url", "got 'ftp://prometheus'", "fleet.lookback", "longer than stale_after"]),
         ("public_grpc.toml", &["grpc.host", "'0.0.0.0' is not a loopback address"]),
+        (
+            "bad_maintenance.toml",
+            &[
+                "maintenance[0].components",
+                "'coffee' is not a monitor",
+                "maintenance[0].cron",
+                "maintenance[0].duration",
+                "maintenance[0].reason",
+            ],
+        ),
     ];
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid_configs");
     for (file, expected) in cases {
