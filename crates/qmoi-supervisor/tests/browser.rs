@@ -310,6 +310,11 @@ interval = 1
         // The security panel lists findings (the fake monitor has none).
         let sec = text_of(&client, "#security-findings tbody").await;
         assert!(sec.contains("None: no change since the baselines."), "security on the page: '{sec}'");
+        // A maintenance window shows on its component's card, with why and by whom.
+        let out = stack.run(&["maintenance", "add", "--for", "1h", "--component", "system_health", "--reason", "disk swap"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let m = text_until(&client, ".card[data-component='system_health'] .maintenance", "disk swap").await;
+        assert!(m.starts_with("in maintenance until") && m.contains("disk swap (cli:"), "maintenance on the card: '{m}'");
 
         let png = client.screenshot().await?;
         let target = bin("qmoi-supervisor").parent().and_then(|p| p.parent()).map(|p| p.join("qmoi-dashboard.png"));

@@ -81,8 +81,11 @@ function card(c) {
   const status = c.report_status || (c.state === "failed" ? "critical" : "unknown");
   const summary = c.state === "running" || !c.note ? (c.summary || "") : c.note;
   const started = c.started_at && c.pid ? since(c.started_at).replace(" ago", "") : "-";
+  // In a maintenance window: it counts for nothing in the verdict; say so, with who and why.
+  const maintenance = c.maintenance ? el("div", { class: "maintenance" }, "in maintenance " + c.maintenance) : null;
   return el("div", { class: "card " + status, "data-component": c.id },
     el("h3", {}, c.id, el("span", { class: "pill " + c.state }, c.state)),
+    maintenance,
     el("div", { class: "summary" }, summary),
     el("dl", {},
       el("dt", {}, "status"), el("dd", {}, el("span", { class: "pill " + status }, status)),
