@@ -47,6 +47,7 @@ pub fn component_state(c: &ComponentStatus) -> pb::ComponentState {
         warning_alerts: count(c.warning_alerts),
         note: c.note.clone(),
         report_error: c.report_error.clone(),
+        maintenance: c.maintenance.clone(),
     }
 }
 
