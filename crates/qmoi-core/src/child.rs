@@ -22,7 +22,7 @@
 //! supervisor signals when it stops a monitor).
 
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
@@ -127,42 +127,69 @@ pub async fn run_bounded_on(
     let mut child = spawner.spawn(cmd).await?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
     let (out, err) = (child.stdout.take(), child.stderr.take());
-    let work = async {
-        let (o, e, st) = tokio::join!(read_capped(out, max_output), read_capped(err, max_output), child.wait());
-        (o, e, st)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(((stdout, t1), (stderr, t2), status)) => {
-            Ok(Ran { status: Some(status?), stdout, stderr, truncated: t1 || t2, elapsed: started.elapsed() })
+    // The streams are read on tasks of their own, into buffers kept here: what came before
+    // a kill is still there after it.
+    let (out_buf, err_buf) = (Arc::new(Mutex::new(Captured::default())), Arc::new(Mutex::new(Captured::default())));
+    let mut readers = [
+        tokio::spawn(read_capped(out, max_output, out_buf.clone())),
+        tokio::spawn(read_capped(err, max_output, err_buf.clone())),
+    ];
+    let kill_group = || {
+        if let Some(g) = pgid {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), nix::sys::signal::Signal::SIGKILL);
         }
+    };
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(st) => Some(st?),
         Err(_) => {
-            if let Some(g) = pgid {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), nix::sys::signal::Signal::SIGKILL);
-            }
+            kill_group();
             let _ = child.wait().await;
-            Ok(Ran {
-                status: None,
-                stdout: Vec::new(),
-                stderr: Vec::new(),
-                truncated: false,
-                elapsed: started.elapsed(),
-            })
+            None
+        }
+    };
+    // Its output ends when the last holder of the pipes goes: at once, unless it left a
+    // process of its own behind holding them (a daemon it started). That one gets a second
+    // (within the timeout), then the group is killed: the command has answered.
+    let left = timeout.saturating_sub(started.elapsed()).min(PIPE_GRACE);
+    let both = async {
+        for r in &mut readers {
+            let _ = r.await;
+        }
+    };
+    if tokio::time::timeout(left, both).await.is_err() {
+        kill_group();
+        for r in &readers {
+            r.abort();
         }
     }
+    let take = |b: &Mutex<Captured>| std::mem::take(&mut *b.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    let (o, e) = (take(&out_buf), take(&err_buf));
+    Ok(Ran { status, stdout: o.kept, stderr: e.kept, truncated: o.more || e.more, elapsed: started.elapsed() })
 }
 
-/// Everything `r` gives until its end, keeping the first `cap` bytes; true when more came.
-async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>, cap: usize) -> (Vec<u8>, bool) {
+/// How long the pipes may stay open after the command exited.
+const PIPE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A stream's first bytes, and whether more came.
+#[derive(Default)]
+struct Captured {
+    kept: Vec<u8>,
+    more: bool,
+}
+
+/// Read `r` to its end into `into`, keeping the first `cap` bytes.
+async fn read_capped(r: Option<impl tokio::io::AsyncRead + Unpin>, cap: usize, into: Arc<Mutex<Captured>>) {
     use tokio::io::AsyncReadExt as _;
-    let Some(mut r) = r else { return (Vec::new(), false) };
-    let (mut kept, mut more, mut buf) = (Vec::new(), false, [0u8; 8192]);
+    let Some(mut r) = r else { return };
+    let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return (kept, more),
+            Ok(0) | Err(_) => return,
             Ok(n) => {
-                let room = cap.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                more |= n > room;
+                let mut c = into.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let room = cap.saturating_sub(c.kept.len());
+                c.kept.extend_from_slice(&buf[..n.min(room)]);
+                c.more |= n > room;
             }
         }
     }
@@ -227,6 +254,13 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(gone, "the plugin's own child survived its timeout");
+        // It answered, and left a process of its own holding its output: the answer counts
+        // (within the grace), and the leftover goes with the group.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("sleep 300 & echo $! > {}; echo 'OK - fine'; exit 0", pidfile.display())]);
+        let r = run_bounded(cmd, Duration::from_secs(10), 1000).await?;
+        assert_eq!((r.status.and_then(|s| s.code()), r.stdout.as_slice()), (Some(0), &b"OK - fine\n"[..]), "{r:?}");
+        assert!(r.elapsed < Duration::from_secs(5), "{r:?}");
         Ok(())
     }
 }
