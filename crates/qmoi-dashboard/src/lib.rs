@@ -170,6 +170,20 @@ pub struct Shared {
     pub audit_log: std::path::PathBuf,
 }
 
+impl Shared {
+    /// The admin actions for `id` calling from `remote`.
+    pub fn actions<'a>(&'a self, id: &'a auth::Identity, remote: SocketAddr) -> actions::Ctx<'a> {
+        actions::Ctx {
+            hub: &self.hub,
+            backend: self.backend.as_ref(),
+            audit_log: &self.audit_log,
+            auth_enabled: self.auth.enabled(),
+            id,
+            remote,
+        }
+    }
+}
+
 /// Bind the configured address; a clear message when it cannot be had.
 pub async fn bind(cfg: &DashboardConfig) -> Result<TcpListener, String> {
     let host = if cfg.host == "localhost" { "127.0.0.1" } else { cfg.host.trim_matches(['[', ']']) };

@@ -88,6 +88,19 @@ impl Maintenance {
     }
 }
 
+/// A time given as unix seconds or RFC 3339 (absent or empty: `default`); the error
+/// names the parameter `what`.
+pub fn parse_time(s: Option<&str>, default: i64, what: &str) -> Result<i64, String> {
+    match s {
+        None | Some("") => Ok(default),
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp()))
+            .ok_or_else(|| format!("{what} must be unix seconds or RFC 3339, got '{t}'")),
+    }
+}
+
 /// The time range of a history query, checked (the same rules for every API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
@@ -101,18 +114,8 @@ impl Range {
     /// `from` and `to` as unix seconds or RFC 3339 (absent or empty: the hour before `to`,
     /// and now), `from` before `to`, `step` at least 1 s; the error names the parameter.
     pub fn parse(from: Option<&str>, to: Option<&str>, step: Option<i64>, now: i64) -> Result<Self, String> {
-        fn time(s: Option<&str>, default: i64, what: &str) -> Result<i64, String> {
-            match s {
-                None | Some("") => Ok(default),
-                Some(t) => t
-                    .parse::<i64>()
-                    .ok()
-                    .or_else(|| chrono::DateTime::parse_from_rfc3339(t).ok().map(|d| d.timestamp()))
-                    .ok_or_else(|| format!("{what} must be unix seconds or RFC 3339, got '{t}'")),
-            }
-        }
-        let to = time(to, now, "to")?;
-        let from = time(from, to.saturating_sub(3600), "from")?;
+        let to = parse_time(to, now, "to")?;
+        let from = parse_time(from, to.saturating_sub(3600), "from")?;
         if from >= to {
             return Err("from must be before to".into());
         }

@@ -18,7 +18,7 @@ use qmoi_dashboard::Shared;
 use qmoi_dashboard::actions::{self, ActionError, SupervisorAction};
 use qmoi_dashboard::auth::Identity;
 use qmoi_dashboard::hub::{Change, LiveEvent, unix_now};
-use qmoi_dashboard::store::{Matcher, Range, Store, StoreError};
+use qmoi_dashboard::store::{Matcher, Range, Store, StoreError, parse_time};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_stream::wrappers::BroadcastStream;
@@ -57,16 +57,8 @@ fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared> {
 
 /// The shared admin actions for this caller.
 fn with_ctx<'a>(ctx: &Context<'a>) -> Result<actions::Ctx<'a>> {
-    let s = shared(ctx)?;
     let c = ctx.data::<Caller>()?;
-    Ok(actions::Ctx {
-        hub: &s.hub,
-        backend: s.backend.as_ref(),
-        audit_log: &s.audit_log,
-        auth_enabled: s.auth.enabled(),
-        id: &c.id,
-        remote: c.remote,
-    })
+    Ok(shared(ctx)?.actions(&c.id, c.remote))
 }
 
 /// A store call on a blocking thread (SQLite must not hold an async worker).
@@ -235,9 +227,7 @@ impl MutationRoot {
                 let d = qmoi_core::config::ConfigDuration::parse(&d).map_err(|e| bad(format!("duration: {e}")))?;
                 now.saturating_add(i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2))
             }
-            (None, Some(t)) => {
-                Range::parse(None, Some(&t), None, now).map_err(|e| bad(e.replace("to ", "expiresAt ")))?.to
-            }
+            (None, Some(t)) => parse_time(Some(&t), now, "expiresAt").map_err(bad)?,
             _ => return Err(bad("give exactly one of duration (e.g. \"2h\") or expiresAt".into())),
         };
         let m = Matcher { component, fingerprint, level: level.map(|l| l.as_str().to_string()) };
@@ -272,7 +262,7 @@ impl MutationRoot {
         let bad = |m: String| coded("BAD_USER_INPUT", m);
         let start = match starts_at {
             None => now,
-            Some(t) => Range::parse(None, Some(&t), None, now).map_err(|e| bad(e.replace("to ", "startsAt ")))?.to,
+            Some(t) => parse_time(Some(&t), now, "startsAt").map_err(bad)?,
         };
         let d = qmoi_core::config::ConfigDuration::parse(&duration).map_err(|e| bad(format!("duration: {e}")))?;
         let end = start.saturating_add(i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2));

@@ -64,14 +64,7 @@ impl MonitorService {
 
     /// The shared admin actions for this call.
     fn ctx<'a>(&'a self, id: &'a Identity, remote: SocketAddr) -> actions::Ctx<'a> {
-        actions::Ctx {
-            hub: &self.shared.hub,
-            backend: self.shared.backend.as_ref(),
-            audit_log: &self.shared.audit_log,
-            auth_enabled: self.shared.auth.enabled(),
-            id,
-            remote,
-        }
+        self.shared.actions(id, remote)
     }
 
     fn overview(&self) -> Result<pb::Overview, Status> {

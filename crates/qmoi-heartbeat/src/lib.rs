@@ -117,9 +117,9 @@ impl Shared {
         let (before, after, run) = {
             let mut states = lock(&self.states);
             let st = &mut states[i];
-            let before = st.evaluate(cfg, sched, now).0;
+            let before = st.cause(cfg, sched, now);
             let run = st.apply(cfg, p);
-            (before, st.evaluate(cfg, sched, now).0, run)
+            (before, st.cause(cfg, sched, now), run)
         };
         {
             let mut pending = lock(&self.pending);
@@ -256,7 +256,7 @@ impl Monitor for Heartbeats {
         let mut rows = Vec::new();
         for (i, c) in self.shared.checks.iter().enumerate() {
             let st = &states[i];
-            let (status, message) = st.evaluate(c, &self.shared.schedules[i], now);
+            let (status, cause, message) = st.evaluate(c, &self.shared.schedules[i], now);
             let labels = [("check", c.name.as_str())];
             out.metric("qmoi_heartbeat_up", &labels, if status == Status::Ok { 1.0 } else { 0.0 });
             if let Some(p) = &st.last_ping {
@@ -276,7 +276,7 @@ impl Monitor for Heartbeats {
             }
             let mut check = CheckResult::new(format!("heartbeat:{}", c.name), status, message.clone());
             if status != Status::Ok {
-                check = check.with_title(format!("Heartbeat {} is {}", c.name, status_word(&message, &c.name)));
+                check = check.with_title(format!("Heartbeat {} is {}", c.name, cause.title()));
             }
             out.checks.push(check);
             rows.push(serde_json::json!({
@@ -316,29 +316,36 @@ fn run_json(r: &Run) -> serde_json::Value {
                        "duration_s": r.duration_s, "body": r.body})
 }
 
-/// `late`, `failed`, … from a check's message, for the alert's title.
-fn status_word(message: &str, name: &str) -> String {
-    let rest = message.strip_prefix(name).and_then(|m| m.strip_prefix(": ")).unwrap_or(message);
-    let word = rest.split([':', ' ']).next().unwrap_or("down");
-    match word {
-        "late" => "late".into(),
-        "exited" | "reported" => "failing".into(),
-        "running" => "running too long".into(),
-        "ran" => rest.split(':').next().unwrap_or("off schedule").into(),
-        _ => "down".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn alert_titles_name_the_cause() {
-        assert_eq!(status_word("job: late: last success 2h ago", "job"), "late");
-        assert_eq!(status_word("job: exited with status 2 at …", "job"), "failing");
-        assert_eq!(status_word("job: ran too short: 5s from start", "job"), "ran too short");
-        assert_eq!(status_word("job: running too long: started", "job"), "running too long");
+        use chrono::TimeZone;
+        use state::{Cause, Kind};
+        let at = |s: i64| chrono::Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
+        let ping = |kind, s| Ping { kind, at: at(s), body: String::new(), rid: None, from: "127.0.0.1".into() };
+        let mut cfg = state::test_check("job", 3600, 60);
+        cfg.min_duration = Some(qmoi_core::config::ConfigDuration::from_secs(60));
+        cfg.max_duration = Some(qmoi_core::config::ConfigDuration::from_secs(600));
+        let sched = cfg.schedule().unwrap();
+        let cause = |st: &CheckState, now| {
+            let (_, c, m) = st.evaluate(&cfg, &sched, at(now));
+            (c, c.title(), m)
+        };
+        let mut st = CheckState::default();
+        assert_eq!(cause(&st, 0).0, Cause::New);
+        st.apply(&cfg, ping(Kind::Success, 0));
+        let (c, title, m) = cause(&st, 3700);
+        assert_eq!((c, title), (Cause::Late, "late"), "{m}");
+        st.apply(&cfg, ping(Kind::Exit(2), 3800));
+        assert_eq!(cause(&st, 3801).1, "failing");
+        st.apply(&cfg, ping(Kind::Start, 3900));
+        st.apply(&cfg, ping(Kind::Success, 3905));
+        assert_eq!(cause(&st, 3906).1, "running too short");
+        st.apply(&cfg, ping(Kind::Start, 4000));
+        assert_eq!(cause(&st, 4700).1, "running too long");
     }
 
     #[test]

@@ -182,9 +182,38 @@ impl CheckState {
         run
     }
 
-    /// The check's status and why, at `now`.
-    pub fn evaluate(&self, cfg: &CheckConfig, schedule: &Schedule, now: DateTime<Utc>) -> (Status, String) {
-        let bad = cfg.level.status();
+    /// What is wrong with the check at `now`, if anything: the conditions in their order
+    /// of precedence, without building a message (the ping path asks this twice a ping).
+    pub fn cause(&self, cfg: &CheckConfig, schedule: &Schedule, now: DateTime<Utc>) -> Cause {
+        let Some(last) = &self.last_ping else { return Cause::New };
+        if self.last_end.as_ref().is_some_and(|e| e.kind.failed()) {
+            return Cause::Failed;
+        }
+        if let (Some(max), Some(started)) = (cfg.max_duration, self.open.values().min())
+            && (now - *started).to_std().is_ok_and(|d| d > max.get())
+        {
+            return Cause::RunningTooLong;
+        }
+        if self.due(schedule, last.at).is_some_and(|due| now > due + grace(cfg)) {
+            return Cause::Late;
+        }
+        if self.too_often.is_some() {
+            return Cause::RanTooOften;
+        }
+        if self.too_short.is_some() {
+            return Cause::RanTooShort;
+        }
+        Cause::Ok
+    }
+
+    /// When the next success is due.
+    fn due(&self, schedule: &Schedule, last_ping: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        schedule.next_after(self.last_success.or(self.open.values().min().copied()).unwrap_or(last_ping))
+    }
+
+    /// The check's status, what is wrong, and the message saying it, at `now`.
+    pub fn evaluate(&self, cfg: &CheckConfig, schedule: &Schedule, now: DateTime<Utc>) -> (Status, Cause, String) {
+        let cause = self.cause(cfg, schedule, now);
         let excerpt = |b: &str| {
             let b = b.trim();
             if b.is_empty() {
@@ -194,59 +223,80 @@ impl CheckState {
                 format!(": {}{}", qmoi_core::human::escape_control(&cut), if cut.len() < b.len() { "…" } else { "" })
             }
         };
-        let Some(last) = &self.last_ping else {
-            return (Status::Ok, format!("{}: waiting for its first ping ({})", cfg.name, schedule.describe()));
-        };
-        if let Some(end) = self.last_end.as_ref().filter(|e| e.kind.failed()) {
-            let how = match end.kind {
-                Kind::Exit(n) => format!("exited with status {n}"),
-                _ => "reported a failure".into(),
-            };
-            return (
-                bad,
-                format!("{}: {how} at {}{}", cfg.name, end.at.format("%Y-%m-%d %H:%M:%S UTC"), excerpt(&end.body)),
-            );
-        }
-        if let Some(max) = cfg.max_duration
-            && let Some(started) = self.open.values().min()
-            && (now - *started).to_std().is_ok_and(|d| d > max.get())
-        {
-            let secs = (now - *started).num_seconds() as f64;
-            return (
-                bad,
-                format!("{}: running too long: started {} ago, no end yet (max_duration {max})", cfg.name, dur(secs)),
-            );
-        }
-        let base = self.last_success.or(self.open.values().min().copied()).unwrap_or(last.at);
-        if let Some(due) = schedule.next_after(base) {
-            let deadline = due + chrono::Duration::from_std(cfg.grace.get()).unwrap_or_default();
-            if now > deadline {
-                let since = self.last_success.map_or_else(
-                    || "no success yet".to_string(),
-                    |s| format!("last success {} ago", dur((now - s).num_seconds() as f64)),
-                );
-                return (
-                    bad,
-                    format!(
-                        "{}: late: {since}, was due {} ago ({}, grace {})",
-                        cfg.name,
-                        dur((now - due).num_seconds() as f64),
-                        schedule.describe(),
-                        cfg.grace
-                    ),
-                );
+        let ago = |t: DateTime<Utc>| dur((now - t).num_seconds().max(0) as f64);
+        let name = &cfg.name;
+        let message = match (cause, &self.last_ping, &self.last_end) {
+            (Cause::Failed, _, Some(end)) => {
+                let how = match end.kind {
+                    Kind::Exit(n) => format!("exited with status {n}"),
+                    _ => "reported a failure".into(),
+                };
+                format!("{name}: {how} at {}{}", end.at.format("%Y-%m-%d %H:%M:%S UTC"), excerpt(&end.body))
             }
-        }
-        if let Some(m) = self.too_often.as_ref().or(self.too_short.as_ref()) {
-            return (bad, format!("{}: {m}", cfg.name));
-        }
-        let took = self.last_duration_s.map_or_else(String::new, |d| format!(", took {}", dur(d)));
-        let when = self.last_success.map_or_else(
-            || "started, no success yet".into(),
-            |s| format!("last success {} ago{took}", dur((now - s).num_seconds().max(0) as f64)),
-        );
-        (Status::Ok, format!("{}: {when} ({})", cfg.name, schedule.describe()))
+            (Cause::RunningTooLong, _, _) => format!(
+                "{name}: running too long: started {} ago, no end yet (max_duration {})",
+                self.open.values().min().map_or_else(String::new, |s| ago(*s)),
+                cfg.max_duration.unwrap_or_default()
+            ),
+            (Cause::Late, Some(last), _) => {
+                let since = self
+                    .last_success
+                    .map_or_else(|| "no success yet".to_string(), |s| format!("last success {} ago", ago(s)));
+                let due = self.due(schedule, last.at).map_or_else(String::new, ago);
+                format!("{name}: late: {since}, was due {due} ago ({}, grace {})", schedule.describe(), cfg.grace)
+            }
+            (Cause::RanTooOften, _, _) => format!("{name}: {}", self.too_often.as_deref().unwrap_or_default()),
+            (Cause::RanTooShort, _, _) => format!("{name}: {}", self.too_short.as_deref().unwrap_or_default()),
+            (Cause::New, _, _) => format!("{name}: waiting for its first ping ({})", schedule.describe()),
+            _ => {
+                let took = self.last_duration_s.map_or_else(String::new, |d| format!(", took {}", dur(d)));
+                let when = self
+                    .last_success
+                    .map_or_else(|| "started, no success yet".into(), |s| format!("last success {} ago{took}", ago(s)));
+                format!("{name}: {when} ({})", schedule.describe())
+            }
+        };
+        (cause.status(cfg), cause, message)
     }
+}
+
+/// What is wrong with a check (in order of precedence), or that nothing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Never pinged: waiting for its first ping (ok).
+    New,
+    Failed,
+    RunningTooLong,
+    Late,
+    RanTooOften,
+    RanTooShort,
+    Ok,
+}
+
+impl Cause {
+    /// The check's status: its `level` for a cause, ok otherwise.
+    pub fn status(self, cfg: &CheckConfig) -> Status {
+        match self {
+            Self::New | Self::Ok => Status::Ok,
+            _ => cfg.level.status(),
+        }
+    }
+
+    /// For an alert's title: "Heartbeat backup is late".
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Failed => "failing",
+            Self::RunningTooLong => "running too long",
+            Self::Late => "late",
+            Self::RanTooOften => "running too often",
+            Self::RanTooShort => "running too short",
+            Self::New | Self::Ok => "ok",
+        }
+    }
+}
+
+fn grace(cfg: &CheckConfig) -> chrono::Duration {
+    chrono::Duration::from_std(cfg.grace.get()).unwrap_or_default()
 }
 
 /// A check config for tests: `name`, every `period` seconds, `grace` seconds.
@@ -283,7 +333,8 @@ mod tests {
     }
 
     fn eval(st: &CheckState, cfg: &CheckConfig, now: i64) -> (Status, String) {
-        st.evaluate(cfg, &cfg.schedule().unwrap(), at(now))
+        let (status, _, message) = st.evaluate(cfg, &cfg.schedule().unwrap(), at(now));
+        (status, message)
     }
 
     #[test]

@@ -98,13 +98,10 @@ impl Control {
             name: format!("cli:{}", if by.is_empty() { "unknown" } else { by }),
             role: qmoi_dashboard::config::Role::Admin,
         };
+        // Trusted as admin even without [dashboard.auth]: the socket is the operator's.
         let ctx = qmoi_dashboard::actions::Ctx {
-            hub: &shared.hub,
-            backend: shared.backend.as_ref(),
-            audit_log: &shared.audit_log,
             auth_enabled: true,
-            id: &id,
-            remote: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..shared.actions(&id, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         };
         f(&ctx).await.map_err(|e| e.to_string())
     }
