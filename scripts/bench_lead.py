@@ -9,6 +9,11 @@ figures; asserts nothing.
 2. Nagios plugins: the CPU (user + system, the process and its children) of one
    `qmoi-system-health --check` with 200 [[plugins]] of check_dummy, minus the same run
    without them, per plugin; beside the floor: a shell loop running check_dummy 200 times.
+3. Live reload: the release supervisor with the shipped config/ and all 8 monitors (the
+   real binaries; heartbeats enabled), `qmoi-supervisor reload` timed from the shell and
+   as the supervisor counts it (`took_ms`): with nothing changed, with one monitor's file
+   changed (and the time until it runs again), with all 8 changed, and refused (invalid);
+   the pids of the monitors that did not change, before and after.
 Stops what it started by pid.
 """
 import os
@@ -19,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import json
+import shutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_common import free_port, mem_kib  # noqa: E402
@@ -69,7 +76,6 @@ def heartbeats(bindir):
         p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         time.sleep(6)  # a report after the load
-        import json
         with open(f"{d}/logs/heartbeats_latest.json") as f:
             rep = json.load(f)
         counted = sum(v for k, v in rep["metrics"].items() if k.startswith("qmoi_heartbeat_pings_total"))
@@ -110,6 +116,114 @@ def plugins(bindir):
           f"{loop[0] / PLUGINS * 1000:.2f} ms CPU per run")
 
 
+def status(bindir, d):
+    out = subprocess.run([f"{bindir}/qmoi-supervisor", "status", "--json"], cwd=d, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def pids(st):
+    return {c["id"]: c.get("pid") for c in st["components"]}
+
+
+def all_running(st):
+    return all(c["state"] == "running" for c in st["components"])
+
+
+def reload_once(bindir, d):
+    """`qmoi-supervisor reload`: (wall ms of the command, took_ms the supervisor counted, exit status)."""
+    t0 = time.perf_counter()
+    r = subprocess.run([f"{bindir}/qmoi-supervisor", "reload"], cwd=d, capture_output=True, text=True)
+    wall = (time.perf_counter() - t0) * 1000
+    took = status(bindir, d)["supervisor"]["reload"]["took_ms"]
+    return wall, took, r.returncode
+
+
+def wait(pred, timeout=60):
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        v = pred()
+        if v:
+            return time.perf_counter() - t0
+        time.sleep(0.02)
+    raise SystemExit("timed out")
+
+
+def reloads(bindir):
+    d = tempfile.mkdtemp(prefix="qmoi-bench-reload-")
+    shutil.copytree("config", f"{d}/config")
+    port, hport = free_port(), free_port()
+    with open(f"{d}/config/master_monitor.toml") as f:
+        m = f.read()
+    m = m.replace("port = 8080 ", f"port = {port} ", 1)
+    m = m.replace("[monitoring_components.heartbeats]\nenabled = false", "[monitoring_components.heartbeats]\nenabled = true")
+    with open(f"{d}/config/master_monitor.toml", "w") as f:
+        f.write(m)
+    with open(f"{d}/config/heartbeats.toml") as f:
+        h = f.read()
+    with open(f"{d}/config/heartbeats.toml", "w") as f:
+        f.write(re.sub(r'(?m)^listen = ".*"', f'listen = "127.0.0.1:{hport}"', h))
+    sup = subprocess.Popen([f"{bindir}/qmoi-supervisor", "start"], cwd=d,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait(lambda: os.path.exists(f"{d}/run/dashboard.addr"), 30)
+        wait(lambda: all_running(status(bindir, d)), 120)
+        st = status(bindir, d)
+        n = len(st["components"])
+        before = pids(st)
+        runs = [reload_once(bindir, d) for _ in range(5)]
+        after = pids(status(bindir, d))
+        kept = sum(1 for k, v in before.items() if after.get(k) == v)
+        runs.sort()
+        print(f"reload, nothing changed ({n} monitors, median of 5): {runs[2][0]:.0f} ms for `qmoi-supervisor reload`, "
+              f"{runs[2][1]} ms in the supervisor; {kept} of {n} kept their pid")
+
+        with open(f"{d}/config/system_health.toml", "a") as f:
+            f.write("\n# touched by the benchmark\n")
+        t0 = time.perf_counter()
+        wall, took, code = reload_once(bindir, d)
+        back = wait(lambda: (lambda s: all_running(s) and pids(s)["system_health"] != before["system_health"])(status(bindir, d)))
+        back_ms = (time.perf_counter() - t0) * 1000 if back is not None else float("nan")
+        after = pids(status(bindir, d))
+        kept = sum(1 for k, v in before.items() if after.get(k) == v)
+        print(f"reload, system_health.toml changed: {wall:.0f} ms for the command, {took} ms in the supervisor (its "
+              f"--validate included); system_health running again with a new pid {back_ms:.0f} ms after the command "
+              f"started; {kept} of {n - 1} others kept their pid")
+
+        before = pids(status(bindir, d))
+        for c in st["components"]:
+            p = f"{d}/config/{c['id']}.toml"
+            if os.path.exists(p):
+                with open(p, "a") as f:
+                    f.write("\n# touched by the benchmark, all\n")
+        t0 = time.perf_counter()
+        wall, took, code = reload_once(bindir, d)
+        wait(lambda: (lambda s: all_running(s) and all(pids(s)[k] != v for k, v in before.items()))(status(bindir, d)), 120)
+        all_ms = (time.perf_counter() - t0) * 1000
+        print(f"reload, all {n} config files changed: {wall:.0f} ms for the command, {took} ms in the supervisor "
+              f"({n} --validate at once); all running again {all_ms:.0f} ms after the command started")
+
+        before = pids(status(bindir, d))
+        with open(f"{d}/config/system_health.toml", "a") as f:
+            f.write("\nbogus_key = 1\n")
+        wall, took, code = reload_once(bindir, d)
+        time.sleep(1)
+        after = pids(status(bindir, d))
+        kept = sum(1 for k, v in before.items() if after.get(k) == v)
+        print(f"reload refused (an unknown key in system_health.toml): exit {code}, {wall:.0f} ms for the command, "
+              f"{took} ms in the supervisor; {kept} of {n} kept their pid")
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        try:
+            sup.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+
+
 if __name__ == "__main__":
-    heartbeats(sys.argv[1])
-    plugins(sys.argv[1])
+    what = sys.argv[2:] or ["heartbeats", "plugins", "reload"]
+    if "heartbeats" in what:
+        heartbeats(sys.argv[1])
+    if "plugins" in what:
+        plugins(sys.argv[1])
+    if "reload" in what:
+        reloads(sys.argv[1])

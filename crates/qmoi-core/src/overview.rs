@@ -181,6 +181,28 @@ pub struct SupervisorInfo {
     /// Where the dashboard listens (`http://127.0.0.1:8080/`), when it does.
     #[serde(default)]
     pub dashboard: Option<String>,
+    /// The last configuration reload (SIGHUP or `qmoi-supervisor reload`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadInfo>,
+}
+
+/// What the last configuration reload did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadInfo {
+    pub at: DateTime<Utc>,
+    /// False: the new configuration is invalid and nothing changed.
+    pub ok: bool,
+    /// Why nothing changed (each problem with its file and place).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// What changed: a component restarted, started, stopped; a setting applied.
+    #[serde(default)]
+    pub changes: Vec<String>,
+    /// Sections that changed in the file but take effect only when the supervisor
+    /// restarts (the listeners, the folders).
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
+    pub took_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Per-client token bucket: `per_second` sustained, `burst` at once.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     pub enabled: bool,
@@ -69,7 +69,8 @@ impl TokenBucket {
 /// A limit per client address (see [`RateLimitConfig`]), over at most [`MAX_CLIENTS`]
 /// addresses.
 pub struct RateLimiter {
-    cfg: RateLimitConfig,
+    /// Replaced by a reload ([`RateLimiter::set`]).
+    cfg: std::sync::RwLock<RateLimitConfig>,
     buckets: Mutex<Bounded<TokenBucket>>,
 }
 
@@ -121,7 +122,18 @@ fn clock() -> f64 {
 
 impl RateLimiter {
     pub fn new(cfg: RateLimitConfig) -> Self {
-        Self { cfg, buckets: Mutex::new(Bounded::new()) }
+        Self { cfg: std::sync::RwLock::new(cfg), buckets: Mutex::new(Bounded::new()) }
+    }
+
+    /// Limit with `cfg` from now on (a reload); false when it is the same. Clients keep
+    /// their buckets (a burst allowance is refilled at the new rate).
+    pub fn set(&self, cfg: RateLimitConfig) -> bool {
+        let mut c = self.cfg.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *c == cfg {
+            return false;
+        }
+        *c = cfg;
+        true
     }
 
     /// How many clients are tracked (for tests).
@@ -131,11 +143,12 @@ impl RateLimiter {
 
     /// May this client make a request now? `Err(seconds)` says when it may again.
     pub fn allow(&self, ip: IpAddr) -> Result<(), f64> {
-        if !self.cfg.enabled {
+        let cfg = *self.cfg.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !cfg.enabled {
             return Ok(());
         }
         let now = clock();
-        let (rate, burst) = (self.cfg.per_second, self.cfg.burst);
+        let (rate, burst) = (cfg.per_second, cfg.burst);
         let mut b = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // A bucket that has refilled is the same as no bucket.
         b.make_room(ip, |_, bucket| !bucket.full_at(now));

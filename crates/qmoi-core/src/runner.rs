@@ -285,11 +285,31 @@ pub struct Runner<M: Monitor> {
     check_timeout: Duration,
     tracker: AlertTracker,
     last_start: Option<Instant>,
+    /// Why the last SIGHUP changed nothing (its new configuration is invalid): an alert
+    /// in every report until a reload succeeds.
+    reload_error: Option<String>,
+}
+
+/// How the daemon's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopEnd {
+    /// SIGTERM or SIGINT: exit.
+    Stop,
+    /// SIGHUP with a valid configuration: start again with it (same pid).
+    Reload,
 }
 
 impl<M: Monitor> Runner<M> {
     pub fn new(info: &'static ComponentInfo, monitor: M, interval: Duration, check_timeout: Duration) -> Self {
-        Self { info, monitor, interval, check_timeout, tracker: AlertTracker::new(), last_start: None }
+        Self {
+            info,
+            monitor,
+            interval,
+            check_timeout,
+            tracker: AlertTracker::new(),
+            last_start: None,
+            reload_error: None,
+        }
     }
 
     /// Keep `since` of alerts that were firing before this process started.
@@ -321,8 +341,17 @@ impl<M: Monitor> Runner<M> {
             mode,
         };
         self.last_start = Some(started);
-        let outcome = self.monitor.run(&ctx).await;
+        let mut outcome = self.monitor.run(&ctx).await;
         let now = Utc::now();
+        if let Some(e) = &self.reload_error {
+            outcome.alerts.push(Alert {
+                fingerprint: crate::alerts::fingerprint(self.info.id, "config_reload"),
+                level: crate::AlertLevel::Warning,
+                title: "Configuration reload failed; the previous configuration keeps running".into(),
+                detail: e.clone(),
+                since: now,
+            });
+        }
         let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);
         Report {
             generated_at: now,
@@ -344,19 +373,35 @@ impl<M: Monitor> Runner<M> {
     /// abandons it; the report file is only ever replaced atomically, so nothing is torn.
     /// The monitor's [`Monitor::background`] work runs beside the loop and is waited for
     /// after the shutdown.
-    pub async fn run_loop(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
+    ///
+    /// Each of `hangups` (SIGHUP) has the configuration checked again by the binary
+    /// itself (`--validate`, the same check as at start): valid, the loop ends as after a
+    /// shutdown and says [`LoopEnd::Reload`]; invalid, nothing changes and every report
+    /// carries a warning alert with the errors until a reload succeeds.
+    pub async fn run_loop(
+        &mut self,
+        writer: &mut ReportWriter,
+        shutdown: impl Future<Output = ()>,
+        hangups: Option<tokio::signal::unix::Signal>,
+    ) -> LoopEnd {
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let background = self.monitor.background(Stopping(stopping)).map(tokio::spawn);
-        self.scheduled(writer, shutdown).await;
+        let end = self.scheduled(writer, shutdown, hangups).await;
         let _ = stop.send(true);
         if let Some(task) = background
             && let Err(e) = task.await
         {
             tracing::error!(error = %e, "The monitor's background work failed.");
         }
+        end
     }
 
-    async fn scheduled(&mut self, writer: &mut ReportWriter, shutdown: impl Future<Output = ()>) {
+    async fn scheduled(
+        &mut self,
+        writer: &mut ReportWriter,
+        shutdown: impl Future<Output = ()>,
+        mut hangups: Option<tokio::signal::unix::Signal>,
+    ) -> LoopEnd {
         tokio::pin!(shutdown);
         LOW_PRIORITY_WORK.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut next = tokio::time::Instant::now();
@@ -364,6 +409,24 @@ impl<M: Monitor> Runner<M> {
         loop {
             let woken = tokio::select! {
                 () = &mut shutdown => break,
+                Some(()) = async {
+                    match &mut hangups {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    tracing::info!("SIGHUP received; checking the configuration again.");
+                    match validate_again().await {
+                        Ok(()) => return LoopEnd::Reload,
+                        Err(e) => {
+                            tracing::error!(error = %e, "The new configuration is invalid; the previous one keeps running.");
+                            self.reload_error = Some(e);
+                            // Say so now, not at the next run.
+                            next = tokio::time::Instant::now();
+                            continue;
+                        }
+                    }
+                }
                 () = tokio::time::sleep_until(next) => false,
                 () = async {
                     match &waker {
@@ -398,7 +461,64 @@ impl<M: Monitor> Runner<M> {
             let jitter = jitter_cap.mul_f64(fastrand::f64());
             next = (started + self.interval + jitter).max(tokio::time::Instant::now());
         }
+        LoopEnd::Stop
     }
+}
+
+/// SIGHUP's default ends the process: until the run loop's handler is in place (a
+/// second `systemctl reload` while the new image starts), it is ignored. The handler
+/// replaces this, and a handler is reset at `exec`, so commands the monitor runs later
+/// get the default again.
+#[allow(unsafe_code)]
+fn ignore_hangups_until_handled() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: SIG_IGN installs no code of ours; nothing else is running yet.
+    if let Err(e) = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) } {
+        tracing::warn!(error = %e, "Cannot ignore SIGHUP during the start.");
+    }
+}
+
+/// This process's program and arguments, as it was started.
+fn own_command_line() -> (std::ffi::OsString, Vec<std::ffi::OsString>) {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_else(|| "/proc/self/exe".into());
+    (program, args.collect())
+}
+
+/// Run this binary again with the same arguments and `--validate` (at most 60 s): `Ok`
+/// when the configuration on disk is valid now, else what the check printed.
+async fn validate_again() -> Result<(), String> {
+    let (program, args) = own_command_line();
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.arg("--validate").args(&args).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    let what = format!("{} --validate", program.to_string_lossy());
+    match tokio::time::timeout(Duration::from_secs(60), cmd.output()).await {
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let err = err.trim();
+            let err = err.split_once("configuration error: ").map_or(err, |(_, e)| e);
+            Err(if err.is_empty() { format!("{what}: {}", out.status) } else { err.to_string() })
+        }
+        Ok(Err(e)) => Err(format!("cannot run {what}: {e}")),
+        Err(_) => Err(format!("{what} did not finish within 60s")),
+    }
+}
+
+/// Replace this process with a new run of the same program and arguments (the pid, the
+/// standard streams and the environment stay; every other descriptor is close-on-exec).
+/// Returns only when that is impossible.
+fn reexec(info: &ComponentInfo) -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    let (program, args) = own_command_line();
+    tracing::info!(pid = std::process::id(), "Starting again with the new configuration (same pid).");
+    // The program by the name it was started with: a binary replaced since is the one
+    // that runs (a reload after an upgrade); the running image when that name is gone.
+    let e = std::process::Command::new(&program).args(&args).exec();
+    let e2 = std::process::Command::new("/proc/self/exe").arg0(&program).args(&args).exec();
+    eprintln!("{}: cannot start again after SIGHUP: {e}; {e2}", info.binary);
+    tracing::error!(error = %e, "Cannot start again after SIGHUP.");
+    ExitCode::from(3)
 }
 
 /// Set by the daemon's run loop: heavy work then runs at a lower CPU priority. `--once` and
@@ -622,6 +742,9 @@ where
     } else {
         Mode::Daemon
     };
+    if mode == Mode::Daemon {
+        ignore_hangups_until_handled();
+    }
     // One daemon per component and report folder: two would overwrite each other's
     // reports (an orphan from a killed shell, or a unit and the supervisor at once).
     let _lock = if mode == Mode::Daemon {
@@ -636,7 +759,24 @@ where
     } else {
         None
     };
-    rt.block_on(run_mode(info, runner, &mut writer, mode, &source, interval))
+    let end = rt.block_on(run_mode(info, runner, &mut writer, mode, &source, interval));
+    match end {
+        Ended::Exit(code) => code,
+        Ended::Reload => {
+            // As after SIGTERM: the runtime and its threads gone, the instance lock let
+            // go (the new image takes it again).
+            rt.shutdown_timeout(Duration::from_secs(5));
+            drop(_lock);
+            reexec(info)
+        }
+    }
+}
+
+/// What the process does once its mode is done.
+enum Ended {
+    Exit(ExitCode),
+    /// SIGHUP and a valid configuration: run again from the start.
+    Reload,
 }
 
 /// `--validate`: load and build the monitor (what only building finds, a CA file that
@@ -668,20 +808,20 @@ async fn run_mode<M: Monitor>(
     mode: Mode,
     source: &impl std::fmt::Display,
     interval: Duration,
-) -> ExitCode {
+) -> Ended {
     if let Err(e) = runner.monitor.start(mode) {
         eprintln!("{}: {e}", info.binary);
         tracing::error!(error = %e, "Not starting.");
-        return ExitCode::from(3);
+        return Ended::Exit(ExitCode::from(3));
     }
     if mode == Mode::Check {
         let report = runner.run_once(mode).await;
         print!("{}", render_check(&report));
-        return ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3));
+        return Ended::Exit(ExitCode::from(u8::try_from(report.status.exit_code()).unwrap_or(3)));
     }
     if mode == Mode::Once {
         let report = runner.run_once(mode).await;
-        return match writer.write(&report) {
+        return Ended::Exit(match writer.write(&report) {
             Ok(path) => {
                 println!("{}: {} — report written to {}", info.id, report.summary, path.display());
                 ExitCode::SUCCESS
@@ -690,7 +830,7 @@ async fn run_mode<M: Monitor>(
                 eprintln!("{}: {e}", info.binary);
                 ExitCode::from(3)
             }
-        };
+        });
     }
     tracing::info!(
         config = %source,
@@ -699,9 +839,20 @@ async fn run_mode<M: Monitor>(
         pid = std::process::id(),
         "Monitor started."
     );
-    runner.run_loop(writer, shutdown_signal()).await;
-    tracing::info!("Monitor stopped.");
-    ExitCode::SUCCESS
+    let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot install the SIGHUP handler; reload by restarting.");
+            None
+        }
+    };
+    match runner.run_loop(writer, shutdown_signal(), hangups).await {
+        LoopEnd::Stop => {
+            tracing::info!("Monitor stopped.");
+            Ended::Exit(ExitCode::SUCCESS)
+        }
+        LoopEnd::Reload => Ended::Reload,
+    }
 }
 
 /// An exclusive lock on a file, held while the value lives.

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use hmac::Mac as _;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use subtle::ConstantTimeEq;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,19 +44,40 @@ const VERIFY_QUEUE: usize = 8;
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 pub struct Authenticator {
-    tokens: Vec<(String, Vec<u8>, Role)>,
-    users: Vec<(String, String, Role)>,
+    /// Replaced whole by a reload ([`Authenticator::replace`]).
+    creds: std::sync::RwLock<Arc<Credentials>>,
     /// Passwords already verified with argon2, so that a client sending basic auth on
     /// every request pays the (deliberately slow) hash once, not per request. Kept as a
     /// keyed digest (HMAC-SHA256 under a key made at start), never as the password.
     verified: Mutex<HashMap<String, [u8; 32]>>,
     cache_key: [u8; 32],
-    /// An argon2 hash of nothing in particular: an unknown user name is verified against
-    /// it, so the answer takes as long as for a known one (no enumeration by timing).
-    dummy_hash: Option<String>,
     slots: tokio::sync::Semaphore,
     /// Verifications running or waiting.
     pending: AtomicUsize,
+}
+
+/// The tokens and users of `[dashboard.auth]`.
+#[derive(PartialEq)]
+struct Credentials {
+    tokens: Vec<(String, Vec<u8>, Role)>,
+    users: Vec<(String, String, Role)>,
+    /// An argon2 hash of nothing in particular: an unknown user name is verified against
+    /// it, so the answer takes as long as for a known one (no enumeration by timing).
+    dummy_hash: Option<String>,
+}
+
+impl Credentials {
+    fn of(cfg: &AuthConfig) -> Self {
+        Self {
+            tokens: cfg.tokens.iter().map(|t| (t.name.clone(), t.token.expose().as_bytes().to_vec(), t.role)).collect(),
+            users: cfg.users.iter().map(|u| (u.name.clone(), u.password_hash.expose().to_string(), u.role)).collect(),
+            dummy_hash: None,
+        }
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        self.tokens == other.tokens && self.users == other.users
+    }
 }
 
 impl Authenticator {
@@ -67,18 +88,44 @@ impl Authenticator {
             argon2::password_hash::rand_core::OsRng.fill_bytes(&mut cache_key);
         }
         Self {
-            tokens: cfg.tokens.iter().map(|t| (t.name.clone(), t.token.expose().as_bytes().to_vec(), t.role)).collect(),
-            users: cfg.users.iter().map(|u| (u.name.clone(), u.password_hash.expose().to_string(), u.role)).collect(),
+            creds: std::sync::RwLock::new(Arc::new(Self::credentials(cfg))),
             verified: Mutex::new(HashMap::new()),
             cache_key,
-            dummy_hash: if cfg.users.is_empty() { None } else { hash_password("qmoi-no-such-user").ok() },
             slots: tokio::sync::Semaphore::new(VERIFY_CONCURRENCY),
             pending: AtomicUsize::new(0),
         }
     }
 
+    fn credentials(cfg: &AuthConfig) -> Credentials {
+        let mut c = Credentials::of(cfg);
+        if !c.users.is_empty() {
+            c.dummy_hash = hash_password("qmoi-no-such-user").ok();
+        }
+        c
+    }
+
+    fn creds(&self) -> Arc<Credentials> {
+        self.creds.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Take the tokens and users of `cfg` from the next request on (a reload); false
+    /// when they are the same as now (nothing is replaced). Passwords verified before
+    /// are verified again.
+    pub fn replace(&self, cfg: &AuthConfig) -> bool {
+        if self.creds().same(&Credentials::of(cfg)) {
+            return false;
+        }
+        let new = Arc::new(Self::credentials(cfg));
+        *self.creds.write().unwrap_or_else(std::sync::PoisonError::into_inner) = new;
+        if let Ok(mut m) = self.verified.lock() {
+            m.clear();
+        }
+        true
+    }
+
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || !self.users.is_empty()
+        let c = self.creds();
+        !c.tokens.is_empty() || !c.users.is_empty()
     }
 
     fn digest(&self, name: &str, password: &str) -> [u8; 32] {
@@ -96,7 +143,8 @@ impl Authenticator {
     /// the moment its verification starts (forgiven when it succeeds), so a burst of
     /// concurrent guesses meets the lockout after ten, not after all have been hashed.
     pub async fn check(&self, header: Option<&str>, failures: &AuthFailures, ip: IpAddr) -> AuthOutcome {
-        if !self.enabled() {
+        let creds = self.creds();
+        if creds.tokens.is_empty() && creds.users.is_empty() {
             return AuthOutcome::Authenticated(Identity { name: "anonymous".into(), role: Role::Read });
         }
         let Some(h) = header.map(str::trim) else { return AuthOutcome::Missing };
@@ -104,7 +152,7 @@ impl Authenticator {
             let token = token.trim().as_bytes();
             // Compare against every token so the time does not tell which one matched.
             let mut found = None;
-            for (name, t, role) in &self.tokens {
+            for (name, t, role) in &creds.tokens {
                 if bool::from(t.as_slice().ct_eq(token)) {
                     found = Some(Identity { name: name.clone(), role: *role });
                 }
@@ -125,7 +173,7 @@ impl Authenticator {
         else {
             return failures.failed(ip).map_or_else(AuthOutcome::LockedOut, |()| AuthOutcome::Invalid);
         };
-        let user_entry = self.users.iter().find(|(n, _, _)| *n == user).cloned();
+        let user_entry = creds.users.iter().find(|(n, _, _)| *n == user).cloned();
         let digest = self.digest(&user, &password);
         if user_entry.is_some() {
             let cached = self.verified.lock().ok().and_then(|m| m.get(&user).map(|d| bool::from(d.ct_eq(&digest))));
@@ -146,7 +194,7 @@ impl Authenticator {
         }
         let hash = match &user_entry {
             Some((_, hash, _)) => Some(hash.clone()),
-            None => self.dummy_hash.clone(),
+            None => creds.dummy_hash.clone(),
         };
         let ok = match (self.slots.acquire().await, hash) {
             (Ok(_slot), Some(hash)) => {

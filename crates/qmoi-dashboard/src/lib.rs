@@ -141,6 +141,40 @@ impl Dashboard {
         Ok(Server { addr, tls, stop: stop_tx, join })
     }
 
+    /// Apply a reloaded `[dashboard]` without dropping a client: its tokens, users and
+    /// rate limit take effect from the next request. What the server was started with
+    /// (address, TLS, connection bounds, allowed hosts, retention) cannot change under
+    /// it: when any of that changed, nothing is applied (so that, say, auth is never
+    /// removed from a server that still listens on a public address) and the `Err` says
+    /// what waits for a restart of the supervisor. `Ok`: what was applied.
+    pub fn reconfigure(&self, old: &DashboardConfig, new: &DashboardConfig) -> Result<Vec<String>, String> {
+        let fixed = |c: &DashboardConfig| {
+            let mut c = c.clone();
+            c.auth = config::AuthConfig::default();
+            c.rate_limit = qmoi_core::ratelimit::RateLimitConfig::default();
+            serde_json::to_value(&c).unwrap_or(serde_json::Value::Null)
+        };
+        let (a, b) = (fixed(old), fixed(new));
+        if a != b {
+            let mut keys: Vec<String> = match (&a, &b) {
+                (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                    a.keys().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("dashboard.{k}")).collect()
+                }
+                _ => vec!["[dashboard]".into()],
+            };
+            keys.sort();
+            return Err(keys.join(", "));
+        }
+        let mut applied = Vec::new();
+        if self.auth.replace(&new.auth) {
+            applied.push("dashboard.auth applied (tokens and users)".to_string());
+        }
+        if self.limiter.set(new.rate_limit) {
+            applied.push("dashboard.rate_limit applied".to_string());
+        }
+        Ok(applied)
+    }
+
     /// Delete history past its retention every ten minutes, until the runtime stops.
     pub fn spawn_pruner(&self) {
         let store = self.hub.store.clone();

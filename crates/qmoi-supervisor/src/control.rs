@@ -7,6 +7,7 @@
 //! → {"cmd":"restart-all"}
 //! → {"cmd":"reset"}
 //! → {"cmd":"restart-dashboard"}
+//! → {"cmd":"reload"}
 //! → {"cmd":"maintenance-add","component":"backup","for_s":7200,"reason":"disk swap","by":"alice"}
 //! → {"cmd":"maintenance-end","id":3,"by":"alice"}
 //! → {"cmd":"maintenance-list"}
@@ -33,6 +34,8 @@ pub enum Request {
     RestartAll,
     Reset,
     RestartDashboard,
+    /// Read the configuration again and apply what changed (`qmoi-supervisor reload`).
+    Reload,
     /// Open a maintenance window (`qmoi-supervisor maintenance add`).
     MaintenanceAdd {
         component: String,

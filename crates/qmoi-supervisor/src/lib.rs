@@ -10,13 +10,17 @@
 //! - [`process`]: spawning children that cannot outlive the supervisor.
 //! - [`verdict`], [`overview`], [`master_report`]: from states and reports to the verdict.
 //! - [`control`], [`render`]: the control socket and the `status` table.
+//! - `monitors`: the running components' tasks, and how a reload brings them in line.
+//! - [`reload`]: what changed between the running plan and the files (live reload).
 //! - `run`: the running supervisor (start-up, aggregation, dashboard, shutdown).
 
 pub mod config;
 pub mod control;
 pub mod master_report;
+mod monitors;
 pub mod overview;
 pub mod process;
+pub mod reload;
 pub mod render;
 mod run;
 pub mod state;

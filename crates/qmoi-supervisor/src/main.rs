@@ -42,6 +42,10 @@ enum Verb {
     RestartAll,
     /// Restart the dashboard's HTTP server without touching the monitors
     RestartDashboard,
+    /// Read the configuration again and apply what changed (as SIGHUP does): only the
+    /// monitors whose entry, config file or binary changed restart; an invalid new
+    /// configuration changes nothing. Exit 0 applied, 1 refused
+    Reload,
     /// Check the master config and every enabled component's config, and find binaries
     Validate,
     /// Read a password on stdin and print its argon2id hash for dashboard.auth.users
@@ -120,6 +124,12 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         return verbs::hash_password();
     }
     let plan = match cli.verb {
+        // The new configuration may be what is broken: the running supervisor says why
+        // (at the default socket when the file cannot be read for its [paths]).
+        Verb::Reload => qmoi_supervisor::load_plan_for_control(&cli.common).unwrap_or_else(|e| {
+            eprintln!("qmoi-supervisor: {e}");
+            qmoi_supervisor::config::Plan::new(qmoi_supervisor::config::builtin_default(), None)
+        }),
         Verb::Status { .. }
         | Verb::RestartComponent { .. }
         | Verb::RestartAll
@@ -152,6 +162,7 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Verb::RestartAll => verbs::answer(&plan, &control::Request::RestartAll),
         Verb::Reset => verbs::answer(&plan, &control::Request::Reset),
         Verb::RestartDashboard => verbs::answer(&plan, &control::Request::RestartDashboard),
+        Verb::Reload => verbs::answer(&plan, &control::Request::Reload),
         Verb::Validate => verbs::validate(&plan),
         Verb::HashPassword => verbs::hash_password(),
         Verb::Maintenance { cmd } => {

@@ -52,6 +52,15 @@ fn supervisor_alerts(o: &Overview) -> Vec<Alert> {
             });
         }
     }
+    if let Some(r) = o.supervisor.as_ref().and_then(|s| s.reload.as_ref()).filter(|r| !r.ok) {
+        out.push(Alert {
+            fingerprint: fingerprint(MASTER_MONITOR, "config_reload"),
+            level: AlertLevel::Warning,
+            title: "Configuration reload failed; the previous configuration keeps running".into(),
+            detail: r.errors.join("; "),
+            since: now,
+        });
+    }
     out
 }
 

@@ -24,6 +24,27 @@ pub fn render(o: &Overview) -> String {
             if let Some(url) = &s.dashboard {
                 let _ = writeln!(out, "dashboard: {}", esc(url));
             }
+            match &s.reload {
+                Some(r) if !r.ok => {
+                    let _ = writeln!(
+                        out,
+                        "config reload FAILED at {}; the previous configuration keeps running:",
+                        r.at.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                    for e in &r.errors {
+                        let _ = writeln!(out, "  ! {}", clip(&esc(e), 160));
+                    }
+                }
+                Some(r) if !r.pending_restart.is_empty() => {
+                    let _ = writeln!(
+                        out,
+                        "config reloaded at {}; applied when the supervisor restarts: {}",
+                        r.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        esc(&r.pending_restart.join(", "))
+                    );
+                }
+                _ => {}
+            }
         }
         None => {
             let _ = writeln!(

@@ -1,28 +1,46 @@
 //! The running supervisor: start-up checks, the component tasks, the control socket, the
 //! dashboard, the aggregation loop that writes `master_monitor_latest.json`, and shutdown.
 
-use crate::config::{AlertsConfig, Plan};
+use crate::config::{AlertsConfig, ComponentSpec, Plan};
+use crate::monitors::{Monitors, start_monitors};
 use crate::overview::{self, Overview, SupervisorInfo};
-use crate::state::{ComponentStatus, Shared, State};
-use crate::supervise::{Cmd, Task};
-use crate::{Error, control, master_report, process, socket_path};
+use crate::state::{Shared, State};
+use crate::supervise::Cmd;
+use crate::{Error, control, master_report, reload, socket_path};
 use qmoi_core::alerts::AlertTracker;
 use qmoi_core::cli::CommonArgs;
 use qmoi_core::component::{self, MASTER_MONITOR};
+use qmoi_core::overview::ReloadInfo;
 use qmoi_core::report::{ReadOutcome, ReportWriter};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
+
+/// A `[[maintenance]]` entry: (components, schedule, seconds, reason).
+type Recurring = (Vec<String>, qmoi_core::cron::CronTz, i64, String);
+
+/// The `[[maintenance]]` entries of `plan` (validated with it).
+fn recurring(plan: &Plan) -> Vec<Recurring> {
+    plan.config
+        .maintenance
+        .iter()
+        .filter_map(|m| {
+            let cron = qmoi_core::cron::CronTz::parse(&m.cron, m.tz.as_deref()).ok()?;
+            let secs = i64::try_from(m.duration.get().as_secs()).ok()?;
+            Some((m.components.clone(), cron, secs, m.reason.clone()))
+        })
+        .collect()
+}
 
 /// What the control socket and the dashboard may ask of the running supervisor.
 struct Control {
     shared: Shared,
-    cmds: HashMap<String, mpsc::Sender<Cmd>>,
+    monitors: std::sync::Mutex<Monitors>,
     report_dir: PathBuf,
     reports: overview::ReportCache,
-    alerts: AlertsConfig,
+    /// Replaced by a reload.
+    alerts: std::sync::RwLock<AlertsConfig>,
     info: SupervisorInfo,
     /// The effective configuration of every component, secrets masked.
     /// The master config and each component's effective config (filled in once every
@@ -30,11 +48,23 @@ struct Control {
     config_view: std::sync::RwLock<serde_json::Value>,
     dashboard: Option<Arc<qmoi_dashboard::Dashboard>>,
     server: tokio::sync::Mutex<Option<qmoi_dashboard::Server>>,
-    /// `[[maintenance]]`: (components, schedule, seconds, reason).
-    recurring: Vec<(Vec<String>, qmoi_core::cron::CronTz, i64, String)>,
+    /// `[[maintenance]]` (replaced by a reload).
+    recurring: std::sync::RwLock<Vec<Recurring>>,
+    /// How the supervisor was started (where a reload reads the configuration again).
+    common: CommonArgs,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    last_reload: std::sync::Mutex<Option<ReloadInfo>>,
+    changed: Arc<Notify>,
+    /// Itself, for the work a reload leaves running in the background.
+    me: OnceLock<Weak<Control>>,
 }
 
 impl Control {
+    fn monitors(&self) -> std::sync::MutexGuard<'_, Monitors> {
+        self.monitors.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn overview(&self) -> Overview {
         let mut components = self.shared.snapshot();
         // Maintenance windows in force (kept in the dashboard's database, where the
@@ -52,14 +82,121 @@ impl Control {
                 Err(e) => tracing::warn!(error = %e, "Cannot read the maintenance windows."),
             }
         }
-        overview::build(components, &self.report_dir, &self.reports, &self.alerts, Some(self.info.clone()))
+        let mut info = self.info.clone();
+        info.reload = self.last_reload.lock().ok().and_then(|r| r.clone());
+        let alerts = self.alerts.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        overview::build(components, &self.report_dir, &self.reports, &alerts, Some(info))
+    }
+
+    /// Read the configuration again and apply what changed (SIGHUP, `qmoi-supervisor
+    /// reload`): the answer lists what changed, or why nothing did.
+    async fn reload(&self) -> Result<String, String> {
+        let _one = self.reloading.lock().await;
+        let started = Instant::now();
+        let result = self.apply_reload().await;
+        let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let at = chrono::Utc::now();
+        let info = match &result {
+            Ok((changes, pending)) => {
+                tracing::info!(took_ms, changes = %changes.join("; "), not_applied = %pending.join(", "), "Configuration reloaded.");
+                ReloadInfo {
+                    at,
+                    ok: true,
+                    changes: changes.clone(),
+                    pending_restart: pending.clone(),
+                    took_ms,
+                    ..Default::default()
+                }
+            }
+            Err(errors) => {
+                tracing::error!(errors = %errors.join("; "), "The new configuration is invalid; nothing changed.");
+                ReloadInfo { at, ok: false, errors: errors.clone(), took_ms, ..Default::default() }
+            }
+        };
+        if let Ok(mut r) = self.last_reload.lock() {
+            *r = Some(info.clone());
+        }
+        self.changed.notify_one();
+        let list = |items: &[String]| items.iter().map(|i| format!("\n  {i}")).collect::<String>();
+        if !info.ok {
+            return Err(format!(
+                "the new configuration is invalid; nothing changed (the previous one keeps running):{}",
+                list(&info.errors)
+            ));
+        }
+        let mut msg = format!("configuration reloaded in {} ms", info.took_ms);
+        msg.push_str(&if info.changes.is_empty() { "\n  nothing changed".into() } else { list(&info.changes) });
+        if !info.pending_restart.is_empty() {
+            msg.push_str(&format!(
+                "\n  changed but applied only when the supervisor restarts: {}",
+                info.pending_restart.join(", ")
+            ));
+        }
+        Ok(msg)
+    }
+
+    /// The reload itself: `Ok((what changed, what waits for a restart))`, or every
+    /// problem of the new configuration (and then nothing changed).
+    async fn apply_reload(&self) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+        let common = self.common.clone();
+        // Reading and hashing files: off the async workers.
+        let (plan, fps) = tokio::task::spawn_blocking(move || {
+            let plan = crate::load_plan(&common)?;
+            let fps = reload::fingerprints(&plan);
+            Ok::<_, Error>((plan, fps))
+        })
+        .await
+        .map_err(|e| vec![e.to_string()])?
+        .map_err(|e| vec![e.to_string()])?;
+        let (old, old_fps) = {
+            let m = self.monitors();
+            (m.plan.clone(), m.fingerprints.clone())
+        };
+        let why = reload::changed(&plan, &old_fps, &fps);
+        // Everything is checked before anything changes: each binary that will start,
+        // and its configuration as the binary itself reads it (`--validate`).
+        let starting: Vec<ComponentSpec> =
+            plan.components.iter().filter(|s| s.enabled && why.contains_key(&s.id)).cloned().collect();
+        let mut problems: Vec<String> =
+            starting.iter().filter_map(|s| s.binary.as_ref().err().map(|e| format!("{}: {e}", s.id))).collect();
+        problems.extend(crate::validate_children(&Plan { components: starting, ..plan.clone() }).await);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+
+        let mut changes = reload::applied_settings(&old.config, &plan.config);
+        let mut pending = reload::pending_restart(&old.config, &plan.config);
+        if let Some(d) = &self.dashboard
+            && plan.config.dashboard.enabled
+        {
+            match d.reconfigure(&old.config.dashboard, &plan.config.dashboard) {
+                Ok(applied) => changes.extend(applied),
+                Err(what) => pending.push(what),
+            }
+        }
+        *self.alerts.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plan.config.alerts.clone();
+        *self.recurring.write().unwrap_or_else(std::sync::PoisonError::into_inner) = recurring(&plan);
+        let (applied, sends) = self.monitors().reconcile(&plan, fps, &why);
+        changes.extend(applied);
+        for (tx, cmd) in sends {
+            // A task that ended (the supervisor stopping) needs nothing more.
+            let _ = tx.send(cmd).await;
+        }
+        if let Ok(mut view) = self.config_view.write() {
+            view["master_monitor"]["effective"] = serde_json::to_value(&plan.config).unwrap_or_default();
+        }
+        if let Some(me) = self.me.get() {
+            fill_config_view(me.clone(), plan);
+        }
+        Ok((changes, pending))
     }
 
     /// Open the windows of `[[maintenance]]` whose time has come: a row per occurrence and
     /// component in the table the notifier reads too (once: ended by hand, it stays ended).
     fn open_recurring(&self, d: &qmoi_dashboard::Dashboard, now: i64) {
         let Some(t) = chrono::DateTime::from_timestamp(now, 0) else { return };
-        for (components, cron, secs, reason) in &self.recurring {
+        let recurring = self.recurring.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (components, cron, secs, reason) in recurring.iter() {
             let Some(start) = cron.last_at_or_before(t).map(|s| s.timestamp()) else { continue };
             if now >= start + secs {
                 continue;
@@ -107,8 +244,9 @@ impl Control {
     }
 
     fn restart_component(&self, component: &str) -> Result<String, String> {
-        let Some(tx) = self.cmds.get(component) else {
-            let known: Vec<&str> = self.cmds.keys().map(String::as_str).collect();
+        let Some(tx) = self.monitors().cmds.get(component).cloned() else {
+            let mut known: Vec<String> = self.monitors().cmds.keys().cloned().collect();
+            known.sort();
             return Err(format!("'{component}' is not a configured component (configured: {})", known.join(", ")));
         };
         if self.shared.lock().get(component).is_some_and(|c| c.state == State::Disabled) {
@@ -139,7 +277,7 @@ impl Control {
 
     /// Clear restart counters, backoff and failures of every component.
     fn reset(&self) -> String {
-        for tx in self.cmds.values() {
+        for tx in self.monitors().cmds.values() {
             let _ = tx.try_send(Cmd::Reset);
         }
         tracing::info!("Reset requested.");
@@ -194,6 +332,7 @@ impl control::Handler for Control {
             Request::RestartAll => done(self.restart_all()),
             Request::Reset => Response::message(self.reset()),
             Request::RestartDashboard => done(self.restart_dashboard().await),
+            Request::Reload => done(self.reload().await),
             Request::MaintenanceAdd { component, for_s, reason, by } => {
                 let now = qmoi_dashboard::hub::unix_now();
                 let until = now.saturating_add(i64::try_from(for_s).unwrap_or(i64::MAX / 2));
@@ -287,8 +426,6 @@ fn change_key(o: &Overview) -> String {
 
 /// The dashboard and its running server (both `None` when the dashboard is disabled).
 type DashboardParts = (Option<Arc<qmoi_dashboard::Dashboard>>, Option<qmoi_dashboard::Server>);
-/// Each component's command sender, by id, and the tasks that run them.
-type Monitors = (HashMap<String, mpsc::Sender<Cmd>>, tokio::task::JoinSet<()>);
 
 /// Run the stack until a shutdown signal: start-up, the aggregation loop, shutdown.
 /// Kept as one sequence on purpose (~110 lines): the order is the contract (socket, then
@@ -310,6 +447,9 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     }
     let sock = socket_path(&plan);
     let listener = control::bind(&sock).await.map_err(Error::Config)?;
+    // From now on SIGHUP reloads (its default would end the process).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Error::Runtime(format!("cannot install the SIGHUP handler: {e}")))?;
 
     // The dashboard binds before any monitor starts: a port in use is reported at once.
     let backend = Arc::new(DashboardBackend(OnceLock::new()));
@@ -333,13 +473,14 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let shared = Shared::default();
     let changed = Arc::new(Notify::new());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (cmds, tasks) = start_monitors(&plan, &common, &shared, &changed, &shutdown_rx)?;
+    let monitors = start_monitors(&plan, &common, &shared, &changed, &shutdown_rx)?;
     let info = SupervisorInfo {
         pid: std::process::id(),
         started_at,
         version: env!("CARGO_PKG_VERSION").to_string(),
         config: plan.source.as_ref().map(|p| p.display().to_string()),
         dashboard: dashboard_url.clone(),
+        reload: None,
     };
     let config_view = std::sync::RwLock::new(serde_json::json!({
         "master_monitor": {"file": plan.source.as_ref().map(|p| p.display().to_string()), "effective": plan.config},
@@ -348,26 +489,24 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     let hub = dashboard.as_ref().map(|d| d.hub());
     let control = Arc::new(Control {
         shared: shared.clone(),
-        cmds,
+        monitors: std::sync::Mutex::new(monitors),
         report_dir: common.report_dir.clone(),
         reports: overview::ReportCache::default(),
-        alerts: plan.config.alerts.clone(),
+        alerts: std::sync::RwLock::new(plan.config.alerts.clone()),
         info,
         config_view,
         dashboard,
         server: tokio::sync::Mutex::new(server),
-        recurring: plan
-            .config
-            .maintenance
-            .iter()
-            .filter_map(|m| {
-                let cron = qmoi_core::cron::CronTz::parse(&m.cron, m.tz.as_deref()).ok()?;
-                let secs = i64::try_from(m.duration.get().as_secs()).ok()?;
-                Some((m.components.clone(), cron, secs, m.reason.clone()))
-            })
-            .collect(),
+        recurring: std::sync::RwLock::new(recurring(&plan)),
+        common: common.clone(),
+        reloading: tokio::sync::Mutex::new(()),
+        last_reload: std::sync::Mutex::new(None),
+        changed: changed.clone(),
+        me: OnceLock::new(),
     });
+    let _ = control.me.set(Arc::downgrade(&control));
     let _ = backend.0.set(Arc::downgrade(&control));
+    spawn_reloader(hangups, Arc::downgrade(&control));
     fill_config_view(Arc::downgrade(&control), plan.clone());
     // The API has an answer before anyone is told where it is.
     if let Some(h) = hub.clone() {
@@ -409,7 +548,8 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
     if let Some(g) = grpc {
         g.stop().await;
     }
-    stop_monitors(&control, &shutdown_tx, tasks, plan.config.restart.stop_timeout.get()).await;
+    let stop_timeout = control.monitors().plan.config.restart.stop_timeout.get();
+    stop_monitors(&control, &shutdown_tx, stop_timeout).await;
     let _ = control_task.await;
     if let Ok(mut a) = aggregation.await {
         // The final word: every monitor stopped.
@@ -430,15 +570,11 @@ pub(crate) async fn run(plan: Plan, common: CommonArgs) -> Result<(), Error> {
 
 /// Shutdown: the dashboard stops answering, every monitor task is told to stop and given
 /// `stop_timeout` (and 2 s) to do so; what is left is killed.
-async fn stop_monitors(
-    control: &Control,
-    shutdown: &watch::Sender<bool>,
-    mut tasks: tokio::task::JoinSet<()>,
-    stop_timeout: Duration,
-) {
+async fn stop_monitors(control: &Control, shutdown: &watch::Sender<bool>, stop_timeout: Duration) {
     if let Some(s) = control.server.lock().await.take() {
         s.stop().await;
     }
+    let mut tasks = std::mem::take(&mut control.monitors().tasks);
     tracing::info!("Stopping every monitor.");
     let _ = shutdown.send(true);
     let grace = stop_timeout + Duration::from_secs(2);
@@ -514,48 +650,17 @@ fn start_remote_write(
     Ok(Some(rw))
 }
 
-/// One task per component (started in dependency order by the tasks themselves): the
-/// command senders by component id, and the tasks.
-fn start_monitors(
-    plan: &Plan,
-    common: &CommonArgs,
-    shared: &Shared,
-    changed: &Arc<Notify>,
-    shutdown: &watch::Receiver<bool>,
-) -> Result<Monitors, Error> {
-    let spawner = Arc::new(
-        process::Spawner::start(tokio::runtime::Handle::current())
-            .map_err(|e| Error::Runtime(format!("cannot start the spawner thread: {e}")))?,
-    );
-    let mut ready: HashMap<String, watch::Receiver<bool>> = HashMap::new();
-    let mut cmds = HashMap::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for spec in &plan.components {
-        shared.lock().insert(
-            spec.id.clone(),
-            ComponentStatus::new(&spec.id, spec.priority, spec.interval.as_secs(), spec.stale_after.as_secs()),
-        );
-        let (ready_tx, ready_rx) = watch::channel(false);
-        let deps = spec.depends_on.iter().filter_map(|d| ready.get(d).map(|rx| (d.clone(), rx.clone()))).collect();
-        ready.insert(spec.id.clone(), ready_rx);
-        let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        cmds.insert(spec.id.clone(), cmd_tx);
-        let task = Task::new(
-            spec.clone(),
-            plan.config.restart.clone(),
-            plan.config.alerts.auto_restart,
-            shared.clone(),
-            spawner.clone(),
-            (common.report_dir.clone(), common.log_dir.clone()),
-            deps,
-            ready_tx,
-            cmd_rx,
-            shutdown.clone(),
-            changed.clone(),
-        );
-        tasks.spawn(task.run());
-    }
-    Ok((cmds, tasks))
+/// Reload on every SIGHUP (one at a time; signals that arrive during a reload make one
+/// more), until the supervisor is gone.
+fn spawn_reloader(mut hangups: tokio::signal::unix::Signal, control: Weak<Control>) {
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(c) = control.upgrade() else { return };
+            tracing::info!("SIGHUP received; reloading the configuration.");
+            // The outcome is logged, in `status` and in the master report.
+            let _ = c.reload().await;
+        }
+    });
 }
 
 /// Each monitor's effective config, for the dashboard's config view: asked of every

@@ -10,6 +10,8 @@
 //!                ▼
 //!             failed ──(cooldown, restart-component, reset)──► starting
 //! exit status 2 (configuration error) or a missing binary: failed until asked again.
+//! a reload that changes the component's entry, config file or binary: stop, start
+//! with the new settings (any state); one that disables it: `disabled` until enabled.
 //! ```
 
 use crate::config::{ComponentSpec, RestartConfig};
@@ -27,12 +29,27 @@ use tokio::process::Child;
 use tokio::sync::{Notify, mpsc, watch};
 
 /// Requests from the control socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Cmd {
     /// Stop and start again now; clears a failure and the restart counter.
     Restart,
     /// Clear the restart counter, backoff and failure; start a failed component again.
     Reset,
+    /// A reload's settings for this component (`restart_now`: its entry, config file or
+    /// binary changed, so the running monitor is replaced).
+    Apply(Box<Apply>),
+    /// A reload removed the component: stop its monitor and end the task.
+    Remove,
+}
+
+/// What a reload hands each component's task.
+#[derive(Debug)]
+pub struct Apply {
+    pub spec: ComponentSpec,
+    pub restart: RestartConfig,
+    pub auto_restart: bool,
+    pub deps: Vec<(String, watch::Receiver<bool>)>,
+    pub restart_now: bool,
 }
 
 /// How often a running child is looked at (report age, resource use).
@@ -58,6 +75,8 @@ pub struct Task {
     streak: u32,
     /// Times of restarts within the window (for max_restarts).
     window: VecDeque<Instant>,
+    /// A reload removed the component: its state goes when the task ends.
+    removed: bool,
 }
 
 /// One start of a monitor.
@@ -75,12 +94,18 @@ enum Ended {
     Stale(String),
     Watchdog(String),
     Restart,
+    /// A reload changed its settings.
+    Reconfigured,
     Shutdown,
 }
 
 enum Wait {
     Elapsed,
-    Command(Cmd),
+    /// `Restart` or `Reset`.
+    Command,
+    /// A reload changed the settings (already taken).
+    Reconfigured,
+    /// Shutdown, or a reload removed the component.
     Shutdown,
 }
 
@@ -116,6 +141,40 @@ impl Task {
             changed,
             streak: 0,
             window: VecDeque::new(),
+            removed: false,
+        }
+    }
+
+    /// Take a reload's settings; true when the running monitor must be replaced (its
+    /// settings changed, or it is disabled now).
+    fn apply(&mut self, a: Apply) -> bool {
+        let Apply { spec, restart, auto_restart, deps, restart_now } = a;
+        let now_disabled = self.spec.enabled && !spec.enabled;
+        let (interval, stale_after, priority) = (spec.interval.as_secs(), spec.stale_after.as_secs(), spec.priority);
+        self.spec = spec;
+        self.restart = restart;
+        self.auto_restart = auto_restart;
+        self.deps = deps;
+        self.set(|c| {
+            c.interval_s = interval;
+            c.stale_after_s = stale_after;
+            c.priority = priority;
+        });
+        restart_now || now_disabled
+    }
+
+    /// A command that arrived while nothing runs.
+    fn take(&mut self, cmd: Cmd) -> Wait {
+        match cmd {
+            Cmd::Restart | Cmd::Reset => Wait::Command,
+            Cmd::Apply(a) => {
+                self.apply(*a);
+                Wait::Reconfigured
+            }
+            Cmd::Remove => {
+                self.removed = true;
+                Wait::Shutdown
+            }
         }
     }
 
@@ -147,7 +206,7 @@ impl Task {
         };
         tokio::select! {
             () = sleep => Wait::Elapsed,
-            Some(cmd) = self.cmds.recv() => Wait::Command(cmd),
+            Some(cmd) = self.cmds.recv() => self.take(cmd),
             _ = self.shutdown.changed() => Wait::Shutdown,
         }
     }
@@ -166,28 +225,44 @@ impl Task {
         let w = self.pause(retry_after).await;
         match w {
             Wait::Shutdown => false,
-            Wait::Elapsed | Wait::Command(_) => {
+            Wait::Elapsed | Wait::Command | Wait::Reconfigured => {
                 self.clear_counters();
                 true
             }
         }
     }
 
+    /// Run the component until shutdown (or until a reload removes it).
     pub async fn run(mut self) {
-        if !self.spec.enabled {
-            self.set(|c| {
-                c.state = State::Disabled;
-                c.note = Some("enabled = false in the config".into());
-            });
-            let _ = self.shutdown.changed().await;
-            return;
+        self.supervise().await;
+        if self.removed {
+            tracing::info!(component = %self.spec.id, "Removed from the configuration; stopped.");
+            self.shared.lock().remove(&self.spec.id);
+            self.changed.notify_one();
         }
+    }
+
+    async fn supervise(&mut self) {
         loop {
             if *self.shutdown.borrow() {
                 return;
             }
-            if !self.wait_for_dependencies().await {
-                return;
+            if !self.spec.enabled {
+                self.set(|c| {
+                    c.state = State::Disabled;
+                    c.pid = None;
+                    c.ready = false;
+                    c.note = Some("enabled = false in the config".into());
+                });
+                match self.pause(None).await {
+                    Wait::Shutdown => return,
+                    _ => continue,
+                }
+            }
+            match self.wait_for_dependencies().await {
+                Wait::Shutdown => return,
+                Wait::Reconfigured => continue,
+                Wait::Elapsed | Wait::Command => {}
             }
             let binary = match self.spec.resolve_again() {
                 Ok(b) => b,
@@ -213,6 +288,13 @@ impl Task {
                 Ended::Restart => {
                     self.clear_counters();
                     self.record_restart("restart requested".into(), 0);
+                    continue;
+                }
+                Ended::Reconfigured => {
+                    self.clear_counters();
+                    if self.spec.enabled {
+                        self.record_restart("configuration changed (reload)".into(), 0);
+                    }
                     continue;
                 }
                 Ended::Exited(status) if status.code() == Some(qmoi_core::runner::EXIT_CONFIG.into()) => {
@@ -265,7 +347,7 @@ impl Task {
             });
             match self.pause(Some(delay)).await {
                 Wait::Shutdown => return,
-                Wait::Command(Cmd::Reset | Cmd::Restart) => self.clear_counters(),
+                Wait::Command | Wait::Reconfigured => self.clear_counters(),
                 Wait::Elapsed => {}
             }
         }
@@ -333,13 +415,14 @@ impl Task {
         });
     }
 
-    /// Returns false on shutdown.
-    async fn wait_for_dependencies(&mut self) -> bool {
+    /// `Elapsed` once every dependency is ready; `Reconfigured` when a reload changed
+    /// the settings meanwhile; `Shutdown`.
+    async fn wait_for_dependencies(&mut self) -> Wait {
         loop {
             let waiting: Vec<String> =
                 self.deps.iter().filter(|(_, rx)| !*rx.borrow()).map(|(id, _)| id.clone()).collect();
             if waiting.is_empty() {
-                return true;
+                return Wait::Elapsed;
             }
             self.set(|c| {
                 c.state = State::Starting;
@@ -351,15 +434,21 @@ impl Task {
                 let mut set = tokio::task::JoinSet::new();
                 for mut rx in rxs.drain(..) {
                     set.spawn(async move {
-                        let _ = rx.changed().await;
+                        // A dependency removed by a reload never becomes ready.
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
                     });
                 }
                 let _ = set.join_next().await;
             };
             tokio::select! {
                 () = any_change => {}
-                Some(_) = self.cmds.recv() => {}
-                _ = self.shutdown.changed() => return false,
+                Some(cmd) = self.cmds.recv() => match self.take(cmd) {
+                    Wait::Command | Wait::Elapsed => {}
+                    w => return w,
+                },
+                _ = self.shutdown.changed() => return Wait::Shutdown,
             }
         }
     }
@@ -384,6 +473,13 @@ impl Task {
                 Some(cmd) = self.cmds.recv() => match cmd {
                     Cmd::Restart => return Ended::Restart,
                     Cmd::Reset => self.clear_counters(),
+                    Cmd::Apply(a) => if self.apply(*a) {
+                        return Ended::Reconfigured;
+                    },
+                    Cmd::Remove => {
+                        self.removed = true;
+                        return Ended::Shutdown;
+                    }
                 },
                 _ = self.shutdown.changed() => return Ended::Shutdown,
                 _ = tick.tick() => {

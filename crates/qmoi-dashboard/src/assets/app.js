@@ -71,6 +71,16 @@ function renderOverview(o) {
   ve.className = "verdict " + v;
   ve.dataset.verdict = v;
   if (o.supervisor) $("#host").textContent = "supervisor pid " + o.supervisor.pid + " · up " + since(o.supervisor.started_at).replace(" ago", "");
+  // A reload whose configuration was invalid: the previous one keeps running; say why.
+  const r = o.supervisor && o.supervisor.reload;
+  const rf = $("#reload-failed");
+  rf.hidden = !(r && !r.ok);
+  if (r && !r.ok) {
+    rf.replaceChildren(
+      el("strong", {}, "Configuration reload failed at " + new Date(r.at).toLocaleString() + "; the previous configuration keeps running."),
+      el("ul", {}, ...r.errors.map((e) => el("li", {}, e))),
+    );
+  }
   const reasons = $("#reasons");
   reasons.replaceChildren(...o.verdict.reasons.map((r) => el("li", { class: v === "critical" ? "critical" : "" }, r)));
   const cards = $("#cards");

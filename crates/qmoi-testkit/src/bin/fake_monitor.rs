@@ -58,6 +58,8 @@ struct Cli {
 #[serde(deny_unknown_fields, default)]
 struct FakeConfig {
     interval: Option<ConfigDuration>,
+    /// Shown in the ok check's message: which configuration a run had (reload tests).
+    label: Option<String>,
 }
 
 impl Validate for FakeConfig {
@@ -83,6 +85,7 @@ struct Fake {
     start_delay: Option<Duration>,
     hoard: Vec<Vec<u8>>,
     warn_while: Option<std::path::PathBuf>,
+    label: Option<String>,
 }
 
 impl Monitor for Fake {
@@ -108,7 +111,10 @@ impl Monitor for Fake {
             Mode::Warn => CheckResult::new("fake", Status::Warning, "fake warning"),
             _ if warn_file => CheckResult::new("fake", Status::Warning, "fake warning: the file is there"),
             Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
-            _ => CheckResult::ok("fake", format!("run {}", self.runs)),
+            _ => match &self.label {
+                Some(l) => CheckResult::ok("fake", format!("run {} ({l})", self.runs)),
+                None => CheckResult::ok("fake", format!("run {}", self.runs)),
+            },
         };
         Outcome { checks: vec![check], metrics: self.metrics.clone(), ..Outcome::default() }
     }
@@ -148,7 +154,15 @@ fn main() -> ExitCode {
             }
         }
     }
-    qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |_| {
-        Ok(Fake { metrics, mode, runs: 0, start_delay, hoard: Vec::new(), warn_while: warn_while.clone() })
+    qmoi_core::runner::main::<FakeConfig, _>(info, cli.args, move |cfg| {
+        Ok(Fake {
+            metrics,
+            mode,
+            runs: 0,
+            start_delay,
+            hoard: Vec::new(),
+            warn_while: warn_while.clone(),
+            label: cfg.label.clone(),
+        })
     })
 }
