@@ -7,10 +7,12 @@
 //!
 //! - [`config`]: endpoints and their settings; [`conditions`]: `status == 200` & co.
 //! - [`probe`]: one module per kind; [`stats`]: thresholds, windows, persistence.
+//! - [`slo`]: service level objectives: error budgets and burn-rate alerts.
 
 pub mod conditions;
 pub mod config;
 pub mod probe;
+pub mod slo;
 pub mod stats;
 
 use conditions::Condition;
@@ -66,6 +68,8 @@ pub struct EndpointsMonitor {
     state_file: PathBuf,
     /// When the state file was last written (unix seconds).
     last_save: std::sync::atomic::AtomicI64,
+    /// The endpoints' service level objectives.
+    objectives: slo::Objectives,
 }
 
 /// The state file is written this often (and when the monitor stops), not every report:
@@ -149,6 +153,7 @@ impl EndpointsMonitor {
         }
         // Not `into_iter().map(Arc::new).collect()`: that reuses the config's buffer
         // (hundreds of bytes an endpoint) for the list of pointers and keeps it whole.
+        let objectives = slo::Objectives::new(cfg.slo.clone());
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         endpoints.extend(std::mem::take(&mut cfg.endpoints).into_iter().map(Arc::new));
         Ok(Self {
@@ -161,6 +166,7 @@ impl EndpointsMonitor {
             started: false,
             state_file,
             last_save: std::sync::atomic::AtomicI64::new(now_s()),
+            objectives,
         })
     }
 
@@ -195,6 +201,7 @@ impl EndpointsMonitor {
             sched: self.sched.clone(),
             global,
             max_body: self.cfg.max_body_bytes,
+            tally: self.objectives.tally(),
         });
         tokio::spawn(schedule(shared, single));
     }
@@ -247,6 +254,8 @@ struct Shared {
     sched: Arc<Mutex<SchedulerStats>>,
     global: Arc<Semaphore>,
     max_body: usize,
+    /// Probes of endpoints with an objective are counted here.
+    tally: Arc<slo::Tally>,
 }
 
 /// Start every endpoint's probes on time. The first probe of each at once (bounded by the
@@ -322,8 +331,12 @@ async fn probe_once(shared: Arc<Shared>, idx: usize, planned: tokio::time::Insta
     };
     let now = chrono::Utc::now().timestamp();
     let e = &job.e;
+    if e.slo.is_some() {
+        shared.tally.count(idx, now, result.ok);
+    }
     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-    lock(&shared.states[idx]).record(result, now, e.failure_threshold, e.success_threshold, slow);
+    let counted = !shared.tally.in_maintenance(now);
+    lock(&shared.states[idx]).record(result, now, (e.failure_threshold, e.success_threshold), slow, counted);
 }
 
 /// The first of `planned`, `planned + interval`, `planned + 2 × interval`, … not before `now`.
@@ -355,6 +368,11 @@ async fn run_probe(
 }
 
 impl Monitor for EndpointsMonitor {
+    fn start(&mut self, mode: qmoi_core::runner::Mode) -> Result<(), String> {
+        let any = self.endpoints.iter().any(|e| e.slo.is_some());
+        self.objectives.start(any, mode == qmoi_core::runner::Mode::Check)
+    }
+
     async fn run(&mut self, ctx: &RunContext) -> Outcome {
         if !self.started {
             self.started = true;
@@ -388,8 +406,10 @@ impl Monitor for EndpointsMonitor {
         }
         // Thousands of endpoints take tens of milliseconds to summarise: not on a worker
         // thread that probe tasks are waiting for.
+        let objectives = qmoi_core::runner::off_the_workers(|| self.objectives.report(&self.endpoints, now_s()));
+        let rules = self.objectives.rules();
         let out = qmoi_core::runner::off_the_workers(|| {
-            build_outcome(&self.endpoints, &self.states, scheduler, sched_metrics)
+            build_outcome(&self.endpoints, &self.states, scheduler, sched_metrics, (objectives, rules))
         });
         if now_s() - self.last_save.load(std::sync::atomic::Ordering::Relaxed) >= SAVE_EVERY_S {
             qmoi_core::runner::off_the_workers(|| self.save_state());
@@ -493,6 +513,7 @@ fn build_outcome(
     states: &States,
     scheduler: Option<serde_json::Value>,
     extra_metrics: Vec<(&'static str, f64)>,
+    (objectives, rules): ((Vec<slo::SloStatus>, Option<String>), &[config::BurnAlert]),
 ) -> Outcome {
     let now = chrono::Utc::now().timestamp();
     // Sized up front: grown by doubling, the list of 5,000 checks would briefly exist twice.
@@ -513,7 +534,12 @@ fn build_outcome(
     if endpoints.is_empty() {
         checks.push(CheckResult::ok("endpoints", "no endpoints configured (or none in this host's shard)"));
     }
-    let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics };
+    let (slos, problem) = objectives;
+    checks.extend(slos.iter().map(|s| slo::check(s, rules)));
+    if let Some(p) = problem {
+        checks.push(CheckResult::new("slo", Status::Warning, p).with_title("Service level objectives cannot be kept"));
+    }
+    let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics, slos };
     Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }
 }
 
@@ -667,6 +693,7 @@ struct EndpointStream {
     summaries: Vec<Summary>,
     scheduler: Option<serde_json::Value>,
     extra_metrics: Vec<(&'static str, f64)>,
+    slos: Vec<slo::SloStatus>,
 }
 
 impl qmoi_core::report::StreamParts for EndpointStream {
@@ -692,11 +719,15 @@ impl qmoi_core::report::StreamParts for EndpointStream {
         for (e, st) in self.endpoints.iter().zip(&self.summaries) {
             endpoint_metrics(e, st, &mut put)?;
         }
+        for s in &self.slos {
+            slo::metrics(s, &mut put)?;
+        }
         w.write_all(b"}")
     }
 
     fn write_details(&self, w: &mut dyn std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer(w, &DetailsOut { endpoints: Rows(self), scheduler: self.scheduler.as_ref() })?;
+        let out = DetailsOut { endpoints: Rows(self), scheduler: self.scheduler.as_ref(), slo: &self.slos };
+        serde_json::to_writer(w, &out)?;
         Ok(())
     }
 }
@@ -720,6 +751,9 @@ struct DetailsOut<'a> {
     endpoints: Rows<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheduler: Option<&'a serde_json::Value>,
+    /// One row per endpoint with an objective.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    slo: &'a [slo::SloStatus],
 }
 
 fn now_s() -> i64 {

@@ -309,14 +309,15 @@ pub struct EndpointState {
 }
 
 impl EndpointState {
-    /// Take in one probe result at `now`.
+    /// Take in one probe result at `now`. Not `counted` (a maintenance window): it
+    /// decides up or down as any probe, but stays out of availability and latency.
     pub fn record(
         &mut self,
         r: ProbeResult,
         now: i64,
-        failure_threshold: u32,
-        success_threshold: u32,
+        (failure_threshold, success_threshold): (u32, u32),
         slow_ms: Option<f64>,
+        counted: bool,
     ) {
         let ms = r.latency.as_secs_f64() * 1000.0;
         if r.ok {
@@ -339,9 +340,11 @@ impl EndpointState {
             Some(limit) if r.ok && ms > limit => self.slow_streak + 1,
             _ => 0,
         };
-        self.recent.push(now, ms, r.ok);
+        if counted {
+            self.recent.push(now, ms, r.ok);
+            self.hours.add(now, r.ok.then(|| bucket_of(ms)));
+        }
         self.recent.forget_before(now - HOUR);
-        self.hours.add(now, r.ok.then(|| bucket_of(ms)));
         self.window.push(r.ok);
         self.last = Some(r);
         self.last_at = Some(now);
@@ -475,16 +478,16 @@ mod tests {
     #[test]
     fn thresholds_prevent_flapping() {
         let mut s = EndpointState::default();
-        s.record(res(true, 10), 0, 2, 2, None);
+        s.record(res(true, 10), 0, (2, 2), None, true);
         assert_eq!(s.up, None, "one success is not yet up with success_threshold 2");
-        s.record(res(true, 10), 1, 2, 2, None);
+        s.record(res(true, 10), 1, (2, 2), None, true);
         assert_eq!(s.up, Some(true));
-        s.record(res(false, 10), 2, 2, 2, None);
+        s.record(res(false, 10), 2, (2, 2), None, true);
         assert_eq!(s.up, Some(true), "one failure is not down with failure_threshold 2");
-        s.record(res(false, 10), 3, 2, 2, None);
+        s.record(res(false, 10), 3, (2, 2), None, true);
         assert_eq!((s.up, s.since), (Some(false), Some(3)));
-        s.record(res(true, 10), 4, 2, 2, None);
-        s.record(res(true, 10), 5, 2, 2, None);
+        s.record(res(true, 10), 4, (2, 2), None, true);
+        s.record(res(true, 10), 5, (2, 2), None, true);
         assert_eq!((s.up, s.since), (Some(true), Some(5)));
     }
 
@@ -493,7 +496,7 @@ mod tests {
         let mut s = EndpointState::default();
         let now = 1_800_000_000;
         for i in 1..=100u64 {
-            s.record(res(i % 10 != 0, i), now - 100 + i as i64, 1, 1, None);
+            s.record(res(i % 10 != 0, i), now - 100 + i as i64, (1, 1), None, true);
         }
         assert_eq!(s.availability(HOUR, now), Some(90.0));
         let q = s.quantiles_1h(&[0.5, 0.99]).unwrap_or_default();
@@ -511,13 +514,13 @@ mod tests {
         let mut s = EndpointState::default();
         let t0 = 1_800_000_000 - 1_800_000_000 % HOUR;
         for i in 0..(RECENT_MAX as i64 + 50) {
-            s.record(res(true, 20), t0 + i, 1, 1, None);
+            s.record(res(true, 20), t0 + i, (1, 1), None, true);
         }
         assert_eq!(s.recent.len(), RECENT_MAX, "the exact window is capped");
-        s.record(res(true, 20), t0 + 25 * HOUR, 1, 1, None);
+        s.record(res(true, 20), t0 + 25 * HOUR, (1, 1), None, true);
         let (total, _, hist) = s.hours.get(t0).unwrap_or_default();
         assert!(!hist && total > 0, "past 24 h: counts only");
-        s.record(res(true, 20), t0 + 8 * 24 * HOUR, 1, 1, None);
+        s.record(res(true, 20), t0 + 8 * 24 * HOUR, (1, 1), None, true);
         assert!(s.hours.get(t0).is_none(), "past 7 days: gone");
         assert!(s.hours.len() <= WEEK_HOURS);
         // The state file keeps the readable map, and reads back the same.
@@ -547,14 +550,33 @@ mod tests {
         assert_eq!((w.len(), w.error_rate()), (ERROR_WINDOW, Some(5.0)));
     }
 
+    /// Probes during a maintenance window decide up and down, but count for no
+    /// availability and no latency.
+    #[test]
+    fn probes_in_maintenance_stay_out_of_availability() {
+        let mut s = EndpointState::default();
+        let now = 1_800_000_000;
+        for i in 0..10 {
+            s.record(res(true, 10), now - 100 + i, (1, 1), None, true);
+        }
+        for i in 10..40 {
+            s.record(res(false, 5000), now - 100 + i, (1, 1), None, false);
+        }
+        assert_eq!(s.up, Some(false), "the failures still take it down");
+        assert_eq!(s.availability(HOUR, now), Some(100.0));
+        assert_eq!(s.availability(86_400, now), Some(100.0));
+        assert_eq!(s.recent.len(), 10);
+        assert_eq!(s.quantiles_1h(&[0.99]).map(|q| q[0].round()), Some(10.0));
+    }
+
     #[test]
     fn slow_streak_counts_only_consecutive_slow_successes() {
         let mut s = EndpointState::default();
         for ms in [500, 600, 700] {
-            s.record(res(true, ms), 0, 1, 1, Some(300.0));
+            s.record(res(true, ms), 0, (1, 1), Some(300.0), true);
         }
         assert_eq!(s.slow_streak, 3);
-        s.record(res(true, 100), 0, 1, 1, Some(300.0));
+        s.record(res(true, 100), 0, (1, 1), Some(300.0), true);
         assert_eq!(s.slow_streak, 0);
     }
 }

@@ -203,6 +203,7 @@ pub fn router(state: AppState, mounted: Option<Router>) -> Router {
         .route("/api/history/series", get(series))
         .route("/api/config", get(config))
         .route("/api/fleet", get(fleet))
+        .route("/api/slo", get(slo))
         .route("/api/components/{id}/restart", post(restart))
         .route("/api/components/restart", post(|s, r, i| supervisor_action(s, r, i, SupervisorAction::RestartAll)))
         .route("/api/reset", post(|s, r, i| supervisor_action(s, r, i, SupervisorAction::Reset)))
@@ -383,6 +384,30 @@ fn component_view(s: &AppState, id: &str) -> Result<Response, ApiError> {
     let parts = [bytes::Bytes::from(head), report, bytes::Bytes::from_static(b"}")];
     let body = axum::body::Body::from_stream(futures_util::stream::iter(parts.map(Ok::<_, std::convert::Infallible>)));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// The components whose reports carry service level objectives (`details.slo`).
+const SLO_COMPONENTS: [&str; 1] = ["api_endpoints"];
+
+/// `GET /api/slo`: every objective, as its monitor last reported it.
+async fn slo(State(s): State<AppState>) -> Json<serde_json::Value> {
+    /// Only `slo` is decoded; the rest of the details (megabytes for thousands of
+    /// endpoints) is skipped.
+    #[derive(serde::Deserialize)]
+    struct Only {
+        #[serde(default)]
+        slo: Vec<serde_json::Map<String, serde_json::Value>>,
+    }
+    let mut slos = Vec::new();
+    for id in SLO_COMPONENTS {
+        let Some(r) = s.hub.report(id) else { continue };
+        let Ok(only) = serde_json::from_str::<Only>(r.report.details.get()) else { continue };
+        for mut row in only.slo {
+            row.insert("component".into(), id.into());
+            slos.push(serde_json::Value::Object(row));
+        }
+    }
+    Json(serde_json::json!({ "slos": slos }))
 }
 
 async fn component_named(State(s): State<AppState>, id: &'static str) -> Result<Response, ApiError> {

@@ -68,6 +68,15 @@ fn help(name: &str) -> &'static str {
         "qmoi_endpoint_availability_ratio" => "Share of successful probes over the window.",
         "qmoi_endpoint_error_rate_ratio" => "Share of the last 20 probes that failed.",
         "qmoi_endpoint_cert_expiry_days" => "Days until the endpoint's certificate expires.",
+        "qmoi_slo_objective_ratio" => "The objective: share of probes that must succeed over the window.",
+        "qmoi_slo_availability_ratio" => "Share of counted probes that succeeded over the objective's window.",
+        "qmoi_slo_error_budget_remaining_ratio" => {
+            "Share of the error budget left (1 untouched, 0 spent, below 0 overspent)."
+        }
+        "qmoi_slo_probes_total" => "Probes counted for the objective over its window (maintenance excluded).",
+        "qmoi_slo_probes_bad_total" => "Failed probes counted for the objective over its window.",
+        "qmoi_slo_burn_rate" => "Error rate over the window divided by the rate the objective allows.",
+        "qmoi_slo_alerting" => "1 while a burn-rate alert of the objective fires.",
         "qmoi_endpoint_status_code" => "HTTP status of the endpoint's last probe.",
         "qmoi_endpoint_probes_total" => "Endpoint probes run since the monitor started.",
         "qmoi_endpoint_schedule_lateness_p99_seconds" => {

@@ -370,6 +370,31 @@ async function loadBackups() {
   }));
 }
 
+// ---- objectives: availability over a window, error budget, burn alerts ----
+
+async function loadSlo() {
+  let d;
+  try { d = await api("/api/slo"); } catch (e) { return; }
+  const rows = d.slos || [];
+  $("#slo").hidden = rows.length === 0;
+  const alerting = rows.filter((r) => r.alerting).length;
+  $("#slo-summary").textContent = "(" + rows.length + (alerting ? ", " + alerting + " burning" : "") + ")";
+  const pct = (v, digits) => (v === null || v === undefined) ? "-" : v.toFixed(digits) + "%";
+  $("#slo-table tbody").replaceChildren(...rows.map((r) => {
+    const budget = r.budget_remaining_percent;
+    const cls = r.alerting ? "critical" : (budget <= 0 ? "warning" : "ok");
+    const rates = Object.entries(r.burn_rates || {}).filter(([, v]) => v !== null)
+      .map(([w, v]) => w + " " + v.toFixed(1) + "\u00d7").join(", ");
+    return el("tr", {},
+      el("td", {}, r.name),
+      el("td", {}, r.objective_percent + "% over " + r.window),
+      el("td", {}, pct(r.availability_percent, 3), el("span", { class: "muted" }, " (" + r.total + " probes" + (r.excluded ? ", " + r.excluded + " in maintenance" : "") + ")")),
+      el("td", {}, el("span", { class: "pill " + cls }, pct(budget, 1))),
+      el("td", { class: "detail" }, rates || "-"),
+      el("td", {}, r.alerting ? el("span", { class: "pill critical" }, r.alerting) : "-"));
+  }));
+}
+
 // ---- fleet: every host as the fleet's engine sees it (only with [fleet]) ----
 
 async function loadFleet() {
@@ -522,6 +547,7 @@ async function reloadAll() {
   loadSecurity();
   loadCloud();
   loadFleet();
+  loadSlo();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -537,4 +563,5 @@ document.addEventListener("DOMContentLoaded", () => {
   state.chartTimer = setInterval(loadCharts, 30000);
   state.notifyTimer = setInterval(loadNotifications, 10000);
   state.fleetTimer = setInterval(loadFleet, 15000);
+  state.sloTimer = setInterval(loadSlo, 15000);
 });
