@@ -3,6 +3,7 @@
 use crate::conditions::Condition;
 use qmoi_core::config::{ConfigDuration, EnvString, Problems, Secret, Validate};
 use qmoi_core::runner::{HistorySettings, validate_interval_timeout};
+pub use qmoi_core::slo::{BurnAlert, SloSettings, SloTarget};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -33,103 +34,6 @@ pub struct EndpointsConfig {
     /// Service level objectives: where their counts are kept, how they alert.
     pub slo: SloSettings,
     pub endpoints: Vec<Endpoint>,
-}
-
-/// An endpoint's objective: `slo = { objective = 99.9, window = "30d" }`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SloTarget {
-    /// Percent of probes that must succeed (e.g. 99.9).
-    pub objective: f64,
-    /// The rolling window it is measured over (1h to 90d; default 30d).
-    #[serde(default = "thirty_days")]
-    pub window: ConfigDuration,
-}
-
-fn thirty_days() -> ConfigDuration {
-    ConfigDuration::from_secs(30 * 86_400)
-}
-
-/// `[slo]`: shared by every endpoint with an objective.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SloSettings {
-    /// Minute and hour buckets of every objective (SQLite).
-    pub database: EnvString,
-    /// The dashboard's database, read for maintenance windows of `api_endpoints`
-    /// (probes in one count for no objective).
-    pub maintenance_database: EnvString,
-    /// Hour buckets are kept this long (the monthly report reads them).
-    pub keep: ConfigDuration,
-    /// `[[slo.burn_alerts]]`: multiwindow, multi-burn-rate alerts.
-    pub burn_alerts: Vec<BurnAlert>,
-}
-
-/// One burn-rate alert: fires when the error budget burns at least `burn` times as fast
-/// as the objective allows, over both `long` and `short`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BurnAlert {
-    /// Named in the check and the report (`page`, `ticket`).
-    pub name: String,
-    pub level: qmoi_core::AlertLevel,
-    pub long: ConfigDuration,
-    pub short: ConfigDuration,
-    pub burn: f64,
-}
-
-impl Default for SloSettings {
-    fn default() -> Self {
-        let d = |s: &str| ConfigDuration::parse(s).unwrap_or_else(|_| ConfigDuration::from_secs(3600));
-        Self {
-            database: EnvString::from("data/api_endpoints_slo.db"),
-            maintenance_database: EnvString::from("data/history.db"),
-            keep: ConfigDuration::from_secs(400 * 86_400),
-            burn_alerts: vec![
-                BurnAlert {
-                    name: "page".into(),
-                    level: qmoi_core::AlertLevel::Critical,
-                    long: d("1h"),
-                    short: d("5m"),
-                    burn: 14.4,
-                },
-                BurnAlert {
-                    name: "ticket".into(),
-                    level: qmoi_core::AlertLevel::Warning,
-                    long: d("6h"),
-                    short: d("30m"),
-                    burn: 6.0,
-                },
-            ],
-        }
-    }
-}
-
-impl SloSettings {
-    fn validate(&self, p: &mut Problems) {
-        if self.keep.get() < Duration::from_secs(86_400) {
-            p.push("slo.keep", format!("must be at least 1d, got '{}'", self.keep));
-        }
-        let mut names = HashSet::new();
-        for (i, r) in self.burn_alerts.iter().enumerate() {
-            let key = format!("slo.burn_alerts[{i}]");
-            if r.name.trim().is_empty() || !names.insert(r.name.as_str()) {
-                p.push(format!("{key}.name"), format!("must be set and unique, got '{}'", r.name));
-            }
-            if r.level == qmoi_core::AlertLevel::Info {
-                p.push(format!("{key}.level"), "must be warning or critical");
-            }
-            if !(r.burn.is_finite() && r.burn > 0.0) {
-                p.push(format!("{key}.burn"), format!("must be a rate above 0, got '{}'", r.burn));
-            }
-            if r.short.get() < Duration::from_secs(60) || r.short >= r.long {
-                p.push(format!("{key}.short"), format!("must be at least 1m and shorter than long, got '{}'", r.short));
-            }
-            if r.long.get() > Duration::from_secs(48 * 3600) {
-                p.push(format!("{key}.long"), format!("must be at most 48h, got '{}'", r.long));
-            }
-        }
-    }
 }
 
 /// One of `n` shards of the endpoint list (`"i/n"`, `0 <= i < n`). An endpoint belongs
@@ -384,18 +288,7 @@ impl Validate for EndpointsConfig {
             validate_target(p, &key, e);
             validate_endpoint(p, &key, e);
             if let Some(t) = &e.slo {
-                if !(t.objective > 0.0 && t.objective < 100.0) {
-                    p.push(
-                        format!("{key}.slo.objective"),
-                        format!("must be a percentage below 100, got '{}'", t.objective),
-                    );
-                }
-                if t.window.get() < Duration::from_secs(3600) || t.window.get() > Duration::from_secs(90 * 86_400) {
-                    p.push(format!("{key}.slo.window"), format!("must be from 1h to 90d, got '{}'", t.window));
-                }
-                if t.window > self.slo.keep {
-                    p.push(format!("{key}.slo.window"), format!("must not exceed slo.keep ('{}')", self.slo.keep));
-                }
+                t.validate(p, &format!("{key}.slo"), self.slo.keep);
             }
         }
     }

@@ -7,18 +7,18 @@
 //!
 //! - [`config`]: endpoints and their settings; [`conditions`]: `status == 200` & co.
 //! - [`probe`]: one module per kind; [`stats`]: thresholds, windows, persistence.
-//! - [`slo`]: service level objectives: error budgets and burn-rate alerts.
+//! - Service level objectives (`slo` on an endpoint): `qmoi_core::slo`, one probe one unit.
 
 pub mod conditions;
 pub mod config;
 pub mod probe;
-pub mod slo;
 pub mod stats;
 
 use conditions::Condition;
 use config::{Endpoint, ProbeKind};
 use probe::ProbeResult;
 use qmoi_core::runner::{Monitor, Outcome, RunContext};
+use qmoi_core::slo;
 use qmoi_core::{CheckResult, Status};
 use stats::EndpointState;
 use std::collections::{BTreeMap, HashMap};
@@ -153,7 +153,7 @@ impl EndpointsMonitor {
         }
         // Not `into_iter().map(Arc::new).collect()`: that reuses the config's buffer
         // (hundreds of bytes an endpoint) for the list of pointers and keeps it whole.
-        let objectives = slo::Objectives::new(cfg.slo.clone());
+        let objectives = slo::Objectives::new(cfg.slo.clone(), qmoi_core::component::API_ENDPOINTS.id);
         let mut endpoints = Vec::with_capacity(cfg.endpoints.len());
         endpoints.extend(std::mem::take(&mut cfg.endpoints).into_iter().map(Arc::new));
         Ok(Self {
@@ -406,7 +406,9 @@ impl Monitor for EndpointsMonitor {
         }
         // Thousands of endpoints take tens of milliseconds to summarise: not on a worker
         // thread that probe tasks are waiting for.
-        let objectives = qmoi_core::runner::off_the_workers(|| self.objectives.report(&self.endpoints, now_s()));
+        let targets: Vec<Option<(&str, &slo::SloTarget)>> =
+            self.endpoints.iter().map(|e| e.slo.as_ref().map(|t| (e.name.as_str(), t))).collect();
+        let objectives = qmoi_core::runner::off_the_workers(|| self.objectives.report(&targets, now_s()));
         let rules = self.objectives.rules();
         let out = qmoi_core::runner::off_the_workers(|| {
             build_outcome(&self.endpoints, &self.states, scheduler, sched_metrics, (objectives, rules))
@@ -720,7 +722,7 @@ impl qmoi_core::report::StreamParts for EndpointStream {
             endpoint_metrics(e, st, &mut put)?;
         }
         for s in &self.slos {
-            slo::metrics(s, &mut put)?;
+            slo::metrics(s, "endpoint", &mut put)?;
         }
         w.write_all(b"}")
     }

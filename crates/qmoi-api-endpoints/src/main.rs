@@ -1,6 +1,5 @@
 //! `qmoi-api-endpoints`: see the crate docs in `lib.rs`.
 
-use chrono::Datelike as _;
 use clap::Parser;
 use qmoi_api_endpoints::{EndpointsConfig, EndpointsMonitor};
 use qmoi_core::cli::MonitorArgs;
@@ -72,26 +71,8 @@ struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = qmoi_core::cli::parse_duration, requires = "probe")]
     probe_timeout: qmoi_core::config::ConfigDuration,
 
-    /// Print the monthly SLA report of every endpoint with an objective (availability,
-    /// error budget, downtime, met or not; maintenance windows excluded) and exit
-    #[arg(long, conflicts_with_all = ["once", "check", "validate", "print_config", "probe"])]
-    sla_report: bool,
-
-    /// The month of --sla-report, YYYY-MM in UTC [default: the previous month]
-    #[arg(long, value_name = "YYYY-MM", requires = "sla_report")]
-    month: Option<String>,
-
-    /// Output of --sla-report: table, csv, json or html (printable)
-    #[arg(long, value_enum, default_value = "table", requires = "sla_report")]
-    format: ReportFormat,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ReportFormat {
-    Table,
-    Csv,
-    Json,
-    Html,
+    #[command(flatten)]
+    sla: qmoi_core::slo::month::ReportArgs,
 }
 
 fn main() -> ExitCode {
@@ -101,7 +82,7 @@ fn main() -> ExitCode {
         return ad_hoc(url, cli.probe_timeout.get());
     }
     let info = component::API_ENDPOINTS;
-    if cli.sla_report {
+    if cli.sla.sla_report {
         return sla_report(info, &cli);
     }
     // Probing thousands of endpoints a second is real work: two worker threads.
@@ -113,54 +94,17 @@ fn main() -> ExitCode {
 /// `--sla-report [--month YYYY-MM] [--format …]`: 0 printed, 2 a bad month or config, 3
 /// the database cannot be read.
 fn sla_report(info: &component::ComponentInfo, cli: &Cli) -> ExitCode {
-    use qmoi_api_endpoints::slo;
     let (cfg, _) = match qmoi_core::runner::load_config::<EndpointsConfig>(info, &cli.args) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let month = cli.month.clone().unwrap_or_else(|| {
-        let now = chrono::Utc::now().date_naive();
-        let first = now.with_day(1).unwrap_or(now);
-        (first - chrono::Duration::days(1)).format("%Y-%m").to_string()
-    });
-    let bounds = match slo::month_bounds(&month) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("qmoi-api-endpoints: --month: {e}");
-            return ExitCode::from(2);
-        }
+    let subjects = qmoi_core::slo::month::Subjects {
+        component: info.id,
+        subject: "endpoint",
+        unit: "probes",
+        targets: cfg.endpoints.iter().filter_map(|e| Some((e.name.as_str(), e.slo.as_ref()?))).collect(),
     };
-    let path = std::path::Path::new(cfg.slo.database.as_str());
-    let rows = if cfg.endpoints.iter().all(|e| e.slo.is_none()) {
-        Vec::new()
-    } else {
-        let store = match slo::Store::open_read_only(path) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!(
-                    "qmoi-api-endpoints: cannot read the SLO database ({e}); it is written by the running monitor"
-                );
-                return ExitCode::from(3);
-            }
-        };
-        match slo::month_report(&store, &cfg.endpoints, bounds) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("qmoi-api-endpoints: {}: {e}", path.display());
-                return ExitCode::from(3);
-            }
-        }
-    };
-    match cli.format {
-        ReportFormat::Table => print!("{}", slo::render_table(&rows, &month)),
-        ReportFormat::Csv => print!("{}", slo::render_csv(&rows)),
-        ReportFormat::Html => print!("{}", slo::render_html(&rows, &month, &qmoi_core::report::hostname())),
-        ReportFormat::Json => {
-            let doc = serde_json::json!({"month": month, "host": qmoi_core::report::hostname(), "endpoints": rows});
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        }
-    }
-    ExitCode::SUCCESS
+    qmoi_core::slo::month::run(info.binary, &cfg.slo, &subjects, &cli.sla)
 }
 
 /// `--probe URL`

@@ -16,6 +16,8 @@
 //! - [`child`]: spawning commands that die with the process that started them.
 //! - [`component`]: the component table (ids, binaries, file names, priorities).
 //! - `serve` (feature `server`): the bounded accept loop of QMOI's HTTP servers.
+//! - `slo` (feature `slo`): service level objectives, error budgets, burn-rate alerts and
+//!   the monthly report, shared by the endpoint and heartbeat monitors.
 //!
 //! Monitors know only the report schema: nothing here speaks to the supervisor.
 
@@ -41,6 +43,8 @@ pub mod retry;
 pub mod runner;
 #[cfg(feature = "server")]
 pub mod serve;
+#[cfg(feature = "slo")]
+pub mod slo;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod statefile;

@@ -387,7 +387,7 @@ fn component_view(s: &AppState, id: &str) -> Result<Response, ApiError> {
 }
 
 /// The components whose reports carry service level objectives (`details.slo`).
-const SLO_COMPONENTS: [&str; 1] = ["api_endpoints"];
+const SLO_COMPONENTS: [&str; 2] = ["api_endpoints", "heartbeats"];
 
 /// `GET /api/slo`: every objective, as its monitor last reported it.
 async fn slo(State(s): State<AppState>) -> Json<serde_json::Value> {

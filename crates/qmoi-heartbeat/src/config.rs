@@ -29,6 +29,8 @@ pub struct HeartbeatsConfig {
     pub database: String,
     /// Runs kept per check in the history.
     pub keep_runs: usize,
+    /// Service level objectives (`slo` on a check).
+    pub slo: qmoi_core::slo::SloSettings,
     pub checks: Vec<CheckConfig>,
 }
 
@@ -44,6 +46,7 @@ impl Default for HeartbeatsConfig {
             rate_limit: RateLimitConfig::default(),
             database: "data/heartbeats.db".into(),
             keep_runs: 100,
+            slo: qmoi_core::slo::SloSettings::default(),
             checks: Vec::new(),
         }
     }
@@ -87,6 +90,9 @@ pub struct CheckConfig {
     /// Status when down, failed or off schedule.
     #[serde(default = "critical")]
     pub level: Severity,
+    /// A service level objective: the share of time the check is ok (docs/CONFIG.md).
+    #[serde(default)]
+    pub slo: Option<qmoi_core::slo::SloTarget>,
 }
 
 fn default_grace() -> ConfigDuration {
@@ -170,6 +176,10 @@ impl Validate for HeartbeatsConfig {
             {
                 p.push(format!("{key}.min_duration"), format!("'{min}' must be shorter than max_duration '{max}'"));
             }
+            if let Some(t) = &c.slo {
+                t.validate(p, &format!("{key}.slo"), self.slo.keep);
+            }
         }
+        self.slo.validate(p);
     }
 }

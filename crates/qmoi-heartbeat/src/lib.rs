@@ -23,6 +23,7 @@ pub use config::HeartbeatsConfig;
 use config::CheckConfig;
 use qmoi_core::ratelimit::RateLimiter;
 use qmoi_core::runner::{Background, Collected, Mode, Monitor, Outcome, RunContext, Stopping};
+use qmoi_core::slo;
 use qmoi_core::{CheckResult, Status};
 use schedule::Schedule;
 use state::{CheckState, Ping, Run};
@@ -148,12 +149,54 @@ pub struct Heartbeats {
     notes: Vec<String>,
     /// Bound in `start` (daemon mode): a port in use is an error at once.
     listener: Option<std::net::TcpListener>,
+    /// The checks' service level objectives, counted in seconds of status.
+    objectives: slo::Objectives,
+    /// The previous report: its time, and whether each check with an objective was ok
+    /// then (`None`: not counted, as a check that never pinged). The seconds until this
+    /// report count as that status.
+    last_tick: Option<(i64, Vec<Option<bool>>)>,
 }
 
 impl Heartbeats {
     pub fn new(cfg: HeartbeatsConfig) -> Result<Self, String> {
         let shared = Arc::new(Shared::new(&cfg)?);
-        Ok(Self { cfg, shared, store: None, notes: Vec::new(), listener: None })
+        let objectives = slo::Objectives::new(cfg.slo.clone(), qmoi_core::component::HEARTBEATS.id);
+        Ok(Self { cfg, shared, store: None, notes: Vec::new(), listener: None, objectives, last_tick: None })
+    }
+
+    /// Count the seconds since the previous report for each objective, as the status it
+    /// had then; work out every objective. `now_ok[i]`: check `i` is ok now (`None`: has
+    /// no objective, or is not counted).
+    fn objectives(&mut self, now: i64, now_ok: Vec<Option<bool>>, out: &mut Collected) {
+        if let Some((then, was)) = self.last_tick.take() {
+            let tally = self.objectives.tally();
+            for (i, ok) in was.iter().enumerate() {
+                if let Some(ok) = ok {
+                    tally.span(i, then, now, *ok);
+                }
+            }
+        }
+        self.last_tick = Some((now, now_ok));
+        let targets: Vec<Option<(&str, &slo::SloTarget)>> =
+            self.shared.checks.iter().map(|c| c.slo.as_ref().map(|t| (c.name.as_str(), t))).collect();
+        let (statuses, problem) = self.objectives.report(&targets, now);
+        for s in &statuses {
+            out.checks.push(slo::check(s, self.objectives.rules()));
+            let _ = slo::metrics(s, "check", &mut |k, v| {
+                if v.is_finite() {
+                    out.metrics.insert(k.to_string(), v);
+                }
+                Ok(())
+            });
+        }
+        if let Some(p) = problem {
+            out.checks.push(
+                CheckResult::new("slo", Status::Warning, p).with_title("Service level objectives cannot be kept"),
+            );
+        }
+        if !statuses.is_empty() {
+            out.details.insert("slo".into(), serde_json::to_value(&statuses).unwrap_or_default());
+        }
     }
 }
 
@@ -200,7 +243,8 @@ impl Monitor for Heartbeats {
             }
         }
         self.store = Some(Arc::new(Mutex::new(store)));
-        Ok(())
+        let any = self.shared.checks.iter().any(|c| c.slo.is_some());
+        self.objectives.start(any, mode == Mode::Check)
     }
 
     fn waker(&self) -> Option<Arc<Notify>> {
@@ -254,9 +298,11 @@ impl Monitor for Heartbeats {
         let mut out = Collected::default();
         let states = lock(&self.shared.states).clone();
         let mut rows = Vec::new();
+        let mut now_ok = Vec::with_capacity(self.shared.checks.len());
         for (i, c) in self.shared.checks.iter().enumerate() {
             let st = &states[i];
             let (status, cause, message) = st.evaluate(c, &self.shared.schedules[i], now);
+            now_ok.push(c.slo.as_ref().and((cause != state::Cause::New).then_some(status == Status::Ok)));
             let labels = [("check", c.name.as_str())];
             out.metric("qmoi_heartbeat_up", &labels, if status == Status::Ok { 1.0 } else { 0.0 });
             if let Some(p) = &st.last_ping {
@@ -306,6 +352,8 @@ impl Monitor for Heartbeats {
         );
         out.details.insert("listen".into(), serde_json::json!(self.cfg.listen));
         out.details.insert("checks".into(), serde_json::json!(rows));
+        drop(states);
+        self.objectives(now.timestamp(), now_ok, &mut out);
         out.into_outcome()
     }
 }

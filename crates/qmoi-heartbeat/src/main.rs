@@ -33,6 +33,8 @@ struct Cli {
     /// With --run: the command and its arguments, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     command: Vec<String>,
+    #[command(flatten)]
+    sla: qmoi_core::slo::month::ReportArgs,
 }
 
 fn main() -> ExitCode {
@@ -41,10 +43,29 @@ fn main() -> ExitCode {
     if let Some(name) = &cli.run {
         return run_wrapped(info, &cli.args, name, cli.url.as_deref(), &cli.command);
     }
+    if cli.sla.sla_report {
+        return sla_report(info, &cli);
+    }
     // One glibc arena for both threads: what a report of 10,000 checks frees goes back.
     qmoi_core::mem::single_arena();
     // Two threads: the listener answers pings while a report of thousands of checks is built.
     qmoi_core::runner::main_with_threads::<HeartbeatsConfig, _>(info, cli.args, 2, |cfg| Heartbeats::new(cfg.clone()))
+}
+
+/// `--sla-report [--month YYYY-MM] [--format …]`: 0 printed, 2 a bad month or config, 3
+/// the database cannot be read.
+fn sla_report(info: &component::ComponentInfo, cli: &Cli) -> ExitCode {
+    let (cfg, _) = match qmoi_core::runner::load_config::<HeartbeatsConfig>(info, &cli.args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let subjects = qmoi_core::slo::month::Subjects {
+        component: info.id,
+        subject: "check",
+        unit: "seconds",
+        targets: cfg.checks.iter().filter_map(|c| Some((c.name.as_str(), c.slo.as_ref()?))).collect(),
+    };
+    qmoi_core::slo::month::run(info.binary, &cfg.slo, &subjects, &cli.sla)
 }
 
 /// Bytes of the command's output sent with its end ping.

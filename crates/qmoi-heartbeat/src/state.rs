@@ -315,6 +315,7 @@ pub(crate) fn test_check(name: &str, period: u64, grace: u64) -> CheckConfig {
         min_duration: None,
         max_duration: None,
         level: qmoi_core::status::Severity::Critical,
+        slo: None,
     }
 }
 

@@ -385,10 +385,12 @@ async function loadSlo() {
     const cls = r.alerting ? "critical" : (budget <= 0 ? "warning" : "ok");
     const rates = Object.entries(r.burn_rates || {}).filter(([, v]) => v !== null)
       .map(([w, v]) => w + " " + v.toFixed(1) + "\u00d7").join(", ");
+    // Endpoints count probes; heartbeats count seconds of being ok.
+    const unit = r.component === "heartbeats" ? " s" : " probes";
     return el("tr", {},
-      el("td", {}, r.name),
+      el("td", {}, r.name, el("span", { class: "muted" }, r.component === "heartbeats" ? " (heartbeat)" : " (endpoint)")),
       el("td", {}, r.objective_percent + "% over " + r.window),
-      el("td", {}, pct(r.availability_percent, 3), el("span", { class: "muted" }, " (" + r.total + " probes" + (r.excluded ? ", " + r.excluded + " in maintenance" : "") + ")")),
+      el("td", {}, pct(r.availability_percent, 3), el("span", { class: "muted" }, " (" + r.total + unit + (r.excluded ? ", " + r.excluded + unit + " in maintenance" : "") + ")")),
       el("td", {}, el("span", { class: "pill " + cls }, pct(budget, 1))),
       el("td", { class: "detail" }, rates || "-"),
       el("td", {}, r.alerting ? el("span", { class: "pill critical" }, r.alerting) : "-"));
