@@ -1,8 +1,9 @@
 //! The dashboard page in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) driven over WebDriver loads the page from the real supervisor, sees
 //! every component card and the verdict, sees a live update arrive without a reload, and
-//! acknowledges an alert through the page, and lists the host in the Fleet section (from a
-//! real Prometheus the stack pushes to). A screenshot is saved to
+//! acknowledges an alert through the page, opens and ends a maintenance window with the
+//! page's form and list, and lists the host in the Fleet section (from a real Prometheus
+//! the stack pushes to). A screenshot is saved to
 //! `target/qmoi-dashboard.png` on each run so a person can look at it.
 
 use fantoccini::{ClientBuilder, Locator};
@@ -230,6 +231,41 @@ interval = 1
             "{silences}"
         );
 
+        // A maintenance window opened with the page's form, shown on the card, ended from
+        // the page's list; the API sees both, with the signed-in name.
+        let auth = [("Authorization", format!("Bearer {ADMIN}"))];
+        let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        wait().for_element(Locator::Css("#maint-component option[value='security']")).await?;
+        client.execute("document.querySelector('#maint-component').value = 'security';", vec![]).await?;
+        client.find(Locator::Id("maint-reason")).await?.send_keys("kernel upgrade").await?;
+        click(&client, "#maint-start").await.map_err(|e| format!("click start maintenance: {e}"))?;
+        let mut window = serde_json::Value::Null;
+        for _ in 0..100 {
+            let w = http("GET", &addr, "/api/maintenance", &auth, None).json();
+            if let Some(found) = w["windows"].as_array().and_then(|a| a.iter().find(|x| x["component"] == "security")) {
+                window = found.clone();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(window["created_by"], "browser-admin", "{window}");
+        assert_eq!(window["reason"], "kernel upgrade");
+        let card = text_until(&client, ".card[data-component='security'] .maintenance", "kernel upgrade").await;
+        assert!(card.contains("in maintenance until") && card.contains("kernel upgrade"), "card: '{card}'");
+        let end = format!("tr[data-window='{}'] button.end-maint", window["id"]);
+        wait().for_element(Locator::Css(&end)).await?;
+        click(&client, &end).await.map_err(|e| format!("click end: {e}"))?;
+        let mut open = true;
+        for _ in 0..100 {
+            let w = http("GET", &addr, "/api/maintenance", &auth, None).json();
+            open = w["windows"].as_array().is_some_and(|a| a.iter().any(|x| x["component"] == "security"));
+            if !open {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!open, "the window was not ended from the page");
+
         // The notifier's dead letter, listed with the channel and the error.
         let mut dead = String::new();
         for _ in 0..150 {
@@ -315,6 +351,9 @@ interval = 1
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         let m = text_until(&client, ".card[data-component='system_health'] .maintenance", "disk swap").await;
         assert!(m.starts_with("in maintenance until") && m.contains("disk swap (cli:"), "maintenance on the card: '{m}'");
+        // And in the list, at once (not at its next 15 s refresh): the card's change says so.
+        let listed = text_until(&client, "#maint-table tbody", "disk swap").await;
+        assert!(listed.contains("system_health") && listed.contains("cli:"), "the window in the list: '{listed}'");
 
         let png = client.screenshot().await?;
         let target = bin("qmoi-supervisor").parent().and_then(|p| p.parent()).map(|p| p.join("qmoi-dashboard.png"));

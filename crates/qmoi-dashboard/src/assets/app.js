@@ -85,6 +85,11 @@ function renderOverview(o) {
   reasons.replaceChildren(...o.verdict.reasons.map((r) => el("li", { class: v === "critical" ? "critical" : "" }, r)));
   const cards = $("#cards");
   cards.replaceChildren(...o.components.map(card));
+  fillMaintenanceComponents(o);
+  // A window opened or ended elsewhere (the CLI, the API, a schedule): list it now.
+  const inMaintenance = o.components.map((c) => c.maintenance || "").join("|");
+  if (state.inMaintenance !== undefined && state.inMaintenance !== inMaintenance) loadMaintenance();
+  state.inMaintenance = inMaintenance;
 }
 
 function card(c) {
@@ -370,6 +375,58 @@ async function loadBackups() {
   }));
 }
 
+// ---- maintenance windows: listed, opened and ended from the page (admin) ----
+
+async function loadMaintenance() {
+  let d;
+  try { d = await api("/api/maintenance"); } catch (e) { return; }
+  const ws = d.windows || [];
+  $("#maint-count").textContent = ws.length ? "(" + ws.length + ")" : "";
+  $("#no-maint").hidden = ws.length > 0;
+  const when = (w) => (w.active ? "until " : new Date(w.starts_at * 1000).toLocaleString() + " to ") + new Date(w.ends_at * 1000).toLocaleString();
+  $("#maint-table tbody").replaceChildren(...ws.map((w) => el("tr", { "data-window": String(w.id) },
+    el("td", {}, String(w.id)),
+    el("td", {}, w.component, w.active ? el("span", { class: "pill warning" }, "in force") : null),
+    el("td", {}, when(w)),
+    el("td", { class: "detail" }, w.reason),
+    el("td", {}, w.created_by),
+    el("td", {}, el("button", { type: "button", class: "end-maint", onclick: () => endMaintenance(w.id) }, "End")))));
+}
+
+/// The component choices follow the overview; a choice the user made is kept.
+function fillMaintenanceComponents(o) {
+  const sel = $("#maint-component");
+  const ids = o.components.filter((c) => c.state !== "disabled").map((c) => c.id);
+  if (sel.dataset.ids === ids.join(",")) return;
+  const chosen = sel.value;
+  sel.replaceChildren(...ids.map((id) => el("option", { value: id }, id)));
+  if (ids.includes(chosen)) sel.value = chosen;
+  sel.dataset.ids = ids.join(",");
+}
+
+async function startMaintenance(ev) {
+  ev.preventDefault();
+  const body = { component: $("#maint-component").value, duration: $("#maint-duration").value, reason: $("#maint-reason").value };
+  try {
+    const w = await api("/api/maintenance", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    message("Maintenance window " + w.id + " for " + w.component + " opened", true);
+    $("#maint-reason").value = "";
+  } catch (e) {
+    message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to open a window: " + e.message : e.message);
+  }
+  loadMaintenance();
+}
+
+async function endMaintenance(id) {
+  try {
+    await api("/api/maintenance/" + id, { method: "DELETE" });
+    message("Maintenance window " + id + " ended", true);
+  } catch (e) {
+    message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to end a window: " + e.message : e.message);
+  }
+  loadMaintenance();
+}
+
 // ---- objectives: availability over a window, error budget, burn alerts ----
 
 async function loadSlo() {
@@ -550,6 +607,7 @@ async function reloadAll() {
   loadCloud();
   loadFleet();
   loadSlo();
+  loadMaintenance();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -560,10 +618,12 @@ document.addEventListener("DOMContentLoaded", () => {
     loadCharts();
   }));
   $("#cloud-filter").addEventListener("input", renderCloudInstances);
+  $("#maint-form").addEventListener("submit", startMaintenance);
   reloadAll();
   live();
   state.chartTimer = setInterval(loadCharts, 30000);
   state.notifyTimer = setInterval(loadNotifications, 10000);
   state.fleetTimer = setInterval(loadFleet, 15000);
   state.sloTimer = setInterval(loadSlo, 15000);
+  state.maintTimer = setInterval(loadMaintenance, 15000);
 });
