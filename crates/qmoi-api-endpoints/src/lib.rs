@@ -332,10 +332,10 @@ async fn probe_once(shared: Arc<Shared>, idx: usize, planned: tokio::time::Insta
     let now = chrono::Utc::now().timestamp();
     let e = &job.e;
     if e.slo.is_some() {
-        shared.tally.count(idx, now, result.ok);
+        shared.tally.count(idx, &e.name, now, result.ok);
     }
     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-    let counted = !shared.tally.in_maintenance(now);
+    let counted = !shared.tally.in_maintenance(now, &e.name);
     lock(&shared.states[idx]).record(result, now, (e.failure_threshold, e.success_threshold), slow, counted);
 }
 

@@ -9,6 +9,13 @@ pub fn fingerprint(component: &str, subject: &str) -> String {
     format!("{component}/{subject}")
 }
 
+/// The subject of a check name or an alert fingerprint: what follows its last `:`
+/// (`endpoint:checkout`, `api_endpoints/slo:checkout` → `checkout`). A maintenance window
+/// of one subject of a component covers the checks and alerts with that subject.
+pub fn subject_of(name: &str) -> Option<&str> {
+    name.rsplit_once(':').map(|(_, s)| s)
+}
+
 /// Remembers when each alert started firing, so `since` does not move while it keeps
 /// firing. Seeded from the previous report on start, so a restart does not reset it.
 #[derive(Debug, Default)]

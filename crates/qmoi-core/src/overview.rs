@@ -92,6 +92,11 @@ pub struct ComponentStatus {
     /// for nothing in the verdict and its alerts are not notified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance: Option<String>,
+    /// Subjects of the component (an endpoint, a heartbeat check) in a maintenance window
+    /// now, as `<subject> until …: why (who)`: their checks and alerts count for nothing
+    /// in the verdict and their alerts are not notified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance_subjects: Vec<String>,
 }
 
 impl ComponentStatus {
@@ -120,6 +125,7 @@ impl ComponentStatus {
             warning_alerts: 0,
             report_error: None,
             maintenance: None,
+            maintenance_subjects: Vec::new(),
         }
     }
 }

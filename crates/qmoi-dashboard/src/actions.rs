@@ -94,6 +94,17 @@ impl SupervisorAction {
     }
 }
 
+/// A maintenance window to open ([`Ctx::add_maintenance`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NewWindow<'a> {
+    pub component: &'a str,
+    /// One endpoint, check or target of the component (None: all of it).
+    pub subject: Option<&'a str>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub reason: &'a str,
+}
+
 /// Who acts, from where, against what.
 pub struct Ctx<'a> {
     pub hub: &'a Arc<Hub>,
@@ -181,15 +192,11 @@ impl Ctx<'_> {
         Ok(sid)
     }
 
-    /// Open a maintenance window for `component` from `starts_at` to `ends_at` (unix
-    /// seconds): it counts for nothing in the verdict and its alerts are not notified.
-    pub async fn add_maintenance(
-        &self,
-        component: &str,
-        starts_at: i64,
-        ends_at: i64,
-        reason: &str,
-    ) -> Result<crate::store::Maintenance, ActionError> {
+    /// Open a maintenance window for `w.component` (or one subject of it) from
+    /// `w.starts_at` to `w.ends_at` (unix seconds): it counts for nothing in the verdict
+    /// and its alerts are not notified.
+    pub async fn add_maintenance(&self, w: NewWindow<'_>) -> Result<crate::store::Maintenance, ActionError> {
+        let NewWindow { component, subject, starts_at, ends_at, reason } = w;
         self.require_admin()?;
         let now = unix_now();
         if qmoi_core::component::find(component).is_none() || component == qmoi_core::component::MASTER_MONITOR {
@@ -208,9 +215,18 @@ impl Ctx<'_> {
         if ends_at - starts_at > 30 * 86_400 {
             return Err(ActionError::Invalid("a window lasts at most 30 days".into()));
         }
+        let subject = subject.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(s) = subject
+            && (s.chars().count() > 200 || s.contains(':') || s.chars().any(char::is_control))
+        {
+            return Err(ActionError::Invalid(format!(
+                "subject must be the name of an endpoint, check or target of {component} (no ':', at most 200 characters), got '{s}'"
+            )));
+        }
         let mut m = crate::store::Maintenance {
             id: 0,
             component: component.to_string(),
+            subject: subject.map(str::to_string),
             reason: reason.trim().to_string(),
             created_by: self.id.name.clone(),
             created_at: now,
@@ -219,7 +235,7 @@ impl Ctx<'_> {
         };
         let row = m.clone();
         m.id = self.on_store(move |st| st.add_maintenance(&row)).await?;
-        self.audit("maintenance", component, &format!("id {} until {}", m.id, m.ends_at)).await;
+        self.audit("maintenance", &m.scope(), &format!("id {} until {}", m.id, m.ends_at)).await;
         Ok(m)
     }
 

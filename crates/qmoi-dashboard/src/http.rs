@@ -555,6 +555,9 @@ async fn maintenance(State(s): State<AppState>) -> Result<Json<serde_json::Value
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
     component: String,
+    /// One endpoint, check or target of the component (absent: all of it).
+    #[serde(default)]
+    subject: Option<String>,
     reason: String,
     /// `"2h"`, `"30m"`, or seconds, from `starts_at` (default now).
     #[serde(default)]
@@ -588,7 +591,14 @@ async fn add_maintenance(
             ));
         }
     };
-    let w = ctx(&s, &id, remote).add_maintenance(&b.component, starts_at, ends_at, &b.reason).await?;
+    let window = crate::actions::NewWindow {
+        component: &b.component,
+        subject: b.subject.as_deref(),
+        starts_at,
+        ends_at,
+        reason: &b.reason,
+    };
+    let w = ctx(&s, &id, remote).add_maintenance(window).await?;
     Ok((StatusCode::CREATED, Json(serde_json::to_value(w).unwrap_or_default())))
 }
 

@@ -64,14 +64,22 @@ CREATE TABLE IF NOT EXISTS maintenance (id INTEGER PRIMARY KEY AUTOINCREMENT, co
     ends_at INTEGER NOT NULL, ended_at INTEGER);
 ";
 
-const MIGRATIONS: &[&str] = &[SCHEMA, MAINTENANCE];
+/// Version 3: a window for one subject of a component (an endpoint, a heartbeat check).
+const MAINTENANCE_SUBJECT: &str = "ALTER TABLE maintenance ADD COLUMN subject TEXT;";
 
-/// A maintenance window: `component` counts for nothing in the verdict and its alerts are
-/// not notified from `starts_at` to `ends_at` (unix seconds).
+const MIGRATIONS: &[&str] = &[SCHEMA, MAINTENANCE, MAINTENANCE_SUBJECT];
+
+/// A maintenance window from `starts_at` to `ends_at` (unix seconds): without `subject`,
+/// `component` counts for nothing in the verdict and its alerts are not notified; with
+/// one, only that subject of it (its checks and alerts are those whose name ends in
+/// `:<subject>`: `endpoint:checkout`, `slo:checkout`, `heartbeat:nightly`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Maintenance {
     pub id: i64,
     pub component: String,
+    /// An endpoint, a heartbeat check, a backup target … of `component` (None: all of it).
+    #[serde(default)]
+    pub subject: Option<String>,
     pub reason: String,
     pub created_by: String,
     pub created_at: i64,
@@ -86,6 +94,26 @@ impl Maintenance {
             .map_or_else(|| self.ends_at.to_string(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string());
         format!("until {until}: {} ({})", self.reason, self.created_by)
     }
+
+    /// `backup`, or `api_endpoints/checkout` for a window of one subject.
+    pub fn scope(&self) -> String {
+        match &self.subject {
+            Some(s) => format!("{}/{s}", self.component),
+            None => self.component.clone(),
+        }
+    }
+
+    /// Whether this window covers the check or alert `name` of its component (an alert's
+    /// fingerprint without its `component/` is its check's name).
+    pub fn covers(&self, name: &str) -> bool {
+        covers(self.subject.as_deref(), name)
+    }
+}
+
+/// Whether a window of `subject` (None: the whole component) covers the check or alert
+/// `name` (`endpoint:checkout`; see `qmoi_core::alerts::subject_of`).
+pub fn covers(subject: Option<&str>, name: &str) -> bool {
+    subject.is_none_or(|s| qmoi_core::alerts::subject_of(name) == Some(s))
 }
 
 /// A time given as unix seconds or RFC 3339 (absent or empty: `default`); the error
@@ -452,8 +480,9 @@ impl Store {
     pub fn add_maintenance(&self, m: &Maintenance) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO maintenance (component, reason, created_by, created_at, starts_at, ends_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![m.component, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
+            "INSERT INTO maintenance (component, subject, reason, created_by, created_at, starts_at, ends_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![m.component, m.subject, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
         )
         .map_err(|e| self.err(e))?;
         Ok(conn.last_insert_rowid())
@@ -490,7 +519,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, component, reason, created_by, created_at, starts_at, ends_at FROM maintenance
+                "SELECT id, component, reason, created_by, created_at, starts_at, ends_at, subject FROM maintenance
                  WHERE ended_at IS NULL AND ends_at > ?1 ORDER BY starts_at, id",
             )
             .map_err(|e| self.err(e))?;
@@ -504,6 +533,7 @@ impl Store {
                     created_at: r.get(4)?,
                     starts_at: r.get(5)?,
                     ends_at: r.get(6)?,
+                    subject: r.get(7)?,
                 })
             })
             .map_err(|e| self.err(e))?;

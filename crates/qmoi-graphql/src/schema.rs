@@ -248,8 +248,9 @@ impl MutationRoot {
         Ok(id)
     }
 
-    /// Open a maintenance window for `component` for `duration` (`"2h"`, seconds) from
-    /// `startsAt` (unix seconds or RFC 3339; default now) (admin).
+    /// Open a maintenance window for `component` (or only its `subject`: an endpoint, a
+    /// heartbeat check) for `duration` (`"2h"`, seconds) from `startsAt` (unix seconds or
+    /// RFC 3339; default now) (admin).
     async fn open_maintenance(
         &self,
         ctx: &Context<'_>,
@@ -257,6 +258,7 @@ impl MutationRoot {
         duration: String,
         reason: String,
         starts_at: Option<String>,
+        subject: Option<String>,
     ) -> Result<MaintenanceWindow> {
         let now = unix_now();
         let bad = |m: String| coded("BAD_USER_INPUT", m);
@@ -266,7 +268,14 @@ impl MutationRoot {
         };
         let d = qmoi_core::config::ConfigDuration::parse(&duration).map_err(|e| bad(format!("duration: {e}")))?;
         let end = start.saturating_add(i64::try_from(d.get().as_secs()).unwrap_or(i64::MAX / 2));
-        let w = with_ctx(ctx)?.add_maintenance(&component, start, end, &reason).await.map_err(action_error)?;
+        let window = qmoi_dashboard::actions::NewWindow {
+            component: &component,
+            subject: subject.as_deref(),
+            starts_at: start,
+            ends_at: end,
+            reason: &reason,
+        };
+        let w = with_ctx(ctx)?.add_maintenance(window).await.map_err(action_error)?;
         Ok(MaintenanceWindow::of(&w, now))
     }
 

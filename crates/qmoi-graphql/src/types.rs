@@ -478,6 +478,8 @@ impl From<&store::Silence> for Silence {
 pub struct MaintenanceWindow {
     pub id: i64,
     pub component: String,
+    /// Only this endpoint, check or target of the component (null: all of it).
+    pub subject: Option<String>,
     pub reason: String,
     pub created_by: String,
     pub created_at: String,
@@ -492,6 +494,7 @@ impl MaintenanceWindow {
         Self {
             id: w.id,
             component: w.component.clone(),
+            subject: w.subject.clone(),
             reason: w.reason.clone(),
             created_by: w.created_by.clone(),
             created_at: unix_rfc3339(w.created_at),

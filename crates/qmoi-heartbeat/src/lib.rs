@@ -172,7 +172,7 @@ impl Heartbeats {
             let tally = self.objectives.tally();
             for (i, ok) in was.iter().enumerate() {
                 if let Some(ok) = ok {
-                    tally.span(i, then, now, *ok);
+                    tally.span(i, &self.shared.checks[i].name, then, now, *ok);
                 }
             }
         }

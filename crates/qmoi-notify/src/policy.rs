@@ -23,6 +23,9 @@ pub struct Silence {
     pub component: Option<String>,
     pub fingerprint: Option<String>,
     pub level: Option<String>,
+    /// A maintenance window of one subject of the component (`checkout`): only alerts
+    /// with that subject (`api_endpoints/endpoint:checkout`).
+    pub subject: Option<String>,
 }
 
 impl Policy {
@@ -36,6 +39,7 @@ impl Policy {
             s.component.as_deref().is_none_or(|c| c == component)
                 && s.fingerprint.as_deref().is_none_or(|f| f == fingerprint)
                 && s.level.as_deref().is_none_or(|l| l == level.as_str())
+                && s.subject.as_deref().is_none_or(|sub| qmoi_core::alerts::subject_of(fingerprint) == Some(sub))
         })
     }
 }
@@ -72,13 +76,14 @@ impl PolicyReader {
                 let mut st = conn.prepare_cached("SELECT fingerprint FROM acks")?;
                 p.acked = st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?;
             }
-            // A maintenance window in force silences its component.
+            // A maintenance window in force silences its component (or one subject of it).
             if table_exists(conn, "maintenance")? {
-                let mut st = conn.prepare_cached(
-                    "SELECT component FROM maintenance WHERE ended_at IS NULL AND starts_at <= ?1 AND ends_at > ?1",
-                )?;
+                let subject = if column_exists(conn, "maintenance", "subject")? { "subject" } else { "NULL" };
+                let mut st = conn.prepare_cached(&format!(
+                    "SELECT component, {subject} FROM maintenance WHERE ended_at IS NULL AND starts_at <= ?1 AND ends_at > ?1"
+                ))?;
                 let windows = st.query_map([now_s], |r| {
-                    Ok(Silence { component: Some(r.get(0)?), fingerprint: None, level: None })
+                    Ok(Silence { component: Some(r.get(0)?), fingerprint: None, level: None, subject: r.get(1)? })
                 })?;
                 for w in windows {
                     p.silences.push(w?);
@@ -89,7 +94,7 @@ impl PolicyReader {
                     "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
                 )?;
                 for row in st.query_map([now_s], |r| {
-                    Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
+                    Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)?, subject: None })
                 })? {
                     p.silences.push(row?);
                 }
@@ -102,6 +107,13 @@ impl PolicyReader {
         }
         r
     }
+}
+
+/// A dashboard older than this notifier may not have the column yet.
+fn column_exists(conn: &Connection, table: &str, column: &str) -> Res<bool> {
+    let mut st = conn.prepare_cached(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+    let names = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Res<Vec<_>>>()?;
+    Ok(names.iter().any(|n| n == column))
 }
 
 fn table_exists(conn: &Connection, name: &str) -> Res<bool> {

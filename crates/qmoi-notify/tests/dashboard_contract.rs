@@ -33,6 +33,7 @@ fn acks_and_silences_written_by_the_dashboard_are_read_by_the_notifier() {
     let window = qmoi_dashboard::store::Maintenance {
         id: 0,
         component: "security".into(),
+        subject: None,
         reason: "kernel upgrade".into(),
         created_by: "ops".into(),
         created_at: 300,
@@ -46,4 +47,21 @@ fn acks_and_silences_written_by_the_dashboard_are_read_by_the_notifier() {
     assert!(store.end_maintenance(id, 460).unwrap());
     assert!(!Policy::load(&path, 470).unwrap().silenced("security", "security/x", AlertLevel::Critical), "ended");
     assert!(!store.end_maintenance(id, 470).unwrap(), "ends once");
+
+    // A window of one subject: that endpoint's alerts only, whatever their kind.
+    let one = qmoi_dashboard::store::Maintenance {
+        component: "api_endpoints".into(),
+        subject: Some("checkout".into()),
+        starts_at: 600,
+        ends_at: 700,
+        ..window
+    };
+    store.add_maintenance(&one).unwrap();
+    let p = Policy::load(&path, 650).unwrap();
+    for fp in ["api_endpoints/endpoint:checkout", "api_endpoints/slo:checkout", "api_endpoints/latency:checkout"] {
+        assert!(p.silenced("api_endpoints", fp, AlertLevel::Critical), "{fp}");
+    }
+    assert!(!p.silenced("api_endpoints", "api_endpoints/endpoint:search", AlertLevel::Critical));
+    assert!(!p.silenced("api_endpoints", "api_endpoints/endpoint:checkout-eu", AlertLevel::Critical));
+    assert!(!p.silenced("heartbeats", "heartbeats/heartbeat:checkout", AlertLevel::Critical), "another component");
 }

@@ -39,6 +39,9 @@ pub enum Request {
     /// Open a maintenance window (`qmoi-supervisor maintenance add`).
     MaintenanceAdd {
         component: String,
+        /// One endpoint, check or target of the component (absent: all of it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
         for_s: u64,
         reason: String,
         /// Who asks (the CLI's user), for the audit log.

@@ -68,6 +68,11 @@ enum MaintenanceCmd {
         /// The component, e.g. backup
         #[arg(long)]
         component: String,
+        /// Only this endpoint, heartbeat check, backup target … of the component (its
+        /// checks and alerts are those named `<kind>:<subject>`), e.g. `--component
+        /// api_endpoints --subject checkout`
+        #[arg(long)]
+        subject: Option<String>,
         /// Why (shown on the dashboard and in `status`)
         #[arg(long)]
         reason: String,
@@ -168,8 +173,9 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Verb::Maintenance { cmd } => {
             let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
             let req = match cmd {
-                MaintenanceCmd::Add { duration, component, reason } => control::Request::MaintenanceAdd {
+                MaintenanceCmd::Add { duration, component, subject, reason } => control::Request::MaintenanceAdd {
                     component: component.clone(),
+                    subject: subject.clone(),
                     for_s: duration.get().as_secs(),
                     reason: reason.clone(),
                     by,

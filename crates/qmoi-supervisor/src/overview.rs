@@ -19,6 +19,20 @@ struct Digest {
     status: qmoi_core::Status,
     critical: usize,
     warning: usize,
+    /// The checks that are not ok and the alerts, by name and fingerprint: without what a
+    /// maintenance window of one subject covers, status and counts are worked out again.
+    not_ok: Vec<(String, qmoi_core::Status)>,
+    alerts: Vec<(String, AlertLevel)>,
+}
+
+impl Digest {
+    /// (status, critical alerts, warning alerts) without what `covered` says is in
+    /// maintenance.
+    fn without(&self, covered: impl Fn(&str) -> bool) -> (qmoi_core::Status, usize, usize) {
+        let status = qmoi_core::Status::worst_of(self.not_ok.iter().filter(|(n, _)| !covered(n)).map(|(_, s)| *s));
+        let count = |l: AlertLevel| self.alerts.iter().filter(|(f, a)| *a == l && !covered(f)).count();
+        (status, count(AlertLevel::Critical), count(AlertLevel::Warning))
+    }
 }
 
 /// The overview is rebuilt every second, but a report file changes only once per interval
@@ -60,6 +74,13 @@ impl ReportCache {
                     status: report.status,
                     critical: report.alerts.iter().filter(|a| a.level == AlertLevel::Critical).count(),
                     warning: report.alerts.iter().filter(|a| a.level == AlertLevel::Warning).count(),
+                    not_ok: report
+                        .checks
+                        .iter()
+                        .filter(|c| c.status != qmoi_core::Status::Ok)
+                        .map(|c| (c.name.clone(), c.status))
+                        .collect(),
+                    alerts: report.alerts.iter().map(|a| (a.fingerprint.clone(), a.level)).collect(),
                 }),
             ),
             ReadOutcome::Unusable { reason } => (None, Err(reason)),
@@ -88,7 +109,15 @@ impl ReportCache {
 /// Fill each component's report fields from `<report_dir>/<id>_latest.json`. A report older
 /// than `stale_after` still gives its summary and age, but no status or alerts: what it
 /// says is no longer known to be true.
-pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cache: &ReportCache) {
+///
+/// `subjects`: per component, the subjects in a maintenance window now; their checks and
+/// alerts (names ending in `:<subject>`) are left out of its status and alert counts.
+pub fn attach_reports(
+    components: &mut [ComponentStatus],
+    report_dir: &Path,
+    cache: &ReportCache,
+    subjects: &std::collections::HashMap<String, Vec<String>>,
+) {
     let now = SystemTime::now();
     for c in components.iter_mut() {
         c.report_age_s = None;
@@ -104,11 +133,17 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cac
             (modified, Ok(d)) => {
                 let age = modified.and_then(|m| now.duration_since(m).ok()).map(|d| d.as_secs_f64());
                 c.report_age_s = age.map(|a| (a * 10.0).round() / 10.0);
-                c.summary = Some(d.summary);
+                c.summary = Some(d.summary.clone());
                 if age.is_some_and(|a| a <= c.stale_after_s as f64) {
-                    c.report_status = Some(d.status);
-                    c.critical_alerts = d.critical;
-                    c.warning_alerts = d.warning;
+                    let (status, critical, warning) = match subjects.get(&c.id).filter(|s| !s.is_empty()) {
+                        None => (d.status, d.critical, d.warning),
+                        Some(s) => d.without(|name| {
+                            qmoi_core::alerts::subject_of(name).is_some_and(|n| s.iter().any(|x| x == n))
+                        }),
+                    };
+                    c.report_status = Some(status);
+                    c.critical_alerts = critical;
+                    c.warning_alerts = warning;
                 }
             }
             // A file that is there but cannot be used (not a regular file, too big,
@@ -132,14 +167,16 @@ pub fn attach_reports(components: &mut [ComponentStatus], report_dir: &Path, cac
     }
 }
 
+/// The overview of `components` with their reports; `subjects` as for [`attach_reports`].
 pub fn build(
     mut components: Vec<ComponentStatus>,
     report_dir: &Path,
     cache: &ReportCache,
     alerts: &AlertsConfig,
     supervisor: Option<SupervisorInfo>,
+    subjects: &std::collections::HashMap<String, Vec<String>>,
 ) -> Overview {
-    attach_reports(&mut components, report_dir, cache);
+    attach_reports(&mut components, report_dir, cache, subjects);
     let verdict = verdict::evaluate(&components, alerts);
     Overview { generated_at: Utc::now(), verdict, components, supervisor }
 }
@@ -156,7 +193,7 @@ pub fn from_reports(plan: &Plan, report_dir: &Path) -> Overview {
             c
         })
         .collect();
-    attach_reports(&mut comps, report_dir, &ReportCache::default());
+    attach_reports(&mut comps, report_dir, &ReportCache::default(), &Default::default());
     for c in &mut comps {
         if c.state == State::Disabled {
             continue;
@@ -198,14 +235,14 @@ mod tests {
         let mut c = comps();
         for _ in 0..3 {
             c = comps();
-            attach_reports(&mut c, dir.path(), &cache);
+            attach_reports(&mut c, dir.path(), &cache, &Default::default());
         }
         assert_eq!(cache.decoded(), 1, "unchanged file decoded once");
         assert_eq!((c[0].summary.as_deref(), c[0].critical_alerts), (Some("first"), 1));
         // A new report (other size, so the change is seen even within one mtime tick).
         std::fs::write(&path, report("warning", "second, longer"))?;
         let mut c = comps();
-        attach_reports(&mut c, dir.path(), &cache);
+        attach_reports(&mut c, dir.path(), &cache, &Default::default());
         assert_eq!(cache.decoded(), 2);
         assert_eq!(
             (c[0].summary.as_deref(), c[0].report_status),
@@ -213,7 +250,7 @@ mod tests {
         );
         std::fs::remove_file(&path)?;
         let mut c = comps();
-        attach_reports(&mut c, dir.path(), &cache);
+        attach_reports(&mut c, dir.path(), &cache, &Default::default());
         assert!(c[0].summary.as_deref().is_some_and(|s| s.contains("missing")), "{:?}", c[0].summary);
         Ok(())
     }

@@ -12,6 +12,7 @@ use qmoi_core::cli::CommonArgs;
 use qmoi_core::component::{self, MASTER_MONITOR};
 use qmoi_core::overview::ReloadInfo;
 use qmoi_core::report::{ReadOutcome, ReportWriter};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -67,6 +68,9 @@ impl Control {
 
     fn overview(&self) -> Overview {
         let mut components = self.shared.snapshot();
+        // Subjects of a component in a maintenance window now (their checks and alerts
+        // count for nothing in the verdict).
+        let mut subjects: HashMap<String, Vec<String>> = HashMap::new();
         // Maintenance windows in force (kept in the dashboard's database, where the
         // notifier reads them too).
         if let Some(d) = &self.dashboard {
@@ -74,9 +78,19 @@ impl Control {
             self.open_recurring(d, now);
             match d.hub().store.maintenance(now) {
                 Ok(windows) => {
+                    let in_force = || windows.iter().filter(|w| w.starts_at <= now);
                     for c in &mut components {
                         c.maintenance =
-                            windows.iter().find(|w| w.component == c.id && w.starts_at <= now).map(|w| w.describe());
+                            in_force().find(|w| w.component == c.id && w.subject.is_none()).map(|w| w.describe());
+                        c.maintenance_subjects = in_force()
+                            .filter(|w| w.component == c.id)
+                            .filter_map(|w| Some(format!("{} {}", w.subject.as_ref()?, w.describe())))
+                            .collect();
+                    }
+                    for w in in_force() {
+                        if let Some(s) = &w.subject {
+                            subjects.entry(w.component.clone()).or_default().push(s.clone());
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "Cannot read the maintenance windows."),
@@ -85,7 +99,7 @@ impl Control {
         let mut info = self.info.clone();
         info.reload = self.last_reload.lock().ok().and_then(|r| r.clone());
         let alerts = self.alerts.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        overview::build(components, &self.report_dir, &self.reports, &alerts, Some(info))
+        overview::build(components, &self.report_dir, &self.reports, &alerts, Some(info), &subjects)
     }
 
     /// Read the configuration again and apply what changed (SIGHUP, `qmoi-supervisor
@@ -205,6 +219,7 @@ impl Control {
                 let w = qmoi_dashboard::store::Maintenance {
                     id: 0,
                     component: c.clone(),
+                    subject: None,
                     reason: reason.clone(),
                     created_by: "config".into(),
                     created_at: now,
@@ -333,13 +348,19 @@ impl control::Handler for Control {
             Request::Reset => Response::message(self.reset()),
             Request::RestartDashboard => done(self.restart_dashboard().await),
             Request::Reload => done(self.reload().await),
-            Request::MaintenanceAdd { component, for_s, reason, by } => {
+            Request::MaintenanceAdd { component, subject, for_s, reason, by } => {
                 let now = qmoi_dashboard::hub::unix_now();
-                let until = now.saturating_add(i64::try_from(for_s).unwrap_or(i64::MAX / 2));
+                let window = qmoi_dashboard::actions::NewWindow {
+                    component: &component,
+                    subject: subject.as_deref(),
+                    starts_at: now,
+                    ends_at: now.saturating_add(i64::try_from(for_s).unwrap_or(i64::MAX / 2)),
+                    reason: &reason,
+                };
                 done(
-                    self.as_operator(&by, async |c| c.add_maintenance(&component, now, until, &reason).await)
+                    self.as_operator(&by, async |c| c.add_maintenance(window).await)
                         .await
-                        .map(|w| format!("maintenance window {} for {}: {}", w.id, w.component, w.describe())),
+                        .map(|w| format!("maintenance window {} for {}: {}", w.id, w.scope(), w.describe())),
                 )
             }
             Request::MaintenanceEnd { id, by } => done(
@@ -358,7 +379,7 @@ impl control::Handler for Control {
                         ws.iter()
                             .map(|w| {
                                 let when = if w.starts_at <= now { "in force" } else { "to come" };
-                                format!("{:>4}  {:<16} {when:<8}  {}", w.id, w.component, w.describe())
+                                format!("{:>4}  {:<24} {when:<8}  {}", w.id, w.scope(), w.describe())
                             })
                             .collect::<Vec<_>>()
                             .join("\n"),

@@ -132,3 +132,79 @@ fn recurring_windows_from_the_config_open_and_stay_ended_when_ended() {
         w["windows"].as_array().unwrap().iter().filter(|x| x["starts_at"] == window["starts_at"]).collect();
     assert!(same.is_empty(), "{w}");
 }
+
+/// A window of one endpoint: the real endpoint monitor probes a closed port (`checkout`,
+/// critical) and an open one (`search`). A window for `search` changes nothing; one for
+/// `checkout` takes its checks and alerts out of the verdict (healthy), while the
+/// component itself is not in maintenance and its report still says checkout is down (the
+/// notifier's silences of one subject are tested in qmoi-notify's dashboard contract).
+#[test]
+fn a_window_of_one_endpoint_covers_only_that_endpoint() {
+    let closed = qmoi_testkit::free_port();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n[[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n\
+         [report]\ninterval = 1\n[monitoring_components.api_endpoints]\ninterval = 1\ncommand = \"{}\"\n",
+        qmoi_testkit::bin("qmoi-api-endpoints").display()
+    ));
+    stack.write(
+        "config/api_endpoints.toml",
+        &format!(
+            "interval = 1\nprobe_interval = \"200ms\"\n\
+             [[endpoints]]\nname = \"checkout\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed}\"\ntimeout = \"100ms\"\ncritical = true\n\
+             [[endpoints]]\nname = \"search\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{open_port}\"\n"
+        ),
+    );
+    stack.start();
+    wait_for(Duration::from_secs(30), "a critical verdict", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+    let add = |subject: &str| {
+        let out = stack.run(&[
+            "maintenance",
+            "add",
+            "--for",
+            "1h",
+            "--component",
+            "api_endpoints",
+            "--subject",
+            subject,
+            "--reason",
+            "failover test",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(text.contains(&format!("for api_endpoints/{subject}")), "{text}");
+    };
+    add("search");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(stack.status()["verdict"]["overall"], "critical", "a window of another endpoint changes nothing");
+
+    add("checkout");
+    let s = wait_for(Duration::from_secs(10), "a healthy verdict", || {
+        let s = stack.status();
+        (s["verdict"]["overall"] == "healthy").then_some(s)
+    });
+    let c = s["components"].as_array().unwrap().iter().find(|c| c["id"] == "api_endpoints").cloned().unwrap();
+    assert!(c["maintenance"].is_null(), "the component itself is not in maintenance: {c}");
+    let subjects = c["maintenance_subjects"].to_string();
+    assert!(subjects.contains("checkout until") && subjects.contains("search until"), "{c}");
+    // The report still says the truth: checkout is down.
+    let report = qmoi_testkit::read_json(&stack.path("logs/api_endpoints_latest.json")).unwrap();
+    assert_eq!(qmoi_testkit::check(&report, "endpoint:checkout")["status"], "critical");
+    // Both windows are listed with their subject (that its probes stay out of the
+    // availability and the objectives is tested in qmoi-core's tally and
+    // qmoi-api-endpoints' stats).
+    let w = http(
+        "GET",
+        &stack.dashboard_addr(),
+        "/api/maintenance",
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        None,
+    )
+    .json();
+    let scoped: Vec<&str> = w["windows"].as_array().unwrap().iter().filter_map(|x| x["subject"].as_str()).collect();
+    assert_eq!(scoped, ["search", "checkout"], "{w}");
+    drop(open);
+}

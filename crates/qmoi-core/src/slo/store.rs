@@ -106,10 +106,12 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// Windows of one component's maintenance, as the dashboard keeps them
-/// (`data/history.db`, table `maintenance`): what is counted in one is excluded.
+/// (`data/history.db`, table `maintenance`): what is counted in one is excluded. A window
+/// of one subject (an endpoint, a check) covers that subject only.
 #[derive(Debug, Default, Clone)]
 pub struct Maintenance {
-    windows: Vec<(i64, i64)>,
+    /// `[start, end)` in unix seconds, and the subject (None: the whole component).
+    windows: Vec<(i64, i64, Option<String>)>,
 }
 
 impl Maintenance {
@@ -129,27 +131,30 @@ impl Maintenance {
         if !exists {
             return Ok(Self::default());
         }
-        let mut st = conn
-            .prepare(
-                "SELECT starts_at, ends_at FROM maintenance
-                 WHERE component = ?1 AND ended_at IS NULL AND ends_at > ?2",
+        // A dashboard database from before windows of one subject has no such column.
+        let sql = |subject: &str| {
+            format!(
+                "SELECT starts_at, ends_at, {subject} FROM maintenance
+                 WHERE component = ?1 AND ended_at IS NULL AND ends_at > ?2"
             )
-            .map_err(named)?;
+        };
+        let mut st = conn.prepare(&sql("subject")).or_else(|_| conn.prepare(&sql("NULL"))).map_err(named)?;
         let windows = st
-            .query_map(params![component, now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![component, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(named)?
             .collect::<Result<_, _>>()
             .map_err(named)?;
         Ok(Self { windows })
     }
 
-    /// These windows (`[start, end)` in unix seconds), as if read.
-    pub fn from_windows(windows: Vec<(i64, i64)>) -> Self {
+    /// These windows (`[start, end)` in unix seconds, of one subject or all), as if read.
+    pub fn from_windows(windows: Vec<(i64, i64, Option<String>)>) -> Self {
         Self { windows }
     }
 
-    pub fn in_force(&self, t: i64) -> bool {
-        self.windows.iter().any(|(s, e)| *s <= t && t < *e)
+    /// A window covering `subject` (its own, or the whole component's) is in force at `t`.
+    pub fn in_force(&self, t: i64, subject: &str) -> bool {
+        self.windows.iter().any(|(s, e, w)| *s <= t && t < *e && w.as_deref().is_none_or(|w| w == subject))
     }
 }
 

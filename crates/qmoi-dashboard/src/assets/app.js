@@ -87,7 +87,7 @@ function renderOverview(o) {
   cards.replaceChildren(...o.components.map(card));
   fillMaintenanceComponents(o);
   // A window opened or ended elsewhere (the CLI, the API, a schedule): list it now.
-  const inMaintenance = o.components.map((c) => c.maintenance || "").join("|");
+  const inMaintenance = o.components.map((c) => (c.maintenance || "") + (c.maintenance_subjects || []).join(",")).join("|");
   if (state.inMaintenance !== undefined && state.inMaintenance !== inMaintenance) loadMaintenance();
   state.inMaintenance = inMaintenance;
 }
@@ -98,9 +98,12 @@ function card(c) {
   const started = c.started_at && c.pid ? since(c.started_at).replace(" ago", "") : "-";
   // In a maintenance window: it counts for nothing in the verdict; say so, with who and why.
   const maintenance = c.maintenance ? el("div", { class: "maintenance" }, "in maintenance " + c.maintenance) : null;
+  // Windows of one endpoint or check: only those count for nothing.
+  const subjects = (c.maintenance_subjects || []).map((m) => el("div", { class: "maintenance subject" }, "in maintenance: " + m));
   return el("div", { class: "card " + status, "data-component": c.id },
     el("h3", {}, c.id, el("span", { class: "pill " + c.state }, c.state)),
     maintenance,
+    ...subjects,
     el("div", { class: "summary" }, summary),
     el("dl", {},
       el("dt", {}, "status"), el("dd", {}, el("span", { class: "pill " + status }, status)),
@@ -386,7 +389,7 @@ async function loadMaintenance() {
   const when = (w) => (w.active ? "until " : new Date(w.starts_at * 1000).toLocaleString() + " to ") + new Date(w.ends_at * 1000).toLocaleString();
   $("#maint-table tbody").replaceChildren(...ws.map((w) => el("tr", { "data-window": String(w.id) },
     el("td", {}, String(w.id)),
-    el("td", {}, w.component, w.active ? el("span", { class: "pill warning" }, "in force") : null),
+    el("td", {}, w.component + (w.subject ? " / " + w.subject : ""), w.active ? el("span", { class: "pill warning" }, "in force") : null),
     el("td", {}, when(w)),
     el("td", { class: "detail" }, w.reason),
     el("td", {}, w.created_by),
@@ -407,10 +410,13 @@ function fillMaintenanceComponents(o) {
 async function startMaintenance(ev) {
   ev.preventDefault();
   const body = { component: $("#maint-component").value, duration: $("#maint-duration").value, reason: $("#maint-reason").value };
+  const subject = $("#maint-subject").value.trim();
+  if (subject) body.subject = subject;
   try {
     const w = await api("/api/maintenance", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    message("Maintenance window " + w.id + " for " + w.component + " opened", true);
+    message("Maintenance window " + w.id + " for " + w.component + (w.subject ? " / " + w.subject : "") + " opened", true);
     $("#maint-reason").value = "";
+    $("#maint-subject").value = "";
   } catch (e) {
     message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to open a window: " + e.message : e.message);
   }
