@@ -51,8 +51,8 @@ async fn ping(
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let found = match segments.as_slice() {
         ["ping", key, rest @ ..] if rest.len() <= 2 => s.find_ping(key, rest),
-        ["api", "push", token] => match s.by_token.get(*token) {
-            Some(&i) => {
+        ["api", "push", token] => match s.by_token.find(&s.checks, token) {
+            Some(i) => {
                 let up = q.get("status").is_some_and(|v| v == "up");
                 Ok((i, if up { Kind::Success } else { Kind::Fail }))
             }

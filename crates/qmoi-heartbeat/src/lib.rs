@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod http;
+mod report;
 pub mod schedule;
 pub mod state;
 pub mod store;
@@ -22,12 +23,12 @@ pub use config::HeartbeatsConfig;
 
 use config::CheckConfig;
 use qmoi_core::ratelimit::RateLimiter;
-use qmoi_core::runner::{Background, Collected, Mode, Monitor, Outcome, RunContext, Stopping};
+use qmoi_core::runner::{Background, Mode, Monitor, Outcome, RunContext, Stopping};
 use qmoi_core::slo;
 use qmoi_core::{CheckResult, Status};
 use schedule::Schedule;
 use state::{CheckState, Ping, Run};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -36,13 +37,55 @@ use tokio::sync::Notify;
 /// Runs waiting for the writer at most (a second's worth at 20,000 pings/s).
 const MAX_PENDING_RUNS: usize = 20_000;
 
+/// Which key of a check an [`Index`] sorts by.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Uuid,
+    PushToken,
+    Name,
+}
+
+impl Key {
+    fn of(self, c: &CheckConfig) -> Option<&str> {
+        fn secret(s: Option<&qmoi_core::config::Secret>) -> Option<&str> {
+            s.map(qmoi_core::config::Secret::expose).filter(|s| !s.is_empty())
+        }
+        match self {
+            Key::Uuid => secret(c.uuid.as_ref()),
+            Key::PushToken => secret(c.push_token.as_ref()),
+            Key::Name => Some(c.name.as_str()),
+        }
+    }
+}
+
+/// The checks that have a key, as indices sorted by it: a lookup is a binary search. Four
+/// bytes a check, instead of a map entry holding a copy of the key (10,000 checks: 40 kB
+/// for what took about a megabyte a map).
+struct Index(Key, Vec<u32>);
+
+impl Index {
+    fn new(checks: &[CheckConfig], key: Key) -> Self {
+        let mut ids: Vec<u32> =
+            (0..checks.len()).filter(|&i| key.of(&checks[i]).is_some()).filter_map(|i| u32::try_from(i).ok()).collect();
+        ids.sort_unstable_by(|a, b| key.of(&checks[*a as usize]).cmp(&key.of(&checks[*b as usize])));
+        ids.shrink_to_fit();
+        Self(key, ids)
+    }
+
+    /// The check whose key is `k`.
+    fn find(&self, checks: &[CheckConfig], k: &str) -> Option<usize> {
+        let i = self.1.binary_search_by(|&i| self.0.of(&checks[i as usize]).unwrap_or_default().cmp(k)).ok()?;
+        Some(self.1[i] as usize)
+    }
+}
+
 /// What the listener and the report share.
 pub struct Shared {
     checks: Vec<CheckConfig>,
     schedules: Vec<Schedule>,
-    by_uuid: HashMap<String, usize>,
-    by_token: HashMap<String, usize>,
-    by_name: HashMap<String, usize>,
+    by_uuid: Index,
+    by_token: Index,
+    by_name: Index,
     ping_key: Option<String>,
     max_body: usize,
     limiter: RateLimiter,
@@ -60,12 +103,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     fn new(cfg: &HeartbeatsConfig) -> Result<Self, String> {
-        let mut s = Self {
+        let s = Self {
             checks: cfg.checks.clone(),
             schedules: cfg.checks.iter().map(CheckConfig::schedule).collect::<Result<_, _>>()?,
-            by_uuid: HashMap::new(),
-            by_token: HashMap::new(),
-            by_name: HashMap::new(),
+            by_uuid: Index::new(&cfg.checks, Key::Uuid),
+            by_token: Index::new(&cfg.checks, Key::PushToken),
+            by_name: Index::new(&cfg.checks, Key::Name),
             ping_key: cfg.ping_key.as_ref().map(|k| k.expose().to_string()).filter(|k| !k.is_empty()),
             max_body: cfg.max_body,
             limiter: RateLimiter::new(cfg.rate_limit),
@@ -74,15 +117,6 @@ impl Shared {
             runs_dropped: Default::default(),
             wake: Arc::new(Notify::new()),
         };
-        for (i, c) in cfg.checks.iter().enumerate() {
-            if let Some(u) = c.uuid.as_ref().filter(|u| !u.is_empty()) {
-                s.by_uuid.insert(u.expose().to_string(), i);
-            }
-            if let Some(t) = c.push_token.as_ref().filter(|t| !t.is_empty()) {
-                s.by_token.insert(t.expose().to_string(), i);
-            }
-            s.by_name.insert(c.name.clone(), i);
-        }
         Ok(s)
     }
 
@@ -96,15 +130,15 @@ impl Shared {
     fn find_ping(&self, key: &str, rest: &[&str]) -> Result<(usize, state::Kind), axum::http::StatusCode> {
         use axum::http::StatusCode;
         let word = |w: Option<&&str>| state::Kind::from_word(w.copied()).ok_or(StatusCode::BAD_REQUEST);
-        if let Some(&i) = self.by_uuid.get(key) {
+        if let Some(i) = self.by_uuid.find(&self.checks, key) {
             if rest.len() > 1 {
                 return Err(StatusCode::BAD_REQUEST);
             }
             return Ok((i, word(rest.first())?));
         }
         match (&self.ping_key, rest.first()) {
-            (Some(k), Some(name)) if k == key => match self.by_name.get(*name) {
-                Some(&i) => Ok((i, word(rest.get(1))?)),
+            (Some(k), Some(name)) if k == key => match self.by_name.find(&self.checks, name) {
+                Some(i) => Ok((i, word(rest.get(1))?)),
                 None => Err(StatusCode::NOT_FOUND),
             },
             _ => Err(StatusCode::NOT_FOUND),
@@ -158,16 +192,24 @@ pub struct Heartbeats {
 }
 
 impl Heartbeats {
-    pub fn new(cfg: HeartbeatsConfig) -> Result<Self, String> {
+    pub fn new(mut cfg: HeartbeatsConfig) -> Result<Self, String> {
         let shared = Arc::new(Shared::new(&cfg)?);
+        // The checks live in `shared`: 10,000 of them are not kept twice.
+        cfg.checks = Vec::new();
         let objectives = slo::Objectives::new(cfg.slo.clone(), qmoi_core::component::HEARTBEATS.id);
         Ok(Self { cfg, shared, store: None, notes: Vec::new(), listener: None, objectives, last_tick: None })
     }
 
     /// Count the seconds since the previous report for each objective, as the status it
-    /// had then; work out every objective. `now_ok[i]`: check `i` is ok now (`None`: has
-    /// no objective, or is not counted).
-    fn objectives(&mut self, now: i64, now_ok: Vec<Option<bool>>, out: &mut Collected) {
+    /// had then; work out every objective, its check (and one for a database problem)
+    /// added to `checks`. `now_ok[i]`: check `i` is ok now (`None`: has no objective, or
+    /// is not counted).
+    fn objectives(
+        &mut self,
+        now: i64,
+        now_ok: Vec<Option<bool>>,
+        checks: &mut Vec<CheckResult>,
+    ) -> Vec<slo::SloStatus> {
         if let Some((then, was)) = self.last_tick.take() {
             let tally = self.objectives.tally();
             for (i, ok) in was.iter().enumerate() {
@@ -180,23 +222,13 @@ impl Heartbeats {
         let targets: Vec<Option<(&str, &slo::SloTarget)>> =
             self.shared.checks.iter().map(|c| c.slo.as_ref().map(|t| (c.name.as_str(), t))).collect();
         let (statuses, problem) = self.objectives.report(&targets, now);
-        for s in &statuses {
-            out.checks.push(slo::check(s, self.objectives.rules()));
-            let _ = slo::metrics(s, "check", &mut |k, v| {
-                if v.is_finite() {
-                    out.metrics.insert(k.to_string(), v);
-                }
-                Ok(())
-            });
-        }
+        checks.extend(statuses.iter().map(|s| slo::check(s, self.objectives.rules())));
         if let Some(p) = problem {
-            out.checks.push(
+            checks.push(
                 CheckResult::new("slo", Status::Warning, p).with_title("Service level objectives cannot be kept"),
             );
         }
-        if !statuses.is_empty() {
-            out.details.insert("slo".into(), serde_json::to_value(&statuses).unwrap_or_default());
-        }
+        statuses
     }
 }
 
@@ -295,73 +327,34 @@ impl Monitor for Heartbeats {
 
     async fn run(&mut self, _ctx: &RunContext) -> Outcome {
         let now = chrono::Utc::now();
-        let mut out = Collected::default();
-        let states = lock(&self.shared.states).clone();
-        let mut rows = Vec::new();
-        let mut now_ok = Vec::with_capacity(self.shared.checks.len());
+        let n = self.shared.checks.len();
+        let mut checks = Vec::with_capacity(n + self.notes.len() + 1);
+        let mut evaluated = Vec::with_capacity(n);
+        let mut now_ok = Vec::with_capacity(n);
         for (i, c) in self.shared.checks.iter().enumerate() {
-            let st = &states[i];
-            let (status, cause, message) = st.evaluate(c, &self.shared.schedules[i], now);
+            // Each check's state under the lock for a moment: a ping never waits long.
+            let (status, cause, message) = lock(&self.shared.states)[i].evaluate(c, &self.shared.schedules[i], now);
             now_ok.push(c.slo.as_ref().and((cause != state::Cause::New).then_some(status == Status::Ok)));
-            let labels = [("check", c.name.as_str())];
-            out.metric("qmoi_heartbeat_up", &labels, if status == Status::Ok { 1.0 } else { 0.0 });
-            if let Some(p) = &st.last_ping {
-                out.metric("qmoi_heartbeat_last_ping_timestamp_seconds", &labels, p.at.timestamp() as f64);
-            }
-            if let Some(t) = st.last_success {
-                out.metric("qmoi_heartbeat_last_success_timestamp_seconds", &labels, t.timestamp() as f64);
-            }
-            if let Some(d) = st.last_duration_s {
-                out.metric("qmoi_heartbeat_last_duration_seconds", &labels, d);
-            }
-            if let Some(state::Kind::Exit(n)) = st.last_end.as_ref().map(|e| e.kind) {
-                out.metric("qmoi_heartbeat_last_exit_status", &labels, f64::from(n));
-            }
-            for (kind, n) in &st.pings {
-                out.metric("qmoi_heartbeat_pings_total", &[("check", c.name.as_str()), ("kind", kind)], *n as f64);
-            }
             let mut check = CheckResult::new(format!("heartbeat:{}", c.name), status, message.clone());
             if status != Status::Ok {
                 check = check.with_title(format!("Heartbeat {} is {}", c.name, cause.title()));
             }
-            out.checks.push(check);
-            rows.push(serde_json::json!({
-                "name": c.name,
-                "status": status,
-                "message": message,
-                "schedule": self.shared.schedules[i].describe(),
-                "grace": c.grace.to_string(),
-                "last_ping": st.last_ping.as_ref().map(|p| serde_json::json!({
-                    "kind": p.kind.as_str(), "at": p.at, "from": p.from,
-                    "body": p.body.chars().take(200).collect::<String>()})),
-                "last_success": st.last_success,
-                "last_duration_s": st.last_duration_s,
-                "running": st.open.len(),
-                // The runs of a check in trouble (all of them would make a report of
-                // 10,000 checks tens of megabytes); every run is in the database.
-                "recent_runs": if status == Status::Ok { Vec::new() } else { st.recent.iter().rev().map(run_json).collect() },
-            }));
+            checks.push(check);
+            evaluated.push((status, message));
         }
         for n in &self.notes {
-            out.checks.push(CheckResult::new("database", Status::Warning, n.clone()));
+            checks.push(CheckResult::new("database", Status::Warning, n.clone()));
         }
-        out.metric(
-            "qmoi_heartbeat_runs_dropped_total",
-            &[],
-            self.shared.runs_dropped.load(std::sync::atomic::Ordering::Relaxed) as f64,
-        );
-        out.details.insert("listen".into(), serde_json::json!(self.cfg.listen));
-        out.details.insert("checks".into(), serde_json::json!(rows));
-        drop(states);
-        self.objectives(now.timestamp(), now_ok, &mut out);
-        out.into_outcome()
+        let slos = self.objectives(now.timestamp(), now_ok, &mut checks);
+        let stream = report::ChecksStream {
+            shared: self.shared.clone(),
+            evaluated,
+            listen: self.cfg.listen.clone(),
+            slos,
+            runs_dropped: self.shared.runs_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }
     }
-}
-
-/// A run as the report shows it.
-fn run_json(r: &Run) -> serde_json::Value {
-    serde_json::json!({"kind": r.kind.as_str(), "started_at": r.started_at, "ended_at": r.ended_at,
-                       "duration_s": r.duration_s, "body": r.body})
 }
 
 #[cfg(test)]

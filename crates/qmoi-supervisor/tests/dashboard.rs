@@ -366,10 +366,14 @@ fn metrics_pass_promtool() {
     let mut stack = stack_cfg;
     stack.start();
     let addr = stack.dashboard_addr();
+    // The supervisor's own series come from its report, written once it has seen the
+    // monitor's first report (a tick later): wait for them too, not only the monitors'
+    // (under load they came a moment after; the test failed once in CI so).
     let text = wait_for(Duration::from_secs(15), "system_health and api_endpoints metrics", || {
         let r = get(&addr, "/metrics", None);
         (r.body.contains("qmoi_disk_used_ratio{component=\"system_health\"")
-            && r.body.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"held\"}"))
+            && r.body.contains("qmoi_endpoint_latency_seconds_count{component=\"api_endpoints\",endpoint=\"held\"}")
+            && r.body.contains("qmoi_component_up{component=\"system_health\"} 1"))
         .then_some(r)
     });
     assert!(text.body.contains("# TYPE qmoi_endpoint_latency_seconds summary"), "{}", text.body);
