@@ -287,6 +287,7 @@ impl Validate for EndpointsConfig {
             }
             validate_target(p, &key, e);
             validate_endpoint(p, &key, e);
+            p.check_labels(&key, &e.labels);
             if let Some(t) = &e.slo {
                 t.validate(p, &format!("{key}.slo"), self.slo.keep);
             }

@@ -332,10 +332,10 @@ async fn probe_once(shared: Arc<Shared>, idx: usize, planned: tokio::time::Insta
     let now = chrono::Utc::now().timestamp();
     let e = &job.e;
     if e.slo.is_some() {
-        shared.tally.count(idx, &e.name, now, result.ok);
+        shared.tally.count(idx, (&e.name, &e.labels), now, result.ok);
     }
     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-    let counted = !shared.tally.in_maintenance(now, &e.name);
+    let counted = !shared.tally.in_maintenance(now, &e.name, &e.labels);
     lock(&shared.states[idx]).record(result, now, (e.failure_threshold, e.success_threshold), slow, counted);
 }
 
@@ -540,6 +540,12 @@ fn build_outcome(
     checks.extend(slos.iter().map(|s| slo::check(s, rules)));
     if let Some(p) = problem {
         checks.push(CheckResult::new("slo", Status::Warning, p).with_title("Service level objectives cannot be kept"));
+    }
+    // Their labels go into their alerts (and maintenance windows of labels match them).
+    let labelled: std::collections::HashMap<&str, &qmoi_core::report::Labels> =
+        endpoints.iter().filter(|e| !e.labels.is_empty()).map(|e| (e.name.as_str(), &e.labels)).collect();
+    if !labelled.is_empty() {
+        qmoi_core::report::label_by_subject(&mut checks, |s| labelled.get(s).copied());
     }
     let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics, slos };
     Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }

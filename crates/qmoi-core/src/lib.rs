@@ -33,6 +33,8 @@ pub mod follow;
 pub mod http;
 pub mod human;
 pub mod logging;
+#[cfg(feature = "sqlite")]
+pub mod maintenance;
 pub mod mem;
 pub mod net;
 pub mod overview;

@@ -350,6 +350,7 @@ impl<M: Monitor> Runner<M> {
                 title: "Configuration reload failed; the previous configuration keeps running".into(),
                 detail: e.clone(),
                 since: now,
+                labels: Default::default(),
             });
         }
         let alerts = self.tracker.update(self.info.id, &outcome.checks, outcome.alerts, now);

@@ -97,9 +97,12 @@ impl SupervisorAction {
 /// A maintenance window to open ([`Ctx::add_maintenance`]).
 #[derive(Debug, Clone, Copy)]
 pub struct NewWindow<'a> {
+    /// Empty or `*` with labels: every component.
     pub component: &'a str,
     /// One endpoint, check or target of the component (None: all of it).
     pub subject: Option<&'a str>,
+    /// Only what carries all of these labels.
+    pub labels: &'a qmoi_core::report::Labels,
     pub starts_at: i64,
     pub ends_at: i64,
     pub reason: &'a str,
@@ -196,16 +199,31 @@ impl Ctx<'_> {
     /// `w.starts_at` to `w.ends_at` (unix seconds): it counts for nothing in the verdict
     /// and its alerts are not notified.
     pub async fn add_maintenance(&self, w: NewWindow<'_>) -> Result<crate::store::Maintenance, ActionError> {
-        let NewWindow { component, subject, starts_at, ends_at, reason } = w;
+        let NewWindow { component, subject, labels, starts_at, ends_at, reason } = w;
         self.require_admin()?;
         let now = unix_now();
-        if qmoi_core::component::find(component).is_none() || component == qmoi_core::component::MASTER_MONITOR {
+        let any = component.is_empty() || component == qmoi_core::maintenance::ANY_COMPONENT;
+        if any && labels.is_empty() {
+            return Err(ActionError::Invalid(
+                "give a component, or labels for a window over every component (team=payments)".into(),
+            ));
+        }
+        if !any
+            && (qmoi_core::component::find(component).is_none() || component == qmoi_core::component::MASTER_MONITOR)
+        {
             let known: Vec<&str> = qmoi_core::component::monitor_ids().collect();
             return Err(ActionError::Invalid(format!(
                 "component must be one of {}, got '{component}'",
                 known.join(", ")
             )));
         }
+        for (k, v) in labels {
+            qmoi_core::alerts::check_label(k, v).map_err(ActionError::Invalid)?;
+        }
+        if labels.len() > 20 {
+            return Err(ActionError::Invalid("at most 20 labels".into()));
+        }
+        let component = if any { qmoi_core::maintenance::ANY_COMPONENT } else { component };
         if reason.trim().is_empty() || reason.len() > 500 {
             return Err(ActionError::Invalid("give a reason (at most 500 characters): it is shown to everyone".into()));
         }
@@ -227,6 +245,7 @@ impl Ctx<'_> {
             id: 0,
             component: component.to_string(),
             subject: subject.map(str::to_string),
+            labels: labels.clone(),
             reason: reason.trim().to_string(),
             created_by: self.id.name.clone(),
             created_at: now,

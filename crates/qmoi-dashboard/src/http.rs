@@ -554,10 +554,15 @@ async fn maintenance(State(s): State<AppState>) -> Result<Json<serde_json::Value
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MaintenanceBody {
+    /// Absent with `labels`: every component.
+    #[serde(default)]
     component: String,
     /// One endpoint, check or target of the component (absent: all of it).
     #[serde(default)]
     subject: Option<String>,
+    /// Only the checks and alerts carrying all of these labels.
+    #[serde(default)]
+    labels: qmoi_core::report::Labels,
     reason: String,
     /// `"2h"`, `"30m"`, or seconds, from `starts_at` (default now).
     #[serde(default)]
@@ -594,6 +599,7 @@ async fn add_maintenance(
     let window = crate::actions::NewWindow {
         component: &b.component,
         subject: b.subject.as_deref(),
+        labels: &b.labels,
         starts_at,
         ends_at,
         reason: &b.reason,

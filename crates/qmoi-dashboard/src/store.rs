@@ -67,12 +67,18 @@ CREATE TABLE IF NOT EXISTS maintenance (id INTEGER PRIMARY KEY AUTOINCREMENT, co
 /// Version 3: a window for one subject of a component (an endpoint, a heartbeat check).
 const MAINTENANCE_SUBJECT: &str = "ALTER TABLE maintenance ADD COLUMN subject TEXT;";
 
-const MIGRATIONS: &[&str] = &[SCHEMA, MAINTENANCE, MAINTENANCE_SUBJECT];
+/// Version 4: a window of labels (a JSON object of strings), of one component or of all
+/// (`component` = `*`).
+const MAINTENANCE_LABELS: &str = "ALTER TABLE maintenance ADD COLUMN labels TEXT;";
 
-/// A maintenance window from `starts_at` to `ends_at` (unix seconds): without `subject`,
-/// `component` counts for nothing in the verdict and its alerts are not notified; with
-/// one, only that subject of it (its checks and alerts are those whose name ends in
-/// `:<subject>`: `endpoint:checkout`, `slo:checkout`, `heartbeat:nightly`).
+const MIGRATIONS: &[&str] = &[SCHEMA, MAINTENANCE, MAINTENANCE_SUBJECT, MAINTENANCE_LABELS];
+
+/// A maintenance window from `starts_at` to `ends_at` (unix seconds): without `subject`
+/// or `labels`, `component` counts for nothing in the verdict and its alerts are not
+/// notified; with a subject, only that subject of it (its checks and alerts are those
+/// whose name ends in `:<subject>`: `endpoint:checkout`, `slo:checkout`,
+/// `heartbeat:nightly`); with labels, only the checks and alerts carrying all of them
+/// (of every component when `component` is `*`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Maintenance {
     pub id: i64,
@@ -80,6 +86,9 @@ pub struct Maintenance {
     /// An endpoint, a heartbeat check, a backup target … of `component` (None: all of it).
     #[serde(default)]
     pub subject: Option<String>,
+    /// The labels what it covers must carry (an endpoint's, a heartbeat check's).
+    #[serde(default, skip_serializing_if = "qmoi_core::report::Labels::is_empty")]
+    pub labels: qmoi_core::report::Labels,
     pub reason: String,
     pub created_by: String,
     pub created_at: i64,
@@ -95,25 +104,40 @@ impl Maintenance {
         format!("until {until}: {} ({})", self.reason, self.created_by)
     }
 
-    /// `backup`, or `api_endpoints/checkout` for a window of one subject.
+    /// `backup`, `api_endpoints/checkout` for a window of one subject, `*{team=payments}`
+    /// for one of labels.
     pub fn scope(&self) -> String {
-        match &self.subject {
-            Some(s) => format!("{}/{s}", self.component),
-            None => self.component.clone(),
+        let mut s = self.component.clone();
+        if let Some(sub) = &self.subject {
+            s = format!("{s}/{sub}");
+        }
+        if !self.labels.is_empty() {
+            s = format!("{s}{{{}}}", qmoi_core::alerts::format_labels(&self.labels));
+        }
+        s
+    }
+
+    /// The part it covers, without the component: `checkout`, `{team=payments}`,
+    /// `checkout{team=payments}` (empty: all of it).
+    pub fn part_name(&self) -> String {
+        let scope = self.scope();
+        scope.strip_prefix(&self.component).map_or(scope.clone(), |s| s.trim_start_matches('/').to_string())
+    }
+
+    /// What part of its component(s) it covers.
+    pub fn part(&self) -> qmoi_core::alerts::Scope {
+        qmoi_core::alerts::Scope { subject: self.subject.clone(), labels: self.labels.clone() }
+    }
+
+    /// As the supervisor, the notifier and the monitors read it.
+    pub fn window(&self) -> qmoi_core::maintenance::Window {
+        qmoi_core::maintenance::Window {
+            component: self.component.clone(),
+            scope: self.part(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
         }
     }
-
-    /// Whether this window covers the check or alert `name` of its component (an alert's
-    /// fingerprint without its `component/` is its check's name).
-    pub fn covers(&self, name: &str) -> bool {
-        covers(self.subject.as_deref(), name)
-    }
-}
-
-/// Whether a window of `subject` (None: the whole component) covers the check or alert
-/// `name` (`endpoint:checkout`; see `qmoi_core::alerts::subject_of`).
-pub fn covers(subject: Option<&str>, name: &str) -> bool {
-    subject.is_none_or(|s| qmoi_core::alerts::subject_of(name) == Some(s))
 }
 
 /// A time given as unix seconds or RFC 3339 (absent or empty: `default`); the error
@@ -480,9 +504,18 @@ impl Store {
     pub fn add_maintenance(&self, m: &Maintenance) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO maintenance (component, subject, reason, created_by, created_at, starts_at, ends_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![m.component, m.subject, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
+            "INSERT INTO maintenance (component, subject, reason, created_by, created_at, starts_at, ends_at, labels)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                m.component,
+                m.subject,
+                m.reason,
+                m.created_by,
+                m.created_at,
+                m.starts_at,
+                m.ends_at,
+                qmoi_core::maintenance::labels_to_column(&m.labels)
+            ],
         )
         .map_err(|e| self.err(e))?;
         Ok(conn.last_insert_rowid())
@@ -494,10 +527,19 @@ impl Store {
         let conn = self.conn();
         let n = conn
             .execute(
-                "INSERT INTO maintenance (component, reason, created_by, created_at, starts_at, ends_at)
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE NOT EXISTS
+                "INSERT INTO maintenance (component, reason, created_by, created_at, starts_at, ends_at, subject, labels)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE NOT EXISTS
                    (SELECT 1 FROM maintenance WHERE component = ?1 AND created_by = ?3 AND starts_at = ?5)",
-                params![m.component, m.reason, m.created_by, m.created_at, m.starts_at, m.ends_at],
+                params![
+                    m.component,
+                    m.reason,
+                    m.created_by,
+                    m.created_at,
+                    m.starts_at,
+                    m.ends_at,
+                    m.subject,
+                    qmoi_core::maintenance::labels_to_column(&m.labels)
+                ],
             )
             .map_err(|e| self.err(e))?;
         Ok(n > 0)
@@ -519,7 +561,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, component, reason, created_by, created_at, starts_at, ends_at, subject FROM maintenance
+                "SELECT id, component, reason, created_by, created_at, starts_at, ends_at, subject, labels FROM maintenance
                  WHERE ended_at IS NULL AND ends_at > ?1 ORDER BY starts_at, id",
             )
             .map_err(|e| self.err(e))?;
@@ -534,6 +576,7 @@ impl Store {
                     starts_at: r.get(5)?,
                     ends_at: r.get(6)?,
                     subject: r.get(7)?,
+                    labels: qmoi_core::maintenance::labels_from_column(r.get::<_, Option<String>>(8)?.as_deref()),
                 })
             })
             .map_err(|e| self.err(e))?;

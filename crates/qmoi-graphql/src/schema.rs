@@ -9,8 +9,8 @@
 //! history database).
 
 use crate::types::{
-    Acknowledgement, Alert, AlertEvent, AlertLevel, AlertState, Component, MaintenanceWindow, Notifications, Overview,
-    Point, Report, Series, SeriesName, Silence,
+    Acknowledgement, Alert, AlertEvent, AlertLevel, AlertState, Component, Label, MaintenanceWindow, Notifications,
+    Overview, Point, Report, Series, SeriesName, Silence,
 };
 use async_graphql::{Context, Error, ErrorExtensions, Json, Object, Result, Subscription};
 use futures_util::{Stream, StreamExt as _};
@@ -249,17 +249,23 @@ impl MutationRoot {
     }
 
     /// Open a maintenance window for `component` (or only its `subject`: an endpoint, a
-    /// heartbeat check) for `duration` (`"2h"`, seconds) from `startsAt` (unix seconds or
-    /// RFC 3339; default now) (admin).
+    /// heartbeat check; or only what carries all of `labels`, of every component when
+    /// `component` is null) for `duration` (`"2h"`, seconds) from `startsAt` (unix
+    /// seconds or RFC 3339; default now) (admin).
+    #[allow(clippy::too_many_arguments)] // each is a GraphQL argument
     async fn open_maintenance(
         &self,
         ctx: &Context<'_>,
-        component: String,
+        component: Option<String>,
         duration: String,
         reason: String,
         starts_at: Option<String>,
         subject: Option<String>,
+        labels: Option<Vec<Label>>,
     ) -> Result<MaintenanceWindow> {
+        let component = component.unwrap_or_default();
+        let labels: qmoi_core::report::Labels =
+            labels.unwrap_or_default().into_iter().map(|l| (l.name, l.value)).collect();
         let now = unix_now();
         let bad = |m: String| coded("BAD_USER_INPUT", m);
         let start = match starts_at {
@@ -271,6 +277,7 @@ impl MutationRoot {
         let window = qmoi_dashboard::actions::NewWindow {
             component: &component,
             subject: subject.as_deref(),
+            labels: &labels,
             starts_at: start,
             ends_at: end,
             reason: &reason,

@@ -6,7 +6,7 @@
 //! series compact. A report's free-form `details` and the effective configuration are
 //! `JSON` scalars: they differ per component and are documented with the report schema.
 
-use async_graphql::{Enum, Json, Object, SimpleObject};
+use async_graphql::{Enum, InputObject, Json, Object, SimpleObject};
 use chrono::{DateTime, SecondsFormat, Utc};
 use qmoi_core::overview as ov;
 use qmoi_dashboard::hub::{AlertChange, FiringAlert};
@@ -390,6 +390,22 @@ pub struct Alert {
     /// The id of the silence that covers it.
     pub silenced_by: Option<i64>,
     pub silenced: bool,
+    /// Its check's labels (an endpoint's, a heartbeat check's); empty for past alerts.
+    pub labels: Vec<Label>,
+}
+
+/// A label of a check, an alert or a maintenance window.
+#[derive(SimpleObject, InputObject, Clone)]
+#[graphql(input_name = "LabelInput")]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl Label {
+    pub fn all(labels: &qmoi_core::report::Labels) -> Vec<Self> {
+        labels.iter().map(|(k, v)| Self { name: k.clone(), value: v.clone() }).collect()
+    }
 }
 
 impl Alert {
@@ -409,6 +425,7 @@ impl Alert {
             acknowledged: marks.ack(&a.fingerprint).map(|k| Acknowledgement::of(&a.fingerprint, k)),
             silenced_by,
             silenced: silenced_by.is_some(),
+            labels: Label::all(&a.labels),
         }
     }
 
@@ -426,6 +443,7 @@ impl Alert {
             acknowledged: None,
             silenced_by: None,
             silenced: false,
+            labels: Vec::new(),
         }
     }
 }
@@ -477,9 +495,12 @@ impl From<&store::Silence> for Silence {
 #[derive(SimpleObject)]
 pub struct MaintenanceWindow {
     pub id: i64,
+    /// `*`: every component (a window of labels).
     pub component: String,
     /// Only this endpoint, check or target of the component (null: all of it).
     pub subject: Option<String>,
+    /// Only the checks and alerts carrying all of these labels.
+    pub labels: Vec<Label>,
     pub reason: String,
     pub created_by: String,
     pub created_at: String,
@@ -495,6 +516,7 @@ impl MaintenanceWindow {
             id: w.id,
             component: w.component.clone(),
             subject: w.subject.clone(),
+            labels: Label::all(&w.labels),
             reason: w.reason.clone(),
             created_by: w.created_by.clone(),
             created_at: unix_rfc3339(w.created_at),

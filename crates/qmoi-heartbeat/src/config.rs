@@ -93,6 +93,18 @@ pub struct CheckConfig {
     /// A service level objective: the share of time the check is ok (docs/CONFIG.md).
     #[serde(default)]
     pub slo: Option<qmoi_core::slo::SloTarget>,
+    /// Copied into the check's alerts; maintenance windows of labels match them. Boxed:
+    /// most checks have none, and there may be 10,000 checks.
+    #[serde(default)]
+    pub labels: Option<Box<qmoi_core::report::Labels>>,
+}
+
+impl CheckConfig {
+    /// Its labels (none: empty).
+    pub fn labels(&self) -> &qmoi_core::report::Labels {
+        static NONE: qmoi_core::report::Labels = qmoi_core::report::Labels::new();
+        self.labels.as_deref().unwrap_or(&NONE)
+    }
 }
 
 fn default_grace() -> ConfigDuration {
@@ -179,6 +191,7 @@ impl Validate for HeartbeatsConfig {
             if let Some(t) = &c.slo {
                 t.validate(p, &format!("{key}.slo"), self.slo.keep);
             }
+            p.check_labels(&key, c.labels());
         }
         self.slo.validate(p);
     }

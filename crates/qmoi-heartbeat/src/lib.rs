@@ -214,7 +214,8 @@ impl Heartbeats {
             let tally = self.objectives.tally();
             for (i, ok) in was.iter().enumerate() {
                 if let Some(ok) = ok {
-                    tally.span(i, &self.shared.checks[i].name, then, now, *ok);
+                    let c = &self.shared.checks[i];
+                    tally.span(i, (&c.name, c.labels()), then, now, *ok);
                 }
             }
         }
@@ -337,7 +338,7 @@ impl Monitor for Heartbeats {
             now_ok.push(c.slo.as_ref().and((cause != state::Cause::New).then_some(status == Status::Ok)));
             let mut check = CheckResult::new(format!("heartbeat:{}", c.name), status, message.clone());
             if status != Status::Ok {
-                check = check.with_title(format!("Heartbeat {} is {}", c.name, cause.title()));
+                check = check.with_title(format!("Heartbeat {} is {}", c.name, cause.title())).with_labels(c.labels());
             }
             checks.push(check);
             evaluated.push((status, message));
@@ -345,7 +346,13 @@ impl Monitor for Heartbeats {
         for n in &self.notes {
             checks.push(CheckResult::new("database", Status::Warning, n.clone()));
         }
+        let before = checks.len();
         let slos = self.objectives(now.timestamp(), now_ok, &mut checks);
+        // The objectives' checks (`slo:<name>`) carry their heartbeat check's labels.
+        let shared = &self.shared;
+        qmoi_core::report::label_by_subject(&mut checks[before..], |name| {
+            shared.by_name.find(&shared.checks, name).map(|i| shared.checks[i].labels()).filter(|l| !l.is_empty())
+        });
         let stream = report::ChecksStream {
             shared: self.shared.clone(),
             evaluated,

@@ -318,6 +318,7 @@ pub(crate) fn test_check(name: &str, period: u64, grace: u64) -> CheckConfig {
         max_duration: None,
         level: qmoi_core::status::Severity::Critical,
         slo: None,
+        labels: Default::default(),
     }
 }
 

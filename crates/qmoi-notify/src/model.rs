@@ -46,6 +46,9 @@ pub struct Event {
     pub since: DateTime<Utc>,
     /// When this transition was seen.
     pub at: DateTime<Utc>,
+    /// The alert's labels (an endpoint's, a heartbeat check's `labels`).
+    #[serde(default, skip_serializing_if = "qmoi_core::report::Labels::is_empty")]
+    pub labels: qmoi_core::report::Labels,
 }
 
 impl Event {

@@ -1,9 +1,11 @@
 //! Acknowledgements, silences and maintenance windows made in the dashboard (or with
 //! `qmoi-supervisor maintenance`), read from its database (`data/history.db`, tables
 //! `acks`, `silences` and `maintenance`; schema in crates/qmoi-dashboard/src/store.rs). A
-//! window in force silences its component.
+//! window in force silences what it covers (a component, one subject of it, or the alerts
+//! with some labels: `qmoi_core::maintenance`).
 
 use crate::store::Cached;
+use qmoi_core::report::Labels;
 use qmoi_core::status::AlertLevel;
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::HashSet;
@@ -16,6 +18,8 @@ type Res<T> = rusqlite::Result<T>;
 pub struct Policy {
     pub acked: HashSet<String>,
     pub silences: Vec<Silence>,
+    /// Maintenance windows in force.
+    pub maintenance: Vec<qmoi_core::maintenance::Window>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -23,9 +27,6 @@ pub struct Silence {
     pub component: Option<String>,
     pub fingerprint: Option<String>,
     pub level: Option<String>,
-    /// A maintenance window of one subject of the component (`checkout`): only alerts
-    /// with that subject (`api_endpoints/endpoint:checkout`).
-    pub subject: Option<String>,
 }
 
 impl Policy {
@@ -34,13 +35,13 @@ impl Policy {
         PolicyReader::new(path).read(now_s)
     }
 
-    pub fn silenced(&self, component: &str, fingerprint: &str, level: AlertLevel) -> bool {
+    /// Whether the alert is silenced, or covered by a maintenance window in force.
+    pub fn silenced(&self, component: &str, fingerprint: &str, level: AlertLevel, labels: &Labels) -> bool {
         self.silences.iter().any(|s| {
             s.component.as_deref().is_none_or(|c| c == component)
                 && s.fingerprint.as_deref().is_none_or(|f| f == fingerprint)
                 && s.level.as_deref().is_none_or(|l| l == level.as_str())
-                && s.subject.as_deref().is_none_or(|sub| qmoi_core::alerts::subject_of(fingerprint) == Some(sub))
-        })
+        }) || self.maintenance.iter().any(|w| w.of(component) && w.scope.covers(fingerprint, labels))
     }
 }
 
@@ -76,25 +77,14 @@ impl PolicyReader {
                 let mut st = conn.prepare_cached("SELECT fingerprint FROM acks")?;
                 p.acked = st.query_map([], |r| r.get(0))?.collect::<Res<_>>()?;
             }
-            // A maintenance window in force silences its component (or one subject of it).
-            if table_exists(conn, "maintenance")? {
-                let subject = if column_exists(conn, "maintenance", "subject")? { "subject" } else { "NULL" };
-                let mut st = conn.prepare_cached(&format!(
-                    "SELECT component, {subject} FROM maintenance WHERE ended_at IS NULL AND starts_at <= ?1 AND ends_at > ?1"
-                ))?;
-                let windows = st.query_map([now_s], |r| {
-                    Ok(Silence { component: Some(r.get(0)?), fingerprint: None, level: None, subject: r.get(1)? })
-                })?;
-                for w in windows {
-                    p.silences.push(w?);
-                }
-            }
+            p.maintenance = qmoi_core::maintenance::read(conn, now_s)?;
+            p.maintenance.retain(|w| w.in_force(now_s));
             if table_exists(conn, "silences")? {
                 let mut st = conn.prepare_cached(
                     "SELECT component, fingerprint, level FROM silences WHERE deleted_at IS NULL AND expires_at > ?1",
                 )?;
                 for row in st.query_map([now_s], |r| {
-                    Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)?, subject: None })
+                    Ok(Silence { component: r.get(0)?, fingerprint: r.get(1)?, level: r.get(2)? })
                 })? {
                     p.silences.push(row?);
                 }
@@ -107,13 +97,6 @@ impl PolicyReader {
         }
         r
     }
-}
-
-/// A dashboard older than this notifier may not have the column yet.
-fn column_exists(conn: &Connection, table: &str, column: &str) -> Res<bool> {
-    let mut st = conn.prepare_cached(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
-    let names = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Res<Vec<_>>>()?;
-    Ok(names.iter().any(|n| n == column))
 }
 
 fn table_exists(conn: &Connection, name: &str) -> Res<bool> {

@@ -267,17 +267,22 @@ pub fn alertmanager(msg: &Message, now: DateTime<Utc>, resend: std::time::Durati
         .iter()
         .map(|e| {
             let subject = e.fingerprint.split_once('/').map_or(e.fingerprint.as_str(), |(_, s)| s);
+            // The alert's own labels (`team`…) route it in Alertmanager too; QMOI's own
+            // names win over them.
+            let mut labels: serde_json::Map<String, Value> =
+                e.labels.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            labels.extend([
+                ("alertname".to_string(), json!(subject)),
+                ("component".to_string(), json!(e.component)),
+                ("severity".to_string(), json!(e.level.as_str())),
+                ("instance".to_string(), json!(e.host)),
+                // The fleet's label for the host (remote write, rules, dashboards).
+                ("host".to_string(), json!(e.host)),
+                ("fingerprint".to_string(), json!(e.fingerprint)),
+                ("source".to_string(), json!("qmoi")),
+            ]);
             let mut v = json!({
-                "labels": {
-                    "alertname": subject,
-                    "component": e.component,
-                    "severity": e.level.as_str(),
-                    "instance": e.host,
-                    // The fleet's label for the host (remote write, rules, dashboards).
-                    "host": e.host,
-                    "fingerprint": e.fingerprint,
-                    "source": "qmoi",
-                },
+                "labels": labels,
                 "annotations": {"summary": e.title, "description": e.detail},
                 "startsAt": ts(&e.since),
                 "endsAt": ts(if e.kind.is_firing() { &ends_firing } else { &e.at }),
@@ -310,6 +315,7 @@ mod tests {
             detail: "<b>86%</b> used".into(),
             since: t,
             at: t,
+            labels: Default::default(),
         }
     }
 
@@ -368,5 +374,10 @@ mod tests {
         let a = alertmanager(&m, now, std::time::Duration::from_secs(60), "");
         assert_eq!(a[0]["labels"]["alertname"], "a0");
         assert_eq!(a[0]["endsAt"], "2026-09-21T14:19:00Z");
+        // An alert's own labels go along; QMOI's names win over labels of the same name.
+        let mut e = event(EventKind::Firing, AlertLevel::Warning, "checkout");
+        e.labels = qmoi_core::alerts::parse_labels("team=payments,severity=page").unwrap();
+        let a = alertmanager(&message(vec![e]), now, std::time::Duration::from_secs(60), "");
+        assert_eq!((&a[0]["labels"]["team"], &a[0]["labels"]["severity"]), (&json!("payments"), &json!("warning")));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```sql
 //! alerts(fingerprint PRIMARY KEY, component, host, level, title, detail, since,  -- times: unix ms
-//!        first_seen, notified_at, first_notified_at, notified_channels, escalation_step, am_sent_at)
+//!        first_seen, notified_at, first_notified_at, notified_channels, escalation_step, am_sent_at,
+//!        labels)                                                        -- labels: JSON object or NULL
 //! queue(id, channel, group_key, not_before, level, retries, event)   -- events waiting for their group
 //! outbox(id, msg_id, channel, target, created_at, attempts, max_attempts,
 //!        next_attempt_at, last_error, message)                        -- messages to deliver
@@ -53,7 +54,10 @@ CREATE TABLE IF NOT EXISTS suppressed (channel TEXT PRIMARY KEY, count INTEGER N
 /// `PRAGMA user_version` migrations of `notification.db` (see `qmoi_core::sqlite`): version 1 is the
 /// layout from before versioning, so an existing database opens as it is. Append a
 /// migration here for every change of the schema; never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[SCHEMA];
+/// Version 2: the labels of each alert (a JSON object; NULL for none).
+const ALERT_LABELS: &str = "ALTER TABLE alerts ADD COLUMN labels TEXT;";
+
+const MIGRATIONS: &[&str] = &[SCHEMA, ALERT_LABELS];
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]

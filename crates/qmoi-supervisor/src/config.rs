@@ -34,11 +34,17 @@ pub struct MasterConfig {
 }
 
 /// `[[maintenance]]`: a window that opens at every time of `cron` (in `tz`) for
-/// `duration`, for each of `components`.
+/// `duration`, for each of `components` (only its `subject`, or only what carries all
+/// of `labels`; no components with labels: every component).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecurringMaintenance {
+    #[serde(default)]
     pub components: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "qmoi_core::report::Labels::is_empty")]
+    pub labels: qmoi_core::report::Labels,
     pub cron: String,
     #[serde(default)]
     pub tz: Option<String>,
@@ -288,8 +294,17 @@ impl Validate for MasterConfig {
         self.grpc.validate(&self.dashboard, p);
         for (i, m) in self.maintenance.iter().enumerate() {
             let key = format!("maintenance[{i}]");
-            if m.components.is_empty() {
-                p.push(format!("{key}.components"), "must name at least one component");
+            if m.components.is_empty() && m.labels.is_empty() {
+                p.push(format!("{key}.components"), "must name at least one component (or give labels)");
+            }
+            p.check_labels(&key, &m.labels);
+            if let Some(s) = &m.subject
+                && (m.components.len() != 1 || s.is_empty() || s.contains(':'))
+            {
+                p.push(
+                    format!("{key}.subject"),
+                    "is an endpoint, check or target of one component: give exactly one component, and no ':'",
+                );
             }
             for c in &m.components {
                 if component::find(c).is_none() || c == component::MASTER_MONITOR {

@@ -42,6 +42,9 @@ pub enum Request {
         /// One endpoint, check or target of the component (absent: all of it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subject: Option<String>,
+        /// Only what carries all of these labels (with no component: of every component).
+        #[serde(default, skip_serializing_if = "qmoi_core::report::Labels::is_empty")]
+        labels: qmoi_core::report::Labels,
         for_s: u64,
         reason: String,
         /// Who asks (the CLI's user), for the audit log.

@@ -61,13 +61,19 @@ enum Verb {
 #[derive(Debug, Subcommand)]
 enum MaintenanceCmd {
     /// Open a window now, e.g. `maintenance add --for 2h --component backup --reason "disk swap"`
+    /// or `maintenance add --for 1h --label team=payments --reason "release"`
+    #[command(group = clap::ArgGroup::new("scope").required(true).multiple(true).args(["component", "label"]))]
     Add {
         /// How long: 30m, 2h, 1d
         #[arg(long = "for", value_name = "DURATION", value_parser = qmoi_core::cli::parse_duration)]
         duration: qmoi_core::config::ConfigDuration,
-        /// The component, e.g. backup
+        /// The component, e.g. backup (absent with --label: every component)
         #[arg(long)]
-        component: String,
+        component: Option<String>,
+        /// Only the checks and alerts with this label (an endpoint's or heartbeat check's
+        /// `labels`); repeat for several, all must match: `--label team=payments`
+        #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_label)]
+        label: Vec<(String, String)>,
         /// Only this endpoint, heartbeat check, backup target … of the component (its
         /// checks and alerts are those named `<kind>:<subject>`), e.g. `--component
         /// api_endpoints --subject checkout`
@@ -84,6 +90,15 @@ enum MaintenanceCmd {
         /// The window's id (from `maintenance list`)
         id: i64,
     },
+}
+
+/// `--label team=payments`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let mut labels = qmoi_core::alerts::parse_labels(s)?;
+    match labels.len() {
+        1 => labels.pop_first().ok_or_else(|| "give name=value".to_string()),
+        _ => Err(format!("give one name=value per --label, got '{s}'")),
+    }
 }
 
 const COMPATIBILITY: &str = "Compatibility: the original QMOI's spellings work too: --status, \
@@ -173,13 +188,16 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Verb::Maintenance { cmd } => {
             let by = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_default();
             let req = match cmd {
-                MaintenanceCmd::Add { duration, component, subject, reason } => control::Request::MaintenanceAdd {
-                    component: component.clone(),
-                    subject: subject.clone(),
-                    for_s: duration.get().as_secs(),
-                    reason: reason.clone(),
-                    by,
-                },
+                MaintenanceCmd::Add { duration, component, label, subject, reason } => {
+                    control::Request::MaintenanceAdd {
+                        component: component.clone().unwrap_or_default(),
+                        subject: subject.clone(),
+                        labels: label.iter().cloned().collect(),
+                        for_s: duration.get().as_secs(),
+                        reason: reason.clone(),
+                        by,
+                    }
+                }
                 MaintenanceCmd::List => control::Request::MaintenanceList,
                 MaintenanceCmd::End { id } => control::Request::MaintenanceEnd { id: *id, by },
             };

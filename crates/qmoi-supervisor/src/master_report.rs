@@ -28,6 +28,7 @@ fn supervisor_alerts(o: &Overview) -> Vec<Alert> {
                 title,
                 detail: note.clone(),
                 since: now,
+                labels: Default::default(),
             });
         };
         match c.state {
@@ -49,6 +50,7 @@ fn supervisor_alerts(o: &Overview) -> Vec<Alert> {
                 title: format!("Monitor {} restarted by the watchdog", c.id),
                 detail: w.clone(),
                 since: now,
+                labels: Default::default(),
             });
         }
     }
@@ -59,6 +61,7 @@ fn supervisor_alerts(o: &Overview) -> Vec<Alert> {
             title: "Configuration reload failed; the previous configuration keeps running".into(),
             detail: r.errors.join("; "),
             since: now,
+            labels: Default::default(),
         });
     }
     out

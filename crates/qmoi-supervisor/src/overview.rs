@@ -6,8 +6,9 @@ use crate::config::{AlertsConfig, Plan};
 use crate::state::{ComponentStatus, State};
 use crate::verdict;
 use chrono::Utc;
+use qmoi_core::alerts::Scope;
 pub use qmoi_core::overview::{Overview, SupervisorInfo};
-use qmoi_core::report::{ReadOutcome, read_report};
+use qmoi_core::report::{Labels, ReadOutcome, read_report};
 use qmoi_core::{AlertLevel, component};
 use std::path::Path;
 use std::time::SystemTime;
@@ -19,18 +20,20 @@ struct Digest {
     status: qmoi_core::Status,
     critical: usize,
     warning: usize,
-    /// The checks that are not ok and the alerts, by name and fingerprint: without what a
-    /// maintenance window of one subject covers, status and counts are worked out again.
-    not_ok: Vec<(String, qmoi_core::Status)>,
-    alerts: Vec<(String, AlertLevel)>,
+    /// The checks that are not ok and the alerts, by name and fingerprint, with their
+    /// labels: without what a maintenance window of part of the component covers, status
+    /// and counts are worked out again.
+    not_ok: Vec<(String, qmoi_core::Status, Labels)>,
+    alerts: Vec<(String, AlertLevel, Labels)>,
 }
 
 impl Digest {
     /// (status, critical alerts, warning alerts) without what `covered` says is in
     /// maintenance.
-    fn without(&self, covered: impl Fn(&str) -> bool) -> (qmoi_core::Status, usize, usize) {
-        let status = qmoi_core::Status::worst_of(self.not_ok.iter().filter(|(n, _)| !covered(n)).map(|(_, s)| *s));
-        let count = |l: AlertLevel| self.alerts.iter().filter(|(f, a)| *a == l && !covered(f)).count();
+    fn without(&self, covered: impl Fn(&str, &Labels) -> bool) -> (qmoi_core::Status, usize, usize) {
+        let status =
+            qmoi_core::Status::worst_of(self.not_ok.iter().filter(|(n, _, l)| !covered(n, l)).map(|(_, s, _)| *s));
+        let count = |lv: AlertLevel| self.alerts.iter().filter(|(f, a, l)| *a == lv && !covered(f, l)).count();
         (status, count(AlertLevel::Critical), count(AlertLevel::Warning))
     }
 }
@@ -78,9 +81,9 @@ impl ReportCache {
                         .checks
                         .iter()
                         .filter(|c| c.status != qmoi_core::Status::Ok)
-                        .map(|c| (c.name.clone(), c.status))
+                        .map(|c| (c.name.clone(), c.status, c.labels.clone()))
                         .collect(),
-                    alerts: report.alerts.iter().map(|a| (a.fingerprint.clone(), a.level)).collect(),
+                    alerts: report.alerts.iter().map(|a| (a.fingerprint.clone(), a.level, a.labels.clone())).collect(),
                 }),
             ),
             ReadOutcome::Unusable { reason } => (None, Err(reason)),
@@ -110,13 +113,13 @@ impl ReportCache {
 /// than `stale_after` still gives its summary and age, but no status or alerts: what it
 /// says is no longer known to be true.
 ///
-/// `subjects`: per component, the subjects in a maintenance window now; their checks and
-/// alerts (names ending in `:<subject>`) are left out of its status and alert counts.
+/// `parts`: per component, the parts of it in a maintenance window now (subjects,
+/// labels); their checks and alerts are left out of its status and alert counts.
 pub fn attach_reports(
     components: &mut [ComponentStatus],
     report_dir: &Path,
     cache: &ReportCache,
-    subjects: &std::collections::HashMap<String, Vec<String>>,
+    parts: &std::collections::HashMap<String, Vec<Scope>>,
 ) {
     let now = SystemTime::now();
     for c in components.iter_mut() {
@@ -135,11 +138,9 @@ pub fn attach_reports(
                 c.report_age_s = age.map(|a| (a * 10.0).round() / 10.0);
                 c.summary = Some(d.summary.clone());
                 if age.is_some_and(|a| a <= c.stale_after_s as f64) {
-                    let (status, critical, warning) = match subjects.get(&c.id).filter(|s| !s.is_empty()) {
+                    let (status, critical, warning) = match parts.get(&c.id).filter(|s| !s.is_empty()) {
                         None => (d.status, d.critical, d.warning),
-                        Some(s) => d.without(|name| {
-                            qmoi_core::alerts::subject_of(name).is_some_and(|n| s.iter().any(|x| x == n))
-                        }),
+                        Some(s) => d.without(|name, labels| s.iter().any(|p| p.covers(name, labels))),
                     };
                     c.report_status = Some(status);
                     c.critical_alerts = critical;
@@ -167,16 +168,16 @@ pub fn attach_reports(
     }
 }
 
-/// The overview of `components` with their reports; `subjects` as for [`attach_reports`].
+/// The overview of `components` with their reports; `parts` as for [`attach_reports`].
 pub fn build(
     mut components: Vec<ComponentStatus>,
     report_dir: &Path,
     cache: &ReportCache,
     alerts: &AlertsConfig,
     supervisor: Option<SupervisorInfo>,
-    subjects: &std::collections::HashMap<String, Vec<String>>,
+    parts: &std::collections::HashMap<String, Vec<Scope>>,
 ) -> Overview {
-    attach_reports(&mut components, report_dir, cache, subjects);
+    attach_reports(&mut components, report_dir, cache, parts);
     let verdict = verdict::evaluate(&components, alerts);
     Overview { generated_at: Utc::now(), verdict, components, supervisor }
 }

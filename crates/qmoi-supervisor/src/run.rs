@@ -18,8 +18,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
-/// A `[[maintenance]]` entry: (components, schedule, seconds, reason).
-type Recurring = (Vec<String>, qmoi_core::cron::CronTz, i64, String);
+/// A `[[maintenance]]` entry, its schedule and length in seconds.
+type Recurring = (crate::config::RecurringMaintenance, qmoi_core::cron::CronTz, i64);
 
 /// The `[[maintenance]]` entries of `plan` (validated with it).
 fn recurring(plan: &Plan) -> Vec<Recurring> {
@@ -29,7 +29,7 @@ fn recurring(plan: &Plan) -> Vec<Recurring> {
         .filter_map(|m| {
             let cron = qmoi_core::cron::CronTz::parse(&m.cron, m.tz.as_deref()).ok()?;
             let secs = i64::try_from(m.duration.get().as_secs()).ok()?;
-            Some((m.components.clone(), cron, secs, m.reason.clone()))
+            Some((m.clone(), cron, secs))
         })
         .collect()
 }
@@ -68,9 +68,9 @@ impl Control {
 
     fn overview(&self) -> Overview {
         let mut components = self.shared.snapshot();
-        // Subjects of a component in a maintenance window now (their checks and alerts
-        // count for nothing in the verdict).
-        let mut subjects: HashMap<String, Vec<String>> = HashMap::new();
+        // The parts of a component in a maintenance window now (subjects, labels: their
+        // checks and alerts count for nothing in the verdict).
+        let mut parts: HashMap<String, Vec<qmoi_core::alerts::Scope>> = HashMap::new();
         // Maintenance windows in force (kept in the dashboard's database, where the
         // notifier reads them too).
         if let Some(d) = &self.dashboard {
@@ -81,15 +81,13 @@ impl Control {
                     let in_force = || windows.iter().filter(|w| w.starts_at <= now);
                     for c in &mut components {
                         c.maintenance =
-                            in_force().find(|w| w.component == c.id && w.subject.is_none()).map(|w| w.describe());
-                        c.maintenance_subjects = in_force()
-                            .filter(|w| w.component == c.id)
-                            .filter_map(|w| Some(format!("{} {}", w.subject.as_ref()?, w.describe())))
-                            .collect();
-                    }
-                    for w in in_force() {
-                        if let Some(s) = &w.subject {
-                            subjects.entry(w.component.clone()).or_default().push(s.clone());
+                            in_force().find(|w| w.component == c.id && w.part().all()).map(|w| w.describe());
+                        let partial = || in_force().filter(|w| w.window().of(&c.id) && !w.part().all());
+                        c.maintenance_subjects =
+                            partial().map(|w| format!("{} {}", w.part_name(), w.describe())).collect();
+                        let p: Vec<_> = partial().map(|w| w.part()).collect();
+                        if !p.is_empty() {
+                            parts.insert(c.id.clone(), p);
                         }
                     }
                 }
@@ -99,7 +97,7 @@ impl Control {
         let mut info = self.info.clone();
         info.reload = self.last_reload.lock().ok().and_then(|r| r.clone());
         let alerts = self.alerts.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        overview::build(components, &self.report_dir, &self.reports, &alerts, Some(info), &subjects)
+        overview::build(components, &self.report_dir, &self.reports, &alerts, Some(info), &parts)
     }
 
     /// Read the configuration again and apply what changed (SIGHUP, `qmoi-supervisor
@@ -210,16 +208,20 @@ impl Control {
     fn open_recurring(&self, d: &qmoi_dashboard::Dashboard, now: i64) {
         let Some(t) = chrono::DateTime::from_timestamp(now, 0) else { return };
         let recurring = self.recurring.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (components, cron, secs, reason) in recurring.iter() {
+        for (m, cron, secs) in recurring.iter() {
             let Some(start) = cron.last_at_or_before(t).map(|s| s.timestamp()) else { continue };
             if now >= start + secs {
                 continue;
             }
+            let any = [qmoi_core::maintenance::ANY_COMPONENT.to_string()];
+            let components = if m.components.is_empty() { &any[..] } else { &m.components[..] };
+            let reason = &m.reason;
             for c in components {
                 let w = qmoi_dashboard::store::Maintenance {
                     id: 0,
                     component: c.clone(),
-                    subject: None,
+                    subject: m.subject.clone(),
+                    labels: m.labels.clone(),
                     reason: reason.clone(),
                     created_by: "config".into(),
                     created_at: now,
@@ -348,11 +350,12 @@ impl control::Handler for Control {
             Request::Reset => Response::message(self.reset()),
             Request::RestartDashboard => done(self.restart_dashboard().await),
             Request::Reload => done(self.reload().await),
-            Request::MaintenanceAdd { component, subject, for_s, reason, by } => {
+            Request::MaintenanceAdd { component, subject, labels, for_s, reason, by } => {
                 let now = qmoi_dashboard::hub::unix_now();
                 let window = qmoi_dashboard::actions::NewWindow {
                     component: &component,
                     subject: subject.as_deref(),
+                    labels: &labels,
                     starts_at: now,
                     ends_at: now.saturating_add(i64::try_from(for_s).unwrap_or(i64::MAX / 2)),
                     reason: &reason,

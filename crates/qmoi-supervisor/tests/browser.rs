@@ -266,6 +266,18 @@ interval = 1
         }
         assert!(!open, "the window was not ended from the page");
 
+        // A window of labels over every component, from the same form: listed as such.
+        client.execute("document.querySelector('#maint-component').value = '*';", vec![]).await?;
+        client.find(Locator::Id("maint-labels")).await?.send_keys("team=payments").await?;
+        client.find(Locator::Id("maint-reason")).await?.send_keys("payments release").await?;
+        click(&client, "#maint-start").await.map_err(|e| format!("click start maintenance: {e}"))?;
+        let row = text_until(&client, "#maint-table tbody", "payments release").await;
+        assert!(row.contains("every component {team=payments}"), "list: '{row}'");
+        let w = http("GET", &addr, "/api/maintenance", &auth, None).json();
+        let by_label = w["windows"].as_array().and_then(|a| a.iter().find(|x| x["reason"] == "payments release")).cloned();
+        assert_eq!(by_label.as_ref().map(|x| (x["component"].clone(), x["labels"].clone())),
+            Some((serde_json::json!("*"), serde_json::json!({"team": "payments"}))), "{w}");
+
         // The notifier's dead letter, listed with the channel and the error.
         let mut dead = String::new();
         for _ in 0..150 {

@@ -138,25 +138,28 @@ fn recurring_windows_from_the_config_open_and_stay_ended_when_ended() {
 /// `checkout` takes its checks and alerts out of the verdict (healthy), while the
 /// component itself is not in maintenance and its report still says checkout is down (the
 /// notifier's silences of one subject are tested in qmoi-notify's dashboard contract).
-#[test]
-fn a_window_of_one_endpoint_covers_only_that_endpoint() {
-    let closed = qmoi_testkit::free_port();
-    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let open_port = open.local_addr().unwrap().port();
+/// A started stack with the dashboard (an admin token) and the endpoint monitor probing
+/// `endpoints` every 200 ms.
+fn endpoints_stack(endpoints: &str) -> Stack {
     let mut stack = Stack::new(&format!(
         "[dashboard]\nport = 0\n[[dashboard.auth.tokens]]\nname = \"admin\"\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n\
          [report]\ninterval = 1\n[monitoring_components.api_endpoints]\ninterval = 1\ncommand = \"{}\"\n",
         qmoi_testkit::bin("qmoi-api-endpoints").display()
     ));
-    stack.write(
-        "config/api_endpoints.toml",
-        &format!(
-            "interval = 1\nprobe_interval = \"200ms\"\n\
-             [[endpoints]]\nname = \"checkout\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed}\"\ntimeout = \"100ms\"\ncritical = true\n\
-             [[endpoints]]\nname = \"search\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{open_port}\"\n"
-        ),
-    );
+    stack.write("config/api_endpoints.toml", &format!("interval = 1\nprobe_interval = \"200ms\"\n{endpoints}"));
     stack.start();
+    stack
+}
+
+#[test]
+fn a_window_of_one_endpoint_covers_only_that_endpoint() {
+    let closed = qmoi_testkit::free_port();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let stack = endpoints_stack(&format!(
+        "[[endpoints]]\nname = \"checkout\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed}\"\ntimeout = \"100ms\"\ncritical = true\n\
+         [[endpoints]]\nname = \"search\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{open_port}\"\n"
+    ));
     wait_for(Duration::from_secs(30), "a critical verdict", || {
         (stack.status()["verdict"]["overall"] == "critical").then_some(())
     });
@@ -207,4 +210,82 @@ fn a_window_of_one_endpoint_covers_only_that_endpoint() {
     let scoped: Vec<&str> = w["windows"].as_array().unwrap().iter().filter_map(|x| x["subject"].as_str()).collect();
     assert_eq!(scoped, ["search", "checkout"], "{w}");
     drop(open);
+}
+
+#[test]
+fn a_window_of_labels_covers_what_carries_them_in_every_component() {
+    let (closed_a, closed_b) = (qmoi_testkit::free_port(), qmoi_testkit::free_port());
+    let stack = endpoints_stack(&format!(
+        "[[endpoints]]\nname = \"checkout\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed_a}\"\ntimeout = \"100ms\"\n\
+         critical = true\nlabels = {{ team = \"payments\", env = \"prod\" }}\n\
+         [[endpoints]]\nname = \"search\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed_b}\"\ntimeout = \"100ms\"\n\
+         labels = {{ team = \"search\" }}\n"
+    ));
+    wait_for(Duration::from_secs(30), "a critical verdict", || {
+        (stack.status()["verdict"]["overall"] == "critical").then_some(())
+    });
+    // The alert of a check carries its endpoint's labels.
+    let report = qmoi_testkit::read_json(&stack.path("logs/api_endpoints_latest.json")).unwrap();
+    let alert =
+        report["alerts"].as_array().unwrap().iter().find(|a| a["fingerprint"] == "api_endpoints/endpoint:checkout");
+    assert_eq!(alert.unwrap()["labels"], serde_json::json!({"team": "payments", "env": "prod"}), "{report}");
+
+    // From the CLI, without a component: every component's checks with the label.
+    let out =
+        stack.run(&["maintenance", "add", "--for", "1h", "--label", "team=payments", "--reason", "payments release"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("for *{team=payments}"), "{text}");
+    let s = wait_for(Duration::from_secs(10), "a degraded verdict (search only)", || {
+        let s = stack.status();
+        (s["verdict"]["overall"] == "degraded").then_some(s)
+    });
+    let c = s["components"].as_array().unwrap().iter().find(|c| c["id"] == "api_endpoints").cloned().unwrap();
+    assert!(c["maintenance"].is_null(), "{c}");
+    assert!(c["maintenance_subjects"].to_string().contains("{team=payments} until"), "{c}");
+    assert_eq!(c["warning_alerts"], 1, "{c}");
+
+    // A label that must be name=value is refused by the CLI, with the reason.
+    let out = stack.run(&["maintenance", "add", "--for", "1h", "--label", "team", "--reason", "x"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'team' is not name=value"));
+
+    // From the REST API: labels of one component.
+    let auth = format!("Bearer {ADMIN}");
+    let r = http(
+        "POST",
+        &stack.dashboard_addr(),
+        "/api/maintenance",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        Some(r#"{"component":"api_endpoints","labels":{"team":"search"},"duration":"1h","reason":"reindex"}"#),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_for(Duration::from_secs(10), "a healthy verdict", || {
+        (stack.status()["verdict"]["overall"] == "healthy").then_some(())
+    });
+    // Neither a component nor labels: refused, nothing opened.
+    let r = http(
+        "POST",
+        &stack.dashboard_addr(),
+        "/api/maintenance",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        Some(r#"{"duration":"1h","reason":"everything"}"#),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("give a component, or labels"), "{}", r.body);
+    let w = http("GET", &stack.dashboard_addr(), "/api/maintenance", &[("Authorization", &auth)], None).json();
+    let scopes: Vec<(String, serde_json::Value)> = w["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["component"].as_str().unwrap_or("").to_string(), x["labels"].clone()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            ("*".to_string(), serde_json::json!({"team": "payments"})),
+            ("api_endpoints".to_string(), serde_json::json!({"team": "search"}))
+        ],
+        "{w}"
+    );
 }

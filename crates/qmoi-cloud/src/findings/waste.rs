@@ -84,6 +84,7 @@ pub fn check(
             },
             detail: w.detail.clone(),
             since: now,
+            labels: Default::default(),
         });
     }
     let waste_msg = summary(name, &f.waste, &by_kind);

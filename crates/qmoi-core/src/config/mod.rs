@@ -85,6 +85,15 @@ impl Problems {
             self.push(key.to_string(), format!("critical ({critical}) must be {rel} warning ({warning})"));
         }
     }
+
+    /// A problem for each label of `labels` (at `key`) that is not a valid label.
+    pub fn check_labels(&mut self, key: &str, labels: &crate::report::Labels) {
+        for (k, v) in labels {
+            if let Err(e) = crate::alerts::check_label(k, v) {
+                self.push(format!("{key}.labels"), e);
+            }
+        }
+    }
 }
 
 impl fmt::Display for Problems {

@@ -217,6 +217,23 @@ pub struct CheckResult {
     /// Alert title when this check is not ok (defaults to the message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// The labels of what the check watches (an endpoint's, a heartbeat check's
+    /// `labels`): copied into its alert, matched by maintenance windows of labels.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// Labels of a check or alert (`team = "payments"`).
+pub type Labels = BTreeMap<String, String>;
+
+/// Give each of `checks` the labels of its subject (`endpoint:checkout`, `slo:checkout`
+/// → those of `checkout`), as `labels_of` knows them.
+pub fn label_by_subject<'a>(checks: &mut [CheckResult], labels_of: impl Fn(&str) -> Option<&'a Labels>) {
+    for c in checks {
+        if let Some(l) = crate::alerts::subject_of(&c.name).and_then(&labels_of) {
+            c.labels.clone_from(l);
+        }
+    }
 }
 
 impl CheckResult {
@@ -230,6 +247,7 @@ impl CheckResult {
             critical: None,
             message: message.into(),
             title: None,
+            labels: Labels::new(),
         }
     }
 
@@ -258,6 +276,11 @@ impl CheckResult {
         self.title = Some(title.into());
         self
     }
+
+    pub fn with_labels(mut self, labels: &Labels) -> Self {
+        self.labels.clone_from(labels);
+        self
+    }
 }
 
 /// An alert firing now.
@@ -270,6 +293,9 @@ pub struct Alert {
     pub detail: String,
     #[serde(with = "rfc3339")]
     pub since: DateTime<Utc>,
+    /// Its check's labels.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
 }
 
 impl Report {

@@ -106,16 +106,16 @@ fn to_i64(v: u64) -> i64 {
 }
 
 /// Windows of one component's maintenance, as the dashboard keeps them
-/// (`data/history.db`, table `maintenance`): what is counted in one is excluded. A window
-/// of one subject (an endpoint, a check) covers that subject only.
+/// (`data/history.db`, table `maintenance`; see [`crate::maintenance`]): what is counted
+/// in one is excluded. A window of one subject or of labels covers just what it names.
 #[derive(Debug, Default, Clone)]
 pub struct Maintenance {
-    /// `[start, end)` in unix seconds, and the subject (None: the whole component).
-    windows: Vec<(i64, i64, Option<String>)>,
+    windows: Vec<crate::maintenance::Window>,
 }
 
 impl Maintenance {
-    /// Read the windows in force or to come (a missing database or table: none).
+    /// Read the windows of `component` in force or to come (a missing database or
+    /// table: none).
     pub fn read(path: &Path, component: &str, now: i64) -> Result<Self, String> {
         if !path.exists() {
             return Ok(Self::default());
@@ -123,38 +123,20 @@ impl Maintenance {
         let named = |e: rusqlite::Error| format!("{}: {e}", path.display());
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(named)?;
         let _ = conn.busy_timeout(std::time::Duration::from_secs(2));
-        let exists = conn
-            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'maintenance'", [], |_| Ok(()))
-            .optional()
-            .map_err(named)?
-            .is_some();
-        if !exists {
-            return Ok(Self::default());
-        }
-        // A dashboard database from before windows of one subject has no such column.
-        let sql = |subject: &str| {
-            format!(
-                "SELECT starts_at, ends_at, {subject} FROM maintenance
-                 WHERE component = ?1 AND ended_at IS NULL AND ends_at > ?2"
-            )
-        };
-        let mut st = conn.prepare(&sql("subject")).or_else(|_| conn.prepare(&sql("NULL"))).map_err(named)?;
-        let windows = st
-            .query_map(params![component, now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(named)?
-            .collect::<Result<_, _>>()
-            .map_err(named)?;
+        let mut windows = crate::maintenance::read(&conn, now).map_err(named)?;
+        windows.retain(|w| w.of(component));
         Ok(Self { windows })
     }
 
-    /// These windows (`[start, end)` in unix seconds, of one subject or all), as if read.
-    pub fn from_windows(windows: Vec<(i64, i64, Option<String>)>) -> Self {
+    /// These windows, as if read.
+    pub fn from_windows(windows: Vec<crate::maintenance::Window>) -> Self {
         Self { windows }
     }
 
-    /// A window covering `subject` (its own, or the whole component's) is in force at `t`.
-    pub fn in_force(&self, t: i64, subject: &str) -> bool {
-        self.windows.iter().any(|(s, e, w)| *s <= t && t < *e && w.as_deref().is_none_or(|w| w == subject))
+    /// A window covering `subject` with `labels` (its own, one of its labels, or the
+    /// whole component's) is in force at `t`.
+    pub fn in_force(&self, t: i64, subject: &str, labels: &crate::report::Labels) -> bool {
+        self.windows.iter().any(|w| w.in_force(t) && w.scope.covers_subject(Some(subject), labels))
     }
 }
 

@@ -3,6 +3,7 @@
 //! written and every objective worked out ([`Objectives`]).
 
 use super::{BurnAlert, Counts, MINUTE, Maintenance, SloSettings, SloStatus, SloTarget, Store, secs, status};
+use crate::report::Labels;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -16,28 +17,29 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// A maintenance window of the component, or of `subject`, is in force at `t` (what
-    /// happens then counts for no availability).
-    pub fn in_maintenance(&self, t: i64, subject: &str) -> bool {
-        self.maintenance.read().unwrap_or_else(PoisonError::into_inner).in_force(t, subject)
+    /// A maintenance window of the component, of `subject` or of its `labels`, is in
+    /// force at `t` (what happens then counts for no availability).
+    pub fn in_maintenance(&self, t: i64, subject: &str, labels: &Labels) -> bool {
+        self.maintenance.read().unwrap_or_else(PoisonError::into_inner).in_force(t, subject, labels)
     }
 
-    /// Count one event (a probe) of subject `idx` (named `name`) at `now`.
-    pub fn count(&self, idx: usize, name: &str, now: i64, ok: bool) {
-        let excluded = self.in_maintenance(now, name);
+    /// Count one event (a probe) of subject `idx` (named `name`, with `labels`) at `now`.
+    pub fn count(&self, idx: usize, (name, labels): (&str, &Labels), now: i64, ok: bool) {
+        let excluded = self.in_maintenance(now, name, labels);
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         p.entry((idx, now - now.rem_euclid(MINUTE))).or_default().add(1, ok, excluded);
     }
 
-    /// Count the seconds of `[from, to)` of subject `idx` (named `name`) as good or bad,
-    /// each minute's share in its own bucket (seconds inside a maintenance window excluded).
-    pub fn span(&self, idx: usize, name: &str, from: i64, to: i64, ok: bool) {
+    /// Count the seconds of `[from, to)` of subject `idx` (named `name`, with `labels`) as
+    /// good or bad, each minute's share in its own bucket (seconds inside a maintenance
+    /// window excluded).
+    pub fn span(&self, idx: usize, (name, labels): (&str, &Labels), from: i64, to: i64, ok: bool) {
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let mut t = from;
         while t < to {
             let minute = t - t.rem_euclid(MINUTE);
             let end = (minute + MINUTE).min(to);
-            let excluded = self.in_maintenance(t, name);
+            let excluded = self.in_maintenance(t, name, labels);
             p.entry((idx, minute)).or_default().add(u64::try_from(end - t).unwrap_or(0), ok, excluded);
             t = end;
         }
@@ -160,21 +162,37 @@ mod tests {
     fn a_span_is_split_at_minute_boundaries_and_maintenance() {
         let t = Tally::default();
         let m0: i64 = 1_800_000_000; // a minute start
-        *t.maintenance.write().unwrap() =
-            Maintenance::from_windows(vec![(m0 + 120, m0 + 180, None), (m0, m0 + 60, Some("b".into()))]);
+        let window = |starts_at, ends_at, subject: Option<&str>, labels: &str| crate::maintenance::Window {
+            component: "c".into(),
+            scope: crate::alerts::Scope {
+                subject: subject.map(str::to_string),
+                labels: crate::alerts::parse_labels(labels).unwrap(),
+            },
+            starts_at,
+            ends_at,
+        };
+        *t.maintenance.write().unwrap() = Maintenance::from_windows(vec![
+            window(m0 + 120, m0 + 180, None, ""),
+            window(m0, m0 + 60, Some("b"), ""),
+            window(m0, m0 + 60, None, "team=payments"),
+        ]);
+        let none = Labels::new();
+        let payments = crate::alerts::parse_labels("team=payments,env=prod").unwrap();
         // 50 s of the first minute, all of the second, 30 s of the third (in maintenance).
-        t.span(0, "a", m0 + 10, m0 + 150, false);
+        t.span(0, ("a", &none), m0 + 10, m0 + 150, false);
         let p = t.take();
         assert_eq!(p[&(0, m0)], Counts { total: 50, bad: 50, excluded: 0 });
         assert_eq!(p[&(0, m0 + 60)], Counts { total: 60, bad: 60, excluded: 0 });
         assert_eq!(p[&(0, m0 + 120)], Counts { total: 0, bad: 0, excluded: 30 });
-        t.count(1, "a", m0 + 5, true);
-        t.count(1, "a", m0 + 6, false);
+        t.count(1, ("a", &none), m0 + 5, true);
+        t.count(1, ("a", &none), m0 + 6, false);
         assert_eq!(t.take()[&(1, m0)], Counts { total: 2, bad: 1, excluded: 0 });
-        // A window of subject b only: b's probes are excluded, a's are not.
-        t.count(1, "a", m0 + 7, true);
-        t.count(2, "b", m0 + 7, false);
+        // A window of subject b only: b's probes are excluded, a's are not; one of
+        // team=payments: what carries that label is excluded too.
+        t.count(1, ("a", &none), m0 + 7, true);
+        t.count(2, ("b", &none), m0 + 7, false);
+        t.count(3, ("c", &payments), m0 + 7, false);
         let p = t.take();
-        assert_eq!((p[&(1, m0)].total, p[&(2, m0)].excluded), (1, 1));
+        assert_eq!((p[&(1, m0)].total, p[&(2, m0)].excluded, p[&(3, m0)].excluded), (1, 1, 1));
     }
 }

@@ -389,11 +389,28 @@ async function loadMaintenance() {
   const when = (w) => (w.active ? "until " : new Date(w.starts_at * 1000).toLocaleString() + " to ") + new Date(w.ends_at * 1000).toLocaleString();
   $("#maint-table tbody").replaceChildren(...ws.map((w) => el("tr", { "data-window": String(w.id) },
     el("td", {}, String(w.id)),
-    el("td", {}, w.component + (w.subject ? " / " + w.subject : ""), w.active ? el("span", { class: "pill warning" }, "in force") : null),
+    el("td", {}, scopeOf(w), w.active ? el("span", { class: "pill warning" }, "in force") : null),
     el("td", {}, when(w)),
     el("td", { class: "detail" }, w.reason),
     el("td", {}, w.created_by),
     el("td", {}, el("button", { type: "button", class: "end-maint", onclick: () => endMaintenance(w.id) }, "End")))));
+}
+
+/// `api_endpoints / checkout {team=payments}`; `*` is every component.
+function scopeOf(w) {
+  const labels = Object.entries(w.labels || {}).map(([k, v]) => k + "=" + v).join(", ");
+  return (w.component === "*" ? "every component" : w.component) + (w.subject ? " / " + w.subject : "") + (labels ? " {" + labels + "}" : "");
+}
+
+/// `team=payments, env=prod` as an object; null when a pair is not name=value.
+function parseLabels(text) {
+  const out = {};
+  for (const pair of text.split(/[,\s]+/).filter(Boolean)) {
+    const i = pair.indexOf("=");
+    if (i < 1 || i === pair.length - 1) return null;
+    out[pair.slice(0, i)] = pair.slice(i + 1);
+  }
+  return out;
 }
 
 /// The component choices follow the overview; a choice the user made is kept.
@@ -402,8 +419,8 @@ function fillMaintenanceComponents(o) {
   const ids = o.components.filter((c) => c.state !== "disabled").map((c) => c.id);
   if (sel.dataset.ids === ids.join(",")) return;
   const chosen = sel.value;
-  sel.replaceChildren(...ids.map((id) => el("option", { value: id }, id)));
-  if (ids.includes(chosen)) sel.value = chosen;
+  sel.replaceChildren(...ids.map((id) => el("option", { value: id }, id)), el("option", { value: "*" }, "every component (by labels)"));
+  if (ids.includes(chosen) || chosen === "*") sel.value = chosen;
   sel.dataset.ids = ids.join(",");
 }
 
@@ -412,11 +429,18 @@ async function startMaintenance(ev) {
   const body = { component: $("#maint-component").value, duration: $("#maint-duration").value, reason: $("#maint-reason").value };
   const subject = $("#maint-subject").value.trim();
   if (subject) body.subject = subject;
+  const labels = parseLabels($("#maint-labels").value);
+  if (labels === null) {
+    message("Labels are name=value pairs, e.g. team=payments");
+    return;
+  }
+  if (Object.keys(labels).length) body.labels = labels;
   try {
     const w = await api("/api/maintenance", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    message("Maintenance window " + w.id + " for " + w.component + (w.subject ? " / " + w.subject : "") + " opened", true);
+    message("Maintenance window " + w.id + " for " + scopeOf(w) + " opened", true);
     $("#maint-reason").value = "";
     $("#maint-subject").value = "";
+    $("#maint-labels").value = "";
   } catch (e) {
     message(e.status === 401 || e.status === 403 ? "Sign in with an admin token to open a window: " + e.message : e.message);
   }

@@ -40,6 +40,7 @@ pub(super) struct StoredAlert {
     pub(super) notified_channels: BTreeSet<String>,
     pub(super) escalation_step: usize,
     pub(super) am_sent_at: Option<i64>,
+    pub(super) labels: qmoi_core::report::Labels,
 }
 
 impl StoredAlert {
@@ -54,24 +55,29 @@ impl StoredAlert {
             detail: self.detail.clone(),
             since: at(self.since),
             at: at(now),
+            labels: self.labels.clone(),
         }
     }
 
-    pub(super) fn labels(&self) -> BTreeMap<&'static str, &str> {
+    /// What routes match: the alert's own labels, then `component`, `severity`, `host`,
+    /// `fingerprint` and `alertname` (which win over its own of the same name).
+    pub(super) fn labels(&self) -> BTreeMap<&str, &str> {
         let alertname = self.fingerprint.split_once('/').map_or(self.fingerprint.as_str(), |(_, s)| s);
-        BTreeMap::from([
+        let mut out: BTreeMap<&str, &str> = self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        out.extend([
             ("component", self.component.as_str()),
             ("severity", self.level.as_str()),
             ("host", self.host.as_str()),
             ("fingerprint", self.fingerprint.as_str()),
             ("alertname", alertname),
-        ])
+        ]);
+        out
     }
 }
 
 pub(super) fn load_alerts(conn: &Connection, component: Option<&str>) -> Res<Vec<StoredAlert>> {
     let sql = "SELECT fingerprint, component, host, level, title, detail, since, notified_at, first_notified_at,
-                      notified_channels, escalation_step, am_sent_at FROM alerts";
+                      notified_channels, escalation_step, am_sent_at, labels FROM alerts";
     let map = |r: &rusqlite::Row| -> Res<StoredAlert> {
         let channels: String = r.get(9)?;
         Ok(StoredAlert {
@@ -87,6 +93,7 @@ pub(super) fn load_alerts(conn: &Connection, component: Option<&str>) -> Res<Vec
             notified_channels: serde_json::from_str(&channels).unwrap_or_default(),
             escalation_step: usize::try_from(r.get::<_, i64>(10)?).unwrap_or(0),
             am_sent_at: r.get(11)?,
+            labels: qmoi_core::maintenance::labels_from_column(r.get::<_, Option<String>>(12)?.as_deref()),
         })
     };
     match component {

@@ -226,24 +226,41 @@ impl Engine {
             match stored.get(&a.fingerprint) {
                 None => {
                     tx.exec(
-                        "INSERT INTO alerts (fingerprint, component, host, level, title, detail, since, first_seen)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![a.fingerprint, component, host, a.level.as_str(), a.title, a.detail, ms(a.since), now],
+                        "INSERT INTO alerts (fingerprint, component, host, level, title, detail, since, first_seen, labels)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            a.fingerprint,
+                            component,
+                            host,
+                            a.level.as_str(),
+                            a.title,
+                            a.detail,
+                            ms(a.since),
+                            now,
+                            qmoi_core::maintenance::labels_to_column(&a.labels)
+                        ],
                     )?;
                     stats.transitions += 1;
                 }
                 Some(s) if s.level != a.level => {
                     tx.exec(
                         "UPDATE alerts SET level = ?2, title = ?3, detail = ?4, since = ?5, notified_at = NULL,
-                                first_notified_at = NULL, escalation_step = 0 WHERE fingerprint = ?1",
-                        params![a.fingerprint, a.level.as_str(), a.title, a.detail, ms(a.since)],
+                                first_notified_at = NULL, escalation_step = 0, labels = ?6 WHERE fingerprint = ?1",
+                        params![
+                            a.fingerprint,
+                            a.level.as_str(),
+                            a.title,
+                            a.detail,
+                            ms(a.since),
+                            qmoi_core::maintenance::labels_to_column(&a.labels)
+                        ],
                     )?;
                     stats.transitions += 1;
                 }
-                Some(s) if s.title != a.title || s.detail != a.detail => {
+                Some(s) if s.title != a.title || s.detail != a.detail || s.labels != a.labels => {
                     tx.exec(
-                        "UPDATE alerts SET title = ?2, detail = ?3 WHERE fingerprint = ?1",
-                        params![a.fingerprint, a.title, a.detail],
+                        "UPDATE alerts SET title = ?2, detail = ?3, labels = ?4 WHERE fingerprint = ?1",
+                        params![a.fingerprint, a.title, a.detail, qmoi_core::maintenance::labels_to_column(&a.labels)],
                     )?;
                 }
                 Some(_) => {}
@@ -379,7 +396,7 @@ impl Engine {
         }
         let repeat = self.cfg.grouping.repeat_interval.get().as_millis() as i64;
         for a in &all {
-            if policy.silenced(&a.component, &a.fingerprint, a.level) {
+            if policy.silenced(&a.component, &a.fingerprint, a.level, &a.labels) {
                 continue;
             }
             if self.cfg.inhibit && a.level < AlertLevel::Critical && critical.contains(a.component.as_str()) {

@@ -33,7 +33,14 @@ fn config(f: impl FnOnce(&mut NotifyConfig)) -> Arc<NotifyConfig> {
 }
 
 fn alert(fp: &str, level: AlertLevel) -> Alert {
-    Alert { fingerprint: fp.into(), level, title: fp.into(), detail: "d".into(), since: at(T0) }
+    Alert {
+        fingerprint: fp.into(),
+        level,
+        title: fp.into(),
+        detail: "d".into(),
+        since: at(T0),
+        labels: Default::default(),
+    }
 }
 
 struct H {
