@@ -79,12 +79,13 @@ def heartbeats(bindir):
         with open(f"{d}/logs/heartbeats_latest.json") as f:
             rep = json.load(f)
         counted = sum(v for k, v in rep["metrics"].items() if k.startswith("qmoi_heartbeat_pings_total"))
+        steady = (mem_kib(hb.pid) or 0) / 1024  # every check has pinged; a report since
         peak = (mem_kib(hb.pid, "VmHWM") or 0) / 1024
         print(f"heartbeat pings (wrk, 2 threads, 32 connections, 10 s, {CHECKS:,} checks): {rps:,.0f} pings/s, "
               f"p99 {p99:.2f} ms, non-2xx {int(bad.group(1)) if bad else 0}; {total:,} sent, {counted:,.0f} counted "
               f"in the report")
-        print(f"qmoi-heartbeat RSS with {CHECKS:,} checks: {idle:.1f} MiB idle, {loaded:.1f} MiB after the load, "
-              f"peak {peak:.1f} MiB")
+        print(f"qmoi-heartbeat RSS with {CHECKS:,} checks: {idle:.1f} MiB idle, {loaded:.1f} MiB right after the load, "
+              f"{steady:.1f} MiB steady after it (every check pinged), peak {peak:.1f} MiB")
     finally:
         hb.send_signal(signal.SIGTERM)
         hb.wait(timeout=30)

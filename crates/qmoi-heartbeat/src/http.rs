@@ -69,8 +69,8 @@ async fn ping(
     if let Some(msg) = q.get("msg").filter(|_| segments.first() == Some(&"api")) {
         text = msg.chars().take(s.max_body).collect();
     }
-    let rid = q.get("rid").map(|r| r.chars().take(64).collect());
-    s.take(i, Ping { kind, at: chrono::Utc::now(), body: text, rid, from: remote.ip().to_string() });
+    let rid = q.get("rid").map(|r| r.chars().take(64).collect::<String>().into_boxed_str());
+    s.take(i, Ping { kind, at: chrono::Utc::now(), body: text.into_boxed_str(), rid, from: remote.ip() });
     answer(StatusCode::OK, "OK")
 }
 

@@ -28,11 +28,14 @@ use qmoi_core::slo;
 use qmoi_core::{CheckResult, Status};
 use schedule::Schedule;
 use state::{CheckState, Ping, Run};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// Checks not ok whose recent runs a report shows at most (each is a query).
+const MAX_CHECKS_WITH_RUNS: usize = 100;
 
 /// Runs waiting for the writer at most (a second's worth at 20,000 pings/s).
 const MAX_PENDING_RUNS: usize = 20_000;
@@ -52,7 +55,7 @@ impl Key {
         }
         match self {
             Key::Uuid => secret(c.uuid.as_ref()),
-            Key::PushToken => secret(c.push_token.as_ref()),
+            Key::PushToken => secret(c.push_token.as_deref()),
             Key::Name => Some(c.name.as_str()),
         }
     }
@@ -79,6 +82,9 @@ impl Index {
     }
 }
 
+/// Checks whose state changed, and runs that ended (of check `.0`).
+type Pending = (HashSet<usize>, Vec<(usize, Run)>);
+
 /// What the listener and the report share.
 pub struct Shared {
     checks: Vec<CheckConfig>,
@@ -90,8 +96,9 @@ pub struct Shared {
     max_body: usize,
     limiter: RateLimiter,
     states: Mutex<Vec<CheckState>>,
-    /// What the writer saves next: checks whose state changed, runs that ended.
-    pending: Mutex<(HashSet<usize>, Vec<Run>)>,
+    /// What the writer saves next: checks whose state changed, runs that ended (of check
+    /// `.0`).
+    pending: Mutex<Pending>,
     /// Runs not saved to the history because more came in a second than it takes.
     runs_dropped: std::sync::atomic::AtomicU64,
     wake: Arc<Notify>,
@@ -166,7 +173,7 @@ impl Shared {
                     pending.1.drain(..MAX_PENDING_RUNS / 10);
                     self.runs_dropped.fetch_add((MAX_PENDING_RUNS / 10) as u64, std::sync::atomic::Ordering::Relaxed);
                 }
-                pending.1.push(r);
+                pending.1.push((i, r));
             }
         }
         if before != after {
@@ -221,7 +228,7 @@ impl Heartbeats {
         }
         self.last_tick = Some((now, now_ok));
         let targets: Vec<Option<(&str, &slo::SloTarget)>> =
-            self.shared.checks.iter().map(|c| c.slo.as_ref().map(|t| (c.name.as_str(), t))).collect();
+            self.shared.checks.iter().map(|c| c.slo.as_deref().map(|t| (c.name.as_str(), t))).collect();
         let (statuses, problem) = self.objectives.report(&targets, now);
         checks.extend(statuses.iter().map(|s| slo::check(s, self.objectives.rules())));
         if let Some(p) = problem {
@@ -233,16 +240,63 @@ impl Heartbeats {
     }
 }
 
+impl Heartbeats {
+    /// The newest runs of each check that is not ok (the first [`MAX_CHECKS_WITH_RUNS`]
+    /// of them), newest first: the ones not saved yet, then the database's. Not kept in
+    /// memory per check: 10,000 checks with five runs each took 20 MiB.
+    fn recent_runs(&self, evaluated: &[(Status, String)]) -> HashMap<usize, Vec<Run>> {
+        let wanted: Vec<usize> = evaluated
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, _))| *s != Status::Ok)
+            .map(|(i, _)| i)
+            .take(MAX_CHECKS_WITH_RUNS)
+            .collect();
+        let mut out: HashMap<usize, Vec<Run>> = HashMap::with_capacity(wanted.len());
+        if wanted.is_empty() {
+            return out;
+        }
+        for (i, r) in lock(&self.shared.pending).1.iter().rev() {
+            if let Ok(k) = wanted.binary_search(i) {
+                let runs = out.entry(wanted[k]).or_default();
+                if runs.len() < state::RECENT {
+                    runs.push(r.clone());
+                }
+            }
+        }
+        let Some(store) = &self.store else { return out };
+        let store = lock(store);
+        for i in wanted {
+            let runs = out.entry(i).or_default();
+            let more = state::RECENT - runs.len();
+            match store.recent(&self.shared.checks[i].name, more) {
+                Ok(r) => runs.extend(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot read the recent runs.");
+                    break;
+                }
+            }
+        }
+        out.retain(|_, r| !r.is_empty());
+        out
+    }
+}
+
 fn flush(shared: &Shared, store: &Mutex<store::Store>, keep: usize) {
-    let (dirty, runs) = std::mem::take(&mut *lock(&shared.pending));
+    let (dirty, runs) = {
+        let mut p = lock(&shared.pending);
+        // Taken with their capacity: a burst's set of 10,000 checks is not kept.
+        (std::mem::take(&mut p.0), std::mem::take(&mut p.1))
+    };
     if dirty.is_empty() && runs.is_empty() {
         return;
     }
-    let states: Vec<(String, CheckState)> = {
+    let states: Vec<(&str, CheckState)> = {
         let s = lock(&shared.states);
-        dirty.iter().map(|&i| (shared.checks[i].name.clone(), s[i].clone())).collect()
+        dirty.iter().map(|&i| (shared.checks[i].name.as_str(), s[i].clone())).collect()
     };
-    if let Err(e) = lock(store).save(&states, &runs, keep) {
+    let name = |i: usize| shared.checks.get(i).map_or("", |c| c.name.as_str());
+    if let Err(e) = lock(store).save(&states, &runs, keep, &name) {
         tracing::error!(error = %e, "Cannot save heartbeat states; they are kept in memory and saved at the next try.");
         let mut p = lock(&shared.pending);
         p.0.extend(dirty);
@@ -265,13 +319,13 @@ impl Monitor for Heartbeats {
             self.listener = Some(l);
         }
         let store = store::Store::open(std::path::Path::new(&self.cfg.database))?;
-        let (saved, bad) = store.load()?;
+        let (mut saved, bad) = store.load()?;
         self.notes = bad;
         {
             let mut states = lock(&self.shared.states);
             for (i, c) in self.shared.checks.iter().enumerate() {
-                if let Some(s) = saved.get(&c.name) {
-                    states[i] = s.clone();
+                if let Some(s) = saved.remove(&c.name) {
+                    states[i] = s;
                 }
             }
         }
@@ -353,12 +407,14 @@ impl Monitor for Heartbeats {
         qmoi_core::report::label_by_subject(&mut checks[before..], |name| {
             shared.by_name.find(&shared.checks, name).map(|i| shared.checks[i].labels()).filter(|l| !l.is_empty())
         });
+        let recent = self.recent_runs(&evaluated);
         let stream = report::ChecksStream {
             shared: self.shared.clone(),
             evaluated,
             listen: self.cfg.listen.clone(),
             slos,
             runs_dropped: self.shared.runs_dropped.load(std::sync::atomic::Ordering::Relaxed),
+            recent,
         };
         Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }
     }
@@ -373,7 +429,7 @@ mod tests {
         use chrono::TimeZone;
         use state::{Cause, Kind};
         let at = |s: i64| chrono::Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap();
-        let ping = |kind, s| Ping { kind, at: at(s), body: String::new(), rid: None, from: "127.0.0.1".into() };
+        let ping = |kind, s| Ping { kind, at: at(s), body: "".into(), rid: None, from: [127, 0, 0, 1].into() };
         let mut cfg = state::test_check("job", 3600, 60);
         cfg.min_duration = Some(qmoi_core::config::ConfigDuration::from_secs(60));
         cfg.max_duration = Some(qmoi_core::config::ConfigDuration::from_secs(600));

@@ -63,7 +63,7 @@ fn sla_report(info: &component::ComponentInfo, cli: &Cli) -> ExitCode {
         component: info.id,
         subject: "check",
         unit: "seconds",
-        targets: cfg.checks.iter().filter_map(|c| Some((c.name.as_str(), c.slo.as_ref()?))).collect(),
+        targets: cfg.checks.iter().filter_map(|c| Some((c.name.as_str(), c.slo.as_deref()?))).collect(),
     };
     qmoi_core::slo::month::run(info.binary, &cfg.slo, &subjects, &cli.sla)
 }

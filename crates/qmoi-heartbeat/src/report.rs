@@ -19,6 +19,8 @@ pub struct ChecksStream {
     pub listen: String,
     pub slos: Vec<SloStatus>,
     pub runs_dropped: u64,
+    /// The newest runs of the checks that are not ok, newest first, by check index.
+    pub recent: std::collections::HashMap<usize, Vec<state::Run>>,
 }
 
 impl StreamParts for ChecksStream {
@@ -49,11 +51,11 @@ impl StreamParts for ChecksStream {
                     _ => None,
                 };
                 (
-                    st.last_ping.as_ref().map(|p| p.at.timestamp()),
+                    st.last().map(|p| p.at.timestamp()),
                     st.last_success.map(|t| t.timestamp()),
                     st.last_duration_s,
                     exit,
-                    st.pings.clone(),
+                    st.pings,
                 )
             };
             if let Some(t) = last_ping {
@@ -68,10 +70,10 @@ impl StreamParts for ChecksStream {
             if let Some(n) = exit {
                 put(&metric_key("qmoi_heartbeat_last_exit_status", &labels), f64::from(n))?;
             }
-            for (kind, n) in &pings {
+            for (kind, n) in pings.iter() {
                 put(
                     &metric_key("qmoi_heartbeat_pings_total", &[("check", c.name.as_str()), ("kind", kind)]),
-                    *n as f64,
+                    f64::from(n),
                 )?;
             }
         }
@@ -102,7 +104,7 @@ impl StreamParts for ChecksStream {
                     "message": message,
                     "schedule": self.shared.schedules[i].describe(),
                     "grace": c.grace.to_string(),
-                    "last_ping": st.last_ping.as_ref().map(|p| serde_json::json!({
+                    "last_ping": st.last().map(|p| serde_json::json!({
                         "kind": p.kind.as_str(), "at": p.at, "from": p.from,
                         "body": p.body.chars().take(200).collect::<String>()})),
                     "last_success": st.last_success,
@@ -110,11 +112,7 @@ impl StreamParts for ChecksStream {
                     "running": st.open.len(),
                     // The runs of a check in trouble (all of them would make a report of
                     // 10,000 checks tens of megabytes); every run is in the database.
-                    "recent_runs": if status == Status::Ok {
-                        Vec::new()
-                    } else {
-                        st.recent.iter().rev().map(run_json).collect()
-                    },
+                    "recent_runs": self.recent.get(&i).map_or_else(Vec::new, |r| r.iter().map(run_json).collect()),
                 })
             };
             serde_json::to_writer(&mut *w, &row)?;

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use qmoi_core::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 /// What a ping says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,17 @@ impl Kind {
         }
     }
 
+    /// What [`Self::as_str`] wrote (`exit 3`).
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Self::Success),
+            _ => match s.strip_prefix("exit ") {
+                Some(n) => n.parse().ok().map(Self::Exit),
+                None => Self::from_word(Some(s)),
+            },
+        }
+    }
+
     /// The path word after the key: none, `start`, `fail`, `log`, or 0-255.
     pub fn from_word(w: Option<&str>) -> Option<Self> {
         match w {
@@ -53,6 +65,17 @@ impl Kind {
         }
     }
 
+    /// Which of [`PingCounts`] counts it.
+    fn slot(self) -> usize {
+        match self {
+            Self::Success => 0,
+            Self::Start => 1,
+            Self::Fail => 2,
+            Self::Log => 3,
+            Self::Exit(_) => 4,
+        }
+    }
+
     fn ends_a_run(self) -> bool {
         matches!(self, Self::Success | Self::Fail | Self::Exit(_))
     }
@@ -62,23 +85,65 @@ impl Kind {
     }
 }
 
-/// One ping.
+/// One ping. Kept per check (10,000 of them): boxed strings, the address as an address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ping {
     pub kind: Kind,
     pub at: DateTime<Utc>,
     /// The request body (capped), or an Uptime Kuma `msg`.
-    pub body: String,
+    pub body: Box<str>,
     /// Pairs a start with its end when runs overlap.
-    pub rid: Option<String>,
+    pub rid: Option<Box<str>>,
     /// The client's address.
-    pub from: String,
+    pub from: IpAddr,
 }
 
-/// A finished (or failed) run, for the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Pings taken, by kind: `success`, `start`, `fail`, `log`, `exit` (saved as a map of
+/// those names; counts saturate at 2³² − 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PingCounts([u32; 5]);
+
+const KIND_NAMES: [&str; 5] = ["success", "start", "fail", "log", "exit"];
+
+impl PingCounts {
+    fn add(&mut self, k: Kind) {
+        let n = &mut self.0[k.slot()];
+        *n = n.saturating_add(1);
+    }
+
+    /// The count of the kind named `name`.
+    pub fn get(&self, name: &str) -> u32 {
+        KIND_NAMES.iter().position(|k| *k == name).map_or(0, |i| self.0[i])
+    }
+
+    /// (kind, count) of the kinds taken at least once.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u32)> + '_ {
+        KIND_NAMES.iter().zip(self.0).filter(|(_, n)| *n > 0).map(|(k, n)| (*k, n))
+    }
+}
+
+impl Serialize for PingCounts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for PingCounts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, u64>::deserialize(d)?;
+        let mut out = Self::default();
+        for (k, n) in map {
+            if let Some(i) = KIND_NAMES.iter().position(|x| *x == k) {
+                out.0[i] = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A finished (or failed) run, for the history (its check is known to whoever holds it).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Run {
-    pub check: String,
     pub kind: Kind,
     pub started_at: Option<DateTime<Utc>>,
     pub ended_at: DateTime<Utc>,
@@ -86,11 +151,12 @@ pub struct Run {
     pub body: String,
 }
 
-/// Everything remembered of one check (kept in the database across restarts).
+/// Everything remembered of one check (kept in the database across restarts). Sized for
+/// 10,000 checks: 128 bytes, and one boxed ping once it pinged. A state saved by an
+/// earlier version (with its runs, `recent`) reads as it is, without them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckState {
-    /// Boxed, as `last_end`: a check that never pinged costs 8 bytes for it, not a
-    /// whole `Ping` (10,000 checks are mostly waiting).
+    /// The last ping, unless it ended a run: then it is `last_end` (see [`Self::last`]).
     pub last_ping: Option<Box<Ping>>,
     pub last_success: Option<DateTime<Utc>>,
     /// Runs started and not ended, by rid ("" without one).
@@ -99,16 +165,24 @@ pub struct CheckState {
     pub last_end: Option<Box<Ping>>,
     pub last_duration_s: Option<f64>,
     /// Set by the last success, cleared by the next one.
-    pub too_often: Option<String>,
-    pub too_short: Option<String>,
-    /// Pings taken, by kind (`success`, `start`, `fail`, `log`, `exit`).
-    pub pings: BTreeMap<String, u64>,
-    /// The last [`RECENT`] runs, newest last (the full history is in the database).
-    #[serde(default)]
-    pub recent: std::collections::VecDeque<Run>,
+    pub too_often: Option<Box<str>>,
+    pub too_short: Option<Box<str>>,
+    pub pings: PingCounts,
 }
 
-/// Runs kept with the state (shown in the report).
+/// Write `p` into `slot`'s box, else into `spare`, else into a new one.
+fn put(slot: &mut Option<Box<Ping>>, p: Ping, spare: Option<Box<Ping>>) {
+    match (slot.as_mut(), spare) {
+        (Some(b), _) => **b = p,
+        (None, Some(mut b)) => {
+            *b = p;
+            *slot = Some(b);
+        }
+        (None, None) => *slot = Some(Box::new(p)),
+    }
+}
+
+/// Runs of a check that is not ok shown in the report (from the database).
 pub const RECENT: usize = 5;
 
 /// At most this many runs open at once per check (a job that only ever starts).
@@ -119,14 +193,15 @@ fn dur(s: f64) -> String {
 }
 
 impl CheckState {
+    /// The last ping.
+    pub fn last(&self) -> Option<&Ping> {
+        self.last_ping.as_deref().or(self.last_end.as_deref())
+    }
+
     /// Take in a ping; the run it ends, if it ends one.
     pub fn apply(&mut self, cfg: &CheckConfig, p: Ping) -> Option<Run> {
-        let kind_key = match p.kind {
-            Kind::Exit(_) => "exit".to_string(),
-            k => k.as_str(),
-        };
-        *self.pings.entry(kind_key).or_default() += 1;
-        let rid = p.rid.clone().unwrap_or_default();
+        self.pings.add(p.kind);
+        let rid = p.rid.as_deref().unwrap_or_default().to_string();
         let run = match p.kind {
             Kind::Log => None,
             Kind::Start => {
@@ -146,48 +221,48 @@ impl CheckState {
                 self.last_duration_s = duration.or(self.last_duration_s);
                 if !k.failed() {
                     self.too_often = match (cfg.min_interval, self.last_success) {
-                        (Some(min), Some(prev)) if (p.at - prev).to_std().is_ok_and(|d| d < min.get()) => {
-                            Some(format!(
+                        (Some(min), Some(prev)) if (p.at - prev).to_std().is_ok_and(|d| d < min.get()) => Some(
+                            format!(
                                 "ran too often: a success {} after the previous one (min_interval {min})",
                                 dur((p.at - prev).num_milliseconds() as f64 / 1000.0)
-                            ))
-                        }
+                            )
+                            .into(),
+                        ),
                         _ => None,
                     };
                     self.too_short = match (cfg.min_duration, duration) {
                         (Some(min), Some(d)) if d < min.get().as_secs_f64() => {
-                            Some(format!("ran too short: {} from start to success (min_duration {min})", dur(d)))
+                            Some(format!("ran too short: {} from start to success (min_duration {min})", dur(d)).into())
                         }
                         _ => None,
                     };
                     self.last_success = Some(p.at);
                 }
-                let run = Run {
-                    check: cfg.name.clone(),
+                Some(Run {
                     kind: k,
                     started_at: started,
                     ended_at: p.at,
                     duration_s: duration,
                     body: p.body.chars().take(1000).collect(),
-                };
-                if self.recent.len() >= RECENT {
-                    self.recent.pop_front();
-                }
-                self.recent.push_back(run.clone());
-                Some(run)
+                })
             }
         };
+        // One box a check: the ping that ended a run is both the last ping and the last end.
+        // A box is written over, not replaced: a flood of pings allocates nothing, and the
+        // boxes of 10,000 checks do not end up strewn among the flood's short-lived data.
         if p.kind.ends_a_run() {
-            self.last_end = Some(Box::new(p.clone()));
+            let spare = self.last_ping.take();
+            put(&mut self.last_end, p, spare);
+        } else {
+            put(&mut self.last_ping, p, None);
         }
-        self.last_ping = Some(Box::new(p));
         run
     }
 
     /// What is wrong with the check at `now`, if anything: the conditions in their order
     /// of precedence, without building a message (the ping path asks this twice a ping).
     pub fn cause(&self, cfg: &CheckConfig, schedule: &Schedule, now: DateTime<Utc>) -> Cause {
-        let Some(last) = &self.last_ping else { return Cause::New };
+        let Some(last) = self.last() else { return Cause::New };
         if self.last_end.as_ref().is_some_and(|e| e.kind.failed()) {
             return Cause::Failed;
         }
@@ -227,7 +302,7 @@ impl CheckState {
         };
         let ago = |t: DateTime<Utc>| dur((now - t).num_seconds().max(0) as f64);
         let name = &cfg.name;
-        let message = match (cause, &self.last_ping, &self.last_end) {
+        let message = match (cause, self.last(), &self.last_end) {
             (Cause::Failed, _, Some(end)) => {
                 let how = match end.kind {
                     Kind::Exit(n) => format!("exited with status {n}"),
@@ -333,7 +408,7 @@ mod tests {
     }
 
     fn ping(kind: Kind, s: i64, rid: Option<&str>) -> Ping {
-        Ping { kind, at: at(s), body: String::new(), rid: rid.map(str::to_string), from: "127.0.0.1".into() }
+        Ping { kind, at: at(s), body: "".into(), rid: rid.map(Into::into), from: [127, 0, 0, 1].into() }
     }
 
     fn eval(st: &CheckState, cfg: &CheckConfig, now: i64) -> (Status, String) {
@@ -370,7 +445,12 @@ mod tests {
         // A log ping changes nothing.
         st.apply(&cfg, ping(Kind::Log, 70, None));
         assert!(eval(&st, &cfg, 80).1.contains("reported a failure"));
-        assert_eq!(st.pings.get("log"), Some(&1));
+        assert_eq!((st.pings.get("log"), st.pings.get("exit"), st.pings.get("fail")), (1, 2, 1));
+        // Saved as a map of the kinds taken, read back the same; one box for the last ping.
+        let json = serde_json::to_value(st.pings).unwrap();
+        assert_eq!(json, serde_json::json!({"fail": 1, "log": 1, "exit": 2}));
+        assert_eq!(serde_json::from_value::<PingCounts>(json).unwrap(), st.pings);
+        assert!(st.last_ping.is_some() && st.last().is_some_and(|p| p.kind == Kind::Log));
     }
 
     #[test]
@@ -403,6 +483,25 @@ mod tests {
         st.apply(&cfg, ping(Kind::Start, 6000, None));
         st.apply(&cfg, ping(Kind::Success, 6100, None));
         assert_eq!(eval(&st, &cfg, 6101).0, Status::Ok);
+    }
+
+    /// A state saved by the version that kept each check's last runs and counted pings
+    /// in a map reads as it is, without the runs.
+    #[test]
+    fn a_state_saved_by_the_previous_layout_reads() {
+        let old = r#"{"last_ping":{"kind":"success","at":"2027-01-15T08:00:00Z","body":"ok","rid":null,
+            "from":"10.0.0.7"},"last_success":"2027-01-15T08:00:00Z","open":{},"last_end":{"kind":"success",
+            "at":"2027-01-15T08:00:00Z","body":"ok","rid":null,"from":"10.0.0.7"},"last_duration_s":null,
+            "too_often":null,"too_short":"ran too short","pings":{"success":41,"exit":2,"weird":1},
+            "recent":[{"check":"job","kind":"success","started_at":null,"ended_at":"2027-01-15T08:00:00Z",
+            "duration_s":null,"body":"ok"}]}"#;
+        let st: CheckState = serde_json::from_str(old).unwrap();
+        assert_eq!((st.pings.get("success"), st.pings.get("exit")), (41, 2));
+        assert_eq!(st.last().map(|p| p.from), Some([10, 0, 0, 7].into()));
+        assert_eq!(st.too_short.as_deref(), Some("ran too short"));
+        assert_eq!(Kind::from_name("exit 3"), Some(Kind::Exit(3)));
+        assert_eq!(Kind::from_name("success"), Some(Kind::Success));
+        assert_eq!(Kind::from_name(&Kind::Fail.as_str()), Some(Kind::Fail));
     }
 
     #[test]

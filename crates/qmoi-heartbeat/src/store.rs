@@ -2,7 +2,7 @@
 //! history of runs. Written by one writer in batches (see `lib.rs`): a ping is answered
 //! from memory, and at most a second of pings is lost when the process is killed.
 
-use crate::state::{CheckState, Run};
+use crate::state::{CheckState, Kind, Run};
 use rusqlite::{Connection, params};
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,9 +25,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS state (
 pub struct Store {
     conn: Connection,
     path: String,
-    /// When each check's runs were last pruned (a prune is a query per check: at most once
-    /// a minute each, so a flood of pings does not turn into a flood of deletes).
-    pruned: HashMap<String, std::time::Instant>,
+    /// When each check's runs were last pruned, by check index, in seconds since the
+    /// store opened (0: never). A prune is a query per check: at most once a minute
+    /// each, so a flood of pings does not turn into a flood of deletes.
+    pruned: Vec<u32>,
+    opened: std::time::Instant,
 }
 
 impl Store {
@@ -41,8 +43,11 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
+        // Written in batches, read a few rows a report: SQLite's default 2 MiB page
+        // cache would be an eighth of the monitor's memory.
+        conn.pragma_update(None, "cache_size", -256).map_err(e)?;
         qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(e)?;
-        Ok(Self { conn, path: p, pruned: HashMap::new() })
+        Ok(Self { conn, path: p, pruned: Vec::new(), opened: std::time::Instant::now() })
     }
 
     /// Every check's saved state; a row that cannot be read is left out and named.
@@ -63,13 +68,21 @@ impl Store {
         Ok((out, bad))
     }
 
-    /// Save states and append runs in one transaction; keep the newest `keep` runs of each
-    /// check that got one.
-    pub fn save(&mut self, states: &[(String, CheckState)], runs: &[Run], keep: usize) -> Result<(), String> {
+    /// Save states and append runs (of check index `.0`, named by `name`) in one
+    /// transaction; keep the newest `keep` runs of each check that got one.
+    pub fn save<'a>(
+        &mut self,
+        states: &[(&str, CheckState)],
+        runs: &[(usize, Run)],
+        keep: usize,
+        name: &dyn Fn(usize) -> &'a str,
+    ) -> Result<(), String> {
         let path = self.path.clone();
         let e = |x: rusqlite::Error| format!("{path}: {x}");
         let tx = self.conn.transaction().map_err(e)?;
         let pruned = &mut self.pruned;
+        // Seconds since open, at least 1 (0 is "never").
+        let now = u32::try_from(self.opened.elapsed().as_secs()).unwrap_or(u32::MAX).saturating_add(1);
         {
             let mut up = tx.prepare_cached("INSERT OR REPLACE INTO state (name, json) VALUES (?1, ?2)").map_err(e)?;
             for (name, s) in states {
@@ -81,9 +94,9 @@ impl Store {
                     "INSERT INTO runs (check_name, kind, started_at, ended_at, duration_s, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(e)?;
-            for r in runs {
+            for (i, r) in runs {
                 add.execute(params![
-                    r.check,
+                    name(*i),
                     r.kind.as_str(),
                     r.started_at.map(|t| t.timestamp()),
                     r.ended_at.timestamp(),
@@ -97,17 +110,46 @@ impl Store {
                     "DELETE FROM runs WHERE check_name = ?1 AND id <= (SELECT id FROM runs WHERE check_name = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
                 )
                 .map_err(e)?;
-            let mut names: Vec<&str> = runs.iter().map(|r| r.check.as_str()).collect();
-            names.sort_unstable();
-            names.dedup();
-            for n in names {
-                if pruned.get(n).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            let mut ids: Vec<usize> = runs.iter().map(|(i, _)| *i).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for i in ids {
+                if pruned.len() <= i {
+                    pruned.resize(i + 1, 0);
+                }
+                if pruned[i] != 0 && now - pruned[i] < 60 {
                     continue;
                 }
-                prune.execute(params![n, i64::try_from(keep).unwrap_or(i64::MAX)]).map_err(e)?;
-                pruned.insert(n.to_string(), std::time::Instant::now());
+                prune.execute(params![name(i), i64::try_from(keep).unwrap_or(i64::MAX)]).map_err(e)?;
+                pruned[i] = now;
             }
         }
         tx.commit().map_err(e)
+    }
+
+    /// The newest `n` runs of check `name`, newest first.
+    pub fn recent(&self, name: &str, n: usize) -> Result<Vec<Run>, String> {
+        let e = |x: rusqlite::Error| format!("{}: {x}", self.path);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, started_at, ended_at, duration_s, body FROM runs WHERE check_name = ?1
+                 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(e)?;
+        let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default();
+        let rows = st
+            .query_map(params![name, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+                let kind: String = r.get(0)?;
+                Ok(Run {
+                    kind: Kind::from_name(&kind).unwrap_or(Kind::Log),
+                    started_at: r.get::<_, Option<i64>>(1)?.map(at),
+                    ended_at: at(r.get(2)?),
+                    duration_s: r.get(3)?,
+                    body: r.get(4)?,
+                })
+            })
+            .map_err(e)?;
+        rows.collect::<Result<_, _>>().map_err(e)
     }
 }
