@@ -25,6 +25,14 @@ pub fn overview(o: &Overview) -> pb::Overview {
             pid: s.pid,
             started_at: rfc3339(&s.started_at),
             version: s.version.clone(),
+            last_reload: s.reload.as_ref().map(|r| pb::Reload {
+                at: rfc3339(&r.at),
+                ok: r.ok,
+                errors: r.errors.clone(),
+                changes: r.changes.clone(),
+                pending_restart: r.pending_restart.clone(),
+                took_ms: r.took_ms,
+            }),
         }),
     }
 }
@@ -48,6 +56,7 @@ pub fn component_state(c: &ComponentStatus) -> pb::ComponentState {
         note: c.note.clone(),
         report_error: c.report_error.clone(),
         maintenance: c.maintenance.clone(),
+        maintenance_subjects: c.maintenance_subjects.clone(),
     }
 }
 
@@ -67,6 +76,7 @@ pub fn report(r: &Report) -> pb::Report {
                 message: c.message.clone(),
                 value: c.value,
                 unit: c.unit.clone(),
+                labels: c.labels.clone().into_iter().collect(),
             })
             .collect(),
         metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -80,6 +90,7 @@ pub fn report(r: &Report) -> pb::Report {
                 title: a.title.clone(),
                 detail: a.detail.clone(),
                 since: rfc3339(&a.since),
+                labels: a.labels.clone().into_iter().collect(),
                 ..pb::Alert::default()
             })
             .collect(),
@@ -100,6 +111,7 @@ pub fn firing(f: &FiringAlert, marks: &Marks) -> pb::Alert {
         stale: f.stale,
         acknowledged_by: marks.ack(&a.fingerprint).map(|k| k.by.clone()),
         silenced_by: marks.silenced_by(&f.component, &a.fingerprint, a.level.as_str()),
+        labels: a.labels.clone().into_iter().collect(),
     }
 }
 

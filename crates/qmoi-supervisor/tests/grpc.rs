@@ -38,6 +38,9 @@ fn a_grpcio_client_discovers_calls_watches_and_is_refused_rightly() {
         let comps = s["components"].as_array()?.clone();
         comps.iter().all(|c| c["state"] == "running").then_some(())
     });
+    // A reload that changes nothing: the overview says when and that it went well.
+    let reload = stack.run(&["reload"]);
+    assert!(reload.status.success(), "{}", String::from_utf8_lossy(&reload.stderr));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/grpc_client.py");
     let out = Command::new(py).arg(&script).args([&addr, ADMIN, READ]).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -72,6 +72,7 @@ ov = json_format.MessageToDict(o, preserving_proto_field_name=True)
 ids = [c["id"] for c in ov.get("components", [])]
 check("GetOverview: verdict and components", ov.get("verdict", "").startswith("VERDICT_") and
       {"system_health", "security"} <= set(ids), ov)
+check("GetOverview: the last reload", ov.get("supervisor", {}).get("last_reload", {}).get("ok") is True, ov)
 
 # One component with its report.
 c = json_format.MessageToDict(call("GetComponent", read, id="system_health"), preserving_proto_field_name=True)
