@@ -182,6 +182,12 @@ impl Shared {
     }
 }
 
+/// The ping listener's routes over `cfg`'s checks, answering from memory with no
+/// database or report behind them (the fuzz target drives it without a socket).
+pub fn listener_routes(cfg: &HeartbeatsConfig) -> Result<axum::Router, String> {
+    Ok(http::router(Arc::new(Shared::new(cfg)?)))
+}
+
 /// The heartbeat monitor.
 pub struct Heartbeats {
     cfg: HeartbeatsConfig,

@@ -71,12 +71,14 @@ pub struct Service {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     /// nginx/Apache combined, with the request time as the last field when present.
     #[default]
     Combined,
-    /// Apache `vhost_combined`: `host:port` first, then combined.
+    /// Apache `vhost_combined`: `host:port` first, then combined. (`vhostcombined`, the
+    /// only spelling accepted before, though the docs said `vhost_combined`, still is.)
+    #[serde(alias = "vhostcombined")]
     VhostCombined,
     /// One JSON object per line.
     Json,

@@ -453,6 +453,34 @@ impl Task {
         }
     }
 
+    /// The report is old (`note` says how): the monitor is stale and restarted, unless
+    /// its report folder is full (a restart cannot make room: it keeps running, marked
+    /// stale with the reason) or was full less than `stale_after` ago (time to write).
+    /// `held`: when the folder was last seen full.
+    async fn stale(&self, report: &std::path::Path, note: String, held: &mut Option<Instant>) -> Option<Ended> {
+        if let Some(full) = folder_full(report).await {
+            if held.is_none() {
+                tracing::error!(component = %self.spec.id, %full, "Report not written: its folder is full; not restarting.");
+            }
+            *held = Some(Instant::now());
+            let n2 = format!("{note}: {full}");
+            self.set(|c| {
+                c.state = State::Stale;
+                c.note = Some(n2);
+            });
+            return None;
+        }
+        if held.is_some_and(|t| t.elapsed() <= self.spec.stale_after) {
+            return None;
+        }
+        let n2 = note.clone();
+        self.set(|c| {
+            c.state = State::Stale;
+            c.note = Some(n2);
+        });
+        Some(Ended::Stale(note))
+    }
+
     /// Watch a running child until it exits, goes stale, trips the watchdog, or a
     /// command or shutdown arrives.
     async fn watch(&mut self, child: &mut Child, spawned_at: SystemTime) -> Ended {
@@ -462,6 +490,11 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy_since: Option<Instant> = None;
         let mut watchdog = Watchdog::new(child.id());
+        // The report folder is full: the report is old because it cannot be written, and
+        // a restart would not help. The monitor keeps running; the status says why.
+        // When it was last seen full: once there is room again, the monitor has
+        // `stale_after` to write before the usual stale restart.
+        let mut held_by_full_folder: Option<Instant> = None;
         loop {
             tokio::select! {
                 status = child.wait() => {
@@ -486,6 +519,14 @@ impl Task {
                     let mtime = std::fs::metadata(&report).and_then(|m| m.modified()).ok();
                     let fresh = mtime.filter(|m| *m >= spawned_at);
                     match fresh {
+                        Some(m) if held_by_full_folder.is_some()
+                            && healthy_since.is_some()
+                            && SystemTime::now().duration_since(m).unwrap_or_default() <= self.spec.stale_after =>
+                        {
+                            tracing::info!(component = %self.spec.id, "Reports are written again.");
+                            held_by_full_folder = None;
+                            self.set(|c| { c.state = State::Running; c.note = None; });
+                        }
                         Some(m) => {
                             if healthy_since.is_none() {
                                 tracing::info!(component = %self.spec.id, after_ms = started.elapsed().as_millis() as u64, "Ready (first report written).");
@@ -500,9 +541,9 @@ impl Task {
                                     ConfigDuration(Duration::from_secs(age.as_secs())),
                                     ConfigDuration(self.spec.stale_after)
                                 );
-                                let n2 = note.clone();
-                                self.set(|c| { c.state = State::Stale; c.note = Some(n2); });
-                                return Ended::Stale(note);
+                                if let Some(end) = self.stale(&report, note, &mut held_by_full_folder).await {
+                                    return end;
+                                }
                             }
                         }
                         None if started.elapsed() > self.spec.startup_timeout => {
@@ -510,9 +551,9 @@ impl Task {
                                 "no report within {} of starting (startup_timeout)",
                                 ConfigDuration(self.spec.startup_timeout)
                             );
-                            let n2 = note.clone();
-                            self.set(|c| { c.state = State::Stale; c.note = Some(n2); });
-                            return Ended::Stale(note);
+                            if let Some(end) = self.stale(&report, note, &mut held_by_full_folder).await {
+                                return end;
+                            }
                         }
                         None => {}
                     }
@@ -529,6 +570,38 @@ impl Task {
                 }
             }
         }
+    }
+}
+
+/// Why `report` cannot be written: its folder's file system has less room than twice
+/// the report (a new one is written beside the old, then renamed over it), at least
+/// 64 KiB, or no free inode. A blocked `statvfs` (a hung mount) counts as "not known to be
+/// full" after 2 s: the usual stale restart then follows.
+async fn folder_full(report: &std::path::Path) -> Option<String> {
+    let dir = report.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let size = std::fs::metadata(report).map_or(0, |m| m.len());
+    let probe = dir.clone();
+    let stat = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::task::spawn_blocking(move || nix::sys::statvfs::statvfs(&probe)),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .ok()?;
+    let free = stat.blocks_available().saturating_mul(stat.fragment_size());
+    let need = size.saturating_mul(2).max(64 * 1024);
+    if free < need {
+        Some(format!(
+            "{} is full ({} free; a report needs {})",
+            dir.display(),
+            qmoi_core::human::bytes(free as f64),
+            qmoi_core::human::bytes(need as f64)
+        ))
+    } else if stat.files_available() == 0 {
+        Some(format!("{} has no free inode", dir.display()))
+    } else {
+        None
     }
 }
 

@@ -44,17 +44,6 @@ fn wait_master_alert(stack: &Stack, fingerprint: &str) -> serde_json::Value {
     })
 }
 
-fn pid_of(stack: &Stack, id: &str) -> Option<u32> {
-    stack.component(id)["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
-}
-
-fn running_pid(stack: &Stack, id: &str) -> u32 {
-    wait_for(Duration::from_secs(10), &format!("{id} to be running"), || {
-        let c = stack.component(id);
-        (c["state"] == "running").then(|| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok())).flatten()
-    })
-}
-
 #[test]
 fn first_reports_startup_report_and_status_table() {
     let mut stack = Stack::new(&format!("{}{FAST_RESTART}", real_system_health()));
@@ -104,10 +93,10 @@ fn first_reports_startup_report_and_status_table() {
 fn killed_monitor_is_restarted_with_a_new_pid() {
     let mut stack = Stack::new(&format!("{}{FAST_RESTART}", real_system_health()));
     stack.start();
-    let first = running_pid(&stack, "system_health");
+    let first = stack.running_pid("system_health");
     signal(first, Signal::SIGKILL);
     let second = wait_for(Duration::from_secs(5), "a new system_health pid", || {
-        pid_of(&stack, "system_health").filter(|p| *p != first)
+        stack.pid_of("system_health").filter(|p| *p != first)
     });
     assert!(alive(second));
     let c = stack.component("system_health");
@@ -164,7 +153,7 @@ fn hung_monitor_is_restarted_as_stale_and_killed_if_it_ignores_sigterm() {
     let extra = "stale_after = \"2s\"";
     let mut stack = Stack::new(&format!("{}{FAST_RESTART}", fake("system_health", "hang-hard", extra)));
     stack.start();
-    let first = running_pid(&stack, "system_health");
+    let first = stack.running_pid("system_health");
     let c = wait_for(Duration::from_secs(15), "a stale restart", || {
         let c = stack.component("system_health");
         (c["restarts"].as_u64().unwrap_or(0) >= 1).then_some(c)
@@ -208,7 +197,7 @@ fn dependent_starts_only_after_its_dependency_is_ready() {
         c["note"].as_str().is_some_and(|n| n.contains("waiting for system_health")).then_some(c)
     });
     assert!(early["pid"].is_null(), "not spawned before its dependency is ready: {early}");
-    running_pid(&stack, "security");
+    stack.running_pid("security");
     assert!(t0.elapsed() >= Duration::from_millis(1500), "started before system_health's first report");
 }
 
@@ -231,7 +220,7 @@ fn sigkill_of_the_supervisor_leaves_no_monitor_behind() {
     let cfg = format!("{}{}{FAST_RESTART}", real_system_health(), fake("security", "write", ""));
     let mut stack = Stack::new(&cfg);
     let sup = stack.start();
-    let pids = [running_pid(&stack, "system_health"), running_pid(&stack, "security")];
+    let pids = [stack.running_pid("system_health"), stack.running_pid("security")];
     signal(sup, Signal::SIGKILL);
     if let Some(c) = stack.child.as_mut() {
         let _ = c.wait();
@@ -248,7 +237,7 @@ fn sigterm_stops_everything_cleanly_with_no_torn_report() {
     let cfg = format!("{}{}{FAST_RESTART}", real_system_health(), fake("security", "hang", ""));
     let mut stack = Stack::new(&cfg);
     let sup = stack.start();
-    let pids = [running_pid(&stack, "system_health"), running_pid(&stack, "security")];
+    let pids = [stack.running_pid("system_health"), stack.running_pid("security")];
     signal(sup, Signal::SIGTERM);
     let status = wait_for(Duration::from_secs(15), "the supervisor to exit", || {
         stack.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
@@ -275,11 +264,11 @@ fn sigterm_stops_everything_cleanly_with_no_torn_report() {
 fn restart_component_replaces_the_process_and_rejects_unknown_names() {
     let mut stack = Stack::new(&format!("{}{FAST_RESTART}", real_system_health()));
     stack.start();
-    let first = running_pid(&stack, "system_health");
+    let first = stack.running_pid("system_health");
     let out = stack.run(&["restart-component", "system_health"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "restarting system_health");
-    wait_for(Duration::from_secs(5), "a new pid", || pid_of(&stack, "system_health").filter(|p| *p != first));
+    wait_for(Duration::from_secs(5), "a new pid", || stack.pid_of("system_health").filter(|p| *p != first));
     assert!(!alive(first));
     let out = stack.run(&["restart-component", "coffee"]);
     assert_eq!(out.status.code(), Some(2));
@@ -297,7 +286,7 @@ fn restart_counter_resets_after_a_healthy_period() {
         format!("{}{}", real_system_health(), FAST_RESTART.replace("healthy_after = \"1h\"", "healthy_after = \"1s\""));
     let mut stack = Stack::new(&cfg);
     stack.start();
-    let first = running_pid(&stack, "system_health");
+    let first = stack.running_pid("system_health");
     signal(first, Signal::SIGKILL);
     wait_for(Duration::from_secs(5), "restart counted", || {
         (stack.component("system_health")["restarts_in_window"] == 1).then_some(())
@@ -339,7 +328,7 @@ fn missing_binary_is_a_clear_failure_not_a_crash() {
         String::from_utf8_lossy(&out.stderr).contains("security: command '/nonexistent/qmoi-security' does not exist")
     );
     stack.start();
-    running_pid(&stack, "system_health");
+    stack.running_pid("system_health");
     let c = wait_for(Duration::from_secs(5), "security failed", || {
         let c = stack.component("security");
         (c["state"] == "failed").then_some(c)
@@ -577,8 +566,8 @@ fn seed_commands_and_config_work_as_written() {
         ),
     );
     stack.start();
-    let sh = running_pid(&stack, "system_health");
-    let sec = running_pid(&stack, "security");
+    let sh = stack.running_pid("system_health");
+    let sec = stack.running_pid("security");
     let run = |args: &[&str]| {
         let out = stack.run(args);
         (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
@@ -589,15 +578,14 @@ fn seed_commands_and_config_work_as_written() {
     let (code, text) = run(&["--restart-component", "system_health"]);
     assert_eq!(code, Some(0), "{text}");
     let sh2 = wait_for(Duration::from_secs(10), "system_health restarted", || {
-        pid_of(&stack, "system_health").filter(|p| *p != sh)
+        stack.pid_of("system_health").filter(|p| *p != sh)
     });
     let (code, text) = run(&["--restart"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("restarting security, system_health"), "{text}");
     wait_for(Duration::from_secs(10), "both restarted", || {
-        (pid_of(&stack, "system_health").is_some_and(|p| p != sh2)
-            && pid_of(&stack, "security").is_some_and(|p| p != sec))
-        .then_some(())
+        (stack.pid_of("system_health").is_some_and(|p| p != sh2) && stack.pid_of("security").is_some_and(|p| p != sec))
+            .then_some(())
     });
     assert_eq!(run(&["--reset"]).0, Some(0));
     assert_eq!(run(&["--restart-dashboard"]).0, Some(0));

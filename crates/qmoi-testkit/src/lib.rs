@@ -271,6 +271,19 @@ impl Stack {
             .unwrap_or_else(|| panic!("no component {id} in status: {s}"))
     }
 
+    /// The pid of component `id` now (none while it is not running).
+    pub fn pid_of(&self, id: &str) -> Option<u32> {
+        self.component(id)["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+    }
+
+    /// The pid of component `id` once it is running (waits up to 15 s).
+    pub fn running_pid(&self, id: &str) -> u32 {
+        wait_for(Duration::from_secs(15), &format!("{id} to be running"), || {
+            let c = self.component(id);
+            (c["state"] == "running").then(|| c["pid"].as_u64().and_then(|p| u32::try_from(p).ok())).flatten()
+        })
+    }
+
     /// The dashboard's `host:port`, once the supervisor has written `run/dashboard.addr`.
     pub fn dashboard_addr(&self) -> String {
         wait_for(Duration::from_secs(10), "run/dashboard.addr", || {

@@ -1,0 +1,119 @@
+//! Fault injection on the real stack: a monitor stopped with SIGSTOP, the report folder's
+//! file system full, state files corrupted. Each test injects one fault into real
+//! processes and files, checks that nothing exits that should not, that nothing torn is
+//! left behind, that the fault is named, and that everything recovers when it goes away.
+//! The file-system tests mount a small tmpfs (root, as CI runs) and skip with a note
+//! without it.
+
+use nix::sys::signal::Signal;
+use qmoi_testkit::{Stack, alive, read_json, signal, wait_for};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const FAST: &str = "[dashboard]\nport = 0\n[restart]\nbackoff_initial = \"200ms\"\nstop_timeout = \"1s\"\n\
+                    [report]\ninterval = 1\n[monitoring_components.system_health]\ninterval = 1\n";
+
+/// A tmpfs of `size` mounted on `dir` for the life of the value (lazily unmounted when
+/// dropped, also when the test fails). None when this process may not mount.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            if std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_some() {
+                panic!("cannot mount a tmpfs on {} (QMOI_REQUIRE_EXTERNAL is set: run as root)", dir.display());
+            }
+            eprintln!("skipped: cannot mount a tmpfs (not root)");
+            return None;
+        }
+        Some(Self(dir.to_path_buf()))
+    }
+
+    /// Fill it to the last byte: a file of zeros written until ENOSPC.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let p = self.0.join("filler");
+        let mut f = std::fs::File::create(&p).unwrap_or_else(|e| panic!("create filler: {e}"));
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        // The last partial block, byte by byte.
+        while f.write_all(&[0]).is_ok() {}
+        let _ = f.sync_all();
+        p
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_monitor_stopped_with_sigstop_is_found_stale_and_killed() {
+    let mut stack = Stack::new(&format!("{FAST}stale_after = \"3s\"\n"));
+    stack.start();
+    let first = stack.running_pid("system_health");
+    signal(first, Signal::SIGSTOP);
+    // SIGTERM cannot reach a stopped process: the group gets SIGKILL after stop_timeout.
+    let c = wait_for(Duration::from_secs(20), "a stale restart", || {
+        let c = stack.component("system_health");
+        (c["restarts"].as_u64().unwrap_or(0) >= 1 && c["state"] == "running").then_some(c)
+    });
+    let reason = c["recent_restarts"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("report not updated for") && reason.contains("stale_after 3s"), "{reason}");
+    assert!(c["last_exit"].as_str().unwrap_or_default().starts_with("killed after 1s"), "{c}");
+    assert!(!alive(first), "the stopped monitor was killed");
+    assert_ne!(stack.pid_of("system_health"), Some(first));
+    // One restart, not a burst: the new one reports.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stack.component("system_health")["restarts"], 1);
+}
+
+#[test]
+fn a_full_report_folder_keeps_every_process_and_the_last_reports_and_recovers() {
+    let mut stack = Stack::new(FAST);
+    let Some(fs) = Tmpfs::mount(&stack.path("logs"), "4m") else { return };
+    let sup = stack.start();
+    let mon = stack.running_pid("system_health");
+    let report = stack.path("logs/system_health_latest.json");
+    wait_for(Duration::from_secs(10), "a report", || read_json(&report));
+    let filler = fs.fill();
+    std::thread::sleep(Duration::from_secs(6));
+    // Nobody exited; what is there is a whole report (the last one written).
+    assert!(alive(sup), "the supervisor is alive: {}", stack.supervisor_stderr());
+    assert!(read_json(&report).is_some(), "the last report is whole");
+    // The monitor is not restarted (that cannot make room): the status says why.
+    assert!(alive(mon), "the monitor kept running");
+    let c = stack.component("system_health");
+    assert_eq!((c["restarts"].as_u64(), c["state"].as_str()), (Some(0), Some("stale")), "{c}");
+    let s = stack.status();
+    let reasons = s["verdict"]["reasons"].to_string();
+    assert!(reasons.contains("logs is full (") && reasons.contains("a report needs"), "the verdict names it: {s}");
+    // Space comes back: reports are fresh again, by themselves.
+    std::fs::remove_file(&filler).unwrap();
+    let before = std::fs::metadata(&report).and_then(|m| m.modified()).unwrap();
+    wait_for(Duration::from_secs(15), "a fresh report", || {
+        std::fs::metadata(&report).and_then(|m| m.modified()).ok().filter(|m| *m > before)
+    });
+    let c = wait_for(Duration::from_secs(5), "running again", || {
+        let c = stack.component("system_health");
+        (c["state"] == "running").then_some(c)
+    });
+    assert_eq!((c["pid"].as_u64(), c["restarts"].as_u64()), (Some(u64::from(mon)), Some(0)), "{c}");
+    assert!(alive(sup));
+    // The supervisor's own report is written again too.
+    wait_for(Duration::from_secs(10), "a fresh master report", || {
+        std::fs::metadata(stack.path("logs/master_monitor_latest.json"))
+            .and_then(|m| m.modified())
+            .ok()
+            .filter(|m| *m > before)
+    });
+}
