@@ -31,9 +31,89 @@ pub fn migrate(conn: &Connection, what: &str, migrations: &[&str]) -> rusqlite::
     Ok(())
 }
 
+/// Whether `e` says the file is not a database, or a damaged one.
+pub fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt))
+}
+
+/// Open the database at `path` with `open` (which sets its pragmas and migrates it). A
+/// file that is not a database, or is damaged where opening reads, is moved aside to
+/// `<path>.corrupt-<UTC time>` with its `-wal` and `-shm`, and a new, empty database is
+/// opened: the note says what was found and where it went, for the component to report
+/// (nothing in it is lost for good: it can be looked at, or recovered with `sqlite3
+/// .recover`). Any other error is returned as it is.
+pub fn open_or_set_aside<T>(
+    path: &std::path::Path,
+    open: impl Fn(&std::path::Path) -> rusqlite::Result<T>,
+) -> rusqlite::Result<(T, Option<String>)> {
+    match open(path) {
+        Err(e) if is_corrupt(&e) => {
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let aside = std::path::PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+            let moved = |from: &std::path::Path, to: &std::path::Path| {
+                std::fs::rename(from, to)
+                    .or_else(|r| if r.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(r) })
+            };
+            for suffix in ["", "-wal", "-shm"] {
+                let from = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+                let to = std::path::PathBuf::from(format!("{}{suffix}", aside.display()));
+                moved(&from, &to).map_err(|r| {
+                    rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some(format!("{e}; cannot move it aside to {}: {r}", to.display())),
+                    )
+                })?;
+            }
+            tracing::error!(path = %path.display(), moved_to = %aside.display(), error = %e, "Database unreadable; moved aside, starting a new one.");
+            let t = open(path)?;
+            Ok((
+                t,
+                Some(format!(
+                    "{} was unreadable ({e}): moved to {} and started empty",
+                    path.display(),
+                    aside.display()
+                )),
+            ))
+        }
+        r => r.map(|t| (t, None)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_moved_aside_and_a_new_one_opened() -> rusqlite::Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?;
+        let path = dir.path().join("x.db");
+        let open = |p: &std::path::Path| -> rusqlite::Result<Connection> {
+            let c = Connection::open(p)?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            migrate(&c, "x.db", &[V1])?;
+            Ok(c)
+        };
+        std::fs::write(&path, vec![0x5a; 5000]).map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?;
+        let (c, note) = open_or_set_aside(&path, open)?;
+        let note = note.unwrap_or_default();
+        assert!(
+            note.contains("x.db was unreadable (file is not a database): moved to") && note.ends_with("started empty"),
+            "{note}"
+        );
+        c.execute("INSERT INTO t (name) VALUES ('new')", [])?;
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .map_err(|e| rusqlite::Error::InvalidPath(e.to_string().into()))?
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.starts_with("x.db.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read(dir.path().join(&aside[0])).map(|b| b.len()).unwrap_or(0), 5000, "kept as it was");
+        drop(c);
+        // A sound database opens as it is, with no note.
+        let (_, note) = open_or_set_aside(&path, open)?;
+        assert!(note.is_none());
+        Ok(())
+    }
 
     const V1: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, name TEXT NOT NULL);";
     const V2: &str = "ALTER TABLE t ADD COLUMN note TEXT NOT NULL DEFAULT '';";

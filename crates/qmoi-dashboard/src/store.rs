@@ -32,6 +32,8 @@ pub struct StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     path: String,
+    /// The file found unreadable and moved aside when opening, for the report.
+    pub note: Option<String>,
     series: Mutex<HashMap<(String, String), i64>>,
     retention: HistoryRetention,
 }
@@ -289,11 +291,15 @@ impl Store {
     pub fn open(path: &Path, retention: HistoryRetention) -> Result<Self, StoreError> {
         let p = path.display().to_string();
         let err = |source| StoreError { path: p.clone(), source };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        conn.execute_batch(PRAGMAS).map_err(err)?;
-        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(err)?;
-        Ok(Self { conn: Mutex::new(conn), path: p, series: Mutex::new(HashMap::new()), retention })
+        let (conn, note) = qmoi_core::sqlite::open_or_set_aside(path, |path| {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch(PRAGMAS)?;
+            qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS)?;
+            Ok(conn)
+        })
+        .map_err(err)?;
+        Ok(Self { conn: Mutex::new(conn), path: p, note, series: Mutex::new(HashMap::new()), retention })
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {

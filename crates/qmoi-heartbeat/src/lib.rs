@@ -327,6 +327,7 @@ impl Monitor for Heartbeats {
         let store = store::Store::open(std::path::Path::new(&self.cfg.database))?;
         let (mut saved, bad) = store.load()?;
         self.notes = bad;
+        self.notes.extend(store.note.clone());
         {
             let mut states = lock(&self.shared.states);
             for (i, c) in self.shared.checks.iter().enumerate() {

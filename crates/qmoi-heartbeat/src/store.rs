@@ -24,6 +24,8 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS state (
 
 pub struct Store {
     conn: Connection,
+    /// The file found unreadable and moved aside when opening, for the report.
+    pub note: Option<String>,
     path: String,
     /// When each check's runs were last pruned, by check index, in seconds since the
     /// store opened (0: never). A prune is a query per check: at most once a minute
@@ -39,15 +41,19 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|x| format!("{}: {x}", dir.display()))?;
         }
-        let conn = Connection::open(path).map_err(e)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(e)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(e)?;
-        // Written in batches, read a few rows a report: SQLite's default 2 MiB page
-        // cache would be an eighth of the monitor's memory.
-        conn.pragma_update(None, "cache_size", -256).map_err(e)?;
-        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).map_err(e)?;
-        Ok(Self { conn, path: p, pruned: Vec::new(), opened: std::time::Instant::now() })
+        let (conn, note) = qmoi_core::sqlite::open_or_set_aside(path, |path| {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Written in batches, read a few rows a report: SQLite's default 2 MiB page
+            // cache would be an eighth of the monitor's memory.
+            conn.pragma_update(None, "cache_size", -256)?;
+            qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS)?;
+            Ok(conn)
+        })
+        .map_err(e)?;
+        Ok(Self { conn, path: p, note, pruned: Vec::new(), opened: std::time::Instant::now() })
     }
 
     /// Every check's saved state; a row that cannot be read is left out and named.

@@ -498,6 +498,13 @@ impl Notifier {
                     .with_title("The notifier cannot read its database"),
             );
         }
+        if let Some(note) = store.note.as_ref().filter(|_| db_errors.is_empty()) {
+            // Until the notifier restarts: what was pending in the old file was not sent.
+            checks.push(
+                CheckResult::new("database", Status::Warning, format!("{note}; what it held pending was not sent"))
+                    .with_title("The notifier's database was unreadable and started anew"),
+            );
+        }
         checks.push(if let (Some(pending), Some(queued)) = (&pending, queued) {
             if backlog_age > 300.0 {
                 CheckResult::new(

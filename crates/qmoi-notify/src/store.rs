@@ -82,6 +82,8 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
 pub struct Store {
     pub conn: Connection,
     pub path: String,
+    /// The file found unreadable and moved aside when opening, for the report.
+    pub note: Option<String>,
 }
 
 impl Store {
@@ -91,12 +93,16 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs_err::create_dir_all(dir).map_err(|e| StoreError { path: p.clone(), message: e.to_string() })?;
         }
-        let conn = Connection::open(path).ctx(&p)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).ctx(&p)?;
-        conn.pragma_update(None, "journal_mode", "WAL").ctx(&p)?;
-        conn.pragma_update(None, "synchronous", if sync == Sync::Full { "FULL" } else { "NORMAL" }).ctx(&p)?;
-        qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).ctx(&p)?;
-        Ok(Self { conn, path: p })
+        let (conn, note) = qmoi_core::sqlite::open_or_set_aside(path, |path| {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", if sync == Sync::Full { "FULL" } else { "NORMAL" })?;
+            qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS)?;
+            Ok(conn)
+        })
+        .ctx(&p)?;
+        Ok(Self { conn, path: p, note })
     }
 
     /// Open an existing database for reading (`--status`, `--history`).
@@ -111,7 +117,7 @@ impl Store {
         let conn = Connection::open(path).ctx(&p)?;
         conn.busy_timeout(std::time::Duration::from_secs(5)).ctx(&p)?;
         qmoi_core::sqlite::migrate(&conn, &p, MIGRATIONS).ctx(&p)?;
-        Ok(Self { conn, path: p })
+        Ok(Self { conn, path: p, note: None })
     }
 
     pub fn count(&self, table: &str) -> Result<u64> {

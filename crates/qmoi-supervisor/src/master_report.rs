@@ -87,8 +87,15 @@ fn component_check(c: &crate::state::ComponentStatus) -> CheckResult {
     CheckResult::new(format!("component:{}", c.id), status, msg)
 }
 
-/// Build the master report from an overview.
-pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u64) -> Report {
+/// Build the master report from an overview; `notes` are the supervisor's own problems
+/// to alert on (its database found unreadable and set aside), as `(subject, detail)`.
+pub fn build(
+    o: &Overview,
+    tracker: &mut AlertTracker,
+    host: &str,
+    interval_s: u64,
+    notes: &[(&str, String)],
+) -> Report {
     let checks: Vec<CheckResult> = o.components.iter().map(component_check).collect();
     let mut metrics = BTreeMap::new();
     // A disabled component is not monitored: no series (its `up` of 0 would page).
@@ -115,7 +122,16 @@ pub fn build(o: &Overview, tracker: &mut AlertTracker, host: &str, interval_s: u
     let now = Utc::now();
     // "Last seen" for a fleet: the newest of these across scrapes and pushes.
     metrics.insert("qmoi_last_report_timestamp_seconds".into(), now.timestamp_millis() as f64 / 1000.0);
-    let alerts = tracker.update(MASTER_MONITOR, &[], supervisor_alerts(o), now);
+    let mut own = supervisor_alerts(o);
+    own.extend(notes.iter().map(|(subject, detail)| Alert {
+        fingerprint: fingerprint(MASTER_MONITOR, subject),
+        level: AlertLevel::Warning,
+        title: "A database of the supervisor was unreadable and started anew".into(),
+        detail: detail.clone(),
+        since: now,
+        labels: Default::default(),
+    }));
+    let alerts = tracker.update(MASTER_MONITOR, &[], own, now);
     let running = o.components.iter().filter(|c| c.state == State::Running).count();
     let enabled = o.components.iter().filter(|c| c.state != State::Disabled).count();
     let summary = if o.verdict.reasons.is_empty() {

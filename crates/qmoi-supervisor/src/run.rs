@@ -740,7 +740,15 @@ impl Aggregator {
 
     /// The master report of `o`, with the remote-write counters.
     fn build(&mut self, o: &Overview) -> qmoi_core::report::Report {
-        let mut report = master_report::build(o, &mut self.tracker, &self.host, self.interval.as_secs());
+        let notes: Vec<(&str, String)> = self
+            .control
+            .dashboard
+            .as_ref()
+            .and_then(|d| d.hub().store.note.clone())
+            .map(|n| ("database:history", n))
+            .into_iter()
+            .collect();
+        let mut report = master_report::build(o, &mut self.tracker, &self.host, self.interval.as_secs(), &notes);
         if let Some(rw) = &self.remote_write {
             report.metrics.extend(rw.metrics());
         }

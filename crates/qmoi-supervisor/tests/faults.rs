@@ -117,3 +117,67 @@ fn a_full_report_folder_keeps_every_process_and_the_last_reports_and_recovers() 
             .filter(|m| *m > before)
     });
 }
+
+/// `name` was moved aside to `name.corrupt-<time>` in `dir`, as it was.
+fn set_aside(dir: &Path, name: &str, len: usize) {
+    let aside: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}.corrupt-"))))
+        .collect();
+    assert_eq!(aside.len(), 1, "{name} set aside once: {aside:?}");
+    assert_eq!(std::fs::metadata(&aside[0]).map(|m| m.len() as usize).unwrap_or(0), len, "kept as it was");
+}
+
+#[test]
+fn unreadable_databases_and_state_are_set_aside_named_and_started_anew() {
+    let notify = qmoi_testkit::bin("qmoi-notify");
+    let heartbeat = qmoi_testkit::bin("qmoi-heartbeat");
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n[report]\ninterval = 1\n\
+         [monitoring_components.notification]\ninterval = 1\ncommand = \"{}\"\n\
+         [monitoring_components.heartbeats]\ninterval = 1\ncommand = \"{}\"\n",
+        notify.display(),
+        heartbeat.display()
+    ));
+    stack.write("config/notification.toml", "interval = 1\n[channels.internal]\nenabled = true\n");
+    stack.write(
+        "config/heartbeats.toml",
+        "interval = 1\nlisten = \"127.0.0.1:0\"\n[[checks]]\nname = \"nightly\"\nuuid = \"0123456789abcdef0123\"\n",
+    );
+    // Garbage where each database is, and a truncated one for the dashboard.
+    let garbage: Vec<u8> = (0..6000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    stack.write("data/.keep", "");
+    std::fs::write(stack.path("data/notification.db"), &garbage).unwrap();
+    std::fs::write(stack.path("data/heartbeats.db"), &garbage[..4000]).unwrap();
+    let mut sqlite_header = b"SQLite format 3\0".to_vec();
+    sqlite_header.extend_from_slice(&garbage[..2000]);
+    std::fs::write(stack.path("data/history.db"), &sqlite_header).unwrap();
+    let sup = stack.start();
+    for id in ["notification", "heartbeats"] {
+        stack.running_pid(id);
+    }
+    // Each one says what it found, in a check of its own report or an alert of the
+    // supervisor's, and nothing restarted.
+    let said = |file: &str, name: &str| {
+        wait_for(Duration::from_secs(20), &format!("{name} to say so"), || {
+            let r = read_json(&stack.path(file))?;
+            let text = r.to_string();
+            (text.contains(&format!("data/{name} was unreadable")) && text.contains("started empty")).then_some(r)
+        })
+    };
+    said("logs/notification_latest.json", "notification.db");
+    said("logs/heartbeats_latest.json", "heartbeats.db");
+    let master = said("logs/master_monitor_latest.json", "history.db");
+    assert!(master["alerts"].to_string().contains("master_monitor/database:history"), "{master}");
+    set_aside(&stack.path("data"), "notification.db", 6000);
+    set_aside(&stack.path("data"), "heartbeats.db", 4000);
+    set_aside(&stack.path("data"), "history.db", sqlite_header.len());
+    assert!(alive(sup));
+    for id in ["notification", "heartbeats"] {
+        assert_eq!(stack.component(id)["restarts"], 0, "{id} started once");
+    }
+    // The new databases work: the dashboard answers from its history.
+    let h = qmoi_testkit::http("GET", &stack.dashboard_addr(), "/api/alerts", &[], None);
+    assert_eq!(h.status, 200, "{}", h.body);
+}

@@ -13,6 +13,8 @@ const KEEP_MINUTES_S: i64 = 2 * 86_400 + HOUR;
 /// The SLO database: minute and hour buckets per name (endpoint, check).
 pub struct Store {
     conn: Connection,
+    /// The file found unreadable and moved aside when opening, for the report.
+    pub note: Option<String>,
 }
 
 const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS buckets (
@@ -32,11 +34,15 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| named(&e))?;
         }
-        let conn = Connection::open(path).map_err(|e| named(&e))?;
-        let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| named(&e))?;
-        crate::sqlite::migrate(&conn, &path.display().to_string(), MIGRATIONS).map_err(|e| named(&e))?;
-        Ok(Self { conn })
+        let (conn, note) = crate::sqlite::open_or_set_aside(path, |path| {
+            let conn = Connection::open(path)?;
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            crate::sqlite::migrate(&conn, &path.display().to_string(), MIGRATIONS)?;
+            Ok(conn)
+        })
+        .map_err(|e| named(&e))?;
+        Ok(Self { conn, note })
     }
 
     /// Open an existing database to read (`--sla-report` beside a running monitor).
@@ -44,7 +50,7 @@ impl Store {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
-        Ok(Self { conn })
+        Ok(Self { conn, note: None })
     }
 
     /// Add what was counted since the last call: `(name, minute start) → counts`,

@@ -117,6 +117,9 @@ impl Objectives {
         let mut problem = self.read_maintenance(now).err().map(|e| format!("cannot read the maintenance windows: {e}"));
         let Some(store) = self.store.as_ref() else { return (Vec::new(), problem) };
         let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = &store.note {
+            problem.get_or_insert_with(|| n.clone());
+        }
         let counts = self.tally.take();
         if !self.read_only && !counts.is_empty() {
             let named: HashMap<(String, i64), Counts> = counts
