@@ -67,6 +67,39 @@ pub struct AppStateInner {
     pub hosts: Arc<HostCheck>,
     /// `[fleet]`: the engine `GET /api/fleet` asks; `None`: no Fleet page.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Live streams (SSE, WebSocket) open now, and at most how many: half the
+    /// connection cap. Streams are never evicted for a newcomer, so without this bound
+    /// clients that open streams and never read them could hold every connection.
+    pub streams: Arc<std::sync::atomic::AtomicUsize>,
+    pub max_streams: usize,
+}
+
+/// One live stream, counted until dropped.
+pub struct StreamSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl StreamSlot {
+    /// A slot, or the answer that there is none (503, with when to try again).
+    fn take(s: &AppState) -> Result<Self, Box<Response>> {
+        use std::sync::atomic::Ordering;
+        let n = s.streams.fetch_add(1, Ordering::AcqRel);
+        if n >= s.max_streams {
+            s.streams.fetch_sub(1, Ordering::AcqRel);
+            let mut r = err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{} live streams are open, the most this dashboard keeps; try again later", s.max_streams),
+            )
+            .into_response();
+            r.headers_mut().insert("retry-after", HeaderValue::from_static("10"));
+            return Err(Box::new(r));
+        }
+        Ok(Self(s.streams.clone()))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Which `Host` and `Origin` a request may carry.
@@ -714,7 +747,11 @@ fn hello(s: &AppState) -> Option<Arc<str>> {
     s.hub.overview().map(|o| crate::hub::LiveEvent::overview(&o).json)
 }
 
-async fn events(State(s): State<AppState>) -> impl IntoResponse {
+async fn events(State(s): State<AppState>) -> Response {
+    let slot = match StreamSlot::take(&s) {
+        Ok(slot) => slot,
+        Err(r) => return *r,
+    };
     let first = futures_util::stream::iter(hello(&s));
     let live = tokio_stream::wrappers::BroadcastStream::new(s.hub.subscribe()).filter_map(|m| async move {
         // A client too slow to keep up misses events; the next overview repairs its view.
@@ -723,13 +760,17 @@ async fn events(State(s): State<AppState>) -> impl IntoResponse {
     let mut stop = s.stopping.clone();
     let stream = first
         .chain(live)
-        .map(|json| Ok::<_, std::convert::Infallible>(Event::default().data(&*json)))
+        .map(move |json| {
+            // The slot lives as long as the stream.
+            let _ = &slot;
+            Ok::<_, std::convert::Infallible>(Event::default().data(&*json))
+        })
         .take_until(async move {
             let _ = stop.wait_for(|v| *v).await;
         });
     let mut headers = HeaderMap::new();
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    (headers, Sse::new(stream).keep_alive(KeepAlive::default()))
+    (headers, Sse::new(stream).keep_alive(KeepAlive::default())).into_response()
 }
 
 async fn ws(
@@ -737,6 +778,10 @@ async fn ws(
     slot: Option<axum::Extension<crate::serve::ConnSlot>>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let stream = match StreamSlot::take(&s) {
+        Ok(slot) => slot,
+        Err(r) => return *r,
+    };
     // The page only listens: small read buffers and messages, writes sent at once (each
     // send flushes anyway), and a client that stops reading is cut off at 1 MiB queued.
     // The defaults (128 KiB read and write buffers) cost 140 KiB per idle client.
@@ -749,6 +794,7 @@ async fn ws(
         .on_upgrade(move |socket| async move {
             // Counted under the connection cap until the socket closes.
             let _slot = slot;
+            let _stream = stream;
             ws_loop(s, socket).await;
         })
 }

@@ -132,6 +132,8 @@ impl Dashboard {
             conn_stats: self.conn_stats.clone(),
             hosts: self.hosts.with_bound(addr),
             fleet: self.fleet.clone(),
+            streams: Arc::default(),
+            max_streams: (self.limits.max_connections / 2).max(1),
         });
         let app = http::router(state, self.mounted.clone());
         let join =
