@@ -79,3 +79,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "==> cargo test --workspace"
 cargo test --workspace --locked
+
+echo "==> chaos soak, 3 minutes (scripts/soak.sh)"
+scripts/soak.sh 3
