@@ -74,8 +74,12 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+        // `\ooo`, octal, as the kernel writes space, tab, newline and backslash; one
+        // beyond a byte (`\454`, found by fuzzing: it overflowed) stays as it is.
+        let octal = (i + 3 < b.len() && b[i] == b'\\' && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)))
+            .then(|| b[i + 1..i + 4].iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')))
+            .and_then(|v| u8::try_from(v).ok());
+        if let Some(v) = octal {
             out.push(v);
             i += 4;
         } else {
@@ -235,6 +239,12 @@ pub async fn check(cfg: &SystemHealthConfig, timeout: Duration, out: &mut Collec
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn octal_escapes_beyond_a_byte_stay_as_they_are() {
+        let m = super::parse_mounts("/dev/a /mnt/a\\040b\\454c ext4 rw 0 0\n");
+        assert_eq!(m[0].mount_point, "/mnt/a b\\454c");
+    }
+
     use super::*;
 
     /// Regression: each run against a hung mount blocked one more thread in `statvfs`
