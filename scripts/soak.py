@@ -113,8 +113,24 @@ def main(bindir, minutes):
         by = {c["id"]: c for c in s["components"]}
         return s if all(by.get(i, {}).get("state") == "running" for i in ids) else None
 
-    rec = start_receiver()
-    supervisor = start_supervisor()
+    procs = {"rec": start_receiver(), "sup": start_supervisor()}
+    try:
+        run(d, sup, procs, start_receiver, start_supervisor, running, minutes, tmpfs, hook_log)
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM if p is procs["sup"] else signal.SIGKILL)
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if tmpfs:
+            subprocess.run(["umount", "-l", os.path.join(d, "logs")], capture_output=True)
+
+
+def run(d, sup, procs, start_receiver, start_supervisor, running, minutes, tmpfs, hook_log):
+    """The soak itself; `procs` holds the receiver and supervisor as they are restarted."""
+    rec, supervisor = procs["rec"], procs["sup"]
     everything = COMPONENTS + ["notification"]
     wait(lambda: running(everything), 60, "the stack to run")
     first = status_of(d, sup)
@@ -149,20 +165,24 @@ def main(bindir, minutes):
             supervisor.send_signal(signal.SIGKILL)
             supervisor.wait()
             time.sleep(0.5)
-            supervisor = start_supervisor()
+            supervisor = procs["sup"] = start_supervisor()
         elif action == "restart the receiver":
             rec.send_signal(signal.SIGKILL)
             rec.wait()
             time.sleep(2)
-            rec = start_receiver()
+            rec = procs["rec"] = start_receiver()
         elif action == "fill the report folder" and tmpfs:
             filler = os.path.join(d, "logs", "filler")
-            with open(filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                except OSError:
-                    pass
+            # Unbuffered: a buffered file would fail again when closed.
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                for size in (65536, 4096, 1):
+                    while os.write(fd, b"\0" * size) == size:
+                        pass
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
             time.sleep(3)
             os.remove(filler)
         wait(lambda: running(everything), 60, f"the stack to run again after '{action}'")
@@ -239,8 +259,6 @@ def main(bindir, minutes):
         failures.append(f"processes left behind: {orphans}")
     if torn:
         failures.append(f"torn reports: {torn}")
-    if tmpfs:
-        subprocess.run(["umount", "-l", os.path.join(d, "logs")], capture_output=True)
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures) + f"\n(the run's folder is kept: {d})")
         sys.exit(1)
