@@ -94,18 +94,9 @@ impl EndpointsMonitor {
             cfg.endpoints.retain(|e| shard.owns(&e.name));
             tracing::info!(%shard, probed = cfg.endpoints.len(), configured = all, "Probing this shard's endpoints only.");
         }
-        // Read through a buffer: a week of state for thousands of endpoints is tens of
-        // megabytes of JSON, never held whole.
-        let mut states: BTreeMap<String, EndpointState> = match std::fs::File::open(&state_file) {
-            Ok(f) => match serde_json::from_reader(std::io::BufReader::new(f)) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(path = %state_file.display(), error = %e, "State file unreadable; starting afresh.");
-                    BTreeMap::new()
-                }
-            },
-            Err(_) => BTreeMap::new(),
-        };
+        // A week of state for thousands of endpoints is tens of megabytes of JSON: read
+        // through a buffer, never held whole.
+        let mut states: BTreeMap<String, EndpointState> = qmoi_core::statefile::load(&state_file, "State file");
         // Endpoints no longer configured are dropped from the state.
         let slots: States =
             cfg.endpoints.iter().map(|e| Mutex::new(states.remove(&e.name).unwrap_or_default())).collect();

@@ -48,8 +48,7 @@ pub fn open_or_set_aside<T>(
 ) -> rusqlite::Result<(T, Option<String>)> {
     match open(path) {
         Err(e) if is_corrupt(&e) => {
-            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-            let aside = std::path::PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+            let aside = crate::statefile::aside_name(path);
             let moved = |from: &std::path::Path, to: &std::path::Path| {
                 std::fs::rename(from, to)
                     .or_else(|r| if r.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(r) })
