@@ -29,7 +29,8 @@ declare -A NEED=(
   [borg]=borgbackup               # … and a real Borg repository
   [setpriv]=util-linux            # qmoi-security's unreadable-file test runs the monitor as nobody
   [unshare]=util-linux            # tests in private network and mount namespaces …
-  [mount]=mount                   # … with bind mounts (interface error counters) …
+  [mount]=mount                   # … with bind mounts (interface error counters), and full tmpfs folders …
+  [prlimit]=util-linux            # the supervisor under a low descriptor limit (tests/faults.rs)
   [ip]=iproute2                   # … and their own interfaces
 )
 missing=()

@@ -116,7 +116,7 @@ interval = 1
 [monitoring_components.system_health]
 interval = 1
 command = "{f}"
-args = ["--mode", "warn", "--component", "system_health", "--metric", "qmoi_cpu_usage_ratio=0.42"]
+args = ["--mode", "warn", "--component", "system_health", "--metric", "qmoi_cpu_usage_ratio=0.42", "--message", "<img src=x onerror='window.__pwned=1'><script>window.__pwned=2</script> fake warning"]
 [monitoring_components.security]
 interval = 1
 command = "{f}"
@@ -192,6 +192,13 @@ interval = 1
         }
         let verdict = text_of(&client, "#verdict").await;
         assert!(["HEALTHY", "DEGRADED", "CRITICAL"].contains(&verdict.to_uppercase().as_str()), "{verdict}");
+
+        // A report's text with markup and script is shown as text, never run: the alert's
+        // row shows the tags, and the script's and the handler's assignments never happen.
+        let row = text_until(&client, "tr[data-fingerprint='system_health/fake']", "<img src=x").await;
+        assert!(row.contains("<script>window.__pwned=2</script>"), "the markup as text: '{row}'");
+        let ran = client.execute("return typeof window.__pwned", vec![]).await?;
+        assert_eq!(ran, serde_json::json!("undefined"), "markup from a report ran in the page");
 
         // A live update: restart the security monitor behind the page's back; its card
         // shows the new pid and one restart without a reload.

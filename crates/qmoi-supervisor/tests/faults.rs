@@ -181,3 +181,44 @@ fn unreadable_databases_and_state_are_set_aside_named_and_started_anew() {
     let h = qmoi_testkit::http("GET", &stack.dashboard_addr(), "/api/alerts", &[], None);
     assert_eq!(h.status, 200, "{}", h.body);
 }
+
+/// Descriptors run short (a limit of 64, as a crowded host or a bad unit file gives):
+/// the dashboard serves at most half of them, a flood of idle connections makes room for
+/// `/healthz`, a killed monitor is spawned again, the control socket answers.
+#[test]
+fn a_low_descriptor_limit_leaves_room_for_the_supervisors_own_work() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "prlimit (util-linux) is required");
+        eprintln!("skipped: no prlimit");
+        return;
+    }
+    let mut stack = Stack::new(FAST);
+    let err = std::fs::File::create(stack.path("supervisor.err")).unwrap_or_else(|e| panic!("{e}"));
+    // prlimit execs the supervisor: the child's pid is the supervisor's.
+    let child = Command::new("prlimit")
+        .args(["--nofile=64:64", "--"])
+        .arg(qmoi_testkit::bin("qmoi-supervisor"))
+        .arg("start")
+        .current_dir(stack.path(""))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("prlimit: {e}"));
+    let sup = child.id();
+    stack.child = Some(child);
+    let first = stack.running_pid("system_health");
+    let addr = stack.dashboard_addr();
+    let metrics = qmoi_testkit::http("GET", &addr, "/metrics", &[], None).body;
+    assert!(metrics.contains("qmoi_dashboard_connections_max 32"), "half of 64: {metrics}");
+    let flood: Vec<std::net::TcpStream> = (0..100).filter_map(|_| std::net::TcpStream::connect(&addr).ok()).collect();
+    assert!(!flood.is_empty());
+    assert_eq!(qmoi_testkit::http("GET", &addr, "/healthz", &[], None).status, 200, "room was made for it");
+    signal(first, Signal::SIGKILL);
+    let second = wait_for(Duration::from_secs(15), "system_health again", || {
+        stack.pid_of("system_health").filter(|p| *p != first)
+    });
+    assert!(alive(second) && alive(sup));
+    assert!(stack.supervisor_stderr().lines().all(|l| !l.contains("panicked")), "{}", stack.supervisor_stderr());
+    drop(flood);
+}

@@ -52,6 +52,9 @@ struct Cli {
     /// resolves)
     #[arg(long, value_name = "PATH")]
     warn_while: Option<std::path::PathBuf>,
+    /// The warning's message (e.g. markup, to check that the page shows it as text)
+    #[arg(long, value_name = "TEXT")]
+    message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,6 +89,7 @@ struct Fake {
     hoard: Vec<Vec<u8>>,
     warn_while: Option<std::path::PathBuf>,
     label: Option<String>,
+    message: Option<String>,
 }
 
 impl Monitor for Fake {
@@ -108,7 +112,9 @@ impl Monitor for Fake {
         }
         let warn_file = self.warn_while.as_ref().is_some_and(|p| p.exists());
         let check = match self.mode {
-            Mode::Warn => CheckResult::new("fake", Status::Warning, "fake warning"),
+            Mode::Warn => {
+                CheckResult::new("fake", Status::Warning, self.message.clone().unwrap_or_else(|| "fake warning".into()))
+            }
             _ if warn_file => CheckResult::new("fake", Status::Warning, "fake warning: the file is there"),
             Mode::Critical => CheckResult::new("fake", Status::Critical, "fake critical"),
             _ => match &self.label {
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
     let mode = cli.mode;
     let start_delay = cli.start_delay.map(ConfigDuration::get);
     let warn_while = cli.warn_while;
+    let message = cli.message;
     let mut metrics = std::collections::BTreeMap::new();
     for m in &cli.metrics {
         match m.split_once('=').and_then(|(k, v)| Some((k.to_string(), v.parse::<f64>().ok()?))) {
@@ -163,6 +170,7 @@ fn main() -> ExitCode {
             hoard: Vec::new(),
             warn_while: warn_while.clone(),
             label: cfg.label.clone(),
+            message: message.clone(),
         })
     })
 }
