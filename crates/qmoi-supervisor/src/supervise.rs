@@ -454,13 +454,13 @@ impl Task {
     }
 
     /// The report is old (`note` says how): the monitor is stale and restarted, unless
-    /// its report folder is full (a restart cannot make room: it keeps running, marked
+    /// its report folder is full or read-only (a restart cannot help: it keeps running, marked
     /// stale with the reason) or was full less than `stale_after` ago (time to write).
     /// `held`: when the folder was last seen full.
     async fn stale(&self, report: &std::path::Path, note: String, held: &mut Option<Instant>) -> Option<Ended> {
-        if let Some(full) = folder_full(report).await {
+        if let Some(full) = folder_unwritable(report).await {
             if held.is_none() {
-                tracing::error!(component = %self.spec.id, %full, "Report not written: its folder is full; not restarting.");
+                tracing::error!(component = %self.spec.id, %full, "Report not written: its folder cannot be written; not restarting.");
             }
             *held = Some(Instant::now());
             let n2 = format!("{note}: {full}");
@@ -490,7 +490,7 @@ impl Task {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut healthy_since: Option<Instant> = None;
         let mut watchdog = Watchdog::new(child.id());
-        // The report folder is full: the report is old because it cannot be written, and
+        // The report folder is full or read-only: the report is old because it cannot be written, and
         // a restart would not help. The monitor keeps running; the status says why.
         // When it was last seen full: once there is room again, the monitor has
         // `stale_after` to write before the usual stale restart.
@@ -573,11 +573,11 @@ impl Task {
     }
 }
 
-/// Why `report` cannot be written: its folder's file system has less room than twice
-/// the report (a new one is written beside the old, then renamed over it), at least
-/// 64 KiB, or no free inode. A blocked `statvfs` (a hung mount) counts as "not known to be
+/// Why `report` cannot be written: its folder's file system is read-only, has less room
+/// than twice the report (a new one is written beside the old, then renamed over it), at
+/// least 64 KiB, or no free inode. A blocked `statvfs` (a hung mount) counts as "not known to be
 /// full" after 2 s: the usual stale restart then follows.
-async fn folder_full(report: &std::path::Path) -> Option<String> {
+async fn folder_unwritable(report: &std::path::Path) -> Option<String> {
     let dir = report.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")).to_path_buf();
     let size = std::fs::metadata(report).map_or(0, |m| m.len());
     let probe = dir.clone();
@@ -589,6 +589,9 @@ async fn folder_full(report: &std::path::Path) -> Option<String> {
     .ok()?
     .ok()?
     .ok()?;
+    if stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Some(format!("{} is on a read-only file system", dir.display()));
+    }
     let free = stat.blocks_available().saturating_mul(stat.fragment_size());
     let need = size.saturating_mul(2).max(64 * 1024);
     if free < need {
