@@ -31,6 +31,7 @@ declare -A NEED=(
   [unshare]=util-linux            # tests in private network and mount namespaces …
   [mount]=mount                   # … with bind mounts (interface error counters), and full tmpfs folders …
   [prlimit]=util-linux            # the supervisor under a low descriptor limit (tests/faults.rs)
+  [sqlite3]=sqlite3               # … and PRAGMA integrity_check of the databases after a full disk
   [ip]=iproute2                   # … and their own interfaces
 )
 missing=()

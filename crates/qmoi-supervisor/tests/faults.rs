@@ -118,6 +118,59 @@ fn a_full_report_folder_keeps_every_process_and_the_last_reports_and_recovers() 
     });
 }
 
+/// `data/` full: the notifier's outbox, the dashboard's history and the heartbeat
+/// database cannot grow. Nobody exits or is restarted; when space returns every database
+/// passes SQLite's integrity check.
+#[test]
+fn a_full_data_folder_keeps_every_process_and_leaves_the_databases_whole() {
+    let mut stack = Stack::new(&format!(
+        "[dashboard]\nport = 0\n[report]\ninterval = 1\n\
+         [monitoring_components.notification]\ninterval = 1\ncommand = \"{}\"\n\
+         [monitoring_components.heartbeats]\ninterval = 1\ncommand = \"{}\"\n{}",
+        qmoi_testkit::bin("qmoi-notify").display(),
+        qmoi_testkit::bin("qmoi-heartbeat").display(),
+        qmoi_testkit::fake_component("system_health", &["--mode", "warn"], "")
+    ));
+    stack.write("config/notification.toml", "interval = 1\n[channels.internal]\nenabled = true\n");
+    stack.write(
+        "config/heartbeats.toml",
+        "interval = 1\nlisten = \"127.0.0.1:0\"\n[[checks]]\nname = \"nightly\"\nuuid = \"0123456789abcdef0123\"\n",
+    );
+    let Some(fs) = Tmpfs::mount(&stack.path("data"), "8m") else { return };
+    let sup = stack.start();
+    let pids: Vec<u32> =
+        ["notification", "heartbeats", "system_health"].iter().map(|id| stack.running_pid(id)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let filler = fs.fill();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(alive(sup), "{}", stack.supervisor_stderr());
+    for (id, pid) in ["notification", "heartbeats", "system_health"].iter().zip(&pids) {
+        assert!(alive(*pid), "{id} kept running");
+        assert_eq!(stack.component(id)["restarts"], 0, "{id} was not restarted");
+    }
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    for db in ["notification.db", "heartbeats.db", "history.db"] {
+        let out =
+            Command::new("sqlite3").arg(stack.path(&format!("data/{db}"))).arg("PRAGMA integrity_check;").output();
+        match out {
+            Ok(o) => assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim(),
+                "ok",
+                "{db}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("sqlite3: {e}"),
+        }
+    }
+    // Written again: the notifier's report is fresh.
+    let report = stack.path("logs/notification_latest.json");
+    let t = std::time::SystemTime::now();
+    wait_for(Duration::from_secs(10), "a fresh notifier report", || {
+        std::fs::metadata(&report).and_then(|m| m.modified()).ok().filter(|m| *m > t)
+    });
+}
+
 /// `/healthz` answered 200 (false on any error).
 fn healthz(addr: &str) -> bool {
     use std::io::{Read, Write};
