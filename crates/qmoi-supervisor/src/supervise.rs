@@ -358,7 +358,8 @@ impl Task {
     /// another try (not one of the monitor's crashes).
     async fn start_and_watch(&mut self, binary: &std::path::Path) -> Attempt {
         let args = self.spec.args(&self.report_dir, &self.log_dir);
-        let spawned_at = SystemTime::now();
+        let report = self.report_dir.join(qmoi_core::component::latest_report_name(&self.spec.id));
+        let before = std::fs::metadata(&report).and_then(|m| m.modified()).ok();
         match process::spawn_monitor(&self.spawner, binary, &args).await {
             Ok(mut child) => {
                 let pid = child.id();
@@ -373,7 +374,7 @@ impl Task {
                     // crash loop they say why (the verdict quotes them).
                 });
                 let (tail, reader) = collect_stderr(&self.spec.id, &mut child);
-                let ended = self.watch(&mut child, spawned_at).await;
+                let ended = self.watch(&mut child, before).await;
                 self.set_ready(false);
                 let how = match &ended {
                     Ended::Exited(s) => describe_exit(*s),
@@ -483,7 +484,8 @@ impl Task {
 
     /// Watch a running child until it exits, goes stale, trips the watchdog, or a
     /// command or shutdown arrives.
-    async fn watch(&mut self, child: &mut Child, spawned_at: SystemTime) -> Ended {
+    /// `before`: the report's mtime when the monitor was started (None: no report then).
+    async fn watch(&mut self, child: &mut Child, before: Option<SystemTime>) -> Ended {
         let report = self.report_dir.join(qmoi_core::component::latest_report_name(&self.spec.id));
         let started = Instant::now();
         let mut tick = tokio::time::interval(TICK);
@@ -495,6 +497,10 @@ impl Task {
         // When it was last seen full: once there is room again, the monitor has
         // `stale_after` to write before the usual stale restart.
         let mut held_by_full_folder: Option<Instant> = None;
+        // The report's mtime as last seen, and when it was seen to change. Ages are taken
+        // on the monotonic clock: a jump of the wall clock (an NTP step, a resumed VM)
+        // makes no report look old, nor a new one look older than its monitor's start.
+        let mut seen: (Option<SystemTime>, Instant) = (before, Instant::now());
         loop {
             tokio::select! {
                 status = child.wait() => {
@@ -517,24 +523,28 @@ impl Task {
                 _ = self.shutdown.changed() => return Ended::Shutdown,
                 _ = tick.tick() => {
                     let mtime = std::fs::metadata(&report).and_then(|m| m.modified()).ok();
-                    let fresh = mtime.filter(|m| *m >= spawned_at);
+                    if mtime != seen.0 {
+                        seen = (mtime, Instant::now());
+                    }
+                    // Written since the monitor started: its mtime is not the one it had then.
+                    let fresh = mtime.filter(|m| Some(*m) != before);
+                    let age = seen.1.elapsed();
                     match fresh {
-                        Some(m) if held_by_full_folder.is_some()
+                        Some(_) if held_by_full_folder.is_some()
                             && healthy_since.is_some()
-                            && SystemTime::now().duration_since(m).unwrap_or_default() <= self.spec.stale_after =>
+                            && age <= self.spec.stale_after =>
                         {
                             tracing::info!(component = %self.spec.id, "Reports are written again.");
                             held_by_full_folder = None;
                             self.set(|c| { c.state = State::Running; c.note = None; });
                         }
-                        Some(m) => {
+                        Some(_) => {
                             if healthy_since.is_none() {
                                 tracing::info!(component = %self.spec.id, after_ms = started.elapsed().as_millis() as u64, "Ready (first report written).");
                                 healthy_since = Some(Instant::now());
                                 self.set_ready(true);
                                 self.set(|c| { c.state = State::Running; c.ready = true; c.note = None; });
                             }
-                            let age = SystemTime::now().duration_since(m).unwrap_or_default();
                             if age > self.spec.stale_after {
                                 let note = format!(
                                     "report not updated for {} (stale_after {})",

@@ -171,6 +171,38 @@ fn a_full_data_folder_keeps_every_process_and_leaves_the_databases_whole() {
     });
 }
 
+/// The wall clock jumps an hour forward, then back (an NTP step, a VM resumed), for the
+/// supervisor and its monitors (libfaketime; the monotonic clock is left alone, as it is
+/// in such jumps). Report files keep the kernel's real times, so the supervisor sees its
+/// reports an hour old, then an hour in the future: no monitor may be restarted for it.
+#[test]
+fn a_jump_of_the_wall_clock_restarts_nothing() {
+    let lib = Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1");
+    if !lib.exists() {
+        assert!(std::env::var_os("QMOI_REQUIRE_EXTERNAL").is_none(), "libfaketime (Debian faketime) is required");
+        eprintln!("skipped: no libfaketime");
+        return;
+    }
+    let mut stack = Stack::new(FAST);
+    let offset = stack.path("faketime");
+    std::fs::write(&offset, "+0\n").unwrap_or_else(|e| panic!("{e}"));
+    stack.env = vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), offset.display().to_string()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ];
+    stack.start();
+    stack.running_pid("system_health");
+    std::thread::sleep(Duration::from_secs(2));
+    for jump in ["+3600", "+0"] {
+        std::fs::write(&offset, format!("{jump}\n")).unwrap_or_else(|e| panic!("{e}"));
+        std::thread::sleep(Duration::from_secs(6));
+        let c = stack.component("system_health");
+        assert_eq!((c["restarts"].as_u64(), c["state"].as_str()), (Some(0), Some("running")), "after {jump}: {c}");
+    }
+}
+
 /// `/healthz` answered 200 (false on any error).
 fn healthz(addr: &str) -> bool {
     use std::io::{Read, Write};
