@@ -32,6 +32,7 @@ declare -A NEED=(
   [mount]=mount                   # … with bind mounts (interface error counters), and full tmpfs folders …
   [prlimit]=util-linux            # the supervisor under a low descriptor limit (tests/faults.rs)
   [sqlite3]=sqlite3               # … and PRAGMA integrity_check of the databases after a full disk
+  [faketime]=faketime             # … and a jump of the wall clock (its libfaketime)
   [ip]=iproute2                   # … and their own interfaces
 )
 missing=()
