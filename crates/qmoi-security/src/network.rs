@@ -85,7 +85,9 @@ fn parse_addr(s: &str) -> Option<(IpAddr, u16)> {
         32 => {
             let mut bytes = [0u8; 16];
             for w in 0..4 {
-                let word = u32::from_str_radix(&ip[w * 8..w * 8 + 8], 16).ok()?.swap_bytes();
+                // `get`: 32 bytes need not be 32 characters (found by fuzzing: a slice
+                // inside a multi-byte character panicked).
+                let word = u32::from_str_radix(ip.get(w * 8..w * 8 + 8)?, 16).ok()?.swap_bytes();
                 bytes[w * 4..w * 4 + 4].copy_from_slice(&word.to_be_bytes());
             }
             IpAddr::V6(bytes.into())
@@ -347,6 +349,14 @@ fn connections(cfg: &NetworkConfig, state: &mut NetworkState, established: usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_of_32_bytes_that_are_not_32_hex_digits_is_no_address() {
+        let ip = format!("010{}{}", "\u{00ba}".repeat(7), "0".repeat(15));
+        assert_eq!(ip.len(), 32);
+        assert!(super::parse_addr(&format!("{ip}:1F90")).is_none());
+        assert!(super::parse_addr("0000000000000000FFFF00000100007F:1F90").is_some());
+    }
 
     #[test]
     fn parses_proc_net_lines() {
