@@ -536,7 +536,7 @@ fn build_outcome(
     let labelled: std::collections::HashMap<&str, &qmoi_core::report::Labels> =
         endpoints.iter().filter(|e| !e.labels.is_empty()).map(|e| (e.name.as_str(), &e.labels)).collect();
     if !labelled.is_empty() {
-        qmoi_core::report::label_by_subject(&mut checks, |s| labelled.get(s).copied());
+        qmoi_core::alerts::label_by_subject(&mut checks, |s| labelled.get(s).copied());
     }
     let stream = EndpointStream { endpoints: endpoints.to_vec(), summaries, scheduler, extra_metrics, slos };
     Outcome { checks, streamed: qmoi_core::report::Streamed::new(stream), ..Outcome::default() }

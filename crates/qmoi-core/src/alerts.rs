@@ -16,6 +16,16 @@ pub fn subject_of(name: &str) -> Option<&str> {
     name.rsplit_once(':').map(|(_, s)| s)
 }
 
+/// Give each of `checks` the labels of its subject (`endpoint:checkout`, `slo:checkout`
+/// → those of `checkout`), as `labels_of` knows them.
+pub fn label_by_subject<'a>(checks: &mut [CheckResult], labels_of: impl Fn(&str) -> Option<&'a Labels>) {
+    for c in checks {
+        if let Some(l) = subject_of(&c.name).and_then(&labels_of) {
+            c.labels.clone_from(l);
+        }
+    }
+}
+
 /// What part of a component a maintenance window covers: all of it, one subject (an
 /// endpoint, a heartbeat check: the checks and alerts named `<kind>:<subject>`), the
 /// checks and alerts carrying all of `labels`, or one subject when it carries them.

@@ -411,7 +411,7 @@ impl Monitor for Heartbeats {
         let slos = self.objectives(now.timestamp(), now_ok, &mut checks);
         // The objectives' checks (`slo:<name>`) carry their heartbeat check's labels.
         let shared = &self.shared;
-        qmoi_core::report::label_by_subject(&mut checks[before..], |name| {
+        qmoi_core::alerts::label_by_subject(&mut checks[before..], |name| {
             shared.by_name.find(&shared.checks, name).map(|i| shared.checks[i].labels()).filter(|l| !l.is_empty())
         });
         let recent = self.recent_runs(&evaluated);

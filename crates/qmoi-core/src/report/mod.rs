@@ -226,16 +226,6 @@ pub struct CheckResult {
 /// Labels of a check or alert (`team = "payments"`).
 pub type Labels = BTreeMap<String, String>;
 
-/// Give each of `checks` the labels of its subject (`endpoint:checkout`, `slo:checkout`
-/// → those of `checkout`), as `labels_of` knows them.
-pub fn label_by_subject<'a>(checks: &mut [CheckResult], labels_of: impl Fn(&str) -> Option<&'a Labels>) {
-    for c in checks {
-        if let Some(l) = crate::alerts::subject_of(&c.name).and_then(&labels_of) {
-            c.labels.clone_from(l);
-        }
-    }
-}
-
 impl CheckResult {
     pub fn new(name: impl Into<String>, status: Status, message: impl Into<String>) -> Self {
         Self {
