@@ -8,12 +8,13 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from bench_common import free_port, mem_kib
 
 COMPONENTS = ["system_health", "security", "backup"]
 
@@ -37,14 +38,6 @@ def receiver(port, path):
     HTTPServer(("127.0.0.1", port), H).serve_forever()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def status_of(d, sup):
     out = subprocess.run([sup, "status", "--json"], cwd=d, capture_output=True, text=True, timeout=20)
     try:
@@ -64,10 +57,9 @@ def wait(pred, timeout, what):
 
 
 def rss_fds(pid):
+    """RSS in MiB and open descriptors (0, 0 once gone)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            rss = next((int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:")), 0.0)
-        return rss, len(os.listdir(f"/proc/{pid}/fd"))
+        return (mem_kib(pid) or 0) / 1024, len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return 0.0, 0
 

@@ -322,11 +322,14 @@ async fn probe_once(shared: Arc<Shared>, idx: usize, planned: tokio::time::Insta
     };
     let now = chrono::Utc::now().timestamp();
     let e = &job.e;
-    if e.slo.is_some() {
-        shared.tally.count(idx, (&e.name, &e.labels), now, result.ok);
-    }
+    // Inside a maintenance window a probe counts for neither the objective nor the
+    // availability (the windows are asked once).
+    let counted = if e.slo.is_some() {
+        shared.tally.count(idx, (&e.name, &e.labels), now, result.ok)
+    } else {
+        !shared.tally.in_maintenance(now, &e.name, &e.labels)
+    };
     let slow = e.latency_warning.map(|d| d.as_secs_f64() * 1000.0);
-    let counted = !shared.tally.in_maintenance(now, &e.name, &e.labels);
     lock(&shared.states[idx]).record(result, now, (e.failure_threshold, e.success_threshold), slow, counted);
 }
 

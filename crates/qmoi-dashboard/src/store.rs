@@ -109,21 +109,19 @@ impl Maintenance {
     /// `backup`, `api_endpoints/checkout` for a window of one subject, `*{team=payments}`
     /// for one of labels.
     pub fn scope(&self) -> String {
-        let mut s = self.component.clone();
-        if let Some(sub) = &self.subject {
-            s = format!("{s}/{sub}");
-        }
-        if !self.labels.is_empty() {
-            s = format!("{s}{{{}}}", qmoi_core::alerts::format_labels(&self.labels));
-        }
-        s
+        let sep = if self.subject.is_some() { "/" } else { "" };
+        format!("{}{sep}{}", self.component, self.part_name())
     }
 
     /// The part it covers, without the component: `checkout`, `{team=payments}`,
     /// `checkout{team=payments}` (empty: all of it).
     pub fn part_name(&self) -> String {
-        let scope = self.scope();
-        scope.strip_prefix(&self.component).map_or(scope.clone(), |s| s.trim_start_matches('/').to_string())
+        let subject = self.subject.as_deref().unwrap_or_default();
+        if self.labels.is_empty() {
+            subject.to_string()
+        } else {
+            format!("{subject}{{{}}}", qmoi_core::alerts::format_labels(&self.labels))
+        }
     }
 
     /// What part of its component(s) it covers.

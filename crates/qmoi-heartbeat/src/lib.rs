@@ -275,6 +275,9 @@ impl Heartbeats {
         for i in wanted {
             let runs = out.entry(i).or_default();
             let more = state::RECENT - runs.len();
+            if more == 0 {
+                continue;
+            }
             match store.recent(&self.shared.checks[i].name, more) {
                 Ok(r) => runs.extend(r),
                 Err(e) => {
@@ -289,11 +292,7 @@ impl Heartbeats {
 }
 
 fn flush(shared: &Shared, store: &Mutex<store::Store>, keep: usize) {
-    let (dirty, runs) = {
-        let mut p = lock(&shared.pending);
-        // Taken with their capacity: a burst's set of 10,000 checks is not kept.
-        (std::mem::take(&mut p.0), std::mem::take(&mut p.1))
-    };
+    let (dirty, runs) = std::mem::take(&mut *lock(&shared.pending));
     if dirty.is_empty() && runs.is_empty() {
         return;
     }

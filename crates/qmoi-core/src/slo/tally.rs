@@ -23,11 +23,13 @@ impl Tally {
         self.maintenance.read().unwrap_or_else(PoisonError::into_inner).in_force(t, subject, labels)
     }
 
-    /// Count one event (a probe) of subject `idx` (named `name`, with `labels`) at `now`.
-    pub fn count(&self, idx: usize, (name, labels): (&str, &Labels), now: i64, ok: bool) {
+    /// Count one event (a probe) of subject `idx` (named `name`, with `labels`) at `now`;
+    /// whether it counted (false: inside a maintenance window).
+    pub fn count(&self, idx: usize, (name, labels): (&str, &Labels), now: i64, ok: bool) -> bool {
         let excluded = self.in_maintenance(now, name, labels);
         let mut p = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         p.entry((idx, now - now.rem_euclid(MINUTE))).or_default().add(1, ok, excluded);
+        !excluded
     }
 
     /// Count the seconds of `[from, to)` of subject `idx` (named `name`, with `labels`) as
@@ -192,9 +194,9 @@ mod tests {
         assert_eq!(t.take()[&(1, m0)], Counts { total: 2, bad: 1, excluded: 0 });
         // A window of subject b only: b's probes are excluded, a's are not; one of
         // team=payments: what carries that label is excluded too.
-        t.count(1, ("a", &none), m0 + 7, true);
-        t.count(2, ("b", &none), m0 + 7, false);
-        t.count(3, ("c", &payments), m0 + 7, false);
+        assert!(t.count(1, ("a", &none), m0 + 7, true), "counted");
+        assert!(!t.count(2, ("b", &none), m0 + 7, false), "not counted: its window");
+        assert!(!t.count(3, ("c", &payments), m0 + 7, false), "not counted: a window of its label");
         let p = t.take();
         assert_eq!((p[&(1, m0)].total, p[&(2, m0)].excluded, p[&(3, m0)].excluded), (1, 1, 1));
     }
